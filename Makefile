@@ -1,0 +1,45 @@
+# uploadd: `make run` starts the server on its embedded defaults,
+# `make test` runs lint, types and the whole test suite. Both set up first.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint unit integration bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml scripts/system-packages
+	scripts/system-packages
+	$(PYTHON) scripts/check-python
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# compat mode keeps twisted/plugins visible to twistd (see DESIGN.md)
+	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/twistd --help > /dev/null
+	touch $@
+
+run: setup
+	$(BIN)/uploadctl bootstrap
+	$(BIN)/twistd --nodaemon --pidfile= uploadd
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+unit: setup
+	$(BIN)/pytest tests/unit
+
+integration: setup
+	$(BIN)/pytest tests/integration
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info var

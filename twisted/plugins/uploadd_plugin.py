@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+uploadd = ServiceMaker("uploadd", "uploadd.tap", "The uploadd file server", "uploadd")

@@ -1,0 +1,127 @@
+"""Serving a stored file's bytes: one byte range at most, 206/416, safe names."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+from twisted.web import static
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from uploadd.api import problems
+from uploadd.api.problems import Problem
+from uploadd.store.interface import FileRecord
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class Unsatisfiable(Exception):
+    pass
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` inclusive for one byte range, None to serve it all.
+
+    Several ranges, or a form this does not know, are served whole (RFC 9110
+    lets a server ignore Range); a well-formed range past the end raises
+    Unsatisfiable.
+    """
+    match = _RANGE.match(header.strip().replace(" ", ""))
+    if not match:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise Unsatisfiable()
+        return max(0, size - suffix), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if end < start:
+        return None
+    if start >= size:
+        raise Unsatisfiable()
+    return start, min(end, size - 1)
+
+
+def content_disposition(filename: str, inline: bool = False) -> str:
+    """A Content-Disposition with an ASCII fallback and the UTF-8 name (RFC 6266)."""
+    fallback = "".join(
+        c if 32 <= ord(c) < 127 and c not in '"\\;%' else "_" for c in filename
+    )
+    kind = "inline" if inline else "attachment"
+    return (
+        f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    )
+
+
+class BlobResource(Resource):
+    """The bytes of one file record."""
+
+    isLeaf = True
+
+    def __init__(self, path: Path, record: FileRecord) -> None:
+        super().__init__()
+        self._path = path
+        self._record = record
+
+    def render_GET(self, request: IRequest) -> bytes | int:
+        record = self._record
+        try:
+            handle = open(self._path, "rb")  # noqa: SIM115 - the producer closes it
+        except FileNotFoundError:
+            return problems.apply(
+                request, Problem(404, f"the bytes of file {record.id} are missing")
+            )
+        request.setHeader(b"accept-ranges", b"bytes")
+        request.setHeader(b"content-type", record.content_type.encode("latin-1"))
+        request.setHeader(
+            b"content-disposition",
+            content_disposition(record.filename).encode("ascii"),
+        )
+        request.setHeader(b"etag", f'"{record.sha256}"'.encode("ascii"))
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        size = record.size
+        header = request.getHeader(b"range")
+        span = None
+        if header is not None:
+            try:
+                span = parse_range(header.decode("latin-1"), size)
+            except Unsatisfiable:
+                handle.close()
+                request.setHeader(b"content-range", f"bytes */{size}".encode("ascii"))
+                return problems.apply(
+                    request,
+                    Problem(
+                        416,
+                        f"the range {header.decode('latin-1')} is outside "
+                        f"the file's {size} bytes",
+                    ),
+                )
+        if span is None:
+            request.setHeader(b"content-length", b"%d" % size)
+            producer: static.StaticProducer = static.NoRangeStaticProducer(
+                request, handle
+            )
+        else:
+            first, last = span
+            request.setResponseCode(206)
+            request.setHeader(
+                b"content-range", f"bytes {first}-{last}/{size}".encode("ascii")
+            )
+            request.setHeader(b"content-length", b"%d" % (last - first + 1))
+            producer = static.SingleRangeStaticProducer(
+                request, handle, first, last - first + 1
+            )
+        if request.method == b"HEAD":
+            handle.close()
+            return b""
+        producer.start()
+        return NOT_DONE_YET
+
+    render_HEAD = render_GET

@@ -1,0 +1,194 @@
+"""``/files``: upload (raw PUT or multipart POST), list, show, download, delete."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from uploadd.api import problems
+from uploadd.api.access import authenticate, owned, require
+from uploadd.api.download import BlobResource
+from uploadd.api.http import arg, base_url, int_arg, json_body, timestamp
+from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.deferreds import shield
+from uploadd.ingest.gate import IngestGate, Upload
+from uploadd.ingest.multipart import MultipartSink
+from uploadd.library import Library
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import FileRecord, IMetadataStore
+
+
+def upload_of(request: IRequest) -> Upload:
+    """The upload the ingest gate attached to ``request``."""
+    upload: Upload | None = getattr(request, "upload", None)
+    if upload is None:
+        # Only a Site whose requestFactory is the StreamingRequest gets here
+        # with an upload; anything else is a wiring fault, not a client's.
+        raise RuntimeError("upload route reached without the ingest gate")
+    return upload
+
+
+@attrs.define(slots=False)
+class FilesAPI:
+    app = Klein()
+    problems.install(app)
+    UPLOAD_ROUTES: ClassVar[dict[str, str]] = {
+        "put_file": "raw",
+        "post_file": "multipart",
+    }
+
+    _library: Library
+    _store: IMetadataStore
+    _blobs: BlobStore
+    _tokens: TokenIssuer
+    _gate: IngestGate
+    _public_url: str = ""
+    _page_size: int = 50
+
+    def _principal(self, request: IRequest, action: Action) -> Principal:
+        return require(
+            authenticate(self._tokens, request.requestHeaders, request.uri), action
+        )
+
+    # -- uploads -------------------------------------------------------------
+
+    @app.route("/files/<path:filename>", methods=["PUT"], endpoint="put_file")
+    async def put_file(self, request: IRequest, filename: str) -> bytes:
+        upload = upload_of(request)
+        ctype = request.getHeader(b"content-type")
+        return await self._finish(
+            request,
+            upload,
+            filename=filename,
+            content_type=ctype.decode("latin-1") if ctype else None,
+            parent=arg(request, "parent"),
+        )
+
+    @app.route("/files", methods=["POST"], endpoint="post_file")
+    async def post_file(self, request: IRequest) -> bytes:
+        upload = upload_of(request)
+        body = upload.body
+        assert isinstance(body, MultipartSink)
+        return await self._finish(
+            request,
+            upload,
+            filename=None,
+            content_type=None,
+            parent=arg(request, "parent"),
+        )
+
+    async def _finish(
+        self,
+        request: IRequest,
+        upload: Upload,
+        filename: str | None,
+        content_type: str | None,
+        parent: str | None,
+    ) -> bytes:
+        digest = await upload.body.complete()
+        body = upload.body
+        if isinstance(body, MultipartSink):
+            filename = body.fields.get("filename") or body.filename or ""
+            content_type = body.content_type
+            parent = body.fields.get("parent") or parent
+        record = await shield(
+            Deferred.fromCoroutine(
+                self._library.store(
+                    upload.principal,
+                    upload.blob_id,
+                    digest,
+                    filename or "",
+                    content_type,
+                    parent,
+                )
+            )
+        )
+        self._gate.stored(upload, record.id)
+        base = base_url(request, self._public_url)
+        request.setHeader(b"location", f"{base}/files/{record.id}".encode("ascii"))
+        return json_body(request, 201, await self._document(base, record))
+
+    # -- reading -------------------------------------------------------------
+
+    @app.route("/files", methods=["GET"])
+    async def list_files(self, request: IRequest) -> bytes:
+        principal = self._principal(request, Action.LIST)
+        page = int_arg(request, "page", 1, 1, 10**9)
+        size = int_arg(request, "page_size", self._page_size, 1, 1000)
+        owner = (
+            None if principal.is_admin and arg(request, "all") else principal.user_id
+        )
+        found = await self._store.list_files(owner, (page - 1) * size, size)
+        base = base_url(request, self._public_url)
+
+        def link(number: int) -> str:
+            return f"{base}/files?page={number}&page_size={size}"
+
+        return json_body(
+            request,
+            200,
+            {
+                "count": found.count,
+                "next": link(page + 1) if page * size < found.count else None,
+                "previous": link(page - 1) if page > 1 else None,
+                "results": [await self._document(base, r) for r in found.results],
+            },
+        )
+
+    @app.route("/files/<file_id>", methods=["GET"])
+    async def show_file(self, request: IRequest, file_id: str) -> bytes:
+        record = await self._readable(request, file_id, Action.READ)
+        base = base_url(request, self._public_url)
+        return json_body(request, 200, await self._document(base, record))
+
+    @app.route("/files/<file_id>/content", methods=["GET"])
+    async def file_content(self, request: IRequest, file_id: str) -> IResource:
+        record = await self._readable(request, file_id, Action.READ)
+        return BlobResource(self._blobs.path(record.id), record)
+
+    @app.route("/files/<file_id>", methods=["DELETE"])
+    async def delete_file(self, request: IRequest, file_id: str) -> bytes:
+        record = await self._readable(request, file_id, Action.DELETE)
+        await self._library.delete(record)
+        request.setResponseCode(204)
+        return b""
+
+    async def _readable(
+        self, request: IRequest, file_id: str, action: Action
+    ) -> FileRecord:
+        principal = self._principal(request, action)
+        record = await self._store.get_file(file_id)
+        if record is None or owned(principal, record.owner_id, "file"):
+            raise problems.not_found(f"no such file: {file_id}")
+        return record
+
+    async def _document(self, base: str, record: FileRecord) -> dict[str, Any]:
+        versions = await self._store.versions_of(record.id)
+        return {
+            "id": record.id,
+            "filename": record.filename,
+            "size": record.size,
+            "sha256": record.sha256,
+            "md5": record.md5,
+            "content_type": record.content_type,
+            "created_at": timestamp(record.created_at),
+            "parent": record.parent,
+            "versions": [
+                {
+                    "id": v.id,
+                    "filename": v.filename,
+                    "size": v.size,
+                    "created_at": timestamp(v.created_at),
+                    "url": f"{base}/files/{v.id}",
+                }
+                for v in versions
+            ],
+            "url": f"{base}/files/{record.id}",
+            "download_url": f"{base}/files/{quote(record.id)}/content",
+        }

@@ -1,0 +1,129 @@
+"""RFC 9457 problem details: the one place errors become HTTP responses.
+
+Handlers raise :class:`Problem`; :func:`install` teaches a Klein app to render
+it, werkzeug's routing errors and any unexpected exception as
+``application/problem+json``. No traceback or path reaches a client: an
+unexpected error is logged with an id and the client is told only that id.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import attrs
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+log = Logger()
+
+PROBLEM_TYPE = "application/problem+json"
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    410: "Gone",
+    411: "Length Required",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    507: "Insufficient Storage",
+}
+
+
+@attrs.define(auto_exc=True)
+class Problem(Exception):
+    """An error a client can act on: status, a title and a detail naming the cause."""
+
+    status: int
+    detail: str
+    title: str = ""
+    headers: dict[str, str] = attrs.field(factory=dict)
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "type": "about:blank",
+            "title": self.title or _TITLES.get(self.status, "Error"),
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+    def body(self) -> bytes:
+        return json.dumps(self.document()).encode("utf-8")
+
+
+def bad_request(detail: str, **extra: Any) -> Problem:
+    return Problem(400, detail, extra=extra)
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="uploadd"'})
+
+
+def forbidden(detail: str) -> Problem:
+    return Problem(403, detail)
+
+
+def not_found(detail: str) -> Problem:
+    return Problem(404, detail)
+
+
+def too_large(limit: int, what: str = "upload") -> Problem:
+    return Problem(
+        413,
+        f"the {what} is larger than the limit of {limit} bytes",
+        extra={"limit": limit},
+    )
+
+
+def apply(request: IRequest, problem: Problem) -> bytes:
+    """Set status and headers of ``request`` for ``problem``; return the body."""
+    request.setResponseCode(problem.status)
+    request.setHeader(b"content-type", PROBLEM_TYPE.encode("ascii"))
+    for name, value in problem.headers.items():
+        request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+    return problem.body()
+
+
+def from_failure(failure: Failure) -> Problem:
+    """The problem to show for any failure raised by a handler."""
+    error = failure.value
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, MethodNotAllowed):
+        allowed = ", ".join(error.valid_methods or ())
+        return Problem(
+            405,
+            f"method not allowed here; allowed: {allowed}",
+            headers={"Allow": allowed},
+        )
+    if isinstance(error, HTTPException) and error.code:
+        return Problem(error.code, _plain(error.description or error.name))
+    incident = uuid.uuid4().hex[:12]
+    log.failure("unhandled error {incident}", failure, incident=incident)
+    return Problem(500, f"the server failed; incident {incident} is in its log")
+
+
+def _plain(text: str) -> str:
+    return " ".join(text.replace("<p>", " ").replace("</p>", " ").split())
+
+
+def _handle(self: Any, request: IRequest, failure: Failure) -> bytes:
+    return apply(request, from_failure(failure))
+
+
+def install(app: Klein) -> None:
+    """Route every error of ``app`` through :func:`from_failure`."""
+    app.handle_errors(Exception)(_handle)

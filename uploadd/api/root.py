@@ -1,0 +1,81 @@
+"""The root resource: finds which resource family owns a path, for Twisted and
+for the ingest gate, which must know the route before the body arrives.
+
+Each family is a class with its own Klein ``app`` whose routes carry full
+paths; ``UPLOAD_ROUTES`` on a family names its endpoints that take a streamed
+body and how (``raw`` or ``multipart``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import attrs
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import RequestRedirect
+
+from uploadd.api import problems
+
+
+@attrs.frozen
+class RouteMatch:
+    family: Any
+    endpoint: str | None
+    arguments: dict[str, Any]
+
+    @property
+    def upload_kind(self) -> str | None:
+        routes: dict[str, str] = getattr(self.family, "UPLOAD_ROUTES", {})
+        return routes.get(self.endpoint or "")
+
+
+def decode_path(raw: bytes) -> str:
+    """The percent-decoded path of a request target, without its query."""
+    path = raw.split(b"?", 1)[0]
+    return unquote_to_bytes(path).decode("utf-8", "replace")
+
+
+class Router(Resource):
+    """Dispatch to the family whose routes match the path."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._families: list[Any] = []
+        self._resources: dict[int, IResource] = {}
+
+    def mount(self, *families: Any) -> None:
+        """Serve ``families`` too; earlier ones win where paths overlap."""
+        for family in families:
+            self._families.append(family)
+            self._resources[id(family)] = family.app.resource()
+
+    def match(self, method: bytes, target: bytes) -> RouteMatch | None:
+        path = decode_path(target)
+        for family in self._families:
+            adapter = family.app.url_map.bind("localhost")
+            try:
+                endpoint, arguments = adapter.match(
+                    path, method=method.decode("ascii", "replace").upper()
+                )
+            except NotFound:
+                continue
+            except (MethodNotAllowed, RequestRedirect):
+                return RouteMatch(family, None, {})
+            return RouteMatch(family, endpoint, arguments)
+        return None
+
+    def render(self, request: IRequest) -> bytes | int:
+        found = self.match(request.method, request.uri)
+        if found is None:
+            return problems.apply(
+                request,
+                problems.not_found(f"no such resource: {decode_path(request.uri)}"),
+            )
+        resource: IResource = self._resources[id(found.family)]
+        rendered: bytes | int = resource.render(request)
+        return rendered

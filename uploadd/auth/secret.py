@@ -1,0 +1,35 @@
+"""The token signing key: configured, or generated once into the data dir."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from twisted.logger import Logger
+
+log = Logger()
+
+
+def token_secret(configured: str, data_dir: Path) -> bytes:
+    """``configured`` if set; else ``<data_dir>/secret``, created 0600 on first use."""
+    if configured:
+        return configured.encode("utf-8")
+    path = data_dir / "secret"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32).encode("ascii")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        # Another process created it first: use theirs.
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(value)
+        handle.flush()
+        os.fsync(handle.fileno())
+    log.info("generated a token secret in {path}", path=str(path))
+    return value

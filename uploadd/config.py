@@ -1,0 +1,181 @@
+"""uploadd's configuration: every key, its default and its form.
+
+Read with :func:`load_config`: an INI file (``--config`` or ``UPLOADD_CONFIG``)
+< ``UPLOADD_<SECTION>_<KEY>`` (or ``UPLOADD_<KEY>`` where the key is unique)
+< twistd options ``--<section>-<key>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from uploadd import settings
+from uploadd.settings import (
+    parse_bool,
+    parse_duration,
+    parse_host,
+    parse_port,
+    parse_positive_int,
+    parse_size,
+    parse_text,
+    parse_url,
+    setting,
+)
+
+SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
+DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"
+
+
+@attrs.frozen
+class HTTPSection:
+    host: str = setting(
+        "127.0.0.1", parse_host, "address to listen on", "an IP address or localhost"
+    )
+    port: int = setting(
+        "8080", parse_port, "TCP port; 0 picks a free one", "an integer from 0 to 65535"
+    )
+    max_upload_size: int = setting(
+        "10G", parse_size, "largest accepted upload body", SIZE
+    )
+    max_body_size: int = setting(
+        "1M", parse_size, "largest accepted body on non-upload routes", SIZE
+    )
+    idle_timeout: float = setting(
+        "60s", parse_duration, "close a connection idle for this long", DURATION
+    )
+    public_url: str = setting(
+        "",
+        parse_url(("http", "https")),
+        "base URL used in links; empty uses the request's Host header",
+        "an http:// or https:// URL",
+    )
+    page_size: int = setting(
+        "50", parse_positive_int, "default page size of listings", "a positive integer"
+    )
+
+
+@attrs.frozen
+class StorageSection:
+    data_dir: Path = setting(
+        "var/uploadd",
+        lambda text: Path(text.strip()).expanduser(),
+        "where files, the database and generated secrets live",
+        "a directory path",
+    )
+    fsync: bool = setting(
+        "true", parse_bool, "fsync each file before recording it", "true or false"
+    )
+
+
+@attrs.frozen
+class DatabaseSection:
+    url: str = setting(
+        "",
+        parse_url(("sqlite",)),
+        "metadata store; empty means sqlite:///<data_dir>/uploadd.sqlite3",
+        "a sqlite:///PATH URL",
+    )
+
+
+@attrs.frozen
+class AuthSection:
+    secret: str = setting(
+        "",
+        parse_text,
+        "HMAC key for tokens; empty generates one into <data_dir>/secret",
+        "a string of at least 32 characters",
+    )
+    token_ttl: float = setting(
+        "1h", parse_duration, "lifetime of tokens from POST /auth/token", DURATION
+    )
+
+
+@attrs.frozen
+class IngestSection:
+    high_water: int = setting(
+        "16M", parse_size, "pause reading once this much waits for disk", SIZE
+    )
+    low_water: int = setting(
+        "4M", parse_size, "resume reading below this much waiting", SIZE
+    )
+    writer_threads: int = setting(
+        "4",
+        parse_positive_int,
+        "threads that hash and write bodies",
+        "a positive integer",
+    )
+    max_concurrent_uploads: int = setting(
+        "256",
+        parse_positive_int,
+        "uploads received at once; more get 503",
+        "a positive integer",
+    )
+    progress_ttl: float = setting(
+        "10m", parse_duration, "how long finished upload progress stays", DURATION
+    )
+
+
+@attrs.frozen
+class Config:
+    http: HTTPSection = attrs.field(factory=HTTPSection)
+    storage: StorageSection = attrs.field(factory=StorageSection)
+    database: DatabaseSection = attrs.field(factory=DatabaseSection)
+    auth: AuthSection = attrs.field(factory=AuthSection)
+    ingest: IngestSection = attrs.field(factory=IngestSection)
+
+    def __attrs_post_init__(self) -> None:
+        if self.auth.secret and len(self.auth.secret) < 32:
+            raise settings.ConfigError(
+                "[auth] secret: expected a string of at least 32 characters"
+            )
+        if self.ingest.low_water >= self.ingest.high_water:
+            raise settings.ConfigError(
+                "[ingest] low_water: expected less than [ingest] high_water"
+            )
+
+    @property
+    def database_path(self) -> Path:
+        url = self.database.url
+        if not url:
+            return self.storage.data_dir / "uploadd.sqlite3"
+        # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy
+        return Path(url[len("sqlite:///") :])
+
+
+SAMPLE_HEADER = """\
+# uploadd configuration: copy to uploadd.conf and uncomment what you change.
+# Every key can also be set as UPLOADD_<SECTION>_<KEY> in the environment or as
+# --<section>-<key> on the twistd command line; those win over this file.
+"""
+
+
+def sample() -> str:
+    """The text of config/uploadd.conf.sample."""
+    return settings.render_sample(Config, SAMPLE_HEADER)
+
+
+#: Short names for the keys people set most, as options and environment names.
+ALIASES = {
+    "host": ("http", "host"),
+    "port": ("http", "port"),
+    "max_upload_size": ("http", "max_upload_size"),
+    "data_dir": ("storage", "data_dir"),
+}
+
+
+def load_config(
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    options: Mapping[tuple[str, str], str] | None = None,
+) -> Config:
+    """The configuration from an optional INI file, the environment and options."""
+    if path is None and environ is not None:
+        path = environ.get("UPLOADD_CONFIG") or None
+    return settings.load(Config, "UPLOADD", path, environ, options, ALIASES)
+
+
+if __name__ == "__main__":
+    print(sample(), end="")

@@ -1,0 +1,203 @@
+"""``uploadctl``: manage users and tokens on the same config and database as uploadd.
+
+    uploadctl [--config FILE] user add NAME [--scope write] [--scope read]
+    uploadctl user list | user remove NAME | user passwd NAME
+    uploadctl user scopes NAME SCOPE...
+    uploadctl token NAME [--scope SCOPE] [--ttl 1h]
+
+A password is read from the terminal (asked twice), or from the first line of
+standard input when it is not a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import react
+
+from uploadd.auth.passwords import hash_password
+from uploadd.auth.secret import token_secret
+from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
+from uploadd.config import Config, load_config
+from uploadd.settings import ConfigError, parse_duration
+from uploadd.store.interface import Conflict
+from uploadd.store.sqlite import SQLiteStore
+
+
+class CommandError(Exception):
+    """A user mistake: printed without a traceback, exit status 2."""
+
+
+def _scopes(values: Sequence[str]) -> frozenset[str]:
+    try:
+        return check_scopes(value for text in values for value in text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="uploadctl", description="Manage uploadd users and tokens."
+    )
+    top.add_argument("-c", "--config", help="uploadd config file (as for twistd)")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    user = commands.add_parser("user", help="manage users")
+    users = user.add_subparsers(dest="action", required=True)
+    add = users.add_parser("add", help="create a user (asks for a password)")
+    add.add_argument("name")
+    add.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        help="admin, read, write or upload-only; repeat or comma-separate "
+        "(default: write)",
+    )
+    users.add_parser("list", help="list users and their scopes")
+    users.add_parser(
+        "remove", help="delete a user and their files' records"
+    ).add_argument("name")
+    users.add_parser("passwd", help="set a user's password").add_argument("name")
+    scopes = users.add_parser("scopes", help="set a user's scopes")
+    scopes.add_argument("name")
+    scopes.add_argument("scope", nargs="+")
+
+    commands.add_parser(
+        "bootstrap",
+        help="on a database with no users, create 'admin' with a random password",
+    )
+
+    token = commands.add_parser("token", help="print a bearer token for a user")
+    token.add_argument("name")
+    token.add_argument(
+        "--scope", action="append", default=[], help="narrow to these scopes"
+    )
+    token.add_argument("--ttl", default="1h", help="lifetime, such as 30m or 30d")
+    return top
+
+
+def read_password(stdin: TextIO) -> str:
+    if stdin.isatty():
+        first = getpass.getpass("password: ")
+        if first != getpass.getpass("again: "):
+            raise CommandError("the passwords differ")
+    else:
+        first = stdin.readline().rstrip("\r\n")
+    if len(first) < 8:
+        raise CommandError("a password needs at least 8 characters")
+    return first
+
+
+async def run(
+    reactor: Any, options: argparse.Namespace, config: Config, out: TextIO
+) -> None:
+    store = SQLiteStore(config.database_path, reactor)
+    try:
+        await store.migrate()
+        await _dispatch(reactor, options, config, store, out)
+    finally:
+        store.close()
+
+
+async def _dispatch(
+    reactor: Any,
+    options: argparse.Namespace,
+    config: Config,
+    store: SQLiteStore,
+    out: TextIO,
+) -> None:
+    name: str = getattr(options, "name", "")
+    if options.command == "bootstrap":
+        await bootstrap(reactor, config, store, out)
+    elif options.command == "token":
+        user = await store.get_user(name)
+        if user is None:
+            raise CommandError(f"no user {name!r}")
+        scopes = _scopes(options.scope) if options.scope else user.scopes
+        if not scopes <= user.scopes:
+            raise CommandError(f"{name} holds only {' '.join(sorted(user.scopes))}")
+        try:
+            ttl = parse_duration(options.ttl)
+        except ValueError:
+            raise CommandError(
+                f"--ttl: expected a duration, got {options.ttl!r}"
+            ) from None
+        secret = token_secret(config.auth.secret, config.storage.data_dir)
+        issuer = TokenIssuer(secret, reactor)
+        out.write(issuer.issue(Principal(user.id, user.username, scopes), ttl) + "\n")
+    elif options.action == "add":
+        password = read_password(sys.stdin)
+        try:
+            user = await store.add_user(
+                name,
+                hash_password(password),
+                _scopes(options.scope or ["write"]),
+                reactor.seconds(),
+            )
+        except Conflict as error:
+            raise CommandError(str(error)) from None
+        out.write(f"added {user.username} ({' '.join(sorted(user.scopes))})\n")
+    elif options.action == "list":
+        for user in await store.list_users():
+            out.write(f"{user.username}\t{' '.join(sorted(user.scopes))}\n")
+    elif options.action == "remove":
+        if not await store.delete_user(name):
+            raise CommandError(f"no user {name!r}")
+        out.write(f"removed {name}\n")
+    elif options.action == "passwd":
+        hashed = hash_password(read_password(sys.stdin))
+        if await store.update_user(name, password_hash=hashed) is None:
+            raise CommandError(f"no user {name!r}")
+        out.write(f"password of {name} changed\n")
+    elif options.action == "scopes":
+        changed = await store.update_user(name, scopes=_scopes(options.scope))
+        if changed is None:
+            raise CommandError(f"no user {name!r}")
+        out.write(f"{name}: {' '.join(sorted(changed.scopes))}\n")
+
+
+async def bootstrap(
+    reactor: Any, config: Config, store: SQLiteStore, out: TextIO
+) -> None:
+    """A first admin for a fresh install; its password is kept 0600 in data_dir."""
+    if await store.list_users():
+        return
+    password = secrets.token_urlsafe(12)
+    await store.add_user(
+        "admin", hash_password(password), frozenset({"admin"}), reactor.seconds()
+    )
+    path = config.storage.data_dir / "admin-password"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(password + "\n")
+    out.write(f"created user 'admin' with password {password} (kept in {path})\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    top = parser()
+    options = top.parse_args(argv)
+    try:
+        config = load_config(options.config, dict(os.environ))
+        if options.command == "user" and options.action in ("add", "scopes"):
+            _scopes(options.scope or ["write"])
+    except (ConfigError, argparse.ArgumentTypeError) as error:
+        top.exit(2, f"uploadctl: {error}\n")
+
+    def start(reactor: Any) -> Deferred[None]:
+        done = Deferred.fromCoroutine(run(reactor, options, config, sys.stdout))
+
+        def explain(failure: Any) -> None:
+            failure.trap(CommandError)
+            sys.stderr.write(f"uploadctl: {failure.value}\n")
+            raise SystemExit(2)
+
+        return done.addErrback(explain)
+
+    react(start)

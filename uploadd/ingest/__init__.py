@@ -1,0 +1,1 @@
+"""Streaming request bodies to disk: the gate, the sinks, progress."""

@@ -1,0 +1,121 @@
+"""StreamingRequest: the Site's request class, choosing a body's fate at its headers.
+
+twisted.web buffers a whole body before any resource sees it. This subclass
+asks the :class:`IngestGate` in ``gotLength`` (headers complete, body not yet
+read) where the body should go. A refused request is answered at once with
+``Connection: close``; the automatic ``100 Continue`` is suppressed, and the
+little body that may already be in flight is drained and dropped (up to
+``LINGER_BYTES`` or ``LINGER_SECONDS``) so the client can read the answer
+before the connection closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+
+from uploadd.api import problems
+from uploadd.api.problems import Problem
+from uploadd.ingest.gate import IngestGate, Upload
+
+LINGER_BYTES = 1024 * 1024
+LINGER_SECONDS = 2.0
+
+
+class _Drain:
+    """Content of a refused request: counts and drops, hangs up when full."""
+
+    def __init__(self, on_full: Callable[[], None]) -> None:
+        self._left = LINGER_BYTES
+        self._on_full = on_full
+
+    def write(self, data: bytes) -> None:
+        self._left -= len(data)
+        if self._left < 0:
+            self._on_full()
+
+    def tell(self) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+class StreamingRequest(Request):
+    """A Request whose body goes where the gate says, as it arrives."""
+
+    gate: IngestGate
+    clock: IReactorTime
+    upload: Upload | None = None
+    _rejected = False
+    _linger: IDelayedCall | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        # The request line is still only on the channel at this point; it
+        # reaches the request in requestReceived, after the body.
+        channel: Any = self.channel
+        try:
+            self.gate.admit(self, channel._command, channel._path, length)
+        except Problem as problem:
+            self.reject(problem)
+
+    def reject(self, problem: Problem) -> None:
+        """Answer ``problem`` now and stop taking this request's body."""
+        if self._rejected or self.finished or self._disconnected:
+            return
+        self._rejected = True
+        channel: Any = self.channel
+        if self.upload is not None:
+            self.upload.body.abort()
+        self.content = _Drain(self._hang_up)
+        if not self.startedWriting:
+            self.method = getattr(channel, "_command", self.method)
+            self.uri = getattr(channel, "_path", self.uri)
+            self.clientproto = getattr(channel, "_version", self.clientproto)
+            self.requestHeaders.removeHeader(b"expect")
+            body = problems.apply(self, problem)
+            self.setHeader(b"content-length", b"%d" % len(body))
+            self.setHeader(b"connection", b"close")
+            self.write(body)
+        channel.persistent = False
+        if channel.transport is not None:
+            channel.transport.resumeProducing()
+        self._linger = self.clock.callLater(LINGER_SECONDS, self._hang_up)
+
+    def _hang_up(self) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        self._linger = None
+        transport = self.channel.transport if self.channel is not None else None
+        if transport is not None:
+            transport.loseConnection()
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._rejected:
+            self._hang_up()
+            return
+        super().requestReceived(command, path, version)
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._linger is not None and self._linger.active():
+            self._linger.cancel()
+        if self.upload is not None and not self.finished:
+            self.upload.body.abort()
+        super().connectionLost(reason)
+
+
+def request_factory(gate: IngestGate, clock: IReactorTime) -> type[StreamingRequest]:
+    """A StreamingRequest class bound to ``gate``, for ``Site.requestFactory``."""
+    return type(
+        "BoundStreamingRequest", (StreamingRequest,), {"gate": gate, "clock": clock}
+    )

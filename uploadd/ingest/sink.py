@@ -1,0 +1,267 @@
+"""The upload sink: a request body streamed to disk with hashing and backpressure.
+
+:class:`UploadSink` stands in for ``request.content`` on upload routes. The
+reactor thread only queues the chunks it receives; a writer thread pool hashes
+and writes them, one batch in flight per upload, sha256 and the write in one
+lane and md5 in another so both hashes run alongside each other. When more than
+``high_water`` bytes wait, reading from the socket is paused; below
+``low_water`` it resumes. Memory is bounded by ``high_water`` plus one socket
+read, whatever the body's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from uploadd.api.problems import Problem, too_large
+
+log = Logger()
+
+
+class Runner(Protocol):
+    """Runs a blocking callable off the reactor thread, result as a Deferred."""
+
+    def __call__(
+        self, function: Callable[..., Any], /, *args: Any
+    ) -> Deferred[Any]: ...
+
+
+class FlowControl(Protocol):
+    """The read side of a transport: what backpressure acts on."""
+
+    def pauseProducing(self) -> None: ...
+
+    def resumeProducing(self) -> None: ...
+
+
+def run_inline(function: Callable[..., Any], /, *args: Any) -> Deferred[Any]:
+    """A Runner that runs in the calling thread: for unit tests."""
+    return maybeDeferred(function, *args)
+
+
+@attrs.frozen
+class Digest:
+    size: int
+    sha256: str
+    md5: str
+
+
+@attrs.frozen
+class FlowLimits:
+    high_water: int
+    low_water: int
+    max_size: int | None
+
+
+class BlobFile:
+    """The thread side: one open staging file and its two running hashes.
+
+    Methods are called from writer threads, never two at once for the same
+    lane; :meth:`write_sha256` and :meth:`update_md5` touch disjoint state.
+    """
+
+    def __init__(self, path: Path, fsync: bool) -> None:
+        self.path = path
+        self._fsync = fsync
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        self._sha256 = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._size = 0
+
+    def write_sha256(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._sha256.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            self._size += len(chunk)
+
+    def update_md5(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._md5.update(chunk)
+
+    def close(self) -> Digest:
+        try:
+            if self._fsync:
+                os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+        return Digest(self._size, self._sha256.hexdigest(), self._md5.hexdigest())
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self.path.unlink(missing_ok=True)
+
+
+class SinkState(enum.Enum):
+    RECEIVING = "receiving"
+    ENDING = "ending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@attrs.define(eq=False)
+class UploadSink:
+    """``request.content`` for an upload: see the module docstring.
+
+    ``on_progress(n)`` is called in the reactor thread each time ``n`` more
+    bytes are on disk; ``on_reject(problem)`` when the body must be refused
+    mid-stream (over the size limit, or the disk failed).
+    """
+
+    _blob: BlobFile
+    _run: Runner
+    _flow: FlowControl
+    _limits: FlowLimits
+    _on_progress: Callable[[int], None] = lambda n: None
+    _on_reject: Callable[[Problem], None] = lambda p: None
+
+    received: int = 0
+    written: int = 0
+    state: SinkState = SinkState.RECEIVING
+    _pending: list[bytes] = attrs.field(factory=list)
+    _pending_bytes: int = 0
+    _in_flight: int = 0
+    _paused: bool = False
+    _done: list[Deferred[Digest]] = attrs.field(factory=list)
+    _digest: Digest | None = None
+    _error: Failure | None = None
+
+    # -- the file-like face Twisted uses -------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.state is not SinkState.RECEIVING:
+            return
+        self.received += len(data)
+        limit = self._limits.max_size
+        if limit is not None and self.received > limit:
+            self._fail(Failure(too_large(limit)), reject=True)
+            return
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if not self._in_flight:
+            self._next_batch()
+        if not self._paused and self._waiting() > self._limits.high_water:
+            self._paused = True
+            self._flow.pauseProducing()
+
+    def tell(self) -> int:
+        return self.received
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.received
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        """Twisted closes content when the request ends; the sink ends itself."""
+
+    # -- the handler's face --------------------------------------------------
+
+    def complete(self) -> Deferred[Digest]:
+        """The body is all here: flush, fsync, close. Fires with the digest."""
+        if self.state is SinkState.RECEIVING:
+            self.state = SinkState.ENDING
+            if not self._in_flight:
+                self._finish()
+        if self._digest is not None:
+            return succeed(self._digest)
+        waiter: Deferred[Digest] = Deferred()
+        if self._error is not None:
+            waiter.errback(self._error)
+        else:
+            self._done.append(waiter)
+        return waiter
+
+    def abort(self) -> None:
+        """The body will never be complete: stop and remove the staging file."""
+        if self.state in (SinkState.DONE, SinkState.FAILED):
+            return
+        self._fail(Failure(Problem(400, "the upload was interrupted")), reject=False)
+
+    # -- internals -----------------------------------------------------------
+
+    def _waiting(self) -> int:
+        return self._pending_bytes + self._in_flight
+
+    def _next_batch(self) -> None:
+        batch, self._pending = self._pending, []
+        self._in_flight, self._pending_bytes = self._pending_bytes, 0
+        both = DeferredList(
+            [
+                self._run(self._blob.write_sha256, batch),
+                self._run(self._blob.update_md5, batch),
+            ],
+            consumeErrors=True,
+        )
+        both.addCallback(self._batch_written)
+
+    def _batch_written(self, lanes: list[tuple[bool, Any]]) -> None:
+        size, self._in_flight = self._in_flight, 0
+        if self.state is SinkState.FAILED:
+            self._blob_cleanup()
+            return
+        failures = [result for ok, result in lanes if not ok]
+        if failures:
+            self._batch_failed(failures[0])
+            return
+        self.written += size
+        self._on_progress(size)
+        if self._paused and self._waiting() < self._limits.low_water:
+            self._paused = False
+            if self.state is SinkState.RECEIVING:
+                self._flow.resumeProducing()
+        if self._pending:
+            self._next_batch()
+        elif self.state is SinkState.ENDING:
+            self._finish()
+
+    def _batch_failed(self, failure: Failure) -> None:
+        log.failure("writing an upload failed", failure)
+        self._fail(
+            Failure(Problem(507, "the server could not store the upload")), reject=True
+        )
+
+    def _finish(self) -> None:
+        closing = self._run(self._blob.close)
+        closing.addCallbacks(self._closed, self._batch_failed)
+
+    def _closed(self, digest: Digest) -> None:
+        self.state = SinkState.DONE
+        self._digest = digest
+        waiters, self._done = self._done, []
+        for waiter in waiters:
+            waiter.callback(digest)
+
+    def _fail(self, failure: Failure, reject: bool) -> None:
+        if self.state in (SinkState.DONE, SinkState.FAILED):
+            return
+        self.state = SinkState.FAILED
+        self._error = failure
+        self._pending, self._pending_bytes = [], 0
+        if not self._in_flight:
+            self._blob_cleanup()
+        if reject:
+            assert isinstance(failure.value, Problem)
+            self._on_reject(failure.value)
+        waiters, self._done = self._done, []
+        for waiter in waiters:
+            waiter.errback(failure)
+
+    def _blob_cleanup(self) -> None:
+        self._run(self._blob.discard).addErrback(
+            lambda f: log.failure("removing a staging file failed", f)
+        )

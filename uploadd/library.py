@@ -1,0 +1,113 @@
+"""The file library: the one path by which a finished body becomes a stored file.
+
+Single-request uploads, multipart forms and (later) resumable uploads all end
+here: the staging file is renamed into place and fsynced, then the record is
+written, then the ``on_stored`` hooks run. A record never exists before its
+bytes are durable; a failure on the way removes the bytes.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import unicodedata
+from collections.abc import Callable
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from uploadd.api.problems import Problem, bad_request
+from uploadd.auth.tokens import Principal
+from uploadd.ingest.sink import Digest, Runner
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import FileRecord, IMetadataStore
+
+log = Logger()
+
+_CONTENT_TYPE = re.compile(r"^[\w.+-]+/[\w.+-]+$")
+MAX_NAME_BYTES = 255
+
+
+def clean_filename(name: str) -> str:
+    """The last path segment of ``name`` without control characters; 400 if empty."""
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    if name in ("", ".", ".."):
+        raise bad_request("the file needs a name")
+    while len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        name = name[:-1]
+    return name
+
+
+def clean_content_type(given: str | None, filename: str) -> str:
+    """The declared media type, or one guessed from the name, without parameters."""
+    declared = (given or "").split(";")[0].strip().lower()
+    if declared and declared != "application/octet-stream":
+        if not _CONTENT_TYPE.match(declared):
+            raise bad_request("Content-Type is not a media type", content_type=given)
+        return declared
+    guessed, _ = mimetypes.guess_type(filename, strict=False)
+    return guessed or "application/octet-stream"
+
+
+@attrs.define
+class Library:
+    _store: IMetadataStore
+    _blobs: BlobStore
+    _run: Runner
+    _clock: IReactorTime
+    on_stored: list[Callable[[FileRecord], object]] = attrs.field(factory=list)
+
+    async def store(
+        self,
+        owner: Principal,
+        blob_id: str,
+        digest: Digest,
+        filename: str,
+        content_type: str | None,
+        parent: str | None,
+    ) -> FileRecord:
+        """Commit the staged blob ``blob_id`` as a new file of ``owner``."""
+        try:
+            name = clean_filename(filename)
+            if parent:
+                await self._check_parent(owner, parent)
+            await self._run(self._blobs.commit, blob_id)
+            record = FileRecord(
+                id=blob_id,
+                owner_id=owner.user_id,
+                filename=name,
+                size=digest.size,
+                sha256=digest.sha256,
+                md5=digest.md5,
+                content_type=clean_content_type(content_type, name),
+                created_at=self._clock.seconds(),
+                parent=parent or None,
+            )
+            await self._store.add_file(record)
+        except BaseException:
+            await self._run(self._blobs.remove, blob_id)
+            raise
+        log.info(
+            "stored {file_id} {filename} {size} for {owner}",
+            file_id=record.id,
+            filename=record.filename,
+            size=record.size,
+            owner=owner.username,
+        )
+        for hook in self.on_stored:
+            hook(record)
+        return record
+
+    async def _check_parent(self, owner: Principal, parent: str) -> None:
+        found = await self._store.get_file(parent)
+        if found is None or (found.owner_id != owner.user_id and not owner.is_admin):
+            raise Problem(
+                422, f"parent {parent} is not a file of yours", extra={"parent": parent}
+            )
+
+    async def delete(self, record: FileRecord) -> None:
+        await self._store.delete_file(record.id)
+        await self._run(self._blobs.remove, record.id)
+        log.info("deleted {file_id}", file_id=record.id)

@@ -1,0 +1,166 @@
+"""Wiring: one uploadd process built from its Config and a reactor.
+
+:func:`build` assembles the parts (store, ingest gate, library, HTTP families,
+Site) so tests can build the same graph with fakes; :class:`UploaddService`
+starts it: migrate the store, clear crashed staging files, then listen.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, cast
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from twisted.web.server import Site
+
+from uploadd.api.auth import AuthAPI
+from uploadd.api.files import FilesAPI
+from uploadd.api.ops import OpsAPI
+from uploadd.api.progress import ProgressAPI
+from uploadd.api.root import Router
+from uploadd.auth.secret import token_secret
+from uploadd.auth.tokens import TokenIssuer
+from uploadd.config import Config
+from uploadd.ingest.gate import IngestGate, IngestLimits
+from uploadd.ingest.progress import ProgressBoard
+from uploadd.ingest.request import request_factory
+from uploadd.ingest.sink import Runner
+from uploadd.library import Library
+from uploadd.metrics import Metrics
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import IMetadataStore
+from uploadd.store.sqlite import SQLiteStore
+
+log = Logger()
+
+
+@attrs.define
+class Parts:
+    store: IMetadataStore
+    blobs: BlobStore
+    tokens: TokenIssuer
+    gate: IngestGate
+    library: Library
+    router: Router
+    site: Site
+    metrics: Metrics
+    progress: ProgressBoard
+
+
+def build(
+    config: Config, reactor: Any, store: IMetadataStore, secret: bytes, run: Runner
+) -> Parts:
+    """Every part of an uploadd process, connected."""
+    blobs = BlobStore(config.storage.data_dir)
+    tokens = TokenIssuer(secret, reactor)
+    metrics = Metrics()
+    progress = ProgressBoard(reactor, config.ingest.progress_ttl)
+    library = Library(store, blobs, run, reactor)
+    router = Router()
+    gate = IngestGate(
+        router,
+        tokens,
+        blobs,
+        run,
+        progress,
+        metrics,
+        reactor,
+        IngestLimits(
+            max_upload_size=config.http.max_upload_size,
+            max_body_size=config.http.max_body_size,
+            max_concurrent=config.ingest.max_concurrent_uploads,
+            high_water=config.ingest.high_water,
+            low_water=config.ingest.low_water,
+            fsync=config.storage.fsync,
+        ),
+    )
+    router.mount(
+        FilesAPI(
+            library,
+            store,
+            blobs,
+            tokens,
+            gate,
+            config.http.public_url,
+            config.http.page_size,
+        ),
+        AuthAPI(store, tokens, run, config.auth.token_ttl),
+        ProgressAPI(tokens, progress),
+        OpsAPI(metrics, lambda: gate.in_flight),
+    )
+    site = Site(
+        router,
+        requestFactory=request_factory(gate, reactor),
+        parsePOSTFormSubmission=False,
+        timeout=config.http.idle_timeout,
+        reactor=reactor,
+    )
+    return Parts(store, blobs, tokens, gate, library, router, site, metrics, progress)
+
+
+class UploaddService(Service):
+    """The uploadd daemon: ``twistd uploadd``."""
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        self.config = config
+        self._reactor = reactor
+        data_dir = config.storage.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._data_path = str(data_dir.resolve())
+        self._secret = token_secret(config.auth.secret, data_dir)
+        self._pool = ThreadPool(
+            minthreads=0, maxthreads=config.ingest.writer_threads, name="uploadd-io"
+        )
+        self._store = SQLiteStore(config.database_path, reactor)
+        run: Runner = functools.partial(deferToThreadPool, reactor, self._pool)
+        self.parts = build(config, reactor, self._store, self._secret, run)
+        self._port: IListeningPort | None = None
+        self.started: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._pool.start()
+        self.started = Deferred.fromCoroutine(self._start())
+        self.started.addErrback(self._failed)
+
+    async def _start(self) -> None:
+        version = await self._store.migrate()
+        removed = self.parts.blobs.prepare()
+        if removed:
+            log.info("removed {count} interrupted uploads", count=removed)
+        http = self.config.http
+        self._port = self._reactor.listenTCP(
+            http.port, self.parts.site, interface=http.host
+        )
+        address = cast(IPv4Address, self._port.getHost())
+        self._write_port_file(address.port)
+        log.info(
+            "uploadd listening on http://{host}:{port} (schema {version}, data {data})",
+            host=address.host,
+            port=address.port,
+            version=version,
+            data=self._data_path,
+        )
+
+    def _write_port_file(self, port: int) -> None:
+        """Tell tools which port was taken (useful with port = 0)."""
+        (self.config.storage.data_dir / "uploadd.port").write_text(f"{port}\n")
+
+    def _failed(self, failure: Any) -> None:
+        log.failure("uploadd failed to start", failure)
+        self._reactor.stop()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        port, self._port = self._port, None
+        stopped = port.stopListening() if port is not None else None
+        self._pool.stop()
+        self._store.close()
+        return stopped

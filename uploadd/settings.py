@@ -1,0 +1,232 @@
+"""Typed INI settings: schema from attrs fields, layered file < environment < options.
+
+A configuration is a frozen attrs class whose fields are sections, each section
+a frozen attrs class whose fields are declared with :func:`setting`. The same
+schema drives the INI reader, the environment reader, the generated twistd
+options and the error messages, so a key exists in all four or in none.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar, cast
+
+import attrs
+
+T = TypeVar("T")
+Parser = Callable[[str], Any]
+
+
+class ConfigError(Exception):
+    """A setting is missing, unknown or malformed; the message names it."""
+
+
+def setting(default: str, parse: Parser, help: str, form: str) -> Any:
+    """Declare one key of a section: its default (as written in a file), parser,
+    help and expected form."""
+    return attrs.field(
+        default=parse(default),
+        metadata={"parse": parse, "help": help, "form": form, "text": default},
+    )
+
+
+# -- parsers -----------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'10G', '512M', '64k', '1024' -> bytes (powers of 1024)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(text)
+    number, unit = int(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** "_kmgt".index(unit or "_"))
+
+
+def parse_duration(text: str) -> float:
+    """'60', '1.5s', '500ms', '5m', '1h', '7d' -> seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(text)
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return float(match.group(1)) * scale[(match.group(2) or "s").lower()]
+
+
+def parse_port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+def parse_host(text: str) -> str:
+    text = text.strip()
+    if text == "localhost":
+        return "127.0.0.1"
+    return str(ipaddress.ip_address(text))
+
+
+def parse_positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(text)
+
+
+def parse_text(text: str) -> str:
+    return text.strip()
+
+
+def parse_url(schemes: tuple[str, ...]) -> Parser:
+    def parse(text: str) -> str:
+        text = text.strip()
+        if text and not text.startswith(tuple(f"{s}://" for s in schemes)):
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
+# -- schema walking ----------------------------------------------------------
+
+
+@attrs.frozen
+class Key:
+    """One settable key: where it lives and how it is read."""
+
+    section: str
+    name: str
+    parse: Parser
+    help: str
+    form: str
+    default: str
+
+    @property
+    def label(self) -> str:
+        return f"[{self.section}] {self.name}"
+
+    def option(self) -> str:
+        return f"{self.section}-{self.name}".replace("_", "-")
+
+    def environment(self, prefix: str) -> str:
+        return f"{prefix}_{self.section}_{self.name}".upper()
+
+
+def keys(root: type[Any]) -> Iterator[Key]:
+    """Every key of a configuration class, section by section."""
+    for section in attrs.fields(attrs.resolve_types(root)):
+        for field in attrs.fields(attrs.resolve_types(section.type)):
+            yield Key(
+                section=section.name,
+                name=field.name,
+                parse=field.metadata["parse"],
+                help=field.metadata["help"],
+                form=field.metadata["form"],
+                default=field.metadata["text"],
+            )
+
+
+def _parse(key: Key, raw: str, where: str) -> Any:
+    try:
+        return key.parse(raw)
+    except (ValueError, TypeError):
+        raise ConfigError(
+            f"{key.label} (from {where}): expected {key.form}, got {raw!r}"
+        ) from None
+
+
+def load(
+    root: type[T],
+    prefix: str,
+    path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    options: Mapping[tuple[str, str], str] | None = None,
+    aliases: Mapping[str, tuple[str, str]] | None = None,
+) -> T:
+    """Build ``root`` from defaults < INI file < environment < options.
+
+    ``aliases`` maps short names (``max_upload_size``) to (section, key); the
+    environment accepts ``<PREFIX>_<ALIAS>`` beside the full name.
+    """
+    all_keys = {(k.section, k.name): k for k in keys(root)}
+    raw: dict[tuple[str, str], tuple[str, str]] = {}
+
+    if path is not None:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read config file {path}: {error.strerror}"
+            ) from None
+        except configparser.Error as error:
+            raise ConfigError(f"config file {path} is not INI: {error}") from None
+        for section in parser.sections():
+            if not any(s == section for s, _ in all_keys):
+                raise ConfigError(
+                    f"unknown section [{section}] in {path}; known sections: "
+                    + ", ".join(sorted({s for s, _ in all_keys}))
+                )
+            for name, value in parser.items(section):
+                if (section, name) not in all_keys:
+                    known = sorted(n for s, n in all_keys if s == section)
+                    raise ConfigError(
+                        f"unknown key [{section}] {name} in {path}; "
+                        f"[{section}] takes: {', '.join(known)}"
+                    )
+                raw[(section, name)] = (value, path)
+
+    by_env = {k.environment(prefix): k for k in all_keys.values()}
+    for alias, target in (aliases or {}).items():
+        by_env.setdefault(f"{prefix}_{alias}".upper(), all_keys[target])
+    for variable, value in sorted((environ or {}).items()):
+        if not variable.startswith(prefix + "_") or variable == f"{prefix}_CONFIG":
+            continue
+        if variable not in by_env:
+            raise ConfigError(
+                f"unknown environment variable {variable}; settings are named "
+                f"{prefix}_<SECTION>_<KEY>, for example {prefix}_HTTP_PORT"
+            )
+        key = by_env[variable]
+        raw[(key.section, key.name)] = (value, variable)
+
+    for (section, name), given in (options or {}).items():
+        raw[(section, name)] = (given, f"--{all_keys[(section, name)].option()}")
+
+    sections: dict[str, dict[str, Any]] = {}
+    for (section, name), (value, where) in raw.items():
+        sections.setdefault(section, {})[name] = _parse(
+            all_keys[(section, name)], value, where
+        )
+    built = {
+        field.name: field.type(**sections.get(field.name, {}))
+        for field in attrs.fields(attrs.resolve_types(cast(Any, root)))
+    }
+    return root(**built)
+
+
+def render_sample(root: type[Any], header: str) -> str:
+    """An INI text listing every key with its help and default, commented out."""
+    lines = [header.rstrip(), ""]
+    section = None
+    for key in keys(root):
+        if key.section != section:
+            section = key.section
+            lines += ["", f"[{section}]"]
+        lines += [f"# {key.help} ({key.form})", f"# {key.name} = {key.default}"]
+    return "\n".join(lines).strip() + "\n"

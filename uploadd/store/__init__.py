@@ -1,0 +1,1 @@
+"""Where uploadd keeps things: the metadata store seam and the blob layout."""

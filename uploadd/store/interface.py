@@ -1,0 +1,88 @@
+"""The metadata store seam: records and the interface both stores provide."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+import attrs
+from zope.interface import Interface
+
+
+@attrs.frozen
+class User:
+    id: int
+    username: str
+    password_hash: str
+    scopes: frozenset[str]
+    created_at: float
+
+
+@attrs.frozen
+class FileRecord:
+    """A stored file: its bytes live in the blob store under ``id``."""
+
+    id: str
+    owner_id: int
+    filename: str
+    size: int
+    sha256: str
+    md5: str
+    content_type: str
+    created_at: float
+    parent: str | None = None
+
+
+@attrs.frozen
+class Page:
+    count: int
+    results: list[FileRecord]
+
+
+class Conflict(Exception):
+    """The record exists already; str() names it."""
+
+
+class IMetadataStore(Interface):
+    """Users and file records; every method returns an awaitable."""
+
+    def migrate() -> Awaitable[int]:
+        """Bring the schema to the newest version; return that version."""
+
+    def add_user(
+        username: str, password_hash: str, scopes: frozenset[str], now: float
+    ) -> Awaitable[User]:
+        """Create a user; Conflict if the name is taken."""
+
+    def update_user(
+        username: str,
+        password_hash: str | None = None,
+        scopes: frozenset[str] | None = None,
+    ) -> Awaitable[User | None]:
+        """Change a user's password and/or scopes; None if there is no such user."""
+
+    def get_user(username: str) -> Awaitable[User | None]:
+        """The user called ``username``."""
+
+    def get_user_by_id(user_id: int) -> Awaitable[User | None]:
+        """The user with ``user_id``."""
+
+    def list_users() -> Awaitable[list[User]]:
+        """Every user, by name."""
+
+    def delete_user(username: str) -> Awaitable[bool]:
+        """Remove a user; False if there was none."""
+
+    def add_file(record: FileRecord) -> Awaitable[None]:
+        """Record a file whose bytes are already durable in the blob store."""
+
+    def get_file(file_id: str) -> Awaitable[FileRecord | None]:
+        """The file with ``file_id``."""
+
+    def list_files(owner_id: int | None, offset: int, limit: int) -> Awaitable[Page]:
+        """Files of one owner (None: everyone's), newest first."""
+
+    def versions_of(file_id: str) -> Awaitable[list[FileRecord]]:
+        """Files whose parent is ``file_id``, oldest first."""
+
+    def delete_file(file_id: str) -> Awaitable[bool]:
+        """Forget a file; its versions lose their parent. False if none."""

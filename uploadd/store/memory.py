@@ -1,0 +1,88 @@
+"""An in-memory IMetadataStore for unit tests; same contract as SQLiteStore."""
+
+from __future__ import annotations
+
+import attrs
+from zope.interface import implementer
+
+from uploadd.store.interface import Conflict, FileRecord, IMetadataStore, Page, User
+
+
+@implementer(IMetadataStore)
+@attrs.define
+class MemoryStore:
+    users: dict[str, User] = attrs.field(factory=dict)
+    files: dict[str, FileRecord] = attrs.field(factory=dict)
+    _next_user: int = 1
+
+    async def migrate(self) -> int:
+        return 1
+
+    async def add_user(
+        self, username: str, password_hash: str, scopes: frozenset[str], now: float
+    ) -> User:
+        if username in self.users:
+            raise Conflict(f"user {username!r} exists")
+        user = User(self._next_user, username, password_hash, scopes, now)
+        self._next_user += 1
+        self.users[username] = user
+        return user
+
+    async def update_user(
+        self,
+        username: str,
+        password_hash: str | None = None,
+        scopes: frozenset[str] | None = None,
+    ) -> User | None:
+        user = self.users.get(username)
+        if user is None:
+            return None
+        if password_hash is not None:
+            user = attrs.evolve(user, password_hash=password_hash)
+        if scopes is not None:
+            user = attrs.evolve(user, scopes=scopes)
+        self.users[username] = user
+        return user
+
+    async def get_user(self, username: str) -> User | None:
+        return self.users.get(username)
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        return next((u for u in self.users.values() if u.id == user_id), None)
+
+    async def list_users(self) -> list[User]:
+        return sorted(self.users.values(), key=lambda u: u.username)
+
+    async def delete_user(self, username: str) -> bool:
+        user = self.users.pop(username, None)
+        if user is None:
+            return False
+        for record in [f for f in self.files.values() if f.owner_id == user.id]:
+            await self.delete_file(record.id)
+        return True
+
+    async def add_file(self, record: FileRecord) -> None:
+        if record.id in self.files:
+            raise Conflict(f"file {record.id} exists")
+        if record.parent is not None and record.parent not in self.files:
+            raise Conflict(f"file {record.id}: parent {record.parent} is unknown")
+        self.files[record.id] = record
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        return self.files.get(file_id)
+
+    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
+        mine = [f for f in self.files.values() if owner_id in (None, f.owner_id)]
+        mine.sort(key=lambda f: (-f.created_at, f.id))
+        return Page(len(mine), mine[offset : offset + limit])
+
+    async def versions_of(self, file_id: str) -> list[FileRecord]:
+        found = [f for f in self.files.values() if f.parent == file_id]
+        return sorted(found, key=lambda f: (f.created_at, f.id))
+
+    async def delete_file(self, file_id: str) -> bool:
+        if self.files.pop(file_id, None) is None:
+            return False
+        for child in await self.versions_of(file_id):
+            self.files[child.id] = attrs.evolve(child, parent=None)
+        return True

@@ -1,0 +1,257 @@
+"""The embedded metadata store: SQLite through adbapi's thread pool.
+
+One connection (SQLite allows one writer) in a pool thread, so no query ever
+runs on the reactor thread. Migrations are the numbered ``migrations/*.sql``
+files; ``PRAGMA user_version`` records how far a database has come.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from twisted.enterprise import adbapi
+from twisted.internet.interfaces import IReactorCore, IReactorThreads
+from zope.interface import implementer
+
+from uploadd.store.interface import (
+    Conflict,
+    FileRecord,
+    IMetadataStore,
+    Page,
+    User,
+)
+
+_FILE_COLUMNS = (
+    "id, owner_id, filename, size, sha256, md5, content_type, created_at, parent"
+)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, SQL) for every shipped migration, in order."""
+    found = []
+    for entry in resources.files("uploadd.store").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def _open(connection: sqlite3.Connection) -> None:
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=5000")
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(
+        id=row[0],
+        username=row[1],
+        password_hash=row[2],
+        scopes=frozenset(row[3].split()),
+        created_at=row[4],
+    )
+
+
+def _file(row: tuple[Any, ...]) -> FileRecord:
+    return FileRecord(*row)
+
+
+class _Reactor(IReactorCore, IReactorThreads):
+    """What the connection pool needs of a reactor."""
+
+
+@implementer(IMetadataStore)
+class SQLiteStore:
+    """IMetadataStore on one SQLite file."""
+
+    def __init__(self, path: Path, reactor: Any) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._pool = adbapi.ConnectionPool(
+            "sqlite3",
+            str(path),
+            check_same_thread=False,
+            isolation_level=None,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=_open,
+            cp_reactor=reactor,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+
+    async def _run(self, function: Any, *args: Any) -> Any:
+        return await self._pool.runWithConnection(function, *args)
+
+    @staticmethod
+    def _transaction(connection: sqlite3.Connection, statements: Any) -> Any:
+        cursor = connection.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            result = statements(cursor)
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        cursor.execute("COMMIT")
+        return result
+
+    async def _write(self, statements: Any) -> Any:
+        return await self._run(self._transaction, statements)
+
+    async def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        def run(connection: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return connection.execute(sql, params).fetchall()
+
+        rows: list[tuple[Any, ...]] = await self._run(run)
+        return rows
+
+    async def migrate(self) -> int:
+        def run(cursor: sqlite3.Cursor) -> int:
+            current: int = cursor.execute("PRAGMA user_version").fetchone()[0]
+            for version, sql in migrations():
+                if version > current:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            cursor.execute(statement)
+                    cursor.execute(f"PRAGMA user_version = {version:d}")
+                    current = version
+            return current
+
+        version: int = await self._write(run)
+        return version
+
+    async def add_user(
+        self, username: str, password_hash: str, scopes: frozenset[str], now: float
+    ) -> User:
+        def run(cursor: sqlite3.Cursor) -> int:
+            try:
+                cursor.execute(
+                    "INSERT INTO users (username, password_hash, scopes, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (username, password_hash, " ".join(sorted(scopes)), now),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"user {username!r} exists") from None
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        user_id = await self._write(run)
+        return User(user_id, username, password_hash, scopes, now)
+
+    async def update_user(
+        self,
+        username: str,
+        password_hash: str | None = None,
+        scopes: frozenset[str] | None = None,
+    ) -> User | None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            if password_hash is not None:
+                cursor.execute(
+                    "UPDATE users SET password_hash = ? WHERE username = ?",
+                    (password_hash, username),
+                )
+            if scopes is not None:
+                cursor.execute(
+                    "UPDATE users SET scopes = ? WHERE username = ?",
+                    (" ".join(sorted(scopes)), username),
+                )
+
+        await self._write(run)
+        return await self.get_user(username)
+
+    async def get_user(self, username: str) -> User | None:
+        rows = await self._query(
+            "SELECT id, username, password_hash, scopes, created_at FROM users"
+            " WHERE username = ?",
+            username,
+        )
+        return _user(rows[0]) if rows else None
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        rows = await self._query(
+            "SELECT id, username, password_hash, scopes, created_at FROM users"
+            " WHERE id = ?",
+            user_id,
+        )
+        return _user(rows[0]) if rows else None
+
+    async def list_users(self) -> list[User]:
+        rows = await self._query(
+            "SELECT id, username, password_hash, scopes, created_at FROM users"
+            " ORDER BY username"
+        )
+        return [_user(row) for row in rows]
+
+    async def delete_user(self, username: str) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM users WHERE username = ?", (username,))
+            return cursor.rowcount > 0
+
+        deleted: bool = await self._write(run)
+        return deleted
+
+    async def add_file(self, record: FileRecord) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            try:
+                cursor.execute(
+                    f"INSERT INTO files ({_FILE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.owner_id,
+                        record.filename,
+                        record.size,
+                        record.sha256,
+                        record.md5,
+                        record.content_type,
+                        record.created_at,
+                        record.parent,
+                    ),
+                )
+            except sqlite3.IntegrityError as error:
+                raise Conflict(f"file {record.id}: {error}") from None
+
+        await self._write(run)
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        rows = await self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", file_id
+        )
+        return _file(rows[0]) if rows else None
+
+    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
+        where, params = ("WHERE owner_id = ?", [owner_id]) if owner_id else ("", [])
+
+        def run(connection: sqlite3.Connection) -> Page:
+            count = connection.execute(
+                f"SELECT COUNT(*) FROM files {where}", params
+            ).fetchone()[0]
+            rows = connection.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files {where}"
+                " ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return Page(count, [_file(row) for row in rows])
+
+        page: Page = await self._run(run)
+        return page
+
+    async def versions_of(self, file_id: str) -> list[FileRecord]:
+        rows = await self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE parent = ?"
+            " ORDER BY created_at, id",
+            file_id,
+        )
+        return [_file(row) for row in rows]
+
+    async def delete_file(self, file_id: str) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            return cursor.rowcount > 0
+
+        deleted: bool = await self._write(run)
+        return deleted
