@@ -151,7 +151,10 @@ class UploaddService(Service):
 
     def _write_port_file(self, port: int) -> None:
         """Tell tools which port was taken (useful with port = 0)."""
-        (self.config.storage.data_dir / "uploadd.port").write_text(f"{port}\n")
+        final = self.config.storage.data_dir / "uploadd.port"
+        partial = final.with_suffix(".port.tmp")
+        partial.write_text(f"{port}\n")
+        partial.replace(final)
 
     def _failed(self, failure: Any) -> None:
         log.failure("uploadd failed to start", failure)

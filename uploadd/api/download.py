@@ -41,12 +41,11 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable()
         return max(0, size - suffix), size - 1
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         raise Unsatisfiable()
-    return start, min(end, size - 1)
+    return start, min(int(last) if last else size - 1, size - 1)
 
 
 def content_disposition(filename: str, inline: bool = False) -> str:
@@ -79,13 +78,6 @@ class BlobResource(Resource):
                 request, Problem(404, f"the bytes of file {record.id} are missing")
             )
         request.setHeader(b"accept-ranges", b"bytes")
-        request.setHeader(b"content-type", record.content_type.encode("latin-1"))
-        request.setHeader(
-            b"content-disposition",
-            content_disposition(record.filename).encode("ascii"),
-        )
-        request.setHeader(b"etag", f'"{record.sha256}"'.encode("ascii"))
-        request.setHeader(b"x-content-type-options", b"nosniff")
         size = record.size
         header = request.getHeader(b"range")
         span = None
@@ -103,6 +95,13 @@ class BlobResource(Resource):
                         f"the file's {size} bytes",
                     ),
                 )
+        request.setHeader(b"content-type", record.content_type.encode("latin-1"))
+        request.setHeader(
+            b"content-disposition",
+            content_disposition(record.filename).encode("ascii"),
+        )
+        request.setHeader(b"etag", f'"{record.sha256}"'.encode("ascii"))
+        request.setHeader(b"x-content-type-options", b"nosniff")
         if span is None:
             request.setHeader(b"content-length", b"%d" % size)
             producer: static.StaticProducer = static.NoRangeStaticProducer(

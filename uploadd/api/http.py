@@ -16,9 +16,11 @@ JSON = b"application/json"
 
 def json_body(request: IRequest, status: int, document: Any) -> bytes:
     """Set a JSON response on ``request``; return the body."""
+    body = json.dumps(document).encode("utf-8")
     request.setResponseCode(status)
     request.setHeader(b"content-type", JSON)
-    return json.dumps(document).encode("utf-8")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
 
 
 def read_fields(request: IRequest) -> dict[str, Any]:

@@ -94,7 +94,9 @@ def apply(request: IRequest, problem: Problem) -> bytes:
     request.setHeader(b"content-type", PROBLEM_TYPE.encode("ascii"))
     for name, value in problem.headers.items():
         request.setHeader(name.encode("ascii"), value.encode("latin-1"))
-    return problem.body()
+    body = problem.body()
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return body
 
 
 def from_failure(failure: Failure) -> Problem:

@@ -15,12 +15,15 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from uploadd.api import problems
 from uploadd.api.problems import Problem
 from uploadd.ingest.gate import IngestGate, Upload
+
+log = Logger()
 
 LINGER_BYTES = 1024 * 1024
 LINGER_SECONDS = 2.0
@@ -78,16 +81,30 @@ class StreamingRequest(Request):
         if self.upload is not None:
             self.upload.body.abort()
         self.content = _Drain(self._hang_up)
+        # A client that asked for 100 Continue and did not get it sends no
+        # body: nothing to drain, close once the answer is written.
+        waiting = bool(self.requestHeaders.getRawHeaders(b"expect")) and not (
+            self.upload is not None and self.upload.body.received
+        )
         if not self.startedWriting:
             self.method = getattr(channel, "_command", self.method)
             self.uri = getattr(channel, "_path", self.uri)
             self.clientproto = getattr(channel, "_version", self.clientproto)
             self.requestHeaders.removeHeader(b"expect")
             body = problems.apply(self, problem)
-            self.setHeader(b"content-length", b"%d" % len(body))
             self.setHeader(b"connection", b"close")
             self.write(body)
         channel.persistent = False
+        log.info(
+            "refused {method} {uri}: {status} {detail}",
+            method=self.method,
+            uri=self.uri,
+            status=problem.status,
+            detail=problem.detail,
+        )
+        if waiting:
+            self._hang_up()
+            return
         if channel.transport is not None:
             channel.transport.resumeProducing()
         self._linger = self.clock.callLater(LINGER_SECONDS, self._hang_up)

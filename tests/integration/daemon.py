@@ -1,0 +1,121 @@
+"""A real `twistd -n uploadd` in a subprocess, on a port of its own choosing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+BIN = Path(sys.executable).parent
+PASSWORD = "integration-password"
+
+
+@attrs.define
+class Daemon:
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    port: int
+    token: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def peak_memory_kib(self) -> int:
+        """VmHWM of the server process, from /proc."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1])
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request with this daemon's token; (status, headers, body)."""
+        request = urllib.request.Request(
+            self.base + path,
+            data=body,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", **headers},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
+    def json(self, method: str, path: str, **options: Any) -> Any:
+        status, _, body = self.request(method, path, **options)
+        assert status < 400, (status, body)
+        return json.loads(body)
+
+    def staged(self) -> list[Path]:
+        return sorted((self.data_dir / "incoming").glob("*"))
+
+    def log(self) -> str:
+        path = self.data_dir / "twistd.log"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def ctl(data_dir: Path, *args: str, stdin: str = "") -> str:
+    env = {**os.environ, "UPLOADD_DATA_DIR": str(data_dir)}
+    env.pop("UPLOADD_CONFIG", None)
+    done = subprocess.run(
+        [str(BIN / "uploadctl"), *args],
+        input=stdin.encode(),
+        capture_output=True,
+        env=env,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout.decode()
+
+
+def start(data_dir: Path, *options: str) -> Daemon:
+    """Create user 'alice', start uploadd on a free port, wait until it listens."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ctl(data_dir, "user", "add", "alice", "--scope", "write", stdin=PASSWORD + "\n")
+    token = ctl(data_dir, "token", "alice", "--ttl", "1h").strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADD_")}
+    process = subprocess.Popen(
+        [
+            str(BIN / "twistd"),
+            "--nodaemon",
+            "--pidfile=",
+            f"--logfile={data_dir / 'twistd.log'}",
+            "uploadd",
+            "--port=0",
+            f"--data-dir={data_dir}",
+            *options,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    port_file = data_dir / "uploadd.port"
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"uploadd exited: {process.stderr.read().decode()}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("uploadd did not start listening within 30 s")
+        time.sleep(0.05)
+    port = int(port_file.read_text())
+    return Daemon(data_dir, process, port, token)

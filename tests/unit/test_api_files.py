@@ -1,0 +1,257 @@
+"""The /files family over StubTreq: uploads, listing, reading, deleting, scopes."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest_twisted
+
+from tests.support import Harness, Reply, auth, multipart
+
+
+async def put(app: Harness, token: str, name: str, data: bytes, **params: str) -> Reply:
+    return await app.call(
+        "PUT", f"/files/{name}", data=data, headers=auth(token), params=params
+    )
+
+
+async def post_form(app: Harness, token: str, body: bytes, ctype: bytes) -> Reply:
+    return await app.call(
+        "POST", "/files", data=body, headers={**auth(token), b"content-type": [ctype]}
+    )
+
+
+@pytest_twisted.ensureDeferred()
+async def test_put_stores_the_body_with_both_hashes(app: Harness) -> None:
+    """PUT /files/{name} answers 201 with the file and its sha256 and md5."""
+    token = app.user("alice")
+    data = b"hello uploadd\n" * 1000
+    response = await put(app, token, "greeting.txt", data)
+    assert response.code == 201
+    body = response.json()
+    assert body["filename"] == "greeting.txt"
+    assert body["size"] == len(data)
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert body["md5"] == hashlib.md5(data).hexdigest()
+    assert body["content_type"] == "text/plain"
+    assert body["parent"] is None and body["versions"] == []
+    assert body["download_url"] == f"http://uploadd/files/{body['id']}/content"
+    assert response.header("location") == f"http://uploadd/files/{body['id']}"
+    assert app.parts.blobs.path(body["id"]).read_bytes() == data
+    assert app.staged() == []
+
+
+@pytest_twisted.ensureDeferred()
+async def test_multipart_post_takes_the_file_part_and_fields(app: Harness) -> None:
+    """POST /files with multipart: the 'file' part is stored, 'filename' renames,
+    'parent' makes it a version."""
+    token = app.user("alice")
+    data = bytes(range(256)) * 300
+    first = (await post_form(app, token, *multipart({}, "x.bin", data))).json()
+    assert first["filename"] == "x.bin"
+    response = await post_form(
+        app, token, *multipart({"filename": "v2.bin", "parent": first["id"]}, "x", data)
+    )
+    assert response.code == 201
+    second = response.json()
+    assert second["filename"] == "v2.bin"
+    assert second["parent"] == first["id"]
+    assert second["sha256"] == hashlib.sha256(data).hexdigest()
+    shown = (await app.call("GET", f"/files/{first['id']}", headers=auth(token))).json()
+    assert [v["id"] for v in shown["versions"]] == [second["id"]]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_multipart_without_a_file_part_is_refused(app: Harness) -> None:
+    """A form with no 'file' part gets 400 and leaves nothing behind."""
+    token = app.user("alice")
+    body = b'--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n--b--\r\n'
+    response = await post_form(app, token, body, b"multipart/form-data; boundary=b")
+    assert response.code == 400
+    assert "'file'" in response.json()["detail"]
+    assert app.staged() == [] and app.store.files == {}
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_non_multipart_post_is_415_before_the_body(app: Harness) -> None:
+    """POST /files with a JSON body is refused as unsupported media type."""
+    token = app.user("alice")
+    response = await post_form(app, token, b"{}", b"application/json")
+    assert response.code == 415
+    assert app.staged() == []
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_parent_of_another_user_is_refused_and_nothing_kept(
+    app: Harness,
+) -> None:
+    """parent must name a file of the uploader: 422, no file, no staging left."""
+    alice, bob = app.user("alice"), app.user("bob")
+    theirs = (await put(app, bob, "b.txt", b"bob")).json()
+    response = await put(app, alice, "a.txt", b"alice", parent=theirs["id"])
+    assert response.code == 422
+    assert response.header("content-type") == "application/problem+json"
+    assert len(app.store.files) == 1
+    assert app.staged() == []
+    assert len(list((app.data_dir / "files").rglob("*.*"))) == 0
+
+
+@pytest_twisted.ensureDeferred()
+async def test_listing_is_paginated_and_private(app: Harness) -> None:
+    """GET /files pages as {count, next, previous, results}; users see their own."""
+    alice, bob = app.user("alice"), app.user("bob")
+    for n in range(5):
+        await put(app, alice, f"f{n}.txt", b"x" * n)
+        app.clock.advance(1)
+    await put(app, bob, "bob.txt", b"b")
+    page = (
+        await app.call("GET", "/files", params={"page_size": "2"}, headers=auth(alice))
+    ).json()
+    assert page["count"] == 5
+    assert [r["filename"] for r in page["results"]] == ["f4.txt", "f3.txt"]
+    assert page["previous"] is None
+    assert page["next"] == "http://uploadd/files?page=2&page_size=2"
+    last = (
+        await app.call(
+            "GET", "/files", params={"page": "3", "page_size": "2"}, headers=auth(alice)
+        )
+    ).json()
+    assert [r["filename"] for r in last["results"]] == ["f0.txt"]
+    assert last["next"] is None
+    assert last["previous"] == "http://uploadd/files?page=2&page_size=2"
+    theirs = (await app.call("GET", "/files", headers=auth(bob))).json()
+    assert [r["filename"] for r in theirs["results"]] == ["bob.txt"]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_bad_paging_arguments_are_400(app: Harness) -> None:
+    """page=0 or page_size=abc name the argument in a 400."""
+    token = app.user("alice")
+    for params in ({"page": "0"}, {"page_size": "abc"}):
+        response = await app.call("GET", "/files", params=params, headers=auth(token))
+        assert response.code == 400
+        assert next(iter(params)) in response.json()["detail"]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_upload_only_creates_but_cannot_read_list_or_delete(
+    app: Harness,
+) -> None:
+    """The upload-only scope stores files and is refused everything else (403)."""
+    token = app.user("kiosk", "upload-only")
+    created = (await put(app, token, "drop.bin", b"data")).json()
+    assert created["size"] == 4
+    for method, path in [
+        ("GET", "/files"),
+        ("GET", f"/files/{created['id']}"),
+        ("GET", f"/files/{created['id']}/content"),
+        ("DELETE", f"/files/{created['id']}"),
+    ]:
+        response = await app.call(method, path, headers=auth(token))
+        assert response.code == 403, (method, path)
+    assert created["id"] in app.store.files
+
+
+@pytest_twisted.ensureDeferred()
+async def test_read_scope_cannot_upload(app: Harness) -> None:
+    """A read-only token gets 403 on PUT and nothing is stored."""
+    token = app.user("reader", "read")
+    response = await put(app, token, "no.txt", b"no")
+    assert response.code == 403
+    assert app.store.files == {} and app.staged() == []
+
+
+@pytest_twisted.ensureDeferred()
+async def test_other_users_files_are_not_found(app: Harness) -> None:
+    """A file of another user answers 404, as if it did not exist."""
+    alice, bob = app.user("alice"), app.user("bob")
+    created = (await put(app, alice, "a.txt", b"secret")).json()
+    for path in [f"/files/{created['id']}", f"/files/{created['id']}/content"]:
+        assert (await app.call("GET", path, headers=auth(bob))).code == 404
+
+
+@pytest_twisted.ensureDeferred()
+async def test_admin_sees_every_file(app: Harness) -> None:
+    """An admin may read any user's file."""
+    alice, root = app.user("alice"), app.user("root", "admin")
+    created = (await put(app, alice, "a.txt", b"mine")).json()
+    response = await app.call(
+        "GET", f"/files/{created['id']}/content", headers=auth(root)
+    )
+    assert response.body == b"mine"
+
+
+@pytest_twisted.ensureDeferred()
+async def test_content_serves_whole_files_and_single_ranges(app: Harness) -> None:
+    """GET content: 200 whole, 206 for a range, 416 past the end."""
+    token = app.user("alice")
+    data = bytes(range(256)) * 4
+    created = (await put(app, token, "we%22ird%20name%C3%A9.bin", data)).json()
+    assert created["filename"] == 'we"ird name\u00e9.bin'
+    path = f"/files/{created['id']}/content"
+    whole = await app.call("GET", path, headers=auth(token))
+    assert whole.code == 200
+    assert whole.body == data
+    assert whole.header("accept-ranges") == "bytes"
+    assert whole.header("content-disposition") == (
+        'attachment; filename="we_ird name_.bin"; '
+        "filename*=UTF-8''we%22ird%20name%C3%A9.bin"
+    )
+    part = await app.call(
+        "GET", path, headers={**auth(token), b"range": [b"bytes=10-19"]}
+    )
+    assert part.code == 206
+    assert part.body == data[10:20]
+    assert part.header("content-range") == "bytes 10-19/1024"
+    tail = await app.call("GET", path, headers={**auth(token), b"range": [b"bytes=-4"]})
+    assert tail.body == data[-4:]
+    beyond = await app.call(
+        "GET", path, headers={**auth(token), b"range": [b"bytes=5000-"]}
+    )
+    assert beyond.code == 416
+    assert beyond.header("content-range") == "bytes */1024"
+    assert beyond.json()["status"] == 416
+
+
+@pytest_twisted.ensureDeferred()
+async def test_delete_removes_record_and_bytes(app: Harness) -> None:
+    """DELETE answers 204; then the file is 404 and its bytes are gone."""
+    token = app.user("alice")
+    created = (await put(app, token, "a.txt", b"bye")).json()
+    path = f"/files/{created['id']}"
+    assert (await app.call("DELETE", path, headers=auth(token))).code == 204
+    assert (await app.call("GET", path, headers=auth(token))).code == 404
+    assert not app.parts.blobs.path(created["id"]).exists()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_no_token_is_401_with_a_problem(app: Harness) -> None:
+    """Without a token: 401, WWW-Authenticate, problem+json naming the cause."""
+    response = await app.call("PUT", "/files/a.txt", data=b"x")
+    assert response.code == 401
+    assert response.header("www-authenticate") == 'Bearer realm="uploadd"'
+    problem = response.json()
+    assert problem["status"] == 401 and "token" in problem["detail"]
+    assert app.staged() == []
+
+
+@pytest_twisted.ensureDeferred()
+async def test_jwt_scheme_and_query_token_are_accepted(app: Harness) -> None:
+    """Seed clients send 'Authorization: JWT <t>'; plain forms ?access_token=."""
+    token = app.user("alice")
+    jwt_scheme = await app.call(
+        "GET", "/files", headers={b"authorization": [f"JWT {token}".encode()]}
+    )
+    assert jwt_scheme.code == 200
+    query = await app.call("GET", "/files", params={"access_token": token})
+    assert query.code == 200
+
+
+@pytest_twisted.ensureDeferred()
+async def test_expired_tokens_are_refused(app: Harness) -> None:
+    """A token past its expiry gets 401 'token expired'."""
+    token = app.user("alice")
+    app.clock.advance(3601)
+    response = await app.call("GET", "/files", headers=auth(token))
+    assert response.code == 401
+    assert response.json()["detail"] == "token expired"

@@ -1,0 +1,109 @@
+"""Configuration: defaults, layering, aliases, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.python import usage
+
+from uploadd.config import load_config, sample
+from uploadd.settings import ConfigError, parse_duration, parse_size
+from uploadd.tap import Options
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_are_loopback_8080_and_var_uploadd() -> None:
+    """With nothing configured uploadd listens on 127.0.0.1:8080, data in var/."""
+    config = load_config(environ={})
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
+    assert config.storage.data_dir == Path("var/uploadd")
+    assert config.auth.secret == ""
+    assert config.database_path == Path("var/uploadd/uploadd.sqlite3")
+
+
+def test_file_then_environment_then_options(tmp_path: Path) -> None:
+    """An option beats the environment, which beats the file."""
+    ini = tmp_path / "u.conf"
+    ini.write_text("[http]\nport = 9000\nmax_upload_size = 1G\nhost = localhost\n")
+    config = load_config(str(ini), environ={})
+    assert config.http.port == 9000 and config.http.max_upload_size == 1024**3
+    assert config.http.host == "127.0.0.1"
+    env = {"UPLOADD_HTTP_PORT": "9001", "UPLOADD_MAX_UPLOAD_SIZE": "5M"}
+    config = load_config(str(ini), environ=env)
+    assert config.http.port == 9001 and config.http.max_upload_size == 5 * 1024**2
+    config = load_config(str(ini), environ=env, options={("http", "port"): "9002"})
+    assert config.http.port == 9002
+
+
+def test_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
+    """UPLOADD_CONFIG names the file when --config is not given."""
+    ini = tmp_path / "u.conf"
+    ini.write_text("[storage]\ndata_dir = /srv/files\n")
+    config = load_config(environ={"UPLOADD_CONFIG": str(ini)})
+    assert config.storage.data_dir == Path("/srv/files")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[http]\nport = eighty\n", "[http] port (from {f}): expected an integer"),
+        ("[http]\nprot = 80\n", "unknown key [http] prot in {f}; [http] takes:"),
+        ("[web]\nport = 80\n", "unknown section [web] in {f}"),
+        ("[http]\nmax_upload_size = lots\n", "expected a size in bytes"),
+        ("[auth]\nsecret = short\n", "[auth] secret: expected a string of at least"),
+        ("port = 80\n", "is not INI"),
+    ],
+)
+def test_bad_files_name_the_key_and_the_expected_form(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Every mistake in a file stops loading with a message naming it."""
+    ini = tmp_path / "u.conf"
+    ini.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(ini), environ={})
+    assert message.format(f=ini) in str(caught.value)
+
+
+def test_unknown_and_bad_environment_variables_are_named() -> None:
+    """A misspelt UPLOADD_ variable is an error, as is a bad value."""
+    with pytest.raises(ConfigError, match="UPLOADD_HTTP_PROT"):
+        load_config(environ={"UPLOADD_HTTP_PROT": "1"})
+    with pytest.raises(ConfigError, match=r"\(from UPLOADD_HTTP_PORT\)"):
+        load_config(environ={"UPLOADD_HTTP_PORT": "70000"})
+    assert load_config(environ={"OTHER_THING": "x"}).http.port == 8080
+
+
+def test_twistd_options_override_and_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--http-port and its alias --port both reach the config; bad ones fail."""
+    monkeypatch.delenv("UPLOADD_CONFIG", raising=False)
+    options = Options()
+    options.parseOptions(["--port", "9100", "--ingest-high-water", "32M"])
+    assert options.config.http.port == 9100
+    assert options.config.ingest.high_water == 32 * 1024**2
+    with pytest.raises(usage.UsageError, match=r"\[http\] port \(from --http-port\)"):
+        Options().parseOptions(["--http-port", "-1"])
+
+
+def test_the_shipped_sample_lists_every_key() -> None:
+    """config/uploadd.conf.sample is the schema's own rendering, and loads."""
+    path = REPO / "config" / "uploadd.conf.sample"
+    assert path.read_text() == sample()
+    assert load_config(str(path), environ={}) == load_config(environ={})
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("10", 10), ("64k", 65536), ("512M", 512 * 1024**2), ("2GiB", 2 * 1024**3)],
+)
+def test_sizes(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30", 30), ("500ms", 0.5), ("5m", 300), ("1h", 3600)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds

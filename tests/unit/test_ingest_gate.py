@@ -1,0 +1,212 @@
+"""The ingest gate on a raw HTTP channel: what happens before and during a body.
+
+These drive Site's protocol with bytes through a StringTransport so the tests
+see exactly what reaches the wire (100 Continue or not) and whether reading
+was paused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from tests.support import Harness, harness, now
+
+HOST = IPv4Address("TCP", "127.0.0.1", 8080)
+
+
+@attrs.define
+class HeldRunner:
+    """A Runner whose jobs wait until the test releases them."""
+
+    jobs: list[tuple[Callable[..., Any], tuple[Any, ...], Deferred[Any]]] = attrs.field(
+        factory=list
+    )
+
+    def __call__(self, function: Callable[..., Any], /, *args: Any) -> Deferred[Any]:
+        waiting: Deferred[Any] = Deferred()
+        self.jobs.append((function, args, waiting))
+        return waiting
+
+    def release(self) -> int:
+        jobs, self.jobs = self.jobs, []
+        for function, args, waiting in jobs:
+            maybeDeferred(function, *args).chainDeferred(waiting)
+        return len(jobs)
+
+
+@attrs.define
+class Wire:
+    protocol: Any
+    transport: StringTransport
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def output(self) -> bytes:
+        return bytes(self.transport.value())
+
+
+def connect(app: Harness) -> Wire:
+    protocol = app.parts.site.buildProtocol(HOST)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+    protocol.makeConnection(transport)
+    return Wire(protocol, transport)
+
+
+def head(token: str | None, path: str = "/files/a.bin", **headers: str) -> bytes:
+    lines = [f"PUT {path} HTTP/1.1", "Host: uploadd"]
+    if token:
+        lines.append(f"Authorization: Bearer {token}")
+    lines += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_expect_continue_is_answered_only_after_admission(app: Harness) -> None:
+    """An admitted upload gets '100 Continue'; the body is then stored."""
+    token = app.user("alice")
+    wire = connect(app)
+    wire.send(head(token, Content_Length="5", Expect="100-continue"))
+    assert wire.output() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    wire.send(b"hello")
+    assert b"HTTP/1.1 201 Created" in wire.output()
+
+
+def test_no_token_is_401_without_continue_and_without_reading(app: Harness) -> None:
+    """Missing auth: 401 at once, no 100 Continue, connection closing."""
+    wire = connect(app)
+    wire.send(head(None, Content_Length="1000000", Expect="100-continue"))
+    out = wire.output()
+    assert out.startswith(b"HTTP/1.1 401 Unauthorized\r\n")
+    assert b"100 Continue" not in out
+    assert b"Connection: close" in out
+    assert app.staged() == []
+
+
+def test_too_large_is_413_before_the_body(app: Harness) -> None:
+    """Content-Length over max_upload_size: 413 naming the limit, nothing staged."""
+    token = app.user("alice")
+    wire = connect(app)
+    wire.send(head(token, Content_Length=str(11 * 1024**3), Expect="100-continue"))
+    out = wire.output()
+    assert out.startswith(b"HTTP/1.1 413 ")
+    assert b"100 Continue" not in out
+    assert b'"limit": 10737418240' in out
+    assert app.staged() == []
+
+
+def test_a_refused_body_is_drained_briefly_then_the_connection_closes(
+    app: Harness,
+) -> None:
+    """After a refusal, body bytes already sent are dropped; the server hangs up
+    when they pass the linger budget or the linger time."""
+    wire = connect(app)
+    wire.send(head(None, Content_Length="10000000"))
+    assert not wire.transport.disconnecting
+    wire.send(b"x" * 2 * 1024 * 1024)
+    assert wire.transport.disconnecting
+    quiet = connect(app)
+    quiet.send(head(None, Content_Length="10"))
+    app.clock.advance(2.5)
+    assert quiet.transport.disconnecting
+
+
+def test_chunked_body_over_the_limit_is_cut_off_with_413(tmp_path: Path) -> None:
+    """A chunked upload passing max_upload_size is answered 413 mid-stream and
+    its staging file removed."""
+    app = harness(tmp_path, http__max_upload_size="1K")
+    token = app.user("alice")
+    wire = connect(app)
+    wire.send(head(token, Transfer_Encoding="chunked"))
+    wire.send(b"200\r\n" + b"a" * 512 + b"\r\n")
+    assert len(app.staged()) == 1
+    wire.send(b"400\r\n" + b"b" * 1024 + b"\r\n")
+    assert b"HTTP/1.1 413 " in wire.output()
+    assert app.staged() == []
+    assert app.store.files == {}
+
+
+def test_chunked_body_within_the_limit_is_stored(app: Harness) -> None:
+    """Chunked transfer encoding is taken as a stream of unknown length."""
+    token = app.user("alice")
+    wire = connect(app)
+    wire.send(head(token, Transfer_Encoding="chunked"))
+    wire.send(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    assert b"HTTP/1.1 201 Created" in wire.output()
+    (record,) = app.store.files.values()
+    assert app.parts.blobs.path(record.id).read_bytes() == b"hello world"
+
+
+def test_disconnect_mid_body_leaves_no_file_and_no_record(app: Harness) -> None:
+    """A client that vanishes mid-body leaves nothing staged and nothing recorded."""
+    token = app.user("alice")
+    wire = connect(app)
+    wire.send(head(token, Content_Length="100000", X_Progress_ID="gone"))
+    wire.send(b"x" * 40000)
+    assert len(app.staged()) == 1
+    wire.protocol.connectionLost(Failure(ConnectionError("client went away")))
+    assert app.staged() == []
+    assert app.store.files == {}
+    assert app.parts.gate.in_flight == 0
+    progress = app.parts.progress.get("gone", now(app.store.get_user("alice")).id)  # type: ignore[union-attr]
+    assert progress is not None and progress.state == "failed"
+
+
+def held_app(tmp_path: Path, **options: str) -> tuple[Harness, HeldRunner]:
+    runner = HeldRunner()
+    return harness(tmp_path, runner, **options), runner
+
+
+def test_reading_pauses_above_high_water_and_resumes_below_low(
+    tmp_path: Path,
+) -> None:
+    """While the disk lags, the socket is paused; it resumes once the writer
+    catches up below low water."""
+    app, runner = held_app(tmp_path, ingest__high_water="64K", ingest__low_water="16K")
+    token = app.user("alice")
+    wire = connect(app)
+    wire.send(head(token, Content_Length=str(200 * 1024)))
+    wire.send(b"a" * 32 * 1024)
+    assert wire.transport.producerState == "producing"
+    wire.send(b"b" * 48 * 1024)
+    assert wire.transport.producerState == "paused"
+    while runner.release():
+        pass
+    assert wire.transport.producerState == "producing"
+    wire.send(b"c" * 120 * 1024)
+    while runner.release():
+        pass
+    assert b"HTTP/1.1 201 Created" in wire.output()
+
+
+def test_idle_timeout_is_reset_by_disk_progress(tmp_path: Path) -> None:
+    """While reading is paused, each batch reaching disk restarts the idle
+    timer; once nothing moves for idle_timeout the connection is closed."""
+    app, runner = held_app(
+        tmp_path,
+        http__idle_timeout="10s",
+        ingest__high_water="64K",
+        ingest__low_water="16K",
+    )
+    token = app.user("alice")
+    wire = connect(app)
+    wire.send(head(token, Content_Length=str(1024 * 1024)))
+    wire.send(b"a" * 100 * 1024)
+    wire.send(b"b" * 100 * 1024)
+    assert wire.transport.producerState == "paused"
+    app.clock.advance(8)
+    assert runner.release() == 2  # first batch (both hash lanes) reaches disk
+    app.clock.advance(8)
+    assert not wire.transport.disconnecting  # 16 s after the last byte arrived
+    assert runner.release() == 2  # second batch
+    app.clock.advance(9)
+    assert not wire.transport.disconnecting
+    app.clock.advance(2)
+    assert wire.transport.disconnecting

@@ -1,0 +1,175 @@
+"""UploadSink and MultipartSink on their own: bytes, hashes, limits, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from pathlib import Path
+
+import attrs
+import pytest
+from twisted.internet.defer import Deferred, fail
+from twisted.python.failure import Failure
+
+from tests.support import multipart
+from uploadd.api.problems import Problem
+from uploadd.ingest.multipart import MultipartSink, boundary_of
+from uploadd.ingest.sink import (
+    BlobFile,
+    Digest,
+    FlowLimits,
+    SinkState,
+    UploadSink,
+    run_inline,
+)
+
+
+@attrs.define
+class Flow:
+    calls: list[str] = attrs.field(factory=list)
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+
+def sink(path: Path, max_size: int | None = None) -> tuple[UploadSink, list[Problem]]:
+    refused: list[Problem] = []
+    made = UploadSink(
+        BlobFile(path, fsync=True),
+        run_inline,
+        Flow(),
+        FlowLimits(high_water=1 << 20, low_water=1 << 18, max_size=max_size),
+        on_reject=refused.append,
+    )
+    return made, refused
+
+
+def result(deferred: Deferred[Digest]) -> Digest:
+    found: list[Digest] = []
+    deferred.addCallback(found.append)
+    assert found, "the Deferred has not succeeded"
+    return found[0]
+
+
+def failure(deferred: Deferred[Digest]) -> Failure:
+    found: list[Failure] = []
+    deferred.addErrback(found.append)
+    assert found, "the Deferred has not failed"
+    return found[0]
+
+
+def test_bytes_and_both_hashes_match_the_body(tmp_path: Path) -> None:
+    """Whatever the chunking, the file and the digests equal the body's."""
+    body = os.urandom(3 * 1024 * 1024 + 17)
+    target = tmp_path / "x.part"
+    made, _ = sink(target)
+    rng = random.Random(5)
+    offset = 0
+    while offset < len(body):
+        step = rng.randint(1, 300_000)
+        made.write(body[offset : offset + step])
+        offset += step
+    digest = result(made.complete())
+    assert digest.size == len(body)
+    assert digest.sha256 == hashlib.sha256(body).hexdigest()
+    assert digest.md5 == hashlib.md5(body).hexdigest()
+    assert target.read_bytes() == body
+    assert made.state is SinkState.DONE
+
+
+def test_over_the_limit_refuses_and_removes_the_file(tmp_path: Path) -> None:
+    """Passing max_size calls on_reject with a 413 and deletes the staging file."""
+    target = tmp_path / "x.part"
+    made, refused = sink(target, max_size=10)
+    made.write(b"12345")
+    made.write(b"678901")
+    assert [p.status for p in refused] == [413]
+    assert not target.exists()
+    assert isinstance(failure(made.complete()).value, Problem)
+
+
+def test_abort_removes_the_staging_file(tmp_path: Path) -> None:
+    """An interrupted body leaves no file."""
+    target = tmp_path / "x.part"
+    made, refused = sink(target)
+    made.write(b"partial")
+    made.abort()
+    assert not target.exists()
+    assert refused == []
+    assert made.state is SinkState.FAILED
+
+
+def test_a_failing_disk_is_a_507(tmp_path: Path) -> None:
+    """When the writer fails, the upload is refused with 507 and cleaned up."""
+    target = tmp_path / "x.part"
+    refused: list[Problem] = []
+
+    def broken(function: object, /, *args: object) -> Deferred[object]:
+        if getattr(function, "__name__", "") == "write_sha256":
+            return fail(OSError(28, "No space left on device"))
+        return run_inline(function, *args)  # type: ignore[arg-type]
+
+    made = UploadSink(
+        BlobFile(target, fsync=False),
+        broken,
+        Flow(),
+        FlowLimits(1 << 20, 1 << 18, None),
+        on_reject=refused.append,
+    )
+    made.write(b"data")
+    assert [p.status for p in refused] == [507]
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("step", [1, 7, 4096, 1 << 20])
+def test_multipart_streams_the_file_part_whatever_the_split(
+    tmp_path: Path, step: int
+) -> None:
+    """The file part reaches the sink intact, fields are kept, at any split."""
+    data = os.urandom(100_000) + b"\r\n--almost-a-boundary\r\n" + os.urandom(1000)
+    body, ctype = multipart(
+        {"filename": "renamed.bin", "parent": "p1"}, "orig.bin", data
+    )
+    inner, _ = sink(tmp_path / "x.part")
+    form = MultipartSink(inner, boundary_of(ctype))
+    for offset in range(0, len(body), step):
+        form.write(body[offset : offset + step])
+    digest = result(form.complete())
+    assert digest.sha256 == hashlib.sha256(data).hexdigest()
+    assert form.fields == {"filename": "renamed.bin", "parent": "p1"}
+    assert form.filename == "orig.bin"
+    assert form.content_type == "application/octet-stream"
+
+
+def test_a_truncated_multipart_body_is_refused(tmp_path: Path) -> None:
+    """A body that ends before the closing boundary is a 400 and leaves nothing."""
+    body, ctype = multipart({}, "a.bin", b"x" * 1000)
+    target = tmp_path / "x.part"
+    inner, _ = sink(target)
+    form = MultipartSink(inner, boundary_of(ctype))
+    form.write(body[:-20])
+    with pytest.raises(Problem, match="ended early"):
+        form.complete()
+    assert not target.exists()
+
+
+def test_oversized_form_fields_are_refused_early(tmp_path: Path) -> None:
+    """Text fields are capped: a huge one is a 413 while it streams."""
+    body, ctype = multipart({"note": "n" * 70_000}, "a.bin", b"x")
+    refused: list[Problem] = []
+    inner, _ = sink(tmp_path / "x.part")
+    form = MultipartSink(inner, boundary_of(ctype), on_reject=refused.append)
+    form.write(body)
+    assert [p.status for p in refused] == [413]
+
+
+def test_content_types_other_than_form_data_are_415() -> None:
+    with pytest.raises(Problem) as caught:
+        boundary_of(b"application/json")
+    assert caught.value.status == 415
+    with pytest.raises(Problem, match="boundary"):
+        boundary_of(b"multipart/form-data")

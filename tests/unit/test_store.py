@@ -1,0 +1,121 @@
+"""The metadata store contract, run against SQLite and the in-memory fake."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from zope.interface.verify import verifyObject
+
+from uploadd.store.interface import Conflict, FileRecord, IMetadataStore
+from uploadd.store.memory import MemoryStore
+from uploadd.store.sqlite import SQLiteStore, migrations
+
+
+@pytest_twisted.async_yield_fixture(params=["sqlite", "memory"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[IMetadataStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    from twisted.internet import reactor
+
+    made = SQLiteStore(tmp_path / "meta.sqlite3", reactor)
+    await made.migrate()
+    yield made
+    made.close()
+
+
+def record(
+    file_id: str, owner: int, at: float, parent: str | None = None
+) -> FileRecord:
+    return FileRecord(
+        file_id,
+        owner,
+        f"{file_id}.txt",
+        3,
+        "s" * 64,
+        "m" * 32,
+        "text/plain",
+        at,
+        parent,
+    )
+
+
+@pytest_twisted.ensureDeferred()
+async def test_provides_the_interface(store: IMetadataStore) -> None:
+    assert verifyObject(IMetadataStore, store)
+
+
+@pytest_twisted.ensureDeferred()
+async def test_users_are_unique_and_updatable(store: IMetadataStore) -> None:
+    """add, get, update and delete users; a taken name is a Conflict."""
+    alice = await store.add_user("alice", "h1", frozenset({"write"}), 1.0)
+    assert await store.get_user("alice") == alice
+    assert await store.get_user_by_id(alice.id) == alice
+    with pytest.raises(Conflict):
+        await store.add_user("alice", "h2", frozenset({"read"}), 2.0)
+    changed = await store.update_user("alice", scopes=frozenset({"admin"}))
+    assert changed is not None and changed.scopes == frozenset({"admin"})
+    assert changed.password_hash == "h1"
+    assert await store.update_user("nobody", password_hash="x") is None
+    await store.add_user("bob", "h", frozenset({"read"}), 3.0)
+    assert [u.username for u in await store.list_users()] == ["alice", "bob"]
+    assert await store.delete_user("bob")
+    assert not await store.delete_user("bob")
+
+
+@pytest_twisted.ensureDeferred()
+async def test_files_list_newest_first_per_owner(store: IMetadataStore) -> None:
+    """list_files pages one owner's files newest first and counts them all."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    bob = await store.add_user("bob", "h", frozenset({"write"}), 0)
+    for n in range(5):
+        await store.add_file(record(f"a{n}", alice.id, float(n)))
+    await store.add_file(record("b0", bob.id, 9.0))
+    page = await store.list_files(alice.id, 1, 2)
+    assert page.count == 5
+    assert [f.id for f in page.results] == ["a3", "a2"]
+    everyone = await store.list_files(None, 0, 10)
+    assert everyone.count == 6 and everyone.results[0].id == "b0"
+    assert await store.get_file("a1") == record("a1", alice.id, 1.0)
+    with pytest.raises(Conflict):
+        await store.add_file(record("a1", alice.id, 1.0))
+
+
+@pytest_twisted.ensureDeferred()
+async def test_versions_and_deletion(store: IMetadataStore) -> None:
+    """versions_of lists children oldest first; deleting a parent orphans them."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_file(record("root", alice.id, 1.0))
+    await store.add_file(record("v2", alice.id, 3.0, parent="root"))
+    await store.add_file(record("v1", alice.id, 2.0, parent="root"))
+    assert [f.id for f in await store.versions_of("root")] == ["v1", "v2"]
+    assert await store.delete_file("root")
+    assert not await store.delete_file("root")
+    assert (await store.get_file("v1")).parent is None  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_deleting_a_user_deletes_their_file_records(
+    store: IMetadataStore,
+) -> None:
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_file(record("a", alice.id, 1.0))
+    await store.delete_user("alice")
+    assert await store.get_file("a") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_sqlite_migrations_are_versioned_and_idempotent(tmp_path: Path) -> None:
+    """migrate() brings a new file to the newest version and is safe to repeat."""
+    from twisted.internet import reactor
+
+    made = SQLiteStore(tmp_path / "m.sqlite3", reactor)
+    newest = migrations()[-1][0]
+    assert await made.migrate() == newest
+    assert await made.migrate() == newest
+    made.close()
