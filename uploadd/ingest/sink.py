@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -113,12 +113,35 @@ class SinkState(enum.Enum):
 
 
 @attrs.define(eq=False)
+class _Lane:
+    """One thread-side job over the body (sha256 + write, or md5), fed in order.
+
+    Each lane runs at most one batch at a time, so a lane sees the chunks in
+    order; the two lanes do not wait for each other.
+    """
+
+    work: Callable[[list[bytes]], None]
+    queue: list[bytes] = attrs.field(factory=list)
+    queued: int = 0
+    busy: int = 0
+    done: int = 0
+
+    def push(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.queued += len(data)
+
+    @property
+    def idle(self) -> bool:
+        return not self.busy and not self.queue
+
+
+@attrs.define(eq=False)
 class UploadSink:
     """``request.content`` for an upload: see the module docstring.
 
     ``on_progress(n)`` is called in the reactor thread each time ``n`` more
-    bytes are on disk; ``on_reject(problem)`` when the body must be refused
-    mid-stream (over the size limit, or the disk failed).
+    bytes are on disk and hashed; ``on_reject(problem)`` when the body must be
+    refused mid-stream (over the size limit, or the disk failed).
     """
 
     _blob: BlobFile
@@ -131,13 +154,15 @@ class UploadSink:
     received: int = 0
     written: int = 0
     state: SinkState = SinkState.RECEIVING
-    _pending: list[bytes] = attrs.field(factory=list)
-    _pending_bytes: int = 0
-    _in_flight: int = 0
+    _lanes: list[_Lane] = attrs.field(init=False)
     _paused: bool = False
+    _closing: bool = False
     _done: list[Deferred[Digest]] = attrs.field(factory=list)
     _digest: Digest | None = None
     _error: Failure | None = None
+
+    def __attrs_post_init__(self) -> None:
+        self._lanes = [_Lane(self._blob.write_sha256), _Lane(self._blob.update_md5)]
 
     # -- the file-like face Twisted uses -------------------------------------
 
@@ -149,10 +174,9 @@ class UploadSink:
         if limit is not None and self.received > limit:
             self._fail(Failure(too_large(limit)), reject=True)
             return
-        self._pending.append(data)
-        self._pending_bytes += len(data)
-        if not self._in_flight:
-            self._next_batch()
+        for lane in self._lanes:
+            lane.push(data)
+            self._kick(lane)
         if not self._paused and self._waiting() > self._limits.high_water:
             self._paused = True
             self._flow.pauseProducing()
@@ -175,8 +199,7 @@ class UploadSink:
         """The body is all here: flush, fsync, close. Fires with the digest."""
         if self.state is SinkState.RECEIVING:
             self.state = SinkState.ENDING
-            if not self._in_flight:
-                self._finish()
+            self._maybe_finish()
         if self._digest is not None:
             return succeed(self._digest)
         waiter: Deferred[Digest] = Deferred()
@@ -195,49 +218,47 @@ class UploadSink:
     # -- internals -----------------------------------------------------------
 
     def _waiting(self) -> int:
-        return self._pending_bytes + self._in_flight
+        """Bytes received but not yet through every lane: what memory holds."""
+        return self.received - min(lane.done for lane in self._lanes)
 
-    def _next_batch(self) -> None:
-        batch, self._pending = self._pending, []
-        self._in_flight, self._pending_bytes = self._pending_bytes, 0
-        both = DeferredList(
-            [
-                self._run(self._blob.write_sha256, batch),
-                self._run(self._blob.update_md5, batch),
-            ],
-            consumeErrors=True,
-        )
-        both.addCallback(self._batch_written)
+    def _kick(self, lane: _Lane) -> None:
+        if lane.busy or not lane.queue:
+            return
+        batch, lane.queue = lane.queue, []
+        lane.busy, lane.queued = lane.queued, 0
+        self._run(lane.work, batch).addBoth(self._lane_done, lane)
 
-    def _batch_written(self, lanes: list[tuple[bool, Any]]) -> None:
-        size, self._in_flight = self._in_flight, 0
+    def _lane_done(self, result: object, lane: _Lane) -> None:
+        size, lane.busy = lane.busy, 0
         if self.state is SinkState.FAILED:
-            self._blob_cleanup()
+            self._cleanup_when_idle()
             return
-        failures = [result for ok, result in lanes if not ok]
-        if failures:
-            self._batch_failed(failures[0])
+        if isinstance(result, Failure):
+            self._batch_failed(result)
             return
-        self.written += size
-        self._on_progress(size)
+        lane.done += size
+        settled = min(other.done for other in self._lanes)
+        if settled > self.written:
+            self._on_progress(settled - self.written)
+            self.written = settled
         if self._paused and self._waiting() < self._limits.low_water:
             self._paused = False
             if self.state is SinkState.RECEIVING:
                 self._flow.resumeProducing()
-        if self._pending:
-            self._next_batch()
-        elif self.state is SinkState.ENDING:
-            self._finish()
+        self._kick(lane)
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        idle = all(lane.idle for lane in self._lanes)
+        if self.state is SinkState.ENDING and not self._closing and idle:
+            self._closing = True
+            self._run(self._blob.close).addCallbacks(self._closed, self._batch_failed)
 
     def _batch_failed(self, failure: Failure) -> None:
         log.failure("writing an upload failed", failure)
         self._fail(
             Failure(Problem(507, "the server could not store the upload")), reject=True
         )
-
-    def _finish(self) -> None:
-        closing = self._run(self._blob.close)
-        closing.addCallbacks(self._closed, self._batch_failed)
 
     def _closed(self, digest: Digest) -> None:
         self.state = SinkState.DONE
@@ -251,9 +272,9 @@ class UploadSink:
             return
         self.state = SinkState.FAILED
         self._error = failure
-        self._pending, self._pending_bytes = [], 0
-        if not self._in_flight:
-            self._blob_cleanup()
+        for lane in self._lanes:
+            lane.queue, lane.queued = [], 0
+        self._cleanup_when_idle()
         if reject:
             assert isinstance(failure.value, Problem)
             self._on_reject(failure.value)
@@ -261,7 +282,9 @@ class UploadSink:
         for waiter in waiters:
             waiter.errback(failure)
 
-    def _blob_cleanup(self) -> None:
-        self._run(self._blob.discard).addErrback(
-            lambda f: log.failure("removing a staging file failed", f)
-        )
+    def _cleanup_when_idle(self) -> None:
+        """Remove the staging file once no thread is using it."""
+        if all(lane.idle for lane in self._lanes):
+            self._run(self._blob.discard).addErrback(
+                lambda f: log.failure("removing a staging file failed", f)
+            )
