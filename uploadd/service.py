@@ -8,15 +8,18 @@ starts it: migrate the store, clear crashed staging files, then listen.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, cast
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import CannotListenError
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
@@ -156,8 +159,13 @@ class UploaddService(Service):
         partial.write_text(f"{port}\n")
         partial.replace(final)
 
-    def _failed(self, failure: Any) -> None:
-        log.failure("uploadd failed to start", failure)
+    def _failed(self, failure: Failure) -> None:
+        if failure.check(CannotListenError):
+            log.critical("uploadd cannot start: {error}", error=failure.value)
+        else:
+            log.failure("uploadd failed to start", failure)
+        # twistd exits 0 after a plain stop; a daemon that never served must not.
+        self._reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
         self._reactor.stop()
 
     def stopService(self) -> Deferred[None] | None:
