@@ -99,7 +99,12 @@ class Harness:
         return sorted(self.parts.blobs.incoming.glob("*"))
 
 
-def harness(tmp_path: Path, runner: Runner = run_inline, **options: str) -> Harness:
+def harness(
+    tmp_path: Path,
+    runner: Runner = run_inline,
+    store: MemoryStore | None = None,
+    **options: str,
+) -> Harness:
     """An in-memory uploadd; ``options`` are ``section__key=value`` settings."""
     config = load_config(
         environ={},
@@ -110,7 +115,7 @@ def harness(tmp_path: Path, runner: Runner = run_inline, **options: str) -> Harn
         },
     )
     clock = Clock()
-    store = MemoryStore()
+    store = store if store is not None else MemoryStore()
     parts = build(config, clock, store, SECRET, runner)
     parts.blobs.prepare()
     client = StubTreq(parts.router)

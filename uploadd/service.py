@@ -14,8 +14,8 @@ from typing import Any, cast
 import attrs
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import CannotListenError
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger

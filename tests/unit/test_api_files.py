@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest_twisted
 
-from tests.support import Harness, Reply, auth, multipart
+from tests.support import Harness, Reply, auth, harness, multipart
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import FileRecord, Page
+from uploadd.store.memory import MemoryStore
 
 
 async def put(app: Harness, token: str, name: str, data: bytes, **params: str) -> Reply:
@@ -255,3 +259,52 @@ async def test_expired_tokens_are_refused(app: Harness) -> None:
     response = await app.call("GET", "/files", headers=auth(token))
     assert response.code == 401
     assert response.json()["detail"] == "token expired"
+
+
+class WatchingStore(MemoryStore):
+    """Notes, when a file is recorded, whether its bytes are in place."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blobs: BlobStore | None = None
+        self.seen: list[tuple[bool, list[Path]]] = []
+
+    async def add_file(self, record: FileRecord) -> None:
+        assert self.blobs is not None
+        staged = sorted(self.blobs.incoming.glob("*"))
+        self.seen.append((self.blobs.path(record.id).exists(), staged))
+        await super().add_file(record)
+
+
+class BrokenStore(MemoryStore):
+    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
+        raise OSError("/secret/path/db is on fire")
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_record_is_written_only_after_the_bytes_are_in_place(
+    tmp_path: Path,
+) -> None:
+    """When the store records a file, its bytes are already renamed into their
+    final place and nothing of it remains in staging."""
+    store = WatchingStore()
+    app = harness(tmp_path, store=store)
+    store.blobs = app.parts.blobs
+    token = app.user("alice")
+    assert (await put(app, token, "a.txt", b"durable")).code == 201
+    assert store.seen == [(True, [])]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_unexpected_errors_are_500_problems_without_internals(
+    tmp_path: Path,
+) -> None:
+    """A failure inside a handler reaches the client as a 500 with an incident
+    id, never a traceback or a path."""
+    app = harness(tmp_path, store=BrokenStore())
+    token = app.user("alice")
+    response = await app.call("GET", "/files", headers=auth(token))
+    assert response.code == 500
+    problem = response.json()
+    assert problem["detail"].startswith("the server failed; incident ")
+    assert b"secret" not in response.body and b"Traceback" not in response.body

@@ -7,6 +7,7 @@ was paused.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,3 +211,24 @@ def test_idle_timeout_is_reset_by_disk_progress(tmp_path: Path) -> None:
     assert not wire.transport.disconnecting
     app.clock.advance(2)
     assert wire.transport.disconnecting
+
+
+def test_progress_is_visible_while_the_body_streams(tmp_path: Path) -> None:
+    """Mid-upload, /progress/<key> on another connection shows the bytes so far."""
+    app, runner = held_app(tmp_path)
+    token = app.user("alice")
+    upload = connect(app)
+    upload.send(head(token, Content_Length="300000", X_Progress_ID="live"))
+    upload.send(b"a" * 100_000)
+    runner.release()
+    poll = connect(app)
+    poll.send(
+        b"GET /progress/live HTTP/1.1\r\nHost: uploadd\r\n"
+        + f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    reply = poll.output()
+    assert b"HTTP/1.1 200 OK" in reply
+    document = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+    assert document["state"] == "uploading"
+    assert (document["received"], document["expected"]) == (100_000, 300_000)
+    assert document["percent"] == 33.3
