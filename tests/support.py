@@ -103,15 +103,15 @@ def harness(
     tmp_path: Path,
     runner: Runner = run_inline,
     store: MemoryStore | None = None,
-    **options: str,
+    settings: dict[tuple[str, str], str] | None = None,
 ) -> Harness:
-    """An in-memory uploadd; ``options`` are ``section__key=value`` settings."""
+    """An in-memory uploadd; ``settings`` maps (section, key) to a value."""
     config = load_config(
         environ={},
         options={
             ("storage", "data_dir"): str(tmp_path / "data"),
             ("auth", "secret"): SECRET.decode(),
-            **{tuple(k.split("__")): v for k, v in options.items()},  # type: ignore[misc]
+            **(settings or {}),
         },
     )
     clock = Clock()

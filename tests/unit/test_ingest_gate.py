@@ -122,7 +122,7 @@ def test_a_refused_body_is_drained_briefly_then_the_connection_closes(
 def test_chunked_body_over_the_limit_is_cut_off_with_413(tmp_path: Path) -> None:
     """A chunked upload passing max_upload_size is answered 413 mid-stream and
     its staging file removed."""
-    app = harness(tmp_path, http__max_upload_size="1K")
+    app = harness(tmp_path, settings={("http", "max_upload_size"): "1K"})
     token = app.user("alice")
     wire = connect(app)
     wire.send(head(token, Transfer_Encoding="chunked"))
@@ -161,8 +161,10 @@ def test_disconnect_mid_body_leaves_no_file_and_no_record(app: Harness) -> None:
 
 
 def held_app(tmp_path: Path, **options: str) -> tuple[Harness, HeldRunner]:
+    """An app whose writer jobs wait for the test; options as section__key."""
     runner = HeldRunner()
-    return harness(tmp_path, runner, **options), runner
+    settings = {(k.split("__")[0], k.split("__")[1]): v for k, v in options.items()}
+    return harness(tmp_path, runner, settings=settings), runner
 
 
 def test_reading_pauses_above_high_water_and_resumes_below_low(
