@@ -70,7 +70,6 @@ def build(
     gate = IngestGate(
         router,
         tokens,
-        blobs,
         run,
         progress,
         metrics,
@@ -91,6 +90,7 @@ def build(
             blobs,
             tokens,
             gate,
+            config.storage.fsync,
             config.http.public_url,
             config.http.page_size,
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -17,8 +18,9 @@ from uploadd.api.download import BlobResource
 from uploadd.api.http import arg, base_url, int_arg, json_body, timestamp
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
-from uploadd.ingest.gate import IngestGate, Upload
-from uploadd.ingest.multipart import MultipartSink
+from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, Upload
+from uploadd.ingest.multipart import MultipartSink, boundary_of
+from uploadd.ingest.sink import BlobFile
 from uploadd.library import Library
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore
@@ -48,6 +50,7 @@ class FilesAPI:
     _blobs: BlobStore
     _tokens: TokenIssuer
     _gate: IngestGate
+    _fsync: bool = True
     _public_url: str = ""
     _page_size: int = 50
 
@@ -58,13 +61,21 @@ class FilesAPI:
 
     # -- uploads -------------------------------------------------------------
 
+    async def plan_body(self, admission: Admission) -> BodyPlan:
+        """A new staging file; a multipart form for POST /files."""
+        boundary = None
+        if admission.endpoint == "post_file":
+            ctype = admission.headers.getRawHeaders(b"content-type")
+            boundary = boundary_of(ctype[0] if ctype else None)
+        blob_id = uuid.uuid4().hex
+        target = BlobFile(self._blobs.staging_path(blob_id), self._fsync)
+        return BodyPlan(target, boundary=boundary, context=blob_id)
+
     @app.route("/files/<path:filename>", methods=["PUT"], endpoint="put_file")
     async def put_file(self, request: IRequest, filename: str) -> bytes:
-        upload = upload_of(request)
         ctype = request.getHeader(b"content-type")
         return await self._finish(
             request,
-            upload,
             filename=filename,
             content_type=ctype.decode("latin-1") if ctype else None,
             parent=arg(request, "parent"),
@@ -72,27 +83,19 @@ class FilesAPI:
 
     @app.route("/files", methods=["POST"], endpoint="post_file")
     async def post_file(self, request: IRequest) -> bytes:
-        upload = upload_of(request)
-        body = upload.body
-        assert isinstance(body, MultipartSink)
         return await self._finish(
-            request,
-            upload,
-            filename=None,
-            content_type=None,
-            parent=arg(request, "parent"),
+            request, filename=None, content_type=None, parent=arg(request, "parent")
         )
 
     async def _finish(
         self,
         request: IRequest,
-        upload: Upload,
         filename: str | None,
         content_type: str | None,
         parent: str | None,
     ) -> bytes:
-        digest = await upload.body.complete()
-        body = upload.body
+        upload = upload_of(request)
+        plan, body, digest = await upload.complete()
         if isinstance(body, MultipartSink):
             filename = body.fields.get("filename") or body.filename or ""
             content_type = body.content_type
@@ -101,7 +104,7 @@ class FilesAPI:
             Deferred.fromCoroutine(
                 self._library.store(
                     upload.principal,
-                    upload.blob_id,
+                    plan.context,
                     digest,
                     filename or "",
                     content_type,
@@ -112,7 +115,7 @@ class FilesAPI:
         self._gate.stored(upload, record.id)
         base = base_url(request, self._public_url)
         request.setHeader(b"location", f"{base}/files/{record.id}".encode("ascii"))
-        return json_body(request, 201, await self._document(base, record))
+        return json_body(request, 201, await self.document(base, record))
 
     # -- reading -------------------------------------------------------------
 
@@ -137,7 +140,7 @@ class FilesAPI:
                 "count": found.count,
                 "next": link(page + 1) if page * size < found.count else None,
                 "previous": link(page - 1) if page > 1 else None,
-                "results": [await self._document(base, r) for r in found.results],
+                "results": [await self.document(base, r) for r in found.results],
             },
         )
 
@@ -145,7 +148,7 @@ class FilesAPI:
     async def show_file(self, request: IRequest, file_id: str) -> bytes:
         record = await self._readable(request, file_id, Action.READ)
         base = base_url(request, self._public_url)
-        return json_body(request, 200, await self._document(base, record))
+        return json_body(request, 200, await self.document(base, record))
 
     @app.route("/files/<file_id>/content", methods=["GET"])
     async def file_content(self, request: IRequest, file_id: str) -> IResource:
@@ -168,7 +171,7 @@ class FilesAPI:
             raise problems.not_found(f"no such file: {file_id}")
         return record
 
-    async def _document(self, base: str, record: FileRecord) -> dict[str, Any]:
+    async def document(self, base: str, record: FileRecord) -> dict[str, Any]:
         versions = await self._store.versions_of(record.id)
         return {
             "id": record.id,

@@ -1,53 +1,104 @@
 """The ingest gate: decides what to do with a body when its headers arrive.
 
-For an upload route it authenticates, checks scope, size and concurrency, and
-gives the request a sink; for any other route a small capped buffer. Every
-check happens before a body byte is read, so a refusal costs the client only
-its headers (and ``Expect: 100-continue`` is answered only on admission).
+For a streaming route it authenticates, checks scope, size and concurrency,
+then asks the route's family for a :class:`BodyPlan` (which file, from which
+offset, how large, parsed as a form or not); for any other route it gives a
+small capped buffer. A plan may need the database: then reading pauses, the
+few bytes already read are held, and ``Expect: 100-continue`` is answered
+only once the plan is made. Every refusal comes before a body byte is stored.
 """
 
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 
 from uploadd.api.access import authenticate, query_value, require
 from uploadd.api.problems import Problem, too_large
 from uploadd.api.root import Router
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
-from uploadd.ingest.multipart import MultipartSink, boundary_of
+from uploadd.ingest.multipart import MultipartSink
 from uploadd.ingest.progress import Progress, ProgressBoard, check_key
 from uploadd.ingest.sink import BlobFile, FlowLimits, Runner, SinkState, UploadSink
 from uploadd.metrics import Metrics
-from uploadd.store.blobs import BlobStore
 
 if TYPE_CHECKING:
     from uploadd.ingest.request import StreamingRequest
 
 log = Logger()
 
+#: Larger socket reads for bodies: fewer trips through the reactor and the
+#: HTTP parser per gigabyte (Twisted reads 64 KiB by default).
 UPLOAD_READ_SIZE = 256 * 1024
+
+
+@attrs.frozen
+class Admission:
+    """What a family sees when asked to plan a body."""
+
+    principal: Principal
+    endpoint: str
+    arguments: dict[str, Any]
+    headers: Headers
+    target: bytes
+    length: int | None
+    max_upload_size: int
+
+
+@attrs.frozen
+class BodyPlan:
+    """Where an admitted body goes.
+
+    ``max_size`` bounds the file bytes this body may carry (None: the global
+    limit); ``boundary`` makes the body a multipart form whose ``file`` part
+    is written; ``context`` is the family's own (an upload record, a lock).
+    ``on_aborted(n)`` hears how many bytes an interrupted body left on disk.
+    """
+
+    target: BlobFile
+    max_size: int | None = None
+    boundary: bytes | None = None
+    context: Any = None
+    on_aborted: Callable[[int], None] = lambda n: None
+
+
+class StreamingFamily(Protocol):
+    """A resource family with routes that take a streamed body."""
+
+    UPLOAD_ROUTES: dict[str, str]
+
+    async def plan_body(self, admission: Admission) -> BodyPlan: ...
 
 
 @attrs.define(eq=False)
 class Upload:
-    """An admitted upload, attached to its request as ``request.upload``."""
+    """An admitted body, attached to its request as ``request.upload``."""
 
     principal: Principal
-    blob_id: str
-    sink: UploadSink
-    body: UploadSink | MultipartSink
     started: float
     expected: int | None
+    ready: Deferred[BodyPlan]
+    plan: BodyPlan | None = None
+    sink: UploadSink | None = None
+    body: UploadSink | MultipartSink | None = None
     progress: Progress | None = None
     file_id: str | None = None
+    succeeded: bool = False
     ended: bool = False
+
+    async def complete(self) -> tuple[BodyPlan, UploadSink | MultipartSink, Any]:
+        """Wait for the plan and the whole body; (plan, body, digest)."""
+        plan = await self.ready
+        assert self.body is not None
+        return plan, self.body, await self.body.complete()
 
 
 @attrs.frozen
@@ -75,11 +126,38 @@ class CappedBuffer(io.BytesIO):
         return super().write(data)
 
 
+class Holding:
+    """``request.content`` while a plan is being made: keeps the bytes that
+    arrived with the headers (reading is paused, so at most one read)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.received = 0
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.received += len(data)
+
+    def tell(self) -> int:
+        return self.received
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.received
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        self.chunks = []
+
+
 @attrs.define
 class IngestGate:
     _router: Router
     _tokens: TokenIssuer
-    _blobs: BlobStore
     _run: Runner
     _progress: ProgressBoard
     _metrics: Metrics
@@ -97,7 +175,7 @@ class IngestGate:
         """Give ``request`` its content object, or raise the Problem refusing it."""
         found = self._router.match(method, target)
         kind = found.upload_kind if found is not None else None
-        if kind is None:
+        if found is None or kind is None:
             cap = self.limits.max_body_size
             if length is not None and length > cap:
                 raise too_large(cap, "request body")
@@ -117,43 +195,99 @@ class IngestGate:
                 "takes at once; retry shortly",
                 headers={"Retry-After": "5"},
             )
-        boundary = None
-        if kind == "multipart":
-            ctype = request.requestHeaders.getRawHeaders(b"content-type")
-            boundary = boundary_of(ctype[0] if ctype else None)
         key = self._progress_key(request, target)
-
-        blob_id = uuid.uuid4().hex
-        transport: Any = request.channel.transport
-        sink = UploadSink(
-            BlobFile(self._blobs.staging_path(blob_id), self.limits.fsync),
-            self._run,
-            transport,
-            FlowLimits(self.limits.high_water, self.limits.low_water, limit),
-            on_progress=lambda n: self._advanced(request, n),
-            on_reject=request.reject,
+        admission = Admission(
+            principal,
+            found.endpoint or "",
+            found.arguments,
+            request.requestHeaders,
+            target,
+            length,
+            limit,
         )
-        body: UploadSink | MultipartSink = sink
-        if boundary is not None:
-            body = MultipartSink(sink, boundary, on_reject=request.reject)
-        upload = Upload(
-            principal=principal,
-            blob_id=blob_id,
-            sink=sink,
-            body=body,
-            started=self._clock.seconds(),
-            expected=length,
-        )
-        if key is not None:
-            upload.progress = self._progress.start(key, principal.user_id, length)
-        request.content = upload.body
-        # Larger socket reads for bodies: fewer trips through the reactor and
-        # the HTTP parser per gigabyte (Twisted reads 64 KiB by default).
-        transport.bufferSize = UPLOAD_READ_SIZE
+        planning = Deferred.fromCoroutine(found.family.plan_body(admission))
+        upload = Upload(principal, self._clock.seconds(), length, Deferred())
         request.upload = upload
         self.in_flight += 1
         self._metrics.uploads_in_flight.inc()
         request.notifyFinish().addBoth(lambda _: self.release(upload))
+        if key is not None:
+            upload.progress = self._progress.start(key, principal.user_id, length)
+        transport: Any = request.channel.transport
+        transport.bufferSize = UPLOAD_READ_SIZE
+
+        made: list[BodyPlan | Failure] = []
+        planning.addBoth(made.append)
+        if made:
+            self._planned(request, upload, made[0], held=None)
+            return
+        # The plan waits on I/O: hold what already arrived, read no more, and
+        # answer Expect: 100-continue only once the plan is made.
+        held = Holding()
+        request.content = held
+        request.hold_continue()
+        transport.pauseProducing()
+        planning.addCallback(
+            lambda result: self._planned(request, upload, result, held)
+        )
+
+    def _planned(
+        self,
+        request: StreamingRequest,
+        upload: Upload,
+        result: BodyPlan | Failure,
+        held: Holding | None,
+    ) -> None:
+        transport: Any = request.channel.transport if request.channel else None
+        if isinstance(result, Failure):
+            if not result.check(Problem):
+                log.failure("planning an upload body failed", result)
+                result = Failure(Problem(500, "the server could not accept the upload"))
+            if request.processing:
+                # The body is already complete and its handler waits on the
+                # plan: it answers with the problem.
+                upload.ready.errback(result)
+                return
+            upload.ready.errback(result)
+            upload.ready.addErrback(lambda _: None)
+            assert isinstance(result.value, Problem)
+            request.reject(result.value)
+            return
+        plan = result
+        if request.finished or request._disconnected:
+            self._abandon(plan)
+            return
+        upload.plan = plan
+        max_size = plan.max_size
+        if max_size is None:
+            max_size = self.limits.max_upload_size
+        sink = UploadSink(
+            plan.target,
+            self._run,
+            transport,
+            FlowLimits(self.limits.high_water, self.limits.low_water, max_size),
+            on_progress=lambda n: self._advanced(request, n),
+            on_reject=request.reject,
+            on_aborted=plan.on_aborted,
+        )
+        body: UploadSink | MultipartSink = sink
+        if plan.boundary is not None:
+            body = MultipartSink(sink, plan.boundary, on_reject=request.reject)
+        upload.sink, upload.body = sink, body
+        request.content = body
+        if held is not None:
+            for chunk in held.chunks:
+                body.write(chunk)
+            request.release_continue()
+            if transport is not None and sink.state is SinkState.RECEIVING:
+                transport.resumeProducing()
+        upload.ready.callback(plan)
+
+    def _abandon(self, plan: BodyPlan) -> None:
+        """The client left while the plan was made: undo the plan's file."""
+        self._run(plan.target.discard).addCallbacks(
+            plan.on_aborted, lambda f: log.failure("discarding a body failed", f)
+        )
 
     def _progress_key(self, request: StreamingRequest, target: bytes) -> str | None:
         header = request.requestHeaders.getRawHeaders(b"x-progress-id")
@@ -168,14 +302,15 @@ class IngestGate:
     def _advanced(self, request: StreamingRequest, size: int) -> None:
         self._metrics.bytes_received.inc(size)
         upload = request.upload
-        if upload is not None and upload.progress is not None:
+        if upload is not None and upload.progress is not None and upload.body:
             self._progress.advance(upload.progress, upload.body.received)
         # Reading may be paused while the disk catches up; progress on disk is
         # progress, so the idle timeout starts again.
         request.channel.resetTimeout()
 
-    def stored(self, upload: Upload, file_id: str) -> None:
-        """The handler recorded the upload as ``file_id``."""
+    def stored(self, upload: Upload, file_id: str | None = None) -> None:
+        """The handler kept the body (as file ``file_id``, when it made one)."""
+        upload.succeeded = True
         upload.file_id = file_id
         self._metrics.upload_seconds.observe(self._clock.seconds() - upload.started)
 
@@ -186,10 +321,11 @@ class IngestGate:
         upload.ended = True
         self.in_flight -= 1
         self._metrics.uploads_in_flight.dec()
-        if upload.sink.state is not SinkState.DONE:
+        if upload.sink is not None and upload.sink.state is not SinkState.DONE:
+            assert upload.body is not None
             upload.body.abort()
-        outcome = "stored" if upload.file_id else "failed"
+        outcome = "stored" if upload.succeeded else "failed"
         self._metrics.uploads.labels(outcome).inc()
         if upload.progress is not None:
-            error = None if upload.file_id else "the upload did not complete"
+            error = None if upload.succeeded else "the upload did not complete"
             self._progress.end(upload.progress, upload.file_id, error)

@@ -87,7 +87,7 @@ class ProgressBoard:
         """Record the outcome; the entry disappears ``ttl`` seconds later."""
         if entry.state != "uploading":
             return
-        entry.state = "done" if file_id else "failed"
+        entry.state = "failed" if error else "done"
         entry.file_id, entry.error = file_id, error
         entry.updated_at = self._clock.seconds()
         entry._expiry = self._clock.callLater(self.ttl, self._expire, entry)

@@ -60,15 +60,43 @@ class StreamingRequest(Request):
     gate: IngestGate
     clock: IReactorTime
     upload: Upload | None = None
+    processing = False
     _rejected = False
+    _continue_held = False
     _linger: IDelayedCall | None = None
+
+    def hold_continue(self) -> None:
+        """Do not answer ``Expect: 100-continue`` yet (the gate is still deciding)."""
+        if self.requestHeaders.getRawHeaders(b"expect"):
+            self.requestHeaders.removeHeader(b"expect")
+            self._continue_held = True
+
+    def release_continue(self) -> None:
+        """The gate admitted the body: send the held ``100 Continue``."""
+        channel: Any = self.channel
+        if self._continue_held and channel is not None and channel.transport:
+            self._continue_held = False
+            if getattr(channel, "_version", b"") == b"HTTP/1.1":
+                channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def process(self) -> None:
+        self.processing = True
+        override = self.getHeader(b"x-http-method-override")
+        if self.method == b"POST" and override:
+            # Clients behind proxies that only pass GET and POST (tus).
+            self.method = override.strip().upper()
+        super().process()
 
     def gotLength(self, length: int | None) -> None:
         # The request line is still only on the channel at this point; it
         # reaches the request in requestReceived, after the body.
         channel: Any = self.channel
+        method = channel._command
+        override = self.requestHeaders.getRawHeaders(b"x-http-method-override")
+        if method == b"POST" and override:
+            method = override[0].strip().upper()
         try:
-            self.gate.admit(self, channel._command, channel._path, length)
+            self.gate.admit(self, method, channel._path, length)
         except Problem as problem:
             self.reject(problem)
 
@@ -78,14 +106,15 @@ class StreamingRequest(Request):
             return
         self._rejected = True
         channel: Any = self.channel
-        if self.upload is not None:
+        if self.upload is not None and self.upload.body is not None:
             self.upload.body.abort()
         self.content = _Drain(self._hang_up)
         # A client that asked for 100 Continue and did not get it sends no
         # body: nothing to drain, close once the answer is written.
-        waiting = bool(self.requestHeaders.getRawHeaders(b"expect")) and not (
-            self.upload is not None and self.upload.body.received
-        )
+        received = self.upload.body.received if self.upload and self.upload.body else 0
+        waiting = (
+            bool(self.requestHeaders.getRawHeaders(b"expect")) or self._continue_held
+        ) and not received
         if not self.startedWriting:
             self.method = getattr(channel, "_command", self.method)
             self.uri = getattr(channel, "_path", self.uri)
@@ -126,7 +155,7 @@ class StreamingRequest(Request):
     def connectionLost(self, reason: Failure) -> None:
         if self._linger is not None and self._linger.active():
             self._linger.cancel()
-        if self.upload is not None and not self.finished:
+        if self.upload is not None and self.upload.body and not self.finished:
             self.upload.body.abort()
         super().connectionLost(reason)
 

@@ -52,9 +52,13 @@ def run_inline(function: Callable[..., Any], /, *args: Any) -> Deferred[Any]:
 
 @attrs.frozen
 class Digest:
+    """What one body left behind: its size, the running hashes after it, and
+    the digest of the body alone when a per-body checksum was asked for."""
+
     size: int
     sha256: str
     md5: str
+    check: bytes | None = None
 
 
 @attrs.frozen
@@ -64,32 +68,69 @@ class FlowLimits:
     max_size: int | None
 
 
-class BlobFile:
-    """The thread side: one open staging file and its two running hashes.
+@attrs.define
+class Hashes:
+    """sha256 and md5 of a file's bytes from its start up to ``size``.
 
-    Methods are called from writer threads, never two at once for the same
-    lane; :meth:`write_sha256` and :meth:`update_md5` touch disjoint state.
+    A resumable upload keeps one across requests so the file's sums are ready
+    when its last byte lands; ``copy()`` snapshots it before a body that may
+    be discarded.
     """
 
-    def __init__(self, path: Path, fsync: bool) -> None:
+    sha256: Any = attrs.field(factory=hashlib.sha256)
+    md5: Any = attrs.field(factory=lambda: hashlib.md5(usedforsecurity=False))
+    size: int = 0
+
+    def copy(self) -> Hashes:
+        return Hashes(self.sha256.copy(), self.md5.copy(), self.size)
+
+
+class BlobFile:
+    """The thread side: one open file, the running hashes, an optional checksum.
+
+    Either a new file (created exclusively) or, with ``offset``, an existing
+    one written from ``offset`` on. Methods run on writer threads, never two
+    at once for the same lane; the two lanes touch disjoint state.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fsync: bool,
+        *,
+        offset: int | None = None,
+        hashes: Hashes | None = None,
+        check: Any = None,
+    ) -> None:
         self.path = path
+        self.resuming = offset is not None
         self._fsync = fsync
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        self._sha256 = hashlib.sha256()
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._size = 0
+        if offset is None:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        else:
+            self._fd = os.open(path, os.O_WRONLY)
+            os.lseek(self._fd, offset, os.SEEK_SET)
+        self.hashes = Hashes() if hashes is None and offset is None else hashes
+        self._check = check
+        self.written = 0
 
     def write_sha256(self, chunks: list[bytes]) -> None:
+        sha256 = self.hashes.sha256 if self.hashes is not None else None
         for chunk in chunks:
-            self._sha256.update(chunk)
+            if sha256 is not None:
+                sha256.update(chunk)
             view = memoryview(chunk)
             while view:
                 view = view[os.write(self._fd, view) :]
-            self._size += len(chunk)
+            self.written += len(chunk)
 
     def update_md5(self, chunks: list[bytes]) -> None:
+        md5 = self.hashes.md5 if self.hashes is not None else None
         for chunk in chunks:
-            self._md5.update(chunk)
+            if md5 is not None:
+                md5.update(chunk)
+            if self._check is not None:
+                self._check.update(chunk)
 
     def close(self) -> Digest:
         try:
@@ -97,12 +138,29 @@ class BlobFile:
                 os.fsync(self._fd)
         finally:
             os.close(self._fd)
-        return Digest(self._size, self._sha256.hexdigest(), self._md5.hexdigest())
+        hashes = self.hashes
+        if hashes is not None:
+            hashes.size += self.written
+        return Digest(
+            self.written,
+            hashes.sha256.hexdigest() if hashes is not None else "",
+            hashes.md5.hexdigest() if hashes is not None else "",
+            self._check.digest() if self._check is not None else None,
+        )
 
-    def discard(self) -> None:
+    def discard(self) -> int:
+        """Give up on this body: a new file is removed; an existing one keeps
+        the bytes written so far, made durable. Returns how many that is."""
+        if self.resuming:
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+            return self.written
         with contextlib.suppress(OSError):
             os.close(self._fd)
         self.path.unlink(missing_ok=True)
+        return 0
 
 
 class SinkState(enum.Enum):
@@ -150,6 +208,7 @@ class UploadSink:
     _limits: FlowLimits
     _on_progress: Callable[[int], None] = lambda n: None
     _on_reject: Callable[[Problem], None] = lambda p: None
+    _on_aborted: Callable[[int], None] = lambda n: None
 
     received: int = 0
     written: int = 0
@@ -285,6 +344,7 @@ class UploadSink:
     def _cleanup_when_idle(self) -> None:
         """Remove the staging file once no thread is using it."""
         if all(lane.idle for lane in self._lanes):
-            self._run(self._blob.discard).addErrback(
-                lambda f: log.failure("removing a staging file failed", f)
+            self._run(self._blob.discard).addCallbacks(
+                self._on_aborted,
+                lambda f: log.failure("discarding an upload body failed", f),
             )
