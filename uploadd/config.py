@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 from uploadd import settings
+from uploadd.api.cors import parse_origins
 from uploadd.settings import (
     parse_bool,
     parse_duration,
@@ -51,6 +52,12 @@ class HTTPSection:
         parse_url(("http", "https")),
         "base URL used in links; empty uses the request's Host header",
         "an http:// or https:// URL",
+    )
+    cors_origins: frozenset[str] = setting(
+        "",
+        parse_origins,
+        "browser origins allowed to call the API; * for any, empty for none",
+        "*, or comma-separated origins such as https://app.example.com",
     )
     page_size: int = setting(
         "50", parse_positive_int, "default page size of listings", "a positive integer"
@@ -119,12 +126,26 @@ class IngestSection:
 
 
 @attrs.frozen
+class UploadsSection:
+    expire_after: float = setting(
+        "24h",
+        parse_duration,
+        "a resumable upload left idle this long expires and its bytes are freed",
+        DURATION,
+    )
+    sweep_interval: float = setting(
+        "1m", parse_duration, "how often expired uploads are swept", DURATION
+    )
+
+
+@attrs.frozen
 class Config:
     http: HTTPSection = attrs.field(factory=HTTPSection)
     storage: StorageSection = attrs.field(factory=StorageSection)
     database: DatabaseSection = attrs.field(factory=DatabaseSection)
     auth: AuthSection = attrs.field(factory=AuthSection)
     ingest: IngestSection = attrs.field(factory=IngestSection)
+    uploads: UploadsSection = attrs.field(factory=UploadsSection)
 
     def __attrs_post_init__(self) -> None:
         if self.auth.secret and len(self.auth.secret) < 32:

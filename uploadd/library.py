@@ -12,6 +12,7 @@ import mimetypes
 import re
 import unicodedata
 from collections.abc import Callable
+from pathlib import Path
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -67,13 +68,15 @@ class Library:
         filename: str,
         content_type: str | None,
         parent: str | None,
+        staged: Path | None = None,
     ) -> FileRecord:
-        """Commit the staged blob ``blob_id`` as a new file of ``owner``."""
+        """Commit the staged blob ``blob_id`` (or the file ``staged``) as a new
+        file of ``owner``."""
         try:
             name = clean_filename(filename)
             if parent:
                 await self._check_parent(owner, parent)
-            await self._run(self._blobs.commit, blob_id)
+            await self._run(self._blobs.commit, blob_id, staged)
             record = FileRecord(
                 id=blob_id,
                 owner_id=owner.user_id,
@@ -87,7 +90,11 @@ class Library:
             )
             await self._store.add_file(record)
         except BaseException:
-            await self._run(self._blobs.remove, blob_id)
+            if staged is None:
+                await self._run(self._blobs.remove, blob_id)
+            else:
+                # A resumable upload's data goes back where it was, for a retry.
+                await self._run(_restore, self._blobs.path(blob_id), staged)
             raise
         log.info(
             "stored {file_id} {filename} {size} for {owner}",
@@ -111,3 +118,8 @@ class Library:
         await self._store.delete_file(record.id)
         await self._run(self._blobs.remove, record.id)
         log.info("deleted {file_id}", file_id=record.id)
+
+
+def _restore(final: Path, staged: Path) -> None:
+    if final.exists() and not staged.exists():
+        final.replace(staged)

@@ -17,6 +17,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -24,10 +25,12 @@ from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from uploadd.api.auth import AuthAPI
+from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
 from uploadd.api.root import Router
+from uploadd.api.tus import TusAPI
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.config import Config
@@ -40,6 +43,7 @@ from uploadd.metrics import Metrics
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import IMetadataStore
 from uploadd.store.sqlite import SQLiteStore
+from uploadd.uploads.resumable import Resumable
 
 log = Logger()
 
@@ -51,6 +55,7 @@ class Parts:
     tokens: TokenIssuer
     gate: IngestGate
     library: Library
+    resumable: Resumable
     router: Router
     site: Site
     metrics: Metrics
@@ -66,6 +71,15 @@ def build(
     metrics = Metrics()
     progress = ProgressBoard(reactor, config.ingest.progress_ttl)
     library = Library(store, blobs, run, reactor)
+    resumable = Resumable(
+        store,
+        blobs,
+        library,
+        run,
+        reactor,
+        config.uploads.expire_after,
+        config.storage.fsync,
+    )
     router = Router()
     gate = IngestGate(
         router,
@@ -94,18 +108,21 @@ def build(
             config.http.public_url,
             config.http.page_size,
         ),
+        TusAPI(resumable, blobs, run, tokens, gate, config.http.public_url),
         AuthAPI(store, tokens, run, config.auth.token_ttl),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
     )
     site = Site(
         router,
-        requestFactory=request_factory(gate, reactor),
+        requestFactory=request_factory(gate, reactor, Cors(config.http.cors_origins)),
         parsePOSTFormSubmission=False,
         timeout=config.http.idle_timeout,
         reactor=reactor,
     )
-    return Parts(store, blobs, tokens, gate, library, router, site, metrics, progress)
+    return Parts(
+        store, blobs, tokens, gate, library, resumable, router, site, metrics, progress
+    )
 
 
 class UploaddService(Service):
@@ -125,6 +142,8 @@ class UploaddService(Service):
         run: Runner = functools.partial(deferToThreadPool, reactor, self._pool)
         self.parts = build(config, reactor, self._store, self._secret, run)
         self._port: IListeningPort | None = None
+        self._sweeper = LoopingCall(self._sweep)
+        self._sweeper.clock = reactor
         self.started: Deferred[None] | None = None
 
     def startService(self) -> None:
@@ -138,6 +157,7 @@ class UploaddService(Service):
         removed = self.parts.blobs.prepare()
         if removed:
             log.info("removed {count} interrupted uploads", count=removed)
+        self._sweeper.start(self.config.uploads.sweep_interval, now=True)
         http = self.config.http
         self._port = self._reactor.listenTCP(
             http.port, self.parts.site, interface=http.host
@@ -151,6 +171,11 @@ class UploaddService(Service):
             version=version,
             data=self._data_path,
         )
+
+    def _sweep(self) -> Deferred[int]:
+        sweeping = Deferred.fromCoroutine(self.parts.resumable.sweep())
+        sweeping.addErrback(lambda f: log.failure("sweeping expired uploads failed", f))
+        return sweeping
 
     def _write_port_file(self, port: int) -> None:
         """Tell tools which port was taken (useful with port = 0)."""
@@ -170,6 +195,8 @@ class UploaddService(Service):
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
+        if self._sweeper.running:
+            self._sweeper.stop()
         port, self._port = self._port, None
         stopped = port.stopListening() if port is not None else None
         self._pool.stop()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
-from uploadd.store.interface import Conflict, FileRecord, IMetadataStore
+from uploadd.store.interface import Conflict, FileRecord, IMetadataStore, UploadRecord
 from uploadd.store.memory import MemoryStore
 from uploadd.store.sqlite import SQLiteStore, migrations
 
@@ -119,3 +120,35 @@ async def test_sqlite_migrations_are_versioned_and_idempotent(tmp_path: Path) ->
     assert await made.migrate() == newest
     assert await made.migrate() == newest
     made.close()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_uploads_round_trip_and_expire(store: IMetadataStore) -> None:
+    """An upload's every field survives save and load; expired_uploads finds
+    open uploads past their expiry only."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    upload = UploadRecord(
+        "u1",
+        alice.id,
+        "range",
+        1000,
+        created_at=1.0,
+        expires_at=50.0,
+        ranges=((0, 10), (20, 30)),
+        metadata={"filename": "a.bin"},
+        concat="partial",
+        parts=("x", "y"),
+        base=1,
+    )
+    await store.add_upload(upload)
+    assert await store.get_upload("u1") == upload
+    moved = attrs.evolve(upload, received=10, ranges=((0, 30),), expires_at=80.0)
+    await store.save_upload(moved)
+    assert await store.get_upload("u1") == moved
+    await store.add_upload(UploadRecord("u2", alice.id, "tus", None, 1.0, 10.0))
+    await store.add_upload(
+        UploadRecord("u3", alice.id, "tus", 5, 1.0, 10.0, state="complete")
+    )
+    assert [u.id for u in await store.expired_uploads(60.0)] == ["u2"]
+    assert await store.delete_upload("u2")
+    assert await store.get_upload("u2") is None

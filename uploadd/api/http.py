@@ -23,6 +23,14 @@ def json_body(request: IRequest, status: int, document: Any) -> bytes:
     return body
 
 
+def empty(request: IRequest, status: int) -> bytes:
+    """An answer with no body: no Content-Type, Content-Length 0."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-length", b"0")
+    request.defaultContentType = None
+    return b""
+
+
 def read_fields(request: IRequest) -> dict[str, Any]:
     """A JSON object body or a urlencoded form body, as a dict; else 400/415."""
     raw = request.content.read() if request.content is not None else b""

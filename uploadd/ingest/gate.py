@@ -217,7 +217,12 @@ class IngestGate:
         transport.bufferSize = UPLOAD_READ_SIZE
 
         made: list[BodyPlan | Failure] = []
-        planning.addBoth(made.append)
+
+        def settled(result: BodyPlan | Failure) -> BodyPlan | Failure | None:
+            made.append(result)
+            return None if isinstance(result, Failure) else result
+
+        planning.addBoth(settled)
         if made:
             self._planned(request, upload, made[0], held=None)
             return

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from uploadd.api import problems
+from uploadd.api.cors import Cors
 from uploadd.api.problems import Problem
 from uploadd.ingest.gate import IngestGate, Upload
 
@@ -59,6 +60,7 @@ class StreamingRequest(Request):
 
     gate: IngestGate
     clock: IReactorTime
+    cors: Cors
     upload: Upload | None = None
     processing = False
     _rejected = False
@@ -85,6 +87,11 @@ class StreamingRequest(Request):
         if self.method == b"POST" and override:
             # Clients behind proxies that only pass GET and POST (tus).
             self.method = override.strip().upper()
+        self.cors.decorate(self)
+        if self.cors.preflight(self):
+            self.setHeader(b"content-length", b"0")
+            self.finish()
+            return
         super().process()
 
     def gotLength(self, length: int | None) -> None:
@@ -102,7 +109,8 @@ class StreamingRequest(Request):
 
     def reject(self, problem: Problem) -> None:
         """Answer ``problem`` now and stop taking this request's body."""
-        if self._rejected or self.finished or self._disconnected:
+        if self._rejected or self.finished or self._disconnected or self.processing:
+            # Once the handler runs, it answers (a failed body fails its await).
             return
         self._rejected = True
         channel: Any = self.channel
@@ -120,6 +128,7 @@ class StreamingRequest(Request):
             self.uri = getattr(channel, "_path", self.uri)
             self.clientproto = getattr(channel, "_version", self.clientproto)
             self.requestHeaders.removeHeader(b"expect")
+            self.cors.decorate(self)
             body = problems.apply(self, problem)
             self.setHeader(b"connection", b"close")
             self.write(body)
@@ -160,8 +169,12 @@ class StreamingRequest(Request):
         super().connectionLost(reason)
 
 
-def request_factory(gate: IngestGate, clock: IReactorTime) -> type[StreamingRequest]:
+def request_factory(
+    gate: IngestGate, clock: IReactorTime, cors: Cors
+) -> type[StreamingRequest]:
     """A StreamingRequest class bound to ``gate``, for ``Site.requestFactory``."""
     return type(
-        "BoundStreamingRequest", (StreamingRequest,), {"gate": gate, "clock": clock}
+        "BoundStreamingRequest",
+        (StreamingRequest,),
+        {"gate": gate, "clock": clock, "cors": cors},
     )

@@ -113,6 +113,7 @@ class BlobFile:
         self.hashes = Hashes() if hashes is None and offset is None else hashes
         self._check = check
         self.written = 0
+        self._open = True
 
     def write_sha256(self, chunks: list[bytes]) -> None:
         sha256 = self.hashes.sha256 if self.hashes is not None else None
@@ -137,6 +138,7 @@ class BlobFile:
             if self._fsync:
                 os.fsync(self._fd)
         finally:
+            self._open = False
             os.close(self._fd)
         hashes = self.hashes
         if hashes is not None:
@@ -151,14 +153,17 @@ class BlobFile:
     def discard(self) -> int:
         """Give up on this body: a new file is removed; an existing one keeps
         the bytes written so far, made durable. Returns how many that is."""
+        was_open, self._open = self._open, False
         if self.resuming:
-            try:
-                os.fsync(self._fd)
-            finally:
-                os.close(self._fd)
+            if was_open:
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
             return self.written
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        if was_open:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
         self.path.unlink(missing_ok=True)
         return 0
 
@@ -216,6 +221,7 @@ class UploadSink:
     _lanes: list[_Lane] = attrs.field(init=False)
     _paused: bool = False
     _closing: bool = False
+    _closed_file: bool = False
     _done: list[Deferred[Digest]] = attrs.field(factory=list)
     _digest: Digest | None = None
     _error: Failure | None = None
@@ -314,12 +320,19 @@ class UploadSink:
             self._run(self._blob.close).addCallbacks(self._closed, self._batch_failed)
 
     def _batch_failed(self, failure: Failure) -> None:
+        if self._closing:
+            self._closed_file = True
         log.failure("writing an upload failed", failure)
         self._fail(
             Failure(Problem(507, "the server could not store the upload")), reject=True
         )
 
     def _closed(self, digest: Digest) -> None:
+        self._closed_file = True
+        if self.state is SinkState.FAILED:
+            # Aborted while the file was being closed: clean up now.
+            self._cleanup_when_idle()
+            return
         self.state = SinkState.DONE
         self._digest = digest
         waiters, self._done = self._done, []
@@ -342,7 +355,9 @@ class UploadSink:
             waiter.errback(failure)
 
     def _cleanup_when_idle(self) -> None:
-        """Remove the staging file once no thread is using it."""
+        """Discard the body once no thread is using the file."""
+        if self._closing and not self._closed_file:
+            return
         if all(lane.idle for lane in self._lanes):
             self._run(self._blob.discard).addCallbacks(
                 self._on_aborted,

@@ -1,7 +1,9 @@
 """Where file bytes live on disk: staging ``.part`` files and their final places.
 
-``incoming/<id>.part`` while a body streams in; ``files/<ab>/<id>`` once it is
-complete, fsynced and renamed. Every method here blocks: call it from a thread.
+``incoming/<id>.part`` while a single-request body streams in;
+``uploads/<id>.bin`` while a resumable upload is open (across requests and
+restarts); ``files/<ab>/<id>`` once complete, fsynced and renamed. Every
+method here blocks: call it from a thread.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class BlobStore:
     def staging_path(self, blob_id: str) -> Path:
         return self.incoming / f"{blob_id}.part"
 
+    def upload_path(self, upload_id: str) -> Path:
+        return self.root / "uploads" / f"{upload_id}.bin"
+
     def path(self, blob_id: str) -> Path:
         return self.root / "files" / blob_id[:2] / blob_id
 
@@ -30,23 +35,35 @@ class BlobStore:
         """Create the folders; remove ``.part`` files left by a crash. Count them."""
         self.incoming.mkdir(parents=True, exist_ok=True)
         (self.root / "files").mkdir(parents=True, exist_ok=True)
+        (self.root / "uploads").mkdir(parents=True, exist_ok=True)
         removed = 0
         for leftover in self.incoming.glob("*.part"):
             leftover.unlink(missing_ok=True)
             removed += 1
         return removed
 
-    def commit(self, blob_id: str) -> Path:
-        """Rename a complete staging file into place, durably."""
+    def commit(self, blob_id: str, staged: Path | None = None) -> Path:
+        """Rename a complete staging file (or ``staged``) into place, durably."""
         final = self.path(blob_id)
         final.parent.mkdir(parents=True, exist_ok=True)
-        self.staging_path(blob_id).replace(final)
+        (staged or self.staging_path(blob_id)).replace(final)
         _fsync_dir(final.parent)
         return final
 
     def remove(self, blob_id: str) -> None:
         self.path(blob_id).unlink(missing_ok=True)
         self.staging_path(blob_id).unlink(missing_ok=True)
+
+    def create_upload(self, upload_id: str) -> None:
+        """An empty data file for a new resumable upload."""
+        os.close(os.open(self.upload_path(upload_id), os.O_CREAT | os.O_EXCL, 0o640))
+
+    def remove_upload(self, upload_id: str) -> None:
+        self.upload_path(upload_id).unlink(missing_ok=True)
+
+    def truncate_upload(self, upload_id: str, size: int) -> None:
+        """Cut an upload's data back to ``size`` bytes (drop unrecorded bytes)."""
+        os.truncate(self.upload_path(upload_id), size)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -33,6 +33,32 @@ class FileRecord:
 
 
 @attrs.frozen
+class UploadRecord:
+    """A resumable upload in progress (tus or Content-Range).
+
+    ``received`` is the durable, contiguous byte count from the start (tus
+    offset); ``ranges`` are the covered ``[start, end)`` spans for uploads
+    whose chunks may arrive out of order; ``base`` is 1 for clients that
+    number Content-Range bytes from 1.
+    """
+
+    id: str
+    owner_id: int
+    protocol: str
+    length: int | None
+    created_at: float
+    expires_at: float | None
+    state: str = "open"
+    received: int = 0
+    ranges: tuple[tuple[int, int], ...] = ()
+    metadata: dict[str, str] = attrs.field(factory=dict, hash=False)
+    concat: str | None = None
+    parts: tuple[str, ...] = ()
+    file_id: str | None = None
+    base: int = 0
+
+
+@attrs.frozen
 class Page:
     count: int
     results: list[FileRecord]
@@ -83,6 +109,21 @@ class IMetadataStore(Interface):
 
     def versions_of(file_id: str) -> Awaitable[list[FileRecord]]:
         """Files whose parent is ``file_id``, oldest first."""
+
+    def add_upload(record: UploadRecord) -> Awaitable[None]:
+        """Record a new resumable upload."""
+
+    def get_upload(upload_id: str) -> Awaitable[UploadRecord | None]:
+        """The upload with ``upload_id``."""
+
+    def save_upload(record: UploadRecord) -> Awaitable[None]:
+        """Store a changed upload (matched by id)."""
+
+    def delete_upload(upload_id: str) -> Awaitable[bool]:
+        """Forget an upload; False if there was none."""
+
+    def expired_uploads(now: float) -> Awaitable[list[UploadRecord]]:
+        """Open uploads whose expiry is at or before ``now``."""
 
     def delete_file(file_id: str) -> Awaitable[bool]:
         """Forget a file; its versions lose their parent. False if none."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 import attrs
 from zope.interface import implementer
 
-from uploadd.store.interface import Conflict, FileRecord, IMetadataStore, Page, User
+from uploadd.store.interface import (
+    Conflict,
+    FileRecord,
+    IMetadataStore,
+    Page,
+    UploadRecord,
+    User,
+)
 
 
 @implementer(IMetadataStore)
@@ -13,6 +20,7 @@ from uploadd.store.interface import Conflict, FileRecord, IMetadataStore, Page, 
 class MemoryStore:
     users: dict[str, User] = attrs.field(factory=dict)
     files: dict[str, FileRecord] = attrs.field(factory=dict)
+    uploads: dict[str, UploadRecord] = attrs.field(factory=dict)
     _next_user: int = 1
 
     async def migrate(self) -> int:
@@ -57,6 +65,8 @@ class MemoryStore:
         user = self.users.pop(username, None)
         if user is None:
             return False
+        for upload in [u for u in self.uploads.values() if u.owner_id == user.id]:
+            del self.uploads[upload.id]
         for record in [f for f in self.files.values() if f.owner_id == user.id]:
             await self.delete_file(record.id)
         return True
@@ -79,6 +89,28 @@ class MemoryStore:
     async def versions_of(self, file_id: str) -> list[FileRecord]:
         found = [f for f in self.files.values() if f.parent == file_id]
         return sorted(found, key=lambda f: (f.created_at, f.id))
+
+    async def add_upload(self, record: UploadRecord) -> None:
+        if record.id in self.uploads:
+            raise Conflict(f"upload {record.id} exists")
+        self.uploads[record.id] = record
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        return self.uploads.get(upload_id)
+
+    async def save_upload(self, record: UploadRecord) -> None:
+        if record.id in self.uploads:
+            self.uploads[record.id] = record
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        return self.uploads.pop(upload_id, None) is not None
+
+    async def expired_uploads(self, now: float) -> list[UploadRecord]:
+        return [
+            u
+            for u in self.uploads.values()
+            if u.state == "open" and u.expires_at is not None and u.expires_at <= now
+        ]
 
     async def delete_file(self, file_id: str) -> bool:
         if self.files.pop(file_id, None) is None:

@@ -7,6 +7,7 @@ files; ``PRAGMA user_version`` records how far a database has come.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from uploadd.store.interface import (
     FileRecord,
     IMetadataStore,
     Page,
+    UploadRecord,
     User,
 )
 
@@ -57,6 +59,50 @@ def _user(row: tuple[Any, ...]) -> User:
 
 def _file(row: tuple[Any, ...]) -> FileRecord:
     return FileRecord(*row)
+
+
+_UPLOAD_COLUMNS = (
+    "id, owner_id, protocol, length, created_at, expires_at, state, received,"
+    " ranges, metadata, concat, parts, file_id, base"
+)
+
+
+def _upload(row: tuple[Any, ...]) -> UploadRecord:
+    return UploadRecord(
+        id=row[0],
+        owner_id=row[1],
+        protocol=row[2],
+        length=row[3],
+        created_at=row[4],
+        expires_at=row[5],
+        state=row[6],
+        received=row[7],
+        ranges=tuple((a, b) for a, b in json.loads(row[8])),
+        metadata=json.loads(row[9]),
+        concat=row[10],
+        parts=tuple(json.loads(row[11])),
+        file_id=row[12],
+        base=row[13],
+    )
+
+
+def _upload_values(record: UploadRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.owner_id,
+        record.protocol,
+        record.length,
+        record.created_at,
+        record.expires_at,
+        record.state,
+        record.received,
+        json.dumps([list(span) for span in record.ranges]),
+        json.dumps(record.metadata),
+        record.concat,
+        json.dumps(list(record.parts)),
+        record.file_id,
+        record.base,
+    )
 
 
 class _Reactor(IReactorCore, IReactorThreads):
@@ -247,6 +293,54 @@ class SQLiteStore:
             file_id,
         )
         return [_file(row) for row in rows]
+
+    async def add_upload(self, record: UploadRecord) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            try:
+                cursor.execute(
+                    f"INSERT INTO uploads ({_UPLOAD_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    _upload_values(record),
+                )
+            except sqlite3.IntegrityError as error:
+                raise Conflict(f"upload {record.id}: {error}") from None
+
+        await self._write(run)
+
+    async def get_upload(self, upload_id: str) -> UploadRecord | None:
+        rows = await self._query(
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?", upload_id
+        )
+        return _upload(rows[0]) if rows else None
+
+    async def save_upload(self, record: UploadRecord) -> None:
+        values = _upload_values(record)
+
+        def run(cursor: sqlite3.Cursor) -> None:
+            names = [name.strip() for name in _UPLOAD_COLUMNS.split(",")][1:]
+            assignments = ", ".join(f"{name} = ?" for name in names)
+            cursor.execute(
+                f"UPDATE uploads SET {assignments} WHERE id = ?",
+                (*values[1:], values[0]),
+            )
+
+        await self._write(run)
+
+    async def delete_upload(self, upload_id: str) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+            return cursor.rowcount > 0
+
+        deleted: bool = await self._write(run)
+        return deleted
+
+    async def expired_uploads(self, now: float) -> list[UploadRecord]:
+        rows = await self._query(
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads"
+            " WHERE state = 'open' AND expires_at IS NOT NULL AND expires_at <= ?",
+            now,
+        )
+        return [_upload(row) for row in rows]
 
     async def delete_file(self, file_id: str) -> bool:
         def run(cursor: sqlite3.Cursor) -> bool:
