@@ -57,7 +57,7 @@ class Harness:
     client: StubTreq
     data_dir: Path
 
-    def user(self, name: str, scopes: str = "write") -> str:
+    def user(self, name: str, scopes: str = "write", ttl: float = 3600) -> str:
         """Create ``name`` with ``scopes``; return a bearer token for it."""
         user = now(
             self.store.add_user(
@@ -65,7 +65,7 @@ class Harness:
             )
         )
         principal = Principal(user.id, user.username, user.scopes)
-        return self.parts.tokens.issue(principal, 3600)
+        return self.parts.tokens.issue(principal, ttl)
 
     async def call(self, method: str, path: str, **options: Any) -> Reply:
         """Send a request and read the whole response, pumping the memory pipe

@@ -15,7 +15,7 @@ from twisted.web.resource import IResource
 from uploadd.api import problems
 from uploadd.api.access import authenticate, owned, require
 from uploadd.api.download import BlobResource
-from uploadd.api.http import arg, base_url, int_arg, json_body, timestamp
+from uploadd.api.http import arg, base_url, empty, int_arg, json_body, timestamp
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
 from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, Upload
@@ -159,8 +159,7 @@ class FilesAPI:
     async def delete_file(self, request: IRequest, file_id: str) -> bytes:
         record = await self._readable(request, file_id, Action.DELETE)
         await self._library.delete(record)
-        request.setResponseCode(204)
-        return b""
+        return empty(request, 204)
 
     async def _readable(
         self, request: IRequest, file_id: str, action: Action

@@ -27,7 +27,8 @@ def empty(request: IRequest, status: int) -> bytes:
     """An answer with no body: no Content-Type, Content-Length 0."""
     request.setResponseCode(status)
     request.setHeader(b"content-length", b"0")
-    request.defaultContentType = None
+    # twisted.web's Request has it; IRequest does not declare it.
+    request.defaultContentType = None  # type: ignore[attr-defined]
     return b""
 
 

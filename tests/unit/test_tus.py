@@ -1,0 +1,328 @@
+"""tus 1.0.0 over StubTreq and raw channels: every extension, errors, locking."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest_twisted
+from twisted.python.failure import Failure
+
+from tests.support import Harness, Reply, auth, harness, now
+from tests.unit.test_ingest_gate import connect, held_app
+
+TUS = {b"tus-resumable": [b"1.0.0"]}
+BODY = {b"content-type": [b"application/offset+octet-stream"]}
+
+
+def h(token: str, **extra: str) -> dict[bytes, list[bytes]]:
+    headers = {**auth(token), **TUS}
+    for name, value in extra.items():
+        headers[name.replace("_", "-").lower().encode()] = [value.encode()]
+    return headers
+
+
+async def create(app: Harness, token: str, **extra: str) -> str:
+    response = await app.call("POST", "/uploads/", headers=h(token, **extra))
+    assert response.code == 201, response.body
+    location = response.header("location")
+    assert location is not None
+    return location.removeprefix("http://uploadd")
+
+
+async def patch(
+    app: Harness, token: str, path: str, offset: int, data: bytes, **extra: str
+) -> Reply:
+    return await app.call(
+        "PATCH",
+        path,
+        data=data,
+        headers={**h(token, Upload_Offset=str(offset), **extra), **BODY},
+    )
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_options_describes_the_server(app: Harness) -> None:
+    """OPTIONS lists version, extensions, the size limit and checksums."""
+    response = await app.call("OPTIONS", "/uploads/")
+    assert response.code == 204
+    assert response.header("tus-version") == "1.0.0"
+    assert set((response.header("tus-extension") or "").split(",")) == {
+        "creation",
+        "creation-with-upload",
+        "creation-defer-length",
+        "expiration",
+        "checksum",
+        "termination",
+        "concatenation",
+    }
+    assert response.header("tus-max-size") == str(10 * 1024**3)
+    assert response.header("tus-checksum-algorithm") == "sha1,md5,sha256"
+
+
+@pytest_twisted.ensureDeferred()
+async def test_create_patch_head_and_the_finished_file(app: Harness) -> None:
+    """An upload created, filled in two PATCHes and HEADed between becomes a
+    file with the metadata's name and type and the right hashes."""
+    token = app.user("alice")
+    data = b"0123456789" * 1000
+    path = await create(
+        app,
+        token,
+        Upload_Length=str(len(data)),
+        Upload_Metadata=f"filename {b64('notes.txt')},filetype {b64('text/plain')}",
+    )
+    first = await patch(app, token, path, 0, data[:4000])
+    assert first.code == 204
+    assert first.header("upload-offset") == "4000"
+    assert first.header("upload-expires") is not None
+    head = await app.call("HEAD", path, headers=h(token))
+    assert head.header("upload-offset") == "4000"
+    assert head.header("upload-length") == str(len(data))
+    assert head.header("upload-metadata") == (
+        f"filename {b64('notes.txt')},filetype {b64('text/plain')}"
+    )
+    assert head.header("cache-control") == "no-store"
+    last = await patch(app, token, path, 4000, data[4000:])
+    assert last.header("upload-offset") == str(len(data))
+    upload_id = path.rsplit("/", 1)[-1]
+    record = app.store.files[upload_id]
+    assert record.filename == "notes.txt" and record.content_type == "text/plain"
+    assert record.sha256 == hashlib.sha256(data).hexdigest()
+    assert record.md5 == hashlib.md5(data).hexdigest()
+    assert app.parts.blobs.path(upload_id).read_bytes() == data
+
+
+@pytest_twisted.ensureDeferred()
+async def test_protocol_errors(app: Harness) -> None:
+    """412 for another tus version, 415 for another body type, 409 for a wrong
+    offset, 413 over the limit, 404 for someone else's upload."""
+    token, other = app.user("alice"), app.user("bob")
+    path = await create(app, token, Upload_Length="10")
+    wrong_version = await app.call(
+        "HEAD", path, headers={**auth(token), b"tus-resumable": [b"0.2.2"]}
+    )
+    assert wrong_version.code == 412
+    assert wrong_version.header("tus-version") == "1.0.0"
+    wrong_type = await app.call(
+        "PATCH",
+        path,
+        data=b"x",
+        headers={**h(token, Upload_Offset="0"), b"content-type": [b"text/plain"]},
+    )
+    assert wrong_type.code == 415
+    wrong_offset = await patch(app, token, path, 3, b"abc")
+    assert wrong_offset.code == 409
+    assert wrong_offset.header("upload-offset") == "0"
+    too_long = await patch(app, token, path, 0, b"x" * 11)
+    assert too_long.code == 413
+    huge = await app.call(
+        "POST", "/uploads/", headers=h(token, Upload_Length=str(11 * 1024**3))
+    )
+    assert huge.code == 413
+    theirs = await app.call("HEAD", path, headers=h(other))
+    assert theirs.code == 404
+    no_length = await app.call("POST", "/uploads/", headers=h(token))
+    assert no_length.code == 400
+
+
+@pytest_twisted.ensureDeferred()
+async def test_creation_with_upload(app: Harness) -> None:
+    """POST with a body creates and fills in one request."""
+    token = app.user("alice")
+    response = await app.call(
+        "POST",
+        "/uploads/",
+        data=b"hello",
+        headers={**h(token, Upload_Length="10"), **BODY},
+    )
+    assert response.code == 201
+    assert response.header("upload-offset") == "5"
+
+
+@pytest_twisted.ensureDeferred()
+async def test_deferred_length(app: Harness) -> None:
+    """Upload-Defer-Length: 1, then a PATCH that states the length."""
+    token = app.user("alice")
+    path = await create(app, token, Upload_Defer_Length="1")
+    head = await app.call("HEAD", path, headers=h(token))
+    assert head.header("upload-defer-length") == "1"
+    assert (await patch(app, token, path, 0, b"abc")).code == 204
+    done = await patch(app, token, path, 3, b"def", Upload_Length="6")
+    assert done.header("upload-offset") == "6"
+    assert app.store.files[path.rsplit("/", 1)[-1]].size == 6
+
+
+@pytest_twisted.ensureDeferred()
+async def test_checksums(app: Harness) -> None:
+    """A matching Upload-Checksum is taken; a wrong one is 460 and the chunk
+    discarded; an unknown algorithm is 400."""
+    token = app.user("alice")
+    path = await create(app, token, Upload_Length="6")
+    good = base64.b64encode(hashlib.sha1(b"abc").digest()).decode()
+    ok = await patch(app, token, path, 0, b"abc", Upload_Checksum=f"sha1 {good}")
+    assert ok.code == 204
+    bad = base64.b64encode(hashlib.md5(b"nope").digest()).decode()
+    wrong = await patch(app, token, path, 3, b"def", Upload_Checksum=f"md5 {bad}")
+    assert wrong.code == 460
+    head = await app.call("HEAD", path, headers=h(token))
+    assert head.header("upload-offset") == "3"
+    unknown = await patch(app, token, path, 3, b"def", Upload_Checksum="crc32 AAAA")
+    assert unknown.code == 400
+    sha = base64.b64encode(hashlib.sha256(b"def").digest()).decode()
+    done = await patch(app, token, path, 3, b"def", Upload_Checksum=f"sha256 {sha}")
+    assert done.header("upload-offset") == "6"
+    record = app.store.files[path.rsplit("/", 1)[-1]]
+    assert record.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_expiry_answers_410_and_the_sweeper_frees_the_bytes(
+    app: Harness,
+) -> None:
+    """Past Upload-Expires the upload is gone (410) and its file removed."""
+    token = app.user("alice", ttl=3 * 24 * 3600)
+    path = await create(app, token, Upload_Length="10")
+    await patch(app, token, path, 0, b"abc")
+    upload_id = path.rsplit("/", 1)[-1]
+    data_file = app.parts.blobs.upload_path(upload_id)
+    assert data_file.exists()
+    app.clock.advance(24 * 3600 + 1)
+    assert (await app.call("HEAD", path, headers=h(token))).code == 410
+    assert now(app.parts.resumable.sweep()) == 1
+    assert not data_file.exists()
+    assert (await patch(app, token, path, 3, b"def")).code == 410
+
+
+@pytest_twisted.ensureDeferred()
+async def test_termination(app: Harness) -> None:
+    """DELETE ends an upload: 204, then 404, and its bytes are gone."""
+    token = app.user("alice")
+    path = await create(app, token, Upload_Length="10")
+    response = await app.call("DELETE", path, headers=h(token))
+    assert response.code == 204
+    assert (await app.call("HEAD", path, headers=h(token))).code == 404
+    assert not app.parts.blobs.upload_path(path.rsplit("/", 1)[-1]).exists()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_concatenation(app: Harness) -> None:
+    """Two partial uploads and a final one make one file of both; the final
+    takes no PATCH and HEAD names its parts."""
+    token = app.user("alice")
+    paths = []
+    for piece in (b"first half, ", b"second half"):
+        path = await create(
+            app, token, Upload_Length=str(len(piece)), Upload_Concat="partial"
+        )
+        await patch(app, token, path, 0, piece)
+        paths.append(path)
+    final = await create(
+        app,
+        token,
+        Upload_Concat="final;" + " ".join(paths),
+        Upload_Metadata=f"filename {b64('joined.txt')}",
+    )
+    final_id = final.rsplit("/", 1)[-1]
+    record = app.store.files[final_id]
+    assert record.filename == "joined.txt"
+    assert app.parts.blobs.path(final_id).read_bytes() == b"first half, second half"
+    assert record.sha256 == hashlib.sha256(b"first half, second half").hexdigest()
+    assert (await patch(app, token, final, 0, b"x")).code == 403
+    head = await app.call("HEAD", final, headers=h(token))
+    assert (head.header("upload-concat") or "").startswith("final;http://uploadd/")
+    assert head.header("upload-offset") == str(len(b"first half, second half"))
+
+
+@pytest_twisted.ensureDeferred()
+async def test_method_override(app: Harness) -> None:
+    """POST with X-HTTP-Method-Override: PATCH is a PATCH."""
+    token = app.user("alice")
+    path = await create(app, token, Upload_Length="3")
+    response = await app.call(
+        "POST",
+        path,
+        data=b"abc",
+        headers={**h(token, Upload_Offset="0", X_HTTP_Method_Override="PATCH"), **BODY},
+    )
+    assert response.code == 204
+    assert response.header("upload-offset") == "3"
+
+
+@pytest_twisted.ensureDeferred()
+async def test_cors_preflight_and_exposed_headers(tmp_path: Path) -> None:
+    """With an allowed origin, preflights pass and tus headers are readable."""
+    app = harness(tmp_path, settings={("http", "cors_origins"): "https://app.test"})
+    token = app.user("alice")
+    origin = {b"origin": [b"https://app.test"]}
+    preflight = await app.call(
+        "OPTIONS",
+        "/uploads/",
+        headers={**origin, b"access-control-request-method": [b"PATCH"]},
+    )
+    assert preflight.code == 204
+    assert preflight.header("access-control-allow-origin") == "https://app.test"
+    assert "Upload-Offset" in (preflight.header("access-control-allow-headers") or "")
+    created = await app.call(
+        "POST", "/uploads/", headers={**h(token, Upload_Length="1"), **origin}
+    )
+    assert "Location" in (created.header("access-control-expose-headers") or "")
+    stranger = await app.call(
+        "OPTIONS",
+        "/files",
+        headers={
+            b"origin": [b"https://evil.test"],
+            b"access-control-request-method": [b"PUT"],
+        },
+    )
+    assert stranger.header("access-control-allow-origin") is None
+
+
+def test_a_second_patch_while_one_runs_is_423(tmp_path: Path) -> None:
+    """Two PATCHes on one upload never interleave: the second is Locked."""
+    app, runner = held_app(tmp_path)
+    token = app.user("alice")
+    created = connect(app)
+    created.send(
+        b"POST /uploads/ HTTP/1.1\r\nHost: u\r\nTus-Resumable: 1.0.0\r\n"
+        + f"Authorization: Bearer {token}\r\nUpload-Length: 100\r\n\r\n".encode()
+    )
+    while runner.release():
+        pass
+    location = next(
+        line.split(b": ", 1)[1]
+        for line in created.output().split(b"\r\n")
+        if line.lower().startswith(b"location")
+    )
+    path = location.split(b"uploadd", 1)[-1].decode()
+    if not path.startswith("/"):
+        path = "/" + path.split("/", 3)[-1]
+
+    def patch_head(offset: int) -> bytes:
+        return (
+            f"PATCH {path} HTTP/1.1\r\nHost: u\r\nTus-Resumable: 1.0.0\r\n"
+            f"Authorization: Bearer {token}\r\nUpload-Offset: {offset}\r\n"
+            "Content-Type: application/offset+octet-stream\r\n"
+            "Content-Length: 50\r\n\r\n"
+        ).encode()
+
+    first = connect(app)
+    first.send(patch_head(0) + b"a" * 20)
+    second = connect(app)
+    second.send(patch_head(0))
+    assert second.output().startswith(b"HTTP/1.1 423 ")
+    first.protocol.connectionLost(Failure(ConnectionError("gone")))
+    while runner.release():
+        pass
+    upload = app.store.uploads[path.rsplit("/", 1)[-1]]
+    assert upload.received == 20  # the interrupted PATCH kept what it wrote
+    third = connect(app)
+    third.send(patch_head(20) + b"b" * 50)
+    while runner.release():
+        pass
+    assert b"HTTP/1.1 204 " in third.output()
