@@ -30,6 +30,7 @@ from uploadd.api.files import FilesAPI
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
 from uploadd.api.root import Router
+from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
@@ -109,6 +110,15 @@ def build(
             config.http.page_size,
         ),
         TusAPI(resumable, blobs, run, tokens, gate, config.http.public_url),
+        StorageAPI(
+            resumable,
+            store,
+            blobs,
+            tokens,
+            gate,
+            config.http.public_url,
+            config.http.page_size,
+        ),
         AuthAPI(store, tokens, run, config.auth.token_ttl),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),

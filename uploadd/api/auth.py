@@ -32,6 +32,7 @@ class AuthAPI:
     _token_ttl: float
 
     @app.route("/auth/token", methods=["POST"])
+    @app.route("/api-token-auth/", methods=["POST"])
     async def token(self, request: IRequest) -> bytes:
         fields = read_fields(request)
         username = str(fields.get("username") or "")

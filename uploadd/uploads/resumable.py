@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -91,6 +92,7 @@ class Resumable:
     _locked: set[str] = attrs.field(factory=set)
     _spans: dict[str, list[tuple[int, int]]] = attrs.field(factory=dict)
     _hashes: dict[str, Hashes] = attrs.field(factory=dict)
+    _record_locks: dict[str, DeferredLock] = attrs.field(factory=dict)
 
     # -- life cycle ----------------------------------------------------------
 
@@ -267,25 +269,43 @@ class Resumable:
         )
 
     async def covered(
-        self, upload_id: str, start: int, target: BlobFile, digest: Digest
+        self,
+        upload_id: str,
+        start: int,
+        target: BlobFile,
+        digest: Digest,
+        metadata: dict[str, str] | None = None,
+        length: int | None = None,
     ) -> UploadRecord:
-        """``[start, start + size)`` is durable: merge it into the record."""
-        record = await self._store.get_upload(upload_id)
-        if record is None:
-            raise not_found(f"no such upload: {upload_id}")
-        ranges = merge((*record.ranges, (start, start + digest.size)))
-        if target.hashes is not None and target.hashes.size == covered_prefix(ranges):
-            self._hashes[upload_id] = target.hashes
-        elif target.hashes is not None:
-            self._hashes.pop(upload_id, None)
-        record = attrs.evolve(
-            record,
-            ranges=ranges,
-            received=covered_prefix(ranges),
-            expires_at=self.expiry(),
-        )
-        await self._store.save_upload(record)
-        return record
+        """``[start, start + size)`` is durable: merge it (and any ``metadata``
+        or a now-known ``length``) into the record. Chunks finishing together
+        update the record one at a time."""
+        lock = self._record_locks.setdefault(upload_id, DeferredLock())
+        await lock.acquire()
+        try:
+            record = await self._store.get_upload(upload_id)
+            if record is None:
+                raise not_found(f"no such upload: {upload_id}")
+            ranges = merge((*record.ranges, (start, start + digest.size)))
+            hashes = target.hashes
+            if hashes is not None and hashes.size == covered_prefix(ranges):
+                self._hashes[upload_id] = hashes
+            elif hashes is not None:
+                self._hashes.pop(upload_id, None)
+            record = attrs.evolve(
+                record,
+                ranges=ranges,
+                received=covered_prefix(ranges),
+                expires_at=self.expiry(),
+                metadata={**record.metadata, **(metadata or {})},
+                length=record.length if length is None else length,
+            )
+            await self._store.save_upload(record)
+            return record
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._record_locks.pop(upload_id, None)
 
     # -- the end -------------------------------------------------------------
 

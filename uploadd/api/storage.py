@@ -1,0 +1,335 @@
+"""``/storage/``: chunked uploads by Content-Range, as seed 003's clients send them.
+
+    PUT  /storage/tmp-upload/        first chunk (Content-Range, multipart 'file')
+    PUT  /storage/tmp-upload/<id>/   further chunks, in any order, in parallel
+    POST /storage/tmp-upload/<id>/   complete (optional 'md5' of the whole file)
+    POST /storage/tmp-upload/        the whole file at once (optional 'md5')
+    GET  /storage/files/             the user's files
+    GET  /storage/download/<id>/     the bytes, with Range
+
+Chunks may arrive out of order and at once as long as they do not overlap;
+completion checks that every byte is covered. Clients that number bytes from
+1 (``bytes 1-N/N``) are recognised on their first chunk.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+
+from uploadd.api import problems
+from uploadd.api.access import authenticate, owned, require
+from uploadd.api.download import BlobResource
+from uploadd.api.files import upload_of
+from uploadd.api.http import (
+    arg,
+    base_url,
+    int_arg,
+    json_body,
+    read_fields,
+    timestamp,
+)
+from uploadd.api.problems import Problem, bad_request
+from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.deferreds import shield
+from uploadd.ingest.gate import Admission, BodyPlan, IngestGate
+from uploadd.ingest.multipart import MultipartSink, boundary_of
+from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import FileRecord, IMetadataStore, UploadRecord
+from uploadd.uploads.ranges import covered_prefix, missing, parse_content_range
+from uploadd.uploads.resumable import Resumable
+
+UPLOADING, COMPLETE = 1, 2
+
+
+@attrs.define
+class Chunk:
+    """One chunk while its body streams: where it goes and what it claimed."""
+
+    record: UploadRecord
+    start: int
+    end: int | None
+    target: BlobFile
+    release: Any
+
+
+@attrs.define(slots=False)
+class StorageAPI:
+    app = Klein()
+    problems.install(app)
+    UPLOAD_ROUTES: ClassVar[dict[str, str]] = {
+        "put_first": "range",
+        "put_chunk": "range",
+        "post_whole": "range",
+    }
+
+    _uploads: Resumable
+    _store: IMetadataStore
+    _blobs: BlobStore
+    _tokens: TokenIssuer
+    _gate: IngestGate
+    _public_url: str = ""
+    _page_size: int = 50
+
+    def _principal(self, request: IRequest, action: Action) -> Principal:
+        return require(
+            authenticate(self._tokens, request.requestHeaders, request.uri), action
+        )
+
+    # -- chunk bodies ----------------------------------------------------------
+
+    async def plan_body(self, admission: Admission) -> BodyPlan:
+        headers, owner = admission.headers, admission.principal
+        ctype = headers.getRawHeaders(b"content-type")
+        boundary = None
+        if ctype and ctype[0].lower().startswith(b"multipart/"):
+            boundary = boundary_of(ctype[0])
+        header = headers.getRawHeaders(b"content-range")
+        if admission.endpoint == "post_whole" and header is None:
+            record = await self._uploads.create(owner, "range", None, {})
+            start, end = 0, None
+        else:
+            content_range = parse_content_range(header[0] if header else None)
+            if admission.endpoint == "put_chunk":
+                record = await self._uploads.load(
+                    owner, admission.arguments["upload_id"]
+                )
+                if record.state != "open":
+                    raise Problem(409, f"upload {record.id} is already complete")
+                if record.length != content_range.total:
+                    raise bad_request(
+                        f"Content-Range total {content_range.total} is not the "
+                        f"upload's length {record.length}"
+                    )
+            else:
+                if content_range.total > admission.max_upload_size:
+                    raise problems.too_large(admission.max_upload_size)
+                record = await self._uploads.create(
+                    owner,
+                    "range",
+                    content_range.total,
+                    {},
+                    base=content_range.guess_base(),
+                )
+            start, end = content_range.span(record.base)
+            if start < 0 or end > content_range.total:
+                raise bad_request("Content-Range lies outside the file")
+        release = self._uploads.reserve(record, start, end or admission.max_upload_size)
+        try:
+            target = self._uploads.span_target(record, start)
+        except BaseException:
+            release()
+            raise
+        chunk = Chunk(record, start, end, target, release)
+        return BodyPlan(
+            target,
+            max_size=None if end is None else end - start,
+            boundary=boundary,
+            context=chunk,
+            on_aborted=lambda written: self._aborted(chunk, written),
+        )
+
+    def _aborted(self, chunk: Chunk, written: int) -> None:
+        """A broken chunk still covers what reached disk."""
+
+        async def record() -> None:
+            try:
+                if written:
+                    digest = Digest(written, "", "")
+                    await self._uploads.covered(
+                        chunk.record.id, chunk.start, chunk.target, digest
+                    )
+            finally:
+                chunk.release()
+
+        Deferred.fromCoroutine(record())
+
+    async def _chunk_landed(
+        self, request: IRequest
+    ) -> tuple[UploadRecord, Any, dict[str, str]]:
+        upload = upload_of(request)
+        plan, body, digest = await upload.complete()
+        chunk: Chunk = plan.context
+        fields = dict(body.fields) if isinstance(body, MultipartSink) else {}
+        for name in ("filename", "parent", "md5"):
+            value = arg(request, name)
+            if value and name not in fields:
+                fields[name] = value
+        if (
+            isinstance(body, MultipartSink)
+            and body.filename
+            and "filename" not in fields
+        ):
+            fields["filename"] = body.filename
+        if isinstance(body, MultipartSink) and body.content_type:
+            fields.setdefault("content_type", body.content_type)
+
+        async def land() -> UploadRecord:
+            try:
+                expected = None if chunk.end is None else chunk.end - chunk.start
+                if expected is not None and digest.size != expected:
+                    raise bad_request(
+                        f"the chunk has {digest.size} bytes but its Content-Range "
+                        f"says {expected}"
+                    )
+                return await self._uploads.covered(
+                    chunk.record.id,
+                    chunk.start,
+                    chunk.target,
+                    digest,
+                    metadata={
+                        k: v
+                        for k, v in fields.items()
+                        if k in ("filename", "parent", "content_type")
+                    },
+                    length=digest.size if chunk.end is None else None,
+                )
+            finally:
+                chunk.release()
+
+        record = await shield(Deferred.fromCoroutine(land()))
+        self._gate.stored(upload)
+        return record, upload.principal, fields
+
+    @app.route("/storage/tmp-upload/", methods=["PUT"], endpoint="put_first")
+    async def put_first(self, request: IRequest) -> bytes:
+        record, _, _ = await self._chunk_landed(request)
+        return json_body(request, 200, await self._document(request, record))
+
+    @app.route(
+        "/storage/tmp-upload/<upload_id>/", methods=["PUT"], endpoint="put_chunk"
+    )
+    async def put_chunk(self, request: IRequest, upload_id: str) -> bytes:
+        record, _, _ = await self._chunk_landed(request)
+        return json_body(request, 200, await self._document(request, record))
+
+    @app.route("/storage/tmp-upload/", methods=["POST"], endpoint="post_whole")
+    async def post_whole(self, request: IRequest) -> bytes:
+        record, owner, fields = await self._chunk_landed(request)
+        record, _ = await self._complete(owner, record, fields.get("md5"))
+        return json_body(request, 200, await self._document(request, record))
+
+    # -- completion ------------------------------------------------------------
+
+    @app.route("/storage/tmp-upload/<upload_id>/", methods=["POST"])
+    async def complete(self, request: IRequest, upload_id: str) -> bytes:
+        owner = self._principal(request, Action.CREATE)
+        fields = read_fields(request)
+        md5 = str(fields.get("md5") or arg(request, "md5") or "") or None
+        record = await self._uploads.load(owner, upload_id)
+        record, _ = await self._complete(owner, record, md5)
+        return json_body(request, 200, await self._document(request, record))
+
+    async def _complete(
+        self, owner: Principal, record: UploadRecord, md5: str | None
+    ) -> tuple[UploadRecord, FileRecord | None]:
+        if record.state == "complete":
+            return record, None
+        length = record.length or 0
+        gaps = missing(record.ranges, length)
+        if gaps:
+            listed = ", ".join(f"{a}-{b - 1}" for a, b in gaps[:10])
+            raise bad_request(
+                f"bytes {listed} have not arrived",
+                missing=[list(g) for g in gaps[:100]],
+            )
+        digest = await self._uploads.digest(record, length)
+        if md5 and md5.lower() != digest.md5:
+            raise bad_request(
+                f"md5 {md5.lower()} given, but the upload's md5 is {digest.md5}; "
+                "the upload is kept for another try",
+                given=md5.lower(),
+                actual=digest.md5,
+            )
+        return await shield(
+            Deferred.fromCoroutine(self._uploads.finish(owner, record, digest))
+        )
+
+    async def _document(
+        self, request: IRequest, record: UploadRecord
+    ) -> dict[str, Any]:
+        base = base_url(request, self._public_url)
+        complete = record.state == "complete"
+        document: dict[str, Any] = {
+            "id": record.id,
+            "url": f"{base}/storage/tmp-upload/{record.id}/",
+            "file": None,
+            "filename": record.metadata.get("filename"),
+            "offset": covered_prefix(record.ranges),
+            "length": record.length,
+            "ranges": [[a, b - 1] for a, b in record.ranges],
+            "created_at": timestamp(record.created_at),
+            "status": COMPLETE if complete else UPLOADING,
+            "completed_at": None,
+            "expires": None if complete else timestamp(record.expires_at or 0),
+            "user": record.owner_id,
+            "parent": record.metadata.get("parent"),
+        }
+        if complete and record.file_id:
+            stored = await self._store.get_file(record.file_id)
+            if stored is not None:
+                document.update(
+                    completed_at=timestamp(stored.created_at),
+                    filename=stored.filename,
+                    sha256=stored.sha256,
+                    md5=stored.md5,
+                    size=stored.size,
+                    download_url=f"{base}/storage/download/{stored.id}/",
+                )
+        return document
+
+    # -- reading ---------------------------------------------------------------
+
+    @app.route("/storage/files/", methods=["GET"])
+    async def files(self, request: IRequest) -> bytes:
+        principal = self._principal(request, Action.LIST)
+        page = int_arg(request, "page", 1, 1, 10**9)
+        size = int_arg(request, "page_size", self._page_size, 1, 1000)
+        found = await self._store.list_files(principal.user_id, (page - 1) * size, size)
+        base = base_url(request, self._public_url)
+
+        def link(number: int) -> str:
+            return f"{base}/storage/files/?page={number}&page_size={size}"
+
+        async def entry(stored: FileRecord) -> dict[str, Any]:
+            versions = await self._store.versions_of(stored.id)
+            return {
+                "id": stored.id,
+                "filename": stored.filename,
+                "created_at": timestamp(stored.created_at),
+                "download_url": f"{base}/storage/download/{stored.id}/",
+                "versions": [
+                    {
+                        "id": v.id,
+                        "filename": v.filename,
+                        "created_at": timestamp(v.created_at),
+                        "download_url": f"{base}/storage/download/{v.id}/",
+                    }
+                    for v in versions
+                ],
+            }
+
+        return json_body(
+            request,
+            200,
+            {
+                "count": found.count,
+                "next": link(page + 1) if page * size < found.count else None,
+                "previous": link(page - 1) if page > 1 else None,
+                "results": [await entry(stored) for stored in found.results],
+            },
+        )
+
+    @app.route("/storage/download/<file_id>/", methods=["GET"])
+    async def download(self, request: IRequest, file_id: str) -> IResource:
+        principal = self._principal(request, Action.READ)
+        stored = await self._store.get_file(file_id)
+        if stored is None or owned(principal, stored.owner_id, "file"):
+            raise problems.not_found(f"no such file: {file_id}")
+        return BlobResource(self._blobs.path(stored.id), stored)
