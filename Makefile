@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml scripts/system-packages
+$(STAMP): setup.cfg pyproject.toml scripts/system-packages tests/clients/package-lock.json
 	scripts/system-packages
 	$(PYTHON) scripts/check-python
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,8 @@ $(STAMP): setup.cfg pyproject.toml scripts/system-packages
 	# compat mode keeps twisted/plugins visible to twistd (see DESIGN.md)
 	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	$(BIN)/twistd --help > /dev/null
+	# real tus clients the tests drive (pinned by the lock file)
+	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 	touch $@
 
 run: setup

@@ -88,9 +88,12 @@ def ctl(data_dir: Path, *args: str, stdin: str = "") -> str:
 
 
 def start(data_dir: Path, *options: str) -> Daemon:
-    """Create user 'alice', start uploadd on a free port, wait until it listens."""
+    """Create user 'alice' (unless there), start uploadd on a free port, wait
+    until it listens."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    ctl(data_dir, "user", "add", "alice", "--scope", "write", stdin=PASSWORD + "\n")
+    if "alice" not in ctl(data_dir, "user", "list"):
+        ctl(data_dir, "user", "add", "alice", "--scope", "write", stdin=PASSWORD + "\n")
+    (data_dir / "uploadd.port").unlink(missing_ok=True)
     token = ctl(data_dir, "token", "alice", "--ttl", "1h").strip()
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADD_")}
     process = subprocess.Popen(
