@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint unit integration bench clean
+.PHONY: setup run test lint unit integration bench bench-peers clean
 
 setup: $(STAMP)
 
@@ -40,8 +40,17 @@ unit: setup
 integration: setup
 	$(BIN)/pytest tests/integration
 
-bench: setup
+bench: setup bench-peers
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/resumable.py
+
+# the peers uploadd is measured against: @tus/server (npm), tuspyserver (PyPI)
+bench-peers: bench/work/peers-venv/.installed
+bench/work/peers-venv/.installed: bench/peers/package-lock.json
+	npm ci --prefix bench/peers --no-audit --no-fund --loglevel=error
+	$(PYTHON) -m venv bench/work/peers-venv
+	bench/work/peers-venv/bin/pip install --quiet tuspyserver==4.4.3 uvicorn==0.38.0
+	touch $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info var

@@ -15,61 +15,24 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-BIN = Path(sys.executable).parent
-MIB = 1024 * 1024
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1024, "M": MIB, "G": 1024 * MIB}
-    return int(text[:-1]) * units[text[-1].upper()] if text[-1].isalpha() else int(text)
-
-
-def peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
-
-
-def wait_for(path: Path, process: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + 30
-    while not path.exists() or not path.read_text().strip():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"server did not start: {process.args!r}")
-        time.sleep(0.05)
-    return int(path.read_text())
-
-
-@contextmanager
-def server(
-    command: list[str], port_file: Path, env: dict[str, str]
-) -> Iterator[tuple[int, int]]:
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        yield wait_for(port_file, process), process.pid
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+from common import (
+    HERE,
+    MIB,
+    machine,
+    parse_size,
+    peak_kib,
+    server,
+    uploadd,
+    write_section,
+)
 
 
 def upload(port: int, size: int, path: str, token: str | None) -> float:
@@ -97,42 +60,6 @@ def upload(port: int, size: int, path: str, token: str | None) -> float:
     return elapsed
 
 
-def uploadd_server(
-    work: Path,
-) -> tuple[list[str], Path, dict[str, str], Callable[[], str]]:
-    data = work / "uploadd"
-    data.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADD_")}
-    ctl_env = {**env, "UPLOADD_DATA_DIR": str(data)}
-    subprocess.run(
-        [str(BIN / "uploadctl"), "user", "add", "bench", "--scope", "write"],
-        input=b"bench-password\n",
-        env=ctl_env,
-        check=True,
-        capture_output=True,
-    )
-
-    def token() -> str:
-        done = subprocess.run(
-            [str(BIN / "uploadctl"), "token", "bench"],
-            env=ctl_env,
-            check=True,
-            capture_output=True,
-        )
-        return done.stdout.decode().strip()
-
-    command = [
-        str(BIN / "twistd"),
-        "--nodaemon",
-        "--pidfile=",
-        f"--logfile={work / 'uploadd.log'}",
-        "uploadd",
-        "--port=0",
-        f"--data-dir={data}",
-    ]
-    return command, data / "uploadd.port", env, token
-
-
 def clear_uploadd_files(work: Path) -> None:
     shutil.rmtree(work / "uploadd" / "files", ignore_errors=True)
 
@@ -156,7 +83,7 @@ def main() -> None:
     }
     peaks: dict[str, int] = {}
     try:
-        command, port_file, uenv, token_of = uploadd_server(work)
+        command, port_file, uenv, token_of = uploadd(work)
         (work / "raw").mkdir()
         (work / "rawhash").mkdir()
         (work / "naive").mkdir()
@@ -263,31 +190,3 @@ def main() -> None:
     )
     write_section(Path(args.output), "## Ingest", section)
     print(section)
-
-
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.machine(),
-    )
-    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}"
-
-
-def write_section(path: Path, heading: str, section: str) -> None:
-    """Replace the section starting with ``heading`` in RESULTS.md, keeping others."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
-    parts = text.split("\n## ")
-    kept = [parts[0].rstrip() + "\n"] + [
-        "## " + p.rstrip() + "\n"
-        for p in parts[1:]
-        if not ("## " + p).startswith(heading)
-    ]
-    path.write_text("\n".join([*kept, section]))
-
-
-if __name__ == "__main__":
-    main()

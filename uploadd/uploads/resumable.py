@@ -11,7 +11,6 @@ end. Completion goes through the Library like any other upload.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import uuid
 from collections.abc import Callable, Sequence
@@ -37,13 +36,15 @@ log = Logger()
 READ_SIZE = 1024 * 1024
 
 
-def hash_file(path: Path, which: str) -> Any:
-    """The ``which`` hash of a whole file, read once (runs on a thread)."""
-    digest = hashlib.new(which, usedforsecurity=False)
+def hash_file(path: Path) -> Hashes:
+    """sha256 and md5 of a whole file in one read (runs on a thread)."""
+    hashes = Hashes()
     with path.open("rb", buffering=0) as handle:
         while block := handle.read(READ_SIZE):
-            digest.update(block)
-    return digest
+            hashes.sha256.update(block)
+            hashes.md5.update(block)
+            hashes.size += len(block)
+    return hashes
 
 
 def concatenate(sources: Sequence[Path], target: Path) -> int:
@@ -93,6 +94,25 @@ class Resumable:
     _spans: dict[str, list[tuple[int, int]]] = attrs.field(factory=dict)
     _hashes: dict[str, Hashes] = attrs.field(factory=dict)
     _record_locks: dict[str, DeferredLock] = attrs.field(factory=dict)
+    # Open uploads as last stored: this process is the store's only writer,
+    # so a PATCH need not read back what the previous one wrote.
+    _records: dict[str, UploadRecord] = attrs.field(factory=dict)
+
+    async def _get(self, upload_id: str) -> UploadRecord | None:
+        cached = self._records.get(upload_id)
+        if cached is not None:
+            return cached
+        record = await self._store.get_upload(upload_id)
+        if record is not None and record.state == "open":
+            self._records[upload_id] = record
+        return record
+
+    async def _put(self, record: UploadRecord) -> None:
+        await self._store.save_upload(record)
+        if record.state == "open":
+            self._records[record.id] = record
+        else:
+            self._records.pop(record.id, None)
 
     # -- life cycle ----------------------------------------------------------
 
@@ -125,6 +145,7 @@ class Resumable:
         )
         try:
             await self._store.add_upload(record)
+            self._records[upload_id] = record
         except BaseException:
             await self._run(self._blobs.remove_upload, upload_id)
             raise
@@ -140,7 +161,7 @@ class Resumable:
 
     async def load(self, owner: Principal, upload_id: str) -> UploadRecord:
         """The upload, if ``owner`` may touch it: else 404, or 410 once expired."""
-        record = await self._store.get_upload(upload_id)
+        record = await self._get(upload_id)
         if record is None or owned(owner, record.owner_id, "upload"):
             raise not_found(f"no such upload: {upload_id}")
         if record.state == "expired" or (
@@ -152,10 +173,11 @@ class Resumable:
         return record
 
     async def save(self, record: UploadRecord) -> None:
-        await self._store.save_upload(record)
+        await self._put(record)
 
     async def terminate(self, record: UploadRecord) -> None:
         await self._store.delete_upload(record.id)
+        self._records.pop(record.id, None)
         await self._run(self._blobs.remove_upload, record.id)
         self._hashes.pop(record.id, None)
         log.info("upload {upload_id} terminated", upload_id=record.id)
@@ -167,7 +189,7 @@ class Resumable:
             if record.id in self._locked or self._spans.get(record.id):
                 continue
             await self._run(self._blobs.remove_upload, record.id)
-            await self._store.save_upload(attrs.evolve(record, state="expired"))
+            await self._put(attrs.evolve(record, state="expired"))
             self._hashes.pop(record.id, None)
             log.info("upload {upload_id} expired", upload_id=record.id)
         return len(expired)
@@ -209,7 +231,7 @@ class Resumable:
         record = attrs.evolve(
             record, received=record.received + digest.size, expires_at=self.expiry()
         )
-        await self._store.save_upload(record)
+        await self._put(record)
         return record
 
     async def interrupted(self, record: UploadRecord, written: int) -> UploadRecord:
@@ -221,7 +243,7 @@ class Resumable:
         record = attrs.evolve(
             record, received=record.received + written, expires_at=self.expiry()
         )
-        await self._store.save_upload(record)
+        await self._put(record)
         log.info(
             "upload {upload_id} interrupted at {offset}",
             upload_id=record.id,
@@ -283,7 +305,7 @@ class Resumable:
         lock = self._record_locks.setdefault(upload_id, DeferredLock())
         await lock.acquire()
         try:
-            record = await self._store.get_upload(upload_id)
+            record = await self._get(upload_id)
             if record is None:
                 raise not_found(f"no such upload: {upload_id}")
             ranges = merge((*record.ranges, (start, start + digest.size)))
@@ -300,7 +322,7 @@ class Resumable:
                 metadata={**record.metadata, **(metadata or {})},
                 length=record.length if length is None else length,
             )
-            await self._store.save_upload(record)
+            await self._put(record)
             return record
         finally:
             lock.release()
@@ -311,15 +333,13 @@ class Resumable:
 
     async def digest(self, record: UploadRecord, length: int) -> Digest:
         """sha256 and md5 of the upload's ``length`` bytes: the running ones
-        when they cover it all, else one read of the file (two hashes at once)."""
+        when they cover it all, else one read of the file."""
         await self._run(self._blobs.truncate_upload, record.id, length)
         running = self._hashes.get(record.id)
         if running is not None and running.size == length:
             return Digest(length, running.sha256.hexdigest(), running.md5.hexdigest())
-        path = self._blobs.upload_path(record.id)
-        sha256 = self._run(hash_file, path, "sha256")
-        md5 = self._run(hash_file, path, "md5")
-        return Digest(length, (await sha256).hexdigest(), (await md5).hexdigest())
+        hashes: Hashes = await self._run(hash_file, self._blobs.upload_path(record.id))
+        return Digest(length, hashes.sha256.hexdigest(), hashes.md5.hexdigest())
 
     async def finish(
         self, owner: Principal, record: UploadRecord, digest: Digest
@@ -329,7 +349,7 @@ class Resumable:
         length = record.length if record.length is not None else record.received
         if record.concat == "partial":
             record = attrs.evolve(record, state="complete", received=length)
-            await self._store.save_upload(record)
+            await self._put(record)
             return record, None
         metadata = record.metadata
         stored = await self._library.store(
@@ -344,7 +364,7 @@ class Resumable:
         record = attrs.evolve(
             record, state="complete", received=length, file_id=stored.id
         )
-        await self._store.save_upload(record)
+        await self._put(record)
         self._hashes.pop(record.id, None)
         return record, stored
 

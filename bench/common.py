@@ -1,0 +1,135 @@
+"""What the benchmarks share: servers as subprocesses, peak memory, reports."""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+MIB = 1024 * 1024
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1024, "M": MIB, "G": 1024 * MIB}
+    return int(text[:-1]) * units[text[-1].upper()] if text[-1].isalpha() else int(text)
+
+
+def peak_kib(pid: int) -> int:
+    """VmHWM of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def wait_for(path: Path, process: subprocess.Popen[bytes]) -> int:
+    deadline = time.monotonic() + 60
+    while not path.exists() or not path.read_text().strip():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start: {process.args!r}")
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+@contextmanager
+def server(
+    command: list[str], port_file: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
+    """Run a server that writes its port to ``port_file``; (port, pid)."""
+    process = subprocess.Popen(
+        command,
+        env=env or dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield wait_for(port_file, process), process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def uploadd(work: Path) -> tuple[list[str], Path, dict[str, str], Callable[[], str]]:
+    """The twistd command for an uploadd in ``work``, its port file, its
+    environment, and a function giving a bearer token for user 'bench'."""
+    data = work / "uploadd"
+    data.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADD_")}
+    ctl_env = {**env, "UPLOADD_DATA_DIR": str(data)}
+    subprocess.run(
+        [str(BIN / "uploadctl"), "user", "add", "bench", "--scope", "write"],
+        input=b"bench-password\n",
+        env=ctl_env,
+        check=True,
+        capture_output=True,
+    )
+
+    def token() -> str:
+        done = subprocess.run(
+            [str(BIN / "uploadctl"), "token", "bench", "--ttl", "12h"],
+            env=ctl_env,
+            check=True,
+            capture_output=True,
+        )
+        return done.stdout.decode().strip()
+
+    command = [
+        str(BIN / "twistd"),
+        "--nodaemon",
+        "--pidfile=",
+        f"--logfile={work / 'uploadd.log'}",
+        "uploadd",
+        "--port=0",
+        f"--data-dir={data}",
+    ]
+    return command, data / "uploadd.port", env, token
+
+
+def machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}"
+
+
+def write_section(path: Path, heading: str, section: str) -> None:
+    """Replace the section starting with ``heading`` in RESULTS.md, keeping others."""
+    text = path.read_text() if path.exists() else "# Benchmark results\n\n"
+    parts = text.split("\n## ")
+    kept = [parts[0].rstrip() + "\n"] + [
+        "## " + p.rstrip() + "\n"
+        for p in parts[1:]
+        if not ("## " + p).startswith(heading)
+    ]
+    path.write_text("\n".join([*kept, section]))
+
+
+class Body:
+    """Incompressible bytes generated on demand: block ``i`` of any size."""
+
+    def __init__(self) -> None:
+        self._block = bytearray(os.urandom(MIB))
+
+    def chunk(self, offset: int, size: int) -> bytes:
+        pieces = []
+        for at in range(offset, offset + size, MIB):
+            self._block[:8] = at.to_bytes(8, "little")
+            pieces.append(bytes(self._block[: min(MIB, offset + size - at)]))
+        return b"".join(pieces)

@@ -1,0 +1,283 @@
+"""Resumable-upload benchmark: one file through tus and Content-Range chunks.
+
+uploadd's tus endpoint against @tus/server with @tus/file-store (npm, node)
+and tuspyserver on uvicorn (PyPI), with the same client and chunk sizes, plus
+uploadd's Content-Range API and its single-request ingest as the reference.
+The client is one keep-alive connection sending chunks one after another, as
+tus clients do. Rounds are interleaved; medians are reported.
+
+    .venv/bin/python bench/resumable.py [--size 1G] [--rounds 2]
+
+Needs the peers: `make bench-peers` (npm ci in bench/peers and a venv with
+tuspyserver and uvicorn under bench/work/). Writes bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+from common import (
+    HERE,
+    MIB,
+    Body,
+    machine,
+    parse_size,
+    peak_kib,
+    server,
+    uploadd,
+    write_section,
+)
+
+PEERS_VENV = HERE / "work" / "peers-venv"
+
+
+def tus_upload(
+    port: int, path: str, size: int, chunk: int, body: Body, token: str | None
+) -> float:
+    """Create a tus upload and PATCH it full; seconds taken."""
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    started = time.monotonic()
+    connection.request(
+        "POST",
+        path,
+        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(size), **auth},
+    )
+    response = connection.getresponse()
+    response.read()
+    if response.status != 201:
+        raise RuntimeError(f"create failed: {response.status}")
+    location = response.getheader("Location") or ""
+    target = (
+        "/" + location.split("://", 1)[-1].split("/", 1)[1]
+        if "://" in location
+        else location
+    )
+    for offset in range(0, size, chunk):
+        data = body.chunk(offset, min(chunk, size - offset))
+        connection.request(
+            "PATCH",
+            target,
+            body=data,
+            headers={
+                "Tus-Resumable": "1.0.0",
+                "Upload-Offset": str(offset),
+                "Content-Type": "application/offset+octet-stream",
+                **auth,
+            },
+        )
+        response = connection.getresponse()
+        response.read()
+        if response.status != 204:
+            raise RuntimeError(f"PATCH at {offset} failed: {response.status}")
+    elapsed = time.monotonic() - started
+    connection.close()
+    return elapsed
+
+
+def range_upload(port: int, size: int, chunk: int, body: Body, token: str) -> float:
+    """uploadd's Content-Range API: PUT raw chunks, then POST to complete."""
+    auth = {"Authorization": f"Bearer {token}"}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    started = time.monotonic()
+    url = "/storage/tmp-upload/"
+    for offset in range(0, size, chunk):
+        data = body.chunk(offset, min(chunk, size - offset))
+        connection.request(
+            "PUT",
+            url,
+            body=data,
+            headers={
+                "Content-Range": f"bytes {offset}-{offset + len(data) - 1}/{size}",
+                "Content-Type": "application/octet-stream",
+                **auth,
+            },
+        )
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(
+                f"chunk at {offset} failed: {response.status} {answer!r}"
+            )
+        if offset == 0:
+            import json
+
+            url = "/" + json.loads(answer)["url"].split("://", 1)[1].split("/", 1)[1]
+    connection.request("POST", url, headers=auth)
+    response = connection.getresponse()
+    response.read()
+    if response.status != 200:
+        raise RuntimeError(f"completion failed: {response.status}")
+    elapsed = time.monotonic() - started
+    connection.close()
+    return elapsed
+
+
+def single_upload(port: int, size: int, body: Body, token: str) -> float:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    started = time.monotonic()
+    connection.putrequest("PUT", "/files/bench.bin")
+    connection.putheader("Authorization", f"Bearer {token}")
+    connection.putheader("Content-Length", str(size))
+    connection.endheaders()
+    for offset in range(0, size, 8 * MIB):
+        connection.send(body.chunk(offset, min(8 * MIB, size - offset)))
+    response = connection.getresponse()
+    response.read()
+    if response.status != 201:
+        raise RuntimeError(f"single upload failed: {response.status}")
+    elapsed = time.monotonic() - started
+    connection.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="1G")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    node_server = HERE / "peers" / "tus_node_server.mjs"
+    if not (HERE / "peers" / "node_modules").exists() or not PEERS_VENV.exists():
+        sys.exit("peers missing: run `make bench-peers` first")
+    work = Path(
+        tempfile.mkdtemp(prefix="uploadd-bench-", dir=os.environ.get("BENCH_DIR"))
+    )
+    body = Body()
+    times: dict[str, list[float]] = {}
+    peaks: dict[str, int] = {}
+    chunks = (MIB, 8 * MIB)
+    try:
+        command, port_file, env, token_of = uploadd(work)
+        for name in ("node", "tuspy"):
+            (work / name).mkdir()
+        with ExitStack() as stack:
+            u_port, u_pid = stack.enter_context(server(command, port_file, env))
+            n_port, n_pid = stack.enter_context(
+                server(
+                    [
+                        "node",
+                        str(node_server),
+                        str(work / "node.port"),
+                        str(work / "node"),
+                    ],
+                    work / "node.port",
+                )
+            )
+            p_port, p_pid = stack.enter_context(
+                server(
+                    [
+                        str(PEERS_VENV / "bin" / "python"),
+                        str(HERE / "peers" / "tuspy_server.py"),
+                        str(work / "tuspy.port"),
+                        str(work / "tuspy"),
+                    ],
+                    work / "tuspy.port",
+                )
+            )
+            token = token_of()
+            runs: dict[str, Callable[[], float]] = {
+                "uploadd single request": lambda: single_upload(
+                    u_port, size, body, token
+                ),
+            }
+            for chunk in chunks:
+                label = f"{chunk // MIB} MiB"
+                runs[f"uploadd tus {label}"] = lambda c=chunk: tus_upload(  # type: ignore[misc]
+                    u_port, "/uploads/", size, c, body, token
+                )
+                runs[f"uploadd Content-Range {label}"] = lambda c=chunk: range_upload(  # type: ignore[misc]
+                    u_port, size, c, body, token
+                )
+                runs[f"@tus/server {label}"] = lambda c=chunk: tus_upload(  # type: ignore[misc]
+                    n_port, "/files", size, c, body, None
+                )
+                runs[f"tuspyserver {label}"] = lambda c=chunk: tus_upload(  # type: ignore[misc]
+                    p_port, "/files", size, c, body, None
+                )
+            for round_number in range(args.rounds):
+                for name, run in runs.items():
+                    times.setdefault(name, []).append(run())
+                    clean(work)
+                print(
+                    f"round {round_number + 1}: "
+                    + ", ".join(
+                        f"{n} {size / t[-1] / MIB:.0f}" for n, t in times.items()
+                    ),
+                    flush=True,
+                )
+            peaks = {
+                "uploadd": peak_kib(u_pid),
+                "@tus/server": peak_kib(n_pid),
+                "tuspyserver": peak_kib(p_pid),
+            }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    rate = {name: size / statistics.median(t) / MIB for name, t in times.items()}
+    single = rate["uploadd single request"]
+    table = [
+        "| server and path | chunk | MiB/s (median) | vs @tus/server | vs tuspyserver "
+        "| vs uploadd single request |",
+        "|---|---|---|---|---|---|",
+        f"| uploadd single request | whole | {single:.0f} | | | 1.00x |",
+    ]
+    for chunk in chunks:
+        label = f"{chunk // MIB} MiB"
+        node, tuspy = rate[f"@tus/server {label}"], rate[f"tuspyserver {label}"]
+        for name in (f"uploadd tus {label}", f"uploadd Content-Range {label}"):
+            table.append(
+                f"| {name.rsplit(' ', 2)[0]} | {label} | {rate[name]:.0f} | "
+                f"{rate[name] / node:.2f}x | {rate[name] / tuspy:.2f}x | "
+                f"{rate[name] / single:.2f}x |"
+            )
+        table.append(
+            f"| @tus/server + @tus/file-store | {label} | {node:.0f} | 1.00x | | |"
+        )
+        table.append(f"| tuspyserver on uvicorn | {label} | {tuspy:.0f} | | 1.00x | |")
+    memory = ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in peaks.items())
+    section = "\n".join(
+        [
+            f"## Resumable uploads: {args.size} in chunks",
+            "",
+            f"Command: `.venv/bin/python bench/resumable.py --size {args.size} "
+            f"--rounds {args.rounds}`",
+            "",
+            f"Machine: {machine()}; one keep-alive client connection sending chunks "
+            "in order; uploadd hashes every byte (sha256 + md5), the peers none.",
+            "",
+            *table,
+            "",
+            f"Peak RSS (VmHWM) over the whole run: {memory}.",
+            "",
+        ]
+    )
+    write_section(Path(args.output), "## Resumable", section)
+    print(section)
+
+
+def clean(work: Path) -> None:
+    """Drop stored files between runs so the disk does not fill."""
+    for folder in ("uploadd/files", "uploadd/uploads", "node", "tuspy"):
+        target = work / folder
+        if target.exists():
+            for child in target.iterdir():
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
