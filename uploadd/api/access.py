@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
 
 from uploadd.api.problems import Problem, forbidden, unauthorized
 from uploadd.auth.tokens import (
@@ -37,6 +38,11 @@ def authenticate(tokens: TokenIssuer, headers: Headers, target: bytes) -> Princi
         return tokens.verify(token)
     except InvalidToken as error:
         raise unauthorized(str(error)) from None
+
+
+def principal_of(tokens: TokenIssuer, request: IRequest, action: Action) -> Principal:
+    """The request's principal, if it may do ``action``: else 401 or 403."""
+    return require(authenticate(tokens, request.requestHeaders, request.uri), action)
 
 
 def require(principal: Principal, action: Action) -> Principal:

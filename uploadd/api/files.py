@@ -13,10 +13,10 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from uploadd.api import problems
-from uploadd.api.access import authenticate, owned, require
+from uploadd.api.access import owned, principal_of
 from uploadd.api.download import BlobResource
-from uploadd.api.http import arg, base_url, empty, int_arg, json_body, timestamp
-from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
+from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.deferreds import shield
 from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, Upload
 from uploadd.ingest.multipart import MultipartSink, boundary_of
@@ -53,11 +53,6 @@ class FilesAPI:
     _fsync: bool = True
     _public_url: str = ""
     _page_size: int = 50
-
-    def _principal(self, request: IRequest, action: Action) -> Principal:
-        return require(
-            authenticate(self._tokens, request.requestHeaders, request.uri), action
-        )
 
     # -- uploads -------------------------------------------------------------
 
@@ -121,27 +116,16 @@ class FilesAPI:
 
     @app.route("/files", methods=["GET"])
     async def list_files(self, request: IRequest) -> bytes:
-        principal = self._principal(request, Action.LIST)
-        page = int_arg(request, "page", 1, 1, 10**9)
-        size = int_arg(request, "page_size", self._page_size, 1, 1000)
+        principal = principal_of(self._tokens, request, Action.LIST)
+        pages = paging(request, self._page_size)
         owner = (
             None if principal.is_admin and arg(request, "all") else principal.user_id
         )
-        found = await self._store.list_files(owner, (page - 1) * size, size)
+        found = await self._store.list_files(owner, pages.offset, pages.size)
         base = base_url(request, self._public_url)
-
-        def link(number: int) -> str:
-            return f"{base}/files?page={number}&page_size={size}"
-
+        results = [await self.document(base, r) for r in found.results]
         return json_body(
-            request,
-            200,
-            {
-                "count": found.count,
-                "next": link(page + 1) if page * size < found.count else None,
-                "previous": link(page - 1) if page > 1 else None,
-                "results": [await self.document(base, r) for r in found.results],
-            },
+            request, 200, pages.document(f"{base}/files", found.count, results)
         )
 
     @app.route("/files/<file_id>", methods=["GET"])
@@ -164,7 +148,7 @@ class FilesAPI:
     async def _readable(
         self, request: IRequest, file_id: str, action: Action
     ) -> FileRecord:
-        principal = self._principal(request, action)
+        principal = principal_of(self._tokens, request, action)
         record = await self._store.get_file(file_id)
         if record is None or owned(principal, record.owner_id, "file"):
             raise problems.not_found(f"no such file: {file_id}")

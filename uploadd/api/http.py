@@ -7,6 +7,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
+import attrs
 from twisted.web.iweb import IRequest
 
 from uploadd.api.problems import bad_request
@@ -70,6 +71,37 @@ def int_arg(request: IRequest, name: str, default: int, lo: int, hi: int) -> int
     if not lo <= value <= hi:
         raise bad_request(f"{name} must be from {lo} to {hi}", **{name: value})
     return value
+
+
+@attrs.frozen
+class Paging:
+    """``?page=`` and ``?page_size=`` of a listing, and the seed-003 shape
+    ``{count, next, previous, results}`` around a page of results."""
+
+    page: int
+    size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+    def document(self, url: str, count: int, results: list[Any]) -> dict[str, Any]:
+        def link(number: int) -> str:
+            return f"{url}?page={number}&page_size={self.size}"
+
+        return {
+            "count": count,
+            "next": link(self.page + 1) if self.page * self.size < count else None,
+            "previous": link(self.page - 1) if self.page > 1 else None,
+            "results": results,
+        }
+
+
+def paging(request: IRequest, default_size: int) -> Paging:
+    return Paging(
+        int_arg(request, "page", 1, 1, 10**9),
+        int_arg(request, "page_size", default_size, 1, 1000),
+    )
 
 
 def base_url(request: IRequest, public_url: str) -> str:

@@ -23,14 +23,14 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from uploadd.api import problems
-from uploadd.api.access import authenticate, owned, require
+from uploadd.api.access import owned, principal_of
 from uploadd.api.download import BlobResource
 from uploadd.api.files import upload_of
 from uploadd.api.http import (
     arg,
     base_url,
-    int_arg,
     json_body,
+    paging,
     read_fields,
     timestamp,
 )
@@ -76,11 +76,6 @@ class StorageAPI:
     _gate: IngestGate
     _public_url: str = ""
     _page_size: int = 50
-
-    def _principal(self, request: IRequest, action: Action) -> Principal:
-        return require(
-            authenticate(self._tokens, request.requestHeaders, request.uri), action
-        )
 
     # -- chunk bodies ----------------------------------------------------------
 
@@ -219,7 +214,7 @@ class StorageAPI:
 
     @app.route("/storage/tmp-upload/<upload_id>/", methods=["POST"])
     async def complete(self, request: IRequest, upload_id: str) -> bytes:
-        owner = self._principal(request, Action.CREATE)
+        owner = principal_of(self._tokens, request, Action.CREATE)
         fields = read_fields(request)
         md5 = str(fields.get("md5") or arg(request, "md5") or "") or None
         record = await self._uploads.load(owner, upload_id)
@@ -288,14 +283,12 @@ class StorageAPI:
 
     @app.route("/storage/files/", methods=["GET"])
     async def files(self, request: IRequest) -> bytes:
-        principal = self._principal(request, Action.LIST)
-        page = int_arg(request, "page", 1, 1, 10**9)
-        size = int_arg(request, "page_size", self._page_size, 1, 1000)
-        found = await self._store.list_files(principal.user_id, (page - 1) * size, size)
+        principal = principal_of(self._tokens, request, Action.LIST)
+        pages = paging(request, self._page_size)
+        found = await self._store.list_files(
+            principal.user_id, pages.offset, pages.size
+        )
         base = base_url(request, self._public_url)
-
-        def link(number: int) -> str:
-            return f"{base}/storage/files/?page={number}&page_size={size}"
 
         async def entry(stored: FileRecord) -> dict[str, Any]:
             versions = await self._store.versions_of(stored.id)
@@ -315,20 +308,14 @@ class StorageAPI:
                 ],
             }
 
+        results = [await entry(stored) for stored in found.results]
         return json_body(
-            request,
-            200,
-            {
-                "count": found.count,
-                "next": link(page + 1) if page * size < found.count else None,
-                "previous": link(page - 1) if page > 1 else None,
-                "results": [await entry(stored) for stored in found.results],
-            },
+            request, 200, pages.document(f"{base}/storage/files/", found.count, results)
         )
 
     @app.route("/storage/download/<file_id>/", methods=["GET"])
     async def download(self, request: IRequest, file_id: str) -> IResource:
-        principal = self._principal(request, Action.READ)
+        principal = principal_of(self._tokens, request, Action.READ)
         stored = await self._store.get_file(file_id)
         if stored is None or owned(principal, stored.owner_id, "file"):
             raise problems.not_found(f"no such file: {file_id}")

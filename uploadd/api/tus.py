@@ -22,7 +22,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from uploadd.api import problems
-from uploadd.api.access import authenticate, require
+from uploadd.api.access import principal_of
 from uploadd.api.files import upload_of
 from uploadd.api.http import base_url, empty
 from uploadd.api.problems import Problem, bad_request
@@ -153,9 +153,7 @@ class TusAPI:
 
     def _principal(self, request: IRequest, action: Action) -> Principal:
         check_version(request.requestHeaders)
-        return require(
-            authenticate(self._tokens, request.requestHeaders, request.uri), action
-        )
+        return principal_of(self._tokens, request, action)
 
     # -- discovery -------------------------------------------------------------
 

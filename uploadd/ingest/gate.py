@@ -27,7 +27,14 @@ from uploadd.api.root import Router
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.ingest.multipart import MultipartSink
 from uploadd.ingest.progress import Progress, ProgressBoard, check_key
-from uploadd.ingest.sink import BlobFile, FlowLimits, Runner, SinkState, UploadSink
+from uploadd.ingest.sink import (
+    BlobFile,
+    FlowLimits,
+    Runner,
+    SinkState,
+    StreamedContent,
+    UploadSink,
+)
 from uploadd.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -126,7 +133,7 @@ class CappedBuffer(io.BytesIO):
         return super().write(data)
 
 
-class Holding:
+class Holding(StreamedContent):
     """``request.content`` while a plan is being made: keeps the bytes that
     arrived with the headers (reading is paused, so at most one read)."""
 
@@ -137,18 +144,6 @@ class Holding:
     def write(self, data: bytes) -> None:
         self.chunks.append(data)
         self.received += len(data)
-
-    def tell(self) -> int:
-        return self.received
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.received
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
 
     def abort(self) -> None:
         self.chunks = []

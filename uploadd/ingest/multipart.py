@@ -15,7 +15,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from twisted.internet.defer import Deferred
 
 from uploadd.api.problems import Problem, bad_request
-from uploadd.ingest.sink import Digest, UploadSink
+from uploadd.ingest.sink import Digest, StreamedContent, UploadSink
 
 FIELD_LIMIT = 64 * 1024
 HEADER_LIMIT = 8 * 1024
@@ -35,7 +35,7 @@ def boundary_of(content_type: bytes | None) -> bytes:
 
 
 @attrs.define(eq=False)
-class MultipartSink:
+class MultipartSink(StreamedContent):
     """``request.content`` for ``POST /files``: parses while the body arrives."""
 
     upload: UploadSink
@@ -89,18 +89,6 @@ class MultipartSink:
             return
         self.upload.abort()
         self.on_reject(self._error)
-
-    def tell(self) -> int:
-        return self.received
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.received
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        """Twisted closes content when the request ends."""
 
     # -- handler face --------------------------------------------------------
 

@@ -23,6 +23,7 @@ from uploadd.api import problems
 from uploadd.api.cors import Cors
 from uploadd.api.problems import Problem
 from uploadd.ingest.gate import IngestGate, Upload
+from uploadd.ingest.sink import StreamedContent
 
 log = Logger()
 
@@ -30,29 +31,17 @@ LINGER_BYTES = 1024 * 1024
 LINGER_SECONDS = 2.0
 
 
-class _Drain:
+class _Drain(StreamedContent):
     """Content of a refused request: counts and drops, hangs up when full."""
 
     def __init__(self, on_full: Callable[[], None]) -> None:
-        self._left = LINGER_BYTES
+        self.received = 0
         self._on_full = on_full
 
     def write(self, data: bytes) -> None:
-        self._left -= len(data)
-        if self._left < 0:
+        self.received += len(data)
+        if self.received > LINGER_BYTES:
             self._on_full()
-
-    def tell(self) -> int:
-        return 0
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
 
 
 class StreamingRequest(Request):

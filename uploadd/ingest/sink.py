@@ -168,6 +168,26 @@ class BlobFile:
         return 0
 
 
+class StreamedContent:
+    """The file-like face twisted.web wants of ``request.content`` (it calls
+    tell, seek and close; resources may read) for a body that is not kept in
+    memory: positions report the bytes received, reads find nothing."""
+
+    received: int
+
+    def tell(self) -> int:
+        return self.received
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.received
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        """The request ended; the owner of the body decides what that means."""
+
+
 class SinkState(enum.Enum):
     RECEIVING = "receiving"
     ENDING = "ending"
@@ -199,7 +219,7 @@ class _Lane:
 
 
 @attrs.define(eq=False)
-class UploadSink:
+class UploadSink(StreamedContent):
     """``request.content`` for an upload: see the module docstring.
 
     ``on_progress(n)`` is called in the reactor thread each time ``n`` more
@@ -245,18 +265,6 @@ class UploadSink:
         if not self._paused and self._waiting() > self._limits.high_water:
             self._paused = True
             self._flow.pauseProducing()
-
-    def tell(self) -> int:
-        return self.received
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self.received
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        """Twisted closes content when the request ends; the sink ends itself."""
 
     # -- the handler's face --------------------------------------------------
 
