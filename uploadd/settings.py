@@ -230,3 +230,33 @@ def render_sample(root: type[Any], header: str) -> str:
             lines += ["", f"[{section}]"]
         lines += [f"# {key.help} ({key.form})", f"# {key.name} = {key.default}"]
     return "\n".join(lines).strip() + "\n"
+
+
+def option_table(
+    root: type[Any], aliases: Mapping[str, tuple[str, str]], config_help: str
+) -> list[list[Any]]:
+    """twistd optParameters: --config, --<section>-<key> for every key, and
+    the short aliases."""
+    table: list[list[Any]] = [["config", "c", None, config_help]]
+    for key in keys(root):
+        table.append([key.option(), None, None, f"{key.label}: {key.help}"])
+    for alias, (section, name) in aliases.items():
+        short = alias.replace("_", "-")
+        table.append(
+            [short, None, None, f"short for --{section}-{name.replace('_', '-')}"]
+        )
+    return table
+
+
+def given_options(
+    options: Mapping[str, Any], root: type[Any], aliases: Mapping[str, tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """The settings a parsed twistd Options object was given, by (section, key)."""
+    given: dict[tuple[str, str], str] = {}
+    for key in keys(root):
+        if options.get(key.option()) is not None:
+            given[(key.section, key.name)] = options[key.option()]
+    for alias, where in aliases.items():
+        if options.get(alias.replace("_", "-")) is not None:
+            given[where] = options[alias.replace("_", "-")]
+    return given

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from urllib.parse import quote
@@ -60,25 +61,30 @@ def content_disposition(filename: str, inline: bool = False) -> str:
 
 
 class BlobResource(Resource):
-    """The bytes of one file record."""
+    """The bytes of one stored file, named and typed for the client."""
 
     isLeaf = True
 
-    def __init__(self, path: Path, record: FileRecord) -> None:
+    def __init__(
+        self, path: Path, filename: str, content_type: str, etag: str | None = None
+    ) -> None:
         super().__init__()
         self._path = path
-        self._record = record
+        self._filename = filename
+        self._content_type = content_type
+        self._etag = etag
+
+    @classmethod
+    def of(cls, path: Path, record: FileRecord) -> BlobResource:
+        return cls(path, record.filename, record.content_type, record.sha256)
 
     def render_GET(self, request: IRequest) -> bytes | int:
-        record = self._record
         try:
             handle = open(self._path, "rb")  # noqa: SIM115 - the producer closes it
         except FileNotFoundError:
-            return problems.apply(
-                request, Problem(404, f"the bytes of file {record.id} are missing")
-            )
+            return problems.apply(request, Problem(404, "the file's bytes are missing"))
         request.setHeader(b"accept-ranges", b"bytes")
-        size = record.size
+        size = os.fstat(handle.fileno()).st_size
         header = request.getHeader(b"range")
         span = None
         if header is not None:
@@ -95,12 +101,12 @@ class BlobResource(Resource):
                         f"the file's {size} bytes",
                     ),
                 )
-        request.setHeader(b"content-type", record.content_type.encode("latin-1"))
+        request.setHeader(b"content-type", self._content_type.encode("latin-1"))
         request.setHeader(
-            b"content-disposition",
-            content_disposition(record.filename).encode("ascii"),
+            b"content-disposition", content_disposition(self._filename).encode("ascii")
         )
-        request.setHeader(b"etag", f'"{record.sha256}"'.encode("ascii"))
+        if self._etag:
+            request.setHeader(b"etag", f'"{self._etag}"'.encode("ascii"))
         request.setHeader(b"x-content-type-options", b"nosniff")
         if span is None:
             request.setHeader(b"content-length", b"%d" % size)

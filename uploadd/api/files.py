@@ -137,7 +137,7 @@ class FilesAPI:
     @app.route("/files/<file_id>/content", methods=["GET"])
     async def file_content(self, request: IRequest, file_id: str) -> IResource:
         record = await self._readable(request, file_id, Action.READ)
-        return BlobResource(self._blobs.path(record.id), record)
+        return BlobResource.of(self._blobs.path(record.id), record)
 
     @app.route("/files/<file_id>", methods=["DELETE"])
     async def delete_file(self, request: IRequest, file_id: str) -> bytes:

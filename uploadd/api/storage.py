@@ -319,4 +319,4 @@ class StorageAPI:
         stored = await self._store.get_file(file_id)
         if stored is None or owned(principal, stored.owner_id, "file"):
             raise problems.not_found(f"no such file: {file_id}")
-        return BlobResource(self._blobs.path(stored.id), stored)
+        return BlobResource.of(self._blobs.path(stored.id), stored)

@@ -11,11 +11,11 @@ from twisted.logger import Logger
 log = Logger()
 
 
-def token_secret(configured: str, data_dir: Path) -> bytes:
-    """``configured`` if set; else ``<data_dir>/secret``, created 0600 on first use."""
+def token_secret(configured: str, data_dir: Path, name: str = "secret") -> bytes:
+    """``configured`` if set; else ``<data_dir>/<name>``, created 0600 on first use."""
     if configured:
         return configured.encode("utf-8")
-    path = data_dir / "secret"
+    path = data_dir / name
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
@@ -31,5 +31,5 @@ def token_secret(configured: str, data_dir: Path) -> bytes:
         handle.write(value)
         handle.flush()
         os.fsync(handle.fileno())
-    log.info("generated a token secret in {path}", path=str(path))
+    log.info("generated a secret in {path}", path=str(path))
     return value

@@ -1,0 +1,1 @@
+"""noded: the storage node daemon (AMP, an rsync daemon, signed downloads)."""

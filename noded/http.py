@@ -1,0 +1,57 @@
+"""Downloads from a node: ``GET /files/<id>?expires=&name=&type=&sig=``.
+
+Only a URL signed by uploadd (with the cluster secret) and not yet expired
+is served: 403 otherwise, 404 for a file this node does not hold. Byte
+ranges work as on uploadd itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+
+from noded.files import NodeFiles
+from noded.signing import BadSignature, verify
+from uploadd.api import problems
+from uploadd.api.download import BlobResource
+from uploadd.api.problems import Problem
+
+
+class Downloads(Resource):
+    isLeaf = True
+
+    def __init__(self, files: NodeFiles, key: bytes, clock: IReactorTime) -> None:
+        super().__init__()
+        self._files = files
+        self._key = key
+        self._clock = clock
+
+    def render_GET(self, request: IRequest) -> bytes | int:
+        segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        if len(segments) != 2 or segments[0] != "files":
+            return problems.apply(request, problems.not_found("no such resource"))
+        file_id = segments[1]
+        query = {
+            k.decode(): v[-1].decode("utf-8", "replace")
+            for k, v in request.args.items()
+        }
+        try:
+            grant = verify(self._key, file_id, query, self._clock.seconds())
+        except BadSignature as error:
+            return problems.apply(request, Problem(403, str(error)))
+        try:
+            path = self._files.path(file_id)
+        except Exception:
+            return problems.apply(request, problems.not_found("no such file"))
+        if not path.exists():
+            return problems.apply(
+                request, problems.not_found(f"no such file: {file_id}")
+            )
+        served: Any = BlobResource(path, grant.name, grant.content_type)
+        rendered: bytes | int = served.render(request)
+        return rendered
+
+    render_HEAD = render_GET
