@@ -11,6 +11,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -86,7 +87,8 @@ class NodeService(MultiService):
 
     def stopService(self) -> Deferred[Any]:
         stopping: list[Deferred[Any]] = [
-            Deferred.fromCoroutine(_stopped(super().stopService()))
+            Deferred.fromCoroutine(_stopped(super().stopService())),
+            Deferred.fromCoroutine(self._children_exited()),
         ]
         for port in self._ports:
             stopped = port.stopListening()
@@ -95,6 +97,14 @@ class NodeService(MultiService):
         self._ports = []
         self._pool.stop()
         return DeferredList(stopping)
+
+    async def _children_exited(self, within: float = 10) -> None:
+        """ProcessMonitor signals its children but does not wait for them;
+        shutdown waits until the rsync daemon is gone."""
+        waited = 0.0
+        while self.rsyncd.protocols and waited < within:
+            await deferLater(self._reactor, 0.05)
+            waited += 0.05
 
 
 async def _stopped(result: Any) -> None:

@@ -77,26 +77,33 @@ class Harness:
         return Reply(response.code, response.headers, body)
 
     async def _pumped(self, pending: Deferred[T]) -> T:
-        # Pull producers (static file bodies) are driven by the global
-        # reactor's cooperator, so let the reactor turn between flushes.
-        from twisted.internet import reactor
-
-        done: list[bool] = []
-
-        def settled(result: object) -> object:
-            done.append(True)
-            return result
-
-        pending.addBoth(settled)
-        for _ in range(2000):
-            self.client.flush()
-            if done:
-                return await pending
-            await deferLater(reactor, 0.001)
-        raise AssertionError("no response within 2000 reactor turns")
+        return await pumped(self.client, pending)
 
     def staged(self) -> list[Path]:
         return sorted(self.parts.blobs.incoming.glob("*"))
+
+
+async def pumped(client: StubTreq, pending: Deferred[T]) -> T:
+    """Await ``pending`` while moving bytes through StubTreq's memory pipe.
+
+    Pull producers (static file bodies) are driven by the global reactor's
+    cooperator, so the reactor turns between flushes.
+    """
+    from twisted.internet import reactor
+
+    done: list[bool] = []
+
+    def settled(result: object) -> object:
+        done.append(True)
+        return result
+
+    pending.addBoth(settled)
+    for _ in range(2000):
+        client.flush()
+        if done:
+            return await pending
+        await deferLater(reactor, 0.001)
+    raise AssertionError("no response within 2000 reactor turns")
 
 
 def harness(

@@ -107,3 +107,13 @@ def test_sizes(text: str, size: int) -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_the_shipped_noded_sample_lists_every_key() -> None:
+    """config/noded.conf.sample is noded's schema rendered, and loads."""
+    from noded.config import load_config as load_node_config
+    from noded.config import sample as node_sample
+
+    path = REPO / "config" / "noded.conf.sample"
+    assert path.read_text() == node_sample()
+    assert load_node_config(str(path), environ={}) == load_node_config(environ={})

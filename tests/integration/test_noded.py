@@ -1,0 +1,195 @@
+"""A real `twistd -n noded`: rsync pushes into its daemon, AMP over TCP, signed
+downloads over HTTP, and its rsync daemon restarted when it dies."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+import pytest_twisted
+
+from noded import rsync
+from noded.client import connect
+from noded.protocol import Ping, Stat
+from noded.signing import signed_query, url_key
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+SECRET = "s" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@attrs.define
+class RunningNode:
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    ports: dict[str, int]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def rsyncd_pid(self) -> int | None:
+        found = subprocess.run(
+            ["pgrep", "-f", f"config={self.data_dir.resolve()}/rsyncd.conf"],
+            capture_output=True,
+            check=False,
+        )
+        pids = [int(p) for p in found.stdout.split()]
+        return pids[0] if pids else None
+
+
+def start_node(data_dir: Path, node_id: str, zone: str = "") -> RunningNode:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NODED_")}
+    process = subprocess.Popen(
+        [
+            str(BIN / "twistd"),
+            "--nodaemon",
+            "--pidfile=",
+            f"--logfile={data_dir / 'twistd.log'}",
+            "noded",
+            f"--node-id={node_id}",
+            f"--zone={zone}",
+            f"--data-dir={data_dir}",
+            f"--cluster-secret={SECRET}",
+            "--node-reserve=1M",
+            "--amp-port=0",
+            "--http-port=0",
+            f"--rsync-port={free_port()}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    ports_file = data_dir / "noded.ports"
+    deadline = time.monotonic() + 30
+    while not ports_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"noded did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
+        time.sleep(0.05)
+    node = RunningNode(data_dir, process, json.loads(ports_file.read_text()))
+    wait_for_rsyncd(node)
+    return node
+
+
+def wait_for_rsyncd(node: RunningNode, within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(
+                ("127.0.0.1", node.ports["rsync"]), timeout=1
+            ):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the rsync daemon did not start")
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[RunningNode]:
+    running = start_node(tmp_path / "node", "n1", "z1")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def push(node: RunningNode, source: Path, file_id: str, secret: str = SECRET) -> int:
+    password_file = rsync.write_password_file(source.parent / "pw", secret.encode())
+    args = rsync.push_args(
+        "rsync", source, "127.0.0.1", node.ports["rsync"], file_id, password_file, 30, 5
+    )
+    return subprocess.run(args, capture_output=True, timeout=60, check=False).returncode
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_pushed_replica_is_held_verified_and_served(
+    node: RunningNode, tmp_path: Path
+) -> None:
+    """rsync into the daemon lands the file; AMP Ping and Stat (with the
+    secret) describe it; a signed URL downloads it, a tampered one is 403."""
+    from twisted.internet import reactor
+
+    data = os.urandom(3 * 1024 * 1024)
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    file_id = "0f" * 16
+    assert push(node, source, file_id) == 0
+    assert push(node, source, "1f" * 16, secret="w" * 40) == 5  # wrong password
+    protocol = await connect(reactor, "127.0.0.1", node.ports["amp"], SECRET.encode())
+    try:
+        ping = await protocol.callRemote(Ping)
+        assert (ping["node_id"], ping["zone"], ping["state"]) == ("n1", "z1", "up")
+        assert ping["rsync_port"] == node.ports["rsync"]
+        held = await protocol.callRemote(Stat, file_id=file_id)
+        assert held == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    finally:
+        protocol.transport.loseConnection()  # type: ignore[union-attr]
+    key = url_key(SECRET.encode())
+    query = signed_query(key, file_id, int(time.time()) + 60, "clip.bin", "video/mp4")
+    url = f"{ping['http_url']}/files/{file_id}?{query}"
+    assert fetch(url, Range="bytes=100-199") == (206, data[100:200])
+    assert fetch(url.replace("clip", "clap"))[0] == 403
+
+
+def fetch(url: str, **headers: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_wrong_cluster_secret_gets_nothing(node: RunningNode) -> None:
+    from twisted.internet import reactor
+
+    with pytest.raises(
+        Exception, match=r"UNAUTHORIZED|wrong cluster secret|Connection"
+    ):
+        await connect(reactor, "127.0.0.1", node.ports["amp"], b"x" * 40)
+
+
+def test_a_dead_rsync_daemon_is_restarted(node: RunningNode, tmp_path: Path) -> None:
+    """Killing the node's rsync daemon brings up a new one that takes pushes."""
+    first = node.rsyncd_pid()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        again = node.rsyncd_pid()
+        if again is not None and again != first:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("rsyncd was not restarted")
+    wait_for_rsyncd(node)
+    source = tmp_path / "after.bin"
+    source.write_bytes(b"after the restart")
+    assert push(node, source, "2f" * 16) == 0
