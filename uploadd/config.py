@@ -7,6 +7,7 @@ Read with :func:`load_config`: an INI file (``--config`` or ``UPLOADD_CONFIG``)
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -138,6 +139,111 @@ class UploadsSection:
     )
 
 
+def parse_nodes(text: str) -> tuple[tuple[str, str, int], ...]:
+    """``id=host:port, ...`` -> ((id, host, port), ...)."""
+    nodes = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        node_id, _, address = item.strip().partition("=")
+        host, _, port = address.rpartition(":")
+        if not node_id or not host:
+            raise ValueError(item)
+        nodes.append((node_id.strip(), parse_host(host), parse_port(port)))
+    return tuple(nodes)
+
+
+def parse_zones(text: str) -> tuple[tuple[str, str], ...]:
+    """``CIDR=zone, ...`` -> ((CIDR, zone), ...), CIDRs checked."""
+    zones = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        network, _, zone = item.strip().partition("=")
+        ipaddress.ip_network(network.strip(), strict=False)
+        if not zone.strip():
+            raise ValueError(item)
+        zones.append((network.strip(), zone.strip()))
+    return tuple(zones)
+
+
+@attrs.frozen
+class ClusterSection:
+    secret: str = setting(
+        "",
+        parse_text,
+        "shared with every noded: authenticates AMP, rsync and download URLs; "
+        "empty generates one into <data_dir>/cluster-secret",
+        "a string of at least 32 characters",
+    )
+    nodes: tuple[tuple[str, str, int], ...] = setting(
+        "",
+        parse_nodes,
+        "nodes to register at start (more can be added at runtime)",
+        "id=host:amp_port, comma separated",
+    )
+    replicas: int = setting(
+        "2",
+        parse_positive_int,
+        "copies of every file on distinct nodes",
+        "a positive integer",
+    )
+    ping_interval: float = setting(
+        "2s", parse_duration, "how often nodes are pinged", DURATION
+    )
+    ping_timeout: float = setting(
+        "1s", parse_duration, "a ping unanswered this long fails", DURATION
+    )
+    rise: int = setting(
+        "2",
+        parse_positive_int,
+        "successful pings to count a node UP",
+        "a positive integer",
+    )
+    fall: int = setting(
+        "3",
+        parse_positive_int,
+        "failed pings to count a node DOWN",
+        "a positive integer",
+    )
+    repair_after: float = setting(
+        "60s",
+        parse_duration,
+        "a node DOWN this long has its files copied again",
+        DURATION,
+    )
+    download_ttl: float = setting(
+        "1h", parse_duration, "lifetime of signed download URLs", DURATION
+    )
+    transfers_per_node: int = setting(
+        "2",
+        parse_positive_int,
+        "concurrent rsync transfers into one node",
+        "a positive integer",
+    )
+    rsync_timeout: int = setting(
+        "60", parse_positive_int, "rsync --timeout: seconds without progress", "seconds"
+    )
+    rsync_contimeout: int = setting(
+        "10", parse_positive_int, "rsync --contimeout: seconds to connect", "seconds"
+    )
+    rsync_deadline: float = setting(
+        "1h", parse_duration, "a transfer still running this long is killed", DURATION
+    )
+    keep_local: bool = setting(
+        "false",
+        parse_bool,
+        "keep uploadd's own copy once every replica is verified",
+        "true or false",
+    )
+    zones: tuple[tuple[str, str], ...] = setting(
+        "",
+        parse_zones,
+        "client networks and the node zone nearest to them",
+        "CIDR=zone, comma separated",
+    )
+
+
 @attrs.frozen
 class Config:
     http: HTTPSection = attrs.field(factory=HTTPSection)
@@ -146,11 +252,16 @@ class Config:
     auth: AuthSection = attrs.field(factory=AuthSection)
     ingest: IngestSection = attrs.field(factory=IngestSection)
     uploads: UploadsSection = attrs.field(factory=UploadsSection)
+    cluster: ClusterSection = attrs.field(factory=ClusterSection)
 
     def __attrs_post_init__(self) -> None:
         if self.auth.secret and len(self.auth.secret) < 32:
             raise settings.ConfigError(
                 "[auth] secret: expected a string of at least 32 characters"
+            )
+        if self.cluster.secret and len(self.cluster.secret) < 32:
+            raise settings.ConfigError(
+                "[cluster] secret: expected a string of at least 32 characters"
             )
         if self.ingest.low_water >= self.ingest.high_water:
             raise settings.ConfigError(

@@ -10,7 +10,14 @@ import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
-from uploadd.store.interface import Conflict, FileRecord, IMetadataStore, UploadRecord
+from uploadd.store.interface import (
+    Conflict,
+    FileRecord,
+    IMetadataStore,
+    NodeRecord,
+    Replica,
+    UploadRecord,
+)
 from uploadd.store.memory import MemoryStore
 from uploadd.store.sqlite import SQLiteStore, migrations
 
@@ -152,3 +159,37 @@ async def test_uploads_round_trip_and_expire(store: IMetadataStore) -> None:
     assert [u.id for u in await store.expired_uploads(60.0)] == ["u2"]
     assert await store.delete_upload("u2")
     assert await store.get_upload("u2") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_nodes_and_replicas(store: IMetadataStore) -> None:
+    """Nodes are added, changed and removed; replicas are recorded per file
+    and node, mapped for repair, and go with their file or node."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_node(NodeRecord("n1", "127.0.0.1", 7001, 1.0))
+    await store.add_node(NodeRecord("n2", "127.0.0.1", 7002, 2.0))
+    with pytest.raises(Conflict):
+        await store.add_node(NodeRecord("n1", "h", 1, 3.0))
+    await store.save_node(NodeRecord("n2", "127.0.0.1", 7002, 2.0, mode="draining"))
+    assert [(n.id, n.mode) for n in await store.list_nodes()] == [
+        ("n1", "active"),
+        ("n2", "draining"),
+    ]
+    for file_id in ("a", "b", "c"):
+        await store.add_file(record(file_id, alice.id, 1.0))
+    await store.add_replica(Replica("a", "n1", 3, 5.0))
+    await store.add_replica(Replica("a", "n2", 3, 5.0))
+    await store.add_replica(Replica("b", "n2", 3, 5.0))
+    assert [r.node_id for r in await store.replicas_of("a")] == ["n1", "n2"]
+    assert await store.replica_map("", 10) == [
+        ("a", ["n1", "n2"]),
+        ("b", ["n2"]),
+        ("c", []),
+    ]
+    assert await store.replica_map("a", 1) == [("b", ["n2"])]
+    assert await store.remove_replica("a", "n1")
+    assert await store.delete_node("n2")
+    assert await store.replica_map("", 10) == [("a", []), ("b", []), ("c", [])]
+    await store.add_replica(Replica("c", "n1", 3, 5.0))
+    await store.delete_file("c")
+    assert await store.replicas_of("c") == []

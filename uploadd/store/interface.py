@@ -59,6 +59,29 @@ class UploadRecord:
 
 
 @attrs.frozen
+class NodeRecord:
+    """A storage node uploadd knows: where its AMP port is and what the
+    operator wants of it (``active``, or ``draining``: keep serving, take
+    nothing new, move everything away)."""
+
+    id: str
+    host: str
+    port: int
+    added_at: float
+    mode: str = "active"
+
+
+@attrs.frozen
+class Replica:
+    """A verified copy of a file on a node."""
+
+    file_id: str
+    node_id: str
+    size: int
+    verified_at: float
+
+
+@attrs.frozen
 class Page:
     count: int
     results: list[FileRecord]
@@ -124,6 +147,33 @@ class IMetadataStore(Interface):
 
     def expired_uploads(now: float) -> Awaitable[list[UploadRecord]]:
         """Open uploads whose expiry is at or before ``now``."""
+
+    def add_node(record: NodeRecord) -> Awaitable[None]:
+        """Register a node; Conflict if the id is taken."""
+
+    def save_node(record: NodeRecord) -> Awaitable[None]:
+        """Store a changed node (matched by id)."""
+
+    def delete_node(node_id: str) -> Awaitable[bool]:
+        """Forget a node and its replica records; False if none."""
+
+    def list_nodes() -> Awaitable[list[NodeRecord]]:
+        """Every node, by id."""
+
+    def add_replica(replica: Replica) -> Awaitable[None]:
+        """Record (or refresh) a verified copy."""
+
+    def remove_replica(file_id: str, node_id: str) -> Awaitable[bool]:
+        """Forget a copy; False if there was none."""
+
+    def replicas_of(file_id: str) -> Awaitable[list[Replica]]:
+        """The verified copies of a file."""
+
+    def replica_map(
+        after_id: str, limit: int
+    ) -> Awaitable[list[tuple[str, list[str]]]]:
+        """(file id, ids of the nodes holding it) for up to ``limit`` files
+        whose id sorts after ``after_id``: a page of what repair walks."""
 
     def delete_file(file_id: str) -> Awaitable[bool]:
         """Forget a file; its versions lose their parent. False if none."""

@@ -9,7 +9,9 @@ from uploadd.store.interface import (
     Conflict,
     FileRecord,
     IMetadataStore,
+    NodeRecord,
     Page,
+    Replica,
     UploadRecord,
     User,
 )
@@ -21,6 +23,8 @@ class MemoryStore:
     users: dict[str, User] = attrs.field(factory=dict)
     files: dict[str, FileRecord] = attrs.field(factory=dict)
     uploads: dict[str, UploadRecord] = attrs.field(factory=dict)
+    nodes: dict[str, NodeRecord] = attrs.field(factory=dict)
+    replicas: dict[tuple[str, str], Replica] = attrs.field(factory=dict)
     _next_user: int = 1
 
     async def migrate(self) -> int:
@@ -112,9 +116,45 @@ class MemoryStore:
             if u.state == "open" and u.expires_at is not None and u.expires_at <= now
         ]
 
+    async def add_node(self, record: NodeRecord) -> None:
+        if record.id in self.nodes:
+            raise Conflict(f"node {record.id!r} exists")
+        self.nodes[record.id] = record
+
+    async def save_node(self, record: NodeRecord) -> None:
+        if record.id in self.nodes:
+            self.nodes[record.id] = record
+
+    async def delete_node(self, node_id: str) -> bool:
+        for key in [k for k in self.replicas if k[1] == node_id]:
+            del self.replicas[key]
+        return self.nodes.pop(node_id, None) is not None
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return sorted(self.nodes.values(), key=lambda n: n.id)
+
+    async def add_replica(self, replica: Replica) -> None:
+        if replica.file_id in self.files:
+            self.replicas[(replica.file_id, replica.node_id)] = replica
+
+    async def remove_replica(self, file_id: str, node_id: str) -> bool:
+        return self.replicas.pop((file_id, node_id), None) is not None
+
+    async def replicas_of(self, file_id: str) -> list[Replica]:
+        found = [r for (f, _), r in self.replicas.items() if f == file_id]
+        return sorted(found, key=lambda r: r.node_id)
+
+    async def replica_map(
+        self, after_id: str, limit: int
+    ) -> list[tuple[str, list[str]]]:
+        ids = sorted(f for f in self.files if f > after_id)[:limit]
+        return [(f, sorted(n for (g, n) in self.replicas if g == f)) for f in ids]
+
     async def delete_file(self, file_id: str) -> bool:
         if self.files.pop(file_id, None) is None:
             return False
+        for key in [k for k in self.replicas if k[0] == file_id]:
+            del self.replicas[key]
         for child in await self.versions_of(file_id):
             self.files[child.id] = attrs.evolve(child, parent=None)
         return True

@@ -1,0 +1,148 @@
+"""The cluster in memory: registry, pinger rise/fall over iosim, with a Clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.protocols import amp
+from twisted.test.iosim import IOPump, connectedServerAndClient
+
+from noded.client import authenticate
+from noded.node import NodeProtocol
+from tests.support import now
+from tests.unit.test_noded import SECRET, make_node
+from uploadd.cluster.pinger import Pinger
+from uploadd.cluster.registry import Health, Node, Registry
+from uploadd.store.interface import NodeRecord
+from uploadd.store.memory import MemoryStore
+
+
+@attrs.define
+class Network:
+    """In-memory nodes reachable by id; a node can be cut off or silenced."""
+
+    tmp_path: Path
+    pumps: list[IOPump] = attrs.field(factory=list)
+    dead: set[str] = attrs.field(factory=set)
+    silent: set[str] = attrs.field(factory=set)
+
+    async def connect(self, record: NodeRecord) -> amp.AMP:
+        if record.id in self.dead:
+            raise ConnectionRefusedError(record.id)
+        node = make_node(
+            self.tmp_path / record.id, node__id=record.id, node__reserve="0"
+        )
+        client, _, pump = connectedServerAndClient(lambda: NodeProtocol(node), amp.AMP)
+        authenticating = Deferred.fromCoroutine(authenticate(client, SECRET))
+        pump.flush()
+        await authenticating
+        if record.id not in self.silent:
+            self.pumps.append(pump)
+        return client
+
+    def flush(self) -> None:
+        for pump in self.pumps:
+            pump.flush()
+
+
+def setup(tmp_path: Path, *ids: str) -> tuple[Registry, Pinger, Network, Clock]:
+    clock = Clock()
+    store = MemoryStore()
+    registry = Registry(store, clock)
+    now(registry.load(tuple((i, "127.0.0.1", 7000 + n) for n, i in enumerate(ids))))
+    network = Network(tmp_path)
+    pinger = Pinger(registry, network.connect, clock, 2.0, 1.0, rise=2, fall=3)
+    return registry, pinger, network, clock
+
+
+def tick(pinger: Pinger, network: Network, clock: Clock, seconds: float = 2.0) -> None:
+    pinger.ping_all()
+    network.flush()
+    clock.advance(seconds)
+    network.flush()
+
+
+def test_nodes_rise_to_up_after_two_answers(tmp_path: Path) -> None:
+    """Two answered pings make a node UP, with its space, zone and an RTT."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    changes: list[tuple[str, Health]] = []
+    pinger.on_change.append(lambda node: changes.append((node.id, node.health)))
+    node = registry.get("n1")
+    tick(pinger, network, clock)
+    assert node.health is Health.UNKNOWN
+    tick(pinger, network, clock)
+    assert node.health is Health.UP
+    assert changes == [("n1", Health.UP)]
+    assert node.free > 0 and node.zone == "z1" and node.rtt is not None
+    assert node.usable and node.last_seen == clock.seconds() - 2.0
+
+
+def test_an_unreachable_node_falls_down_after_three_failures(tmp_path: Path) -> None:
+    """Three refused pings in a row make an UP node DOWN, noting since when."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    node = registry.get("n1")
+    tick(pinger, network, clock)
+    tick(pinger, network, clock)
+    assert node.health is Health.UP
+    network.dead.add("n1")
+    node.drop_connection()
+    tick(pinger, network, clock)
+    tick(pinger, network, clock)
+    assert node.health is Health.UP
+    died = clock.seconds()
+    tick(pinger, network, clock)
+    assert node.health is Health.DOWN
+    assert node.down_since == died
+    assert not node.usable and not node.serving
+    network.dead.clear()
+    tick(pinger, network, clock)
+    tick(pinger, network, clock)
+    assert node.health is Health.UP and node.down_since is None
+
+
+def test_a_silent_node_times_out(tmp_path: Path) -> None:
+    """A node that accepts the connection but never answers fails each ping
+    after the timeout, and falls DOWN."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    network.silent.add("n1")
+    node = registry.get("n1")
+    for _ in range(3):
+        tick(pinger, network, clock)
+    assert node.health is Health.DOWN
+    assert node.failures == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "usable"),
+    [
+        ({}, True),
+        ({"reported_state": "read-only"}, False),
+        ({"reported_state": "draining"}, False),
+        ({"free": 10}, False),
+    ],
+)
+def test_only_up_active_nodes_with_room_take_replicas(
+    changes: dict[str, Any], usable: bool
+) -> None:
+    node = Node(
+        NodeRecord("n", "h", 1, 0.0),
+        health=Health.UP,
+        reported_state="up",
+        free=1000,
+        reserved=100,
+    )
+    for name, value in changes.items():
+        setattr(node, name, value)
+    assert node.usable is usable
+    drained = Node(
+        NodeRecord("n", "h", 1, 0.0, mode="draining"),
+        health=Health.UP,
+        reported_state="up",
+        free=1000,
+    )
+    assert not drained.usable and drained.serving

@@ -1,0 +1,1 @@
+"""The storage cluster: nodes, their health, placement, replication, repair."""

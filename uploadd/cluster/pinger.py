@@ -1,0 +1,116 @@
+"""The pinger: AMP Ping to every node on a timer; rise/fall make UP and DOWN.
+
+A node is UP after ``rise`` answered pings in a row and DOWN after ``fall``
+unanswered ones (a ping unanswered within ``timeout`` fails). Round-trip
+time is smoothed (EWMA). A failed ping drops the connection; the next ping
+connects again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from noded.protocol import Ping
+from uploadd.cluster.registry import Connector, Health, Node, Registry
+
+log = Logger()
+
+SMOOTHING = 0.3
+
+
+@attrs.define
+class Pinger:
+    _registry: Registry
+    _connect: Connector
+    _clock: IReactorTime
+    interval: float
+    timeout: float
+    rise: int
+    fall: int
+    _loop: LoopingCall | None = None
+    on_change: list[Any] = attrs.field(factory=list)
+
+    def start(self) -> None:
+        self._loop = LoopingCall(self.ping_all)
+        self._loop.clock = self._clock
+        self._loop.start(self.interval, now=True).addErrback(
+            lambda f: log.failure("the pinger stopped", f)
+        )
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        for node in self._registry.nodes.values():
+            node.drop_connection()
+
+    def ping_all(self) -> Deferred[Any]:
+        return DeferredList(
+            [
+                Deferred.fromCoroutine(self.ping(node))
+                for node in list(self._registry.nodes.values())
+            ],
+            consumeErrors=True,
+        )
+
+    async def ping(self, node: Node) -> None:
+        started = self._clock.seconds()
+        try:
+            answer = await self._within(self._ask(node))
+        except Exception as error:
+            node.drop_connection()
+            self._failed(node, error)
+            return
+        self._answered(node, answer, self._clock.seconds() - started)
+
+    async def _ask(self, node: Node) -> dict[str, Any]:
+        if node.connection is None or node.connection.transport is None:
+            node.connection = await self._connect(node.record)
+        answer: dict[str, Any] = await node.connection.callRemote(Ping)
+        return answer
+
+    async def _within(self, work: Any) -> dict[str, Any]:
+        pending = Deferred.fromCoroutine(work)
+        pending.addTimeout(self.timeout, self._clock)
+        try:
+            answer: dict[str, Any] = await pending
+        except CancelledError:
+            raise TimeoutError(f"no answer within {self.timeout}s") from None
+        return answer
+
+    def _answered(self, node: Node, answer: dict[str, Any], rtt: float) -> None:
+        node.failures = 0
+        node.successes += 1
+        node.last_seen = self._clock.seconds()
+        node.rtt = rtt if node.rtt is None else node.rtt + SMOOTHING * (rtt - node.rtt)
+        node.reported_state = answer["state"]
+        node.free, node.total = answer["free"], answer["total"]
+        node.reserved, node.load = answer["reserved"], answer["load"]
+        node.zone, node.rsync_port = answer["zone"], answer["rsync_port"]
+        node.http_url = answer["http_url"]
+        if node.health is not Health.UP and node.successes >= self.rise:
+            self._become(node, Health.UP)
+
+    def _failed(self, node: Node, error: Exception) -> None:
+        node.successes = 0
+        node.failures += 1
+        if node.health is not Health.DOWN and node.failures >= self.fall:
+            log.warn(
+                "node {node_id} DOWN after {count} failed pings: {error}",
+                node_id=node.id,
+                count=node.failures,
+                error=error,
+            )
+            self._become(node, Health.DOWN)
+
+    def _become(self, node: Node, health: Health) -> None:
+        node.health = health
+        node.down_since = self._clock.seconds() if health is Health.DOWN else None
+        log.info("node {node_id} is {health}", node_id=node.id, health=health.value)
+        for listener in self.on_change:
+            listener(node)

@@ -1,0 +1,145 @@
+"""The nodes uploadd knows and what it last heard from each.
+
+Records (id, address, mode) persist in the metadata store; health (UP or
+DOWN by rise/fall, space, load, round-trip time, last seen) lives in memory
+and is what placement, downloads and repair read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.protocols import amp
+
+from uploadd.api.problems import Problem
+from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
+
+log = Logger()
+
+Connector = Callable[[NodeRecord], Awaitable[amp.AMP]]
+
+
+class Health(enum.Enum):
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+
+@attrs.define(eq=False)
+class Node:
+    """One node: its record and its latest health."""
+
+    record: NodeRecord
+    health: Health = Health.UNKNOWN
+    reported_state: str = "unknown"
+    free: int = 0
+    total: int = 0
+    reserved: int = 0
+    load: float = 0.0
+    zone: str = ""
+    rtt: float | None = None
+    last_seen: float | None = None
+    down_since: float | None = None
+    successes: int = 0
+    failures: int = 0
+    rsync_port: int = 0
+    http_url: str = ""
+    connection: amp.AMP | None = None
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def usable(self) -> bool:
+        """May take new replicas: UP, active, not read-only or draining."""
+        return (
+            self.health is Health.UP
+            and self.record.mode == "active"
+            and self.reported_state == "up"
+            and self.free > self.reserved
+        )
+
+    @property
+    def serving(self) -> bool:
+        """May serve downloads: UP (draining and read-only nodes still serve)."""
+        return self.health is Health.UP
+
+    def document(self, replica_count: int | None = None) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.record.host,
+            "port": self.record.port,
+            "mode": self.record.mode,
+            "health": self.health.value,
+            "state": self.reported_state,
+            "zone": self.zone,
+            "free": self.free,
+            "total": self.total,
+            "reserved": self.reserved,
+            "load": self.load,
+            "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 2),
+            "last_seen": self.last_seen,
+            "down_since": self.down_since,
+            "replicas": replica_count,
+        }
+
+    def drop_connection(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None and connection.transport is not None:
+            connection.transport.loseConnection()
+
+
+@attrs.define
+class Registry:
+    _store: IMetadataStore
+    _clock: IReactorTime
+    nodes: dict[str, Node] = attrs.field(factory=dict)
+
+    async def load(self, seeds: tuple[tuple[str, str, int], ...]) -> None:
+        """Nodes from the store, plus any configured seed not there yet."""
+        for record in await self._store.list_nodes():
+            self.nodes[record.id] = Node(record)
+        for node_id, host, port in seeds:
+            if node_id not in self.nodes:
+                await self.add(node_id, host, port)
+
+    async def add(self, node_id: str, host: str, port: int) -> Node:
+        record = NodeRecord(node_id, host, port, self._clock.seconds())
+        try:
+            await self._store.add_node(record)
+        except Conflict:
+            raise Problem(409, f"node {node_id!r} is registered already") from None
+        node = self.nodes[node_id] = Node(record)
+        log.info(
+            "node {node_id} added at {host}:{port}",
+            node_id=node_id,
+            host=host,
+            port=port,
+        )
+        return node
+
+    def get(self, node_id: str) -> Node:
+        node = self.nodes.get(node_id)
+        if node is None:
+            raise Problem(404, f"no such node: {node_id}")
+        return node
+
+    async def set_mode(self, node_id: str, mode: str) -> Node:
+        node = self.get(node_id)
+        node.record = attrs.evolve(node.record, mode=mode)
+        await self._store.save_node(node.record)
+        log.info("node {node_id} is now {mode}", node_id=node_id, mode=mode)
+        return node
+
+    async def remove(self, node_id: str) -> None:
+        node = self.get(node_id)
+        node.drop_connection()
+        await self._store.delete_node(node_id)
+        del self.nodes[node_id]
+        log.info("node {node_id} removed", node_id=node_id)
