@@ -123,7 +123,7 @@ def harness(
     )
     clock = Clock()
     store = store if store is not None else MemoryStore()
-    parts = build(config, clock, store, SECRET, runner)
+    parts = build(config, clock, store, SECRET, runner, cluster_secret=SECRET)
     parts.blobs.prepare()
     client = StubTreq(parts.router)
     # StubTreq builds a plain Site; swap in ours so requests meet the ingest

@@ -24,6 +24,10 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
+from noded.client import connect
+from noded.rsync import write_password_file
+from noded.signing import url_key
+from uploadd.api.admin import AdminAPI
 from uploadd.api.auth import AuthAPI
 from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
@@ -34,6 +38,10 @@ from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
+from uploadd.cluster.locator import Locator
+from uploadd.cluster.pinger import Pinger
+from uploadd.cluster.registry import Registry
+from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
 from uploadd.ingest.gate import IngestGate, IngestLimits
 from uploadd.ingest.progress import ProgressBoard
@@ -42,7 +50,7 @@ from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import IMetadataStore
+from uploadd.store.interface import IMetadataStore, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
 from uploadd.uploads.resumable import Resumable
 
@@ -61,12 +69,22 @@ class Parts:
     site: Site
     metrics: Metrics
     progress: ProgressBoard
+    registry: Registry
+    pinger: Pinger
+    replicator: Replicator
+    locator: Locator
 
 
 def build(
-    config: Config, reactor: Any, store: IMetadataStore, secret: bytes, run: Runner
+    config: Config,
+    reactor: Any,
+    store: IMetadataStore,
+    secret: bytes,
+    run: Runner,
+    cluster_secret: bytes = b"",
 ) -> Parts:
     """Every part of an uploadd process, connected."""
+    cluster = config.cluster
     blobs = BlobStore(config.storage.data_dir)
     tokens = TokenIssuer(secret, reactor)
     metrics = Metrics()
@@ -80,6 +98,54 @@ def build(
         reactor,
         config.uploads.expire_after,
         config.storage.fsync,
+    )
+
+    def connector(record: NodeRecord) -> Deferred[Any]:
+        return Deferred.fromCoroutine(
+            connect(
+                reactor,
+                record.host,
+                record.port,
+                cluster_secret,
+                connect_within=cluster.ping_timeout,
+            )
+        )
+
+    registry = Registry(store, reactor, connector)
+    pinger = Pinger(
+        registry,
+        reactor,
+        cluster.ping_interval,
+        cluster.ping_timeout,
+        cluster.rise,
+        cluster.fall,
+    )
+    replicator = Replicator(
+        registry,
+        store,
+        blobs,
+        run,
+        reactor,
+        ReplicationSettings(
+            replicas=cluster.replicas,
+            transfers_per_node=cluster.transfers_per_node,
+            rsync_binary="rsync",
+            rsync_timeout=cluster.rsync_timeout,
+            rsync_contimeout=cluster.rsync_contimeout,
+            rsync_deadline=cluster.rsync_deadline,
+            keep_local=cluster.keep_local,
+            password_file=config.storage.data_dir / "rsync.password",
+        ),
+    )
+    library.on_stored.append(replicator.stored)
+    locator = Locator(
+        registry,
+        store,
+        reactor,
+        url_key(cluster_secret),
+        run,
+        cluster.download_ttl,
+        cluster.zones,
     )
     router = Router()
     gate = IngestGate(
@@ -105,6 +171,7 @@ def build(
             blobs,
             tokens,
             gate,
+            locator,
             config.storage.fsync,
             config.http.public_url,
             config.http.page_size,
@@ -116,10 +183,12 @@ def build(
             blobs,
             tokens,
             gate,
+            locator,
             config.http.public_url,
             config.http.page_size,
         ),
         AuthAPI(store, tokens, run, config.auth.token_ttl),
+        AdminAPI(registry, replicator, store, tokens),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
     )
@@ -131,7 +200,20 @@ def build(
         reactor=reactor,
     )
     return Parts(
-        store, blobs, tokens, gate, library, resumable, router, site, metrics, progress
+        store,
+        blobs,
+        tokens,
+        gate,
+        library,
+        resumable,
+        router,
+        site,
+        metrics,
+        progress,
+        registry,
+        pinger,
+        replicator,
+        locator,
     )
 
 
@@ -150,7 +232,12 @@ class UploaddService(Service):
         )
         self._store = SQLiteStore(config.database_path, reactor)
         run: Runner = functools.partial(deferToThreadPool, reactor, self._pool)
-        self.parts = build(config, reactor, self._store, self._secret, run)
+        self._cluster_secret = token_secret(
+            config.cluster.secret, data_dir, name="cluster-secret"
+        )
+        self.parts = build(
+            config, reactor, self._store, self._secret, run, self._cluster_secret
+        )
         self._port: IListeningPort | None = None
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = reactor
@@ -164,6 +251,11 @@ class UploaddService(Service):
 
     async def _start(self) -> None:
         version = await self._store.migrate()
+        write_password_file(
+            self.config.storage.data_dir / "rsync.password", self._cluster_secret
+        )
+        await self.parts.registry.load(self.config.cluster.nodes)
+        self.parts.pinger.start()
         removed = self.parts.blobs.prepare()
         if removed:
             log.info("removed {count} interrupted uploads", count=removed)
@@ -207,6 +299,7 @@ class UploaddService(Service):
         super().stopService()
         if self._sweeper.running:
             self._sweeper.stop()
+        self.parts.pinger.stop()
         port, self._port = self._port, None
         stopped = port.stopListening() if port is not None else None
         self._pool.stop()

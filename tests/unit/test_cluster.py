@@ -58,10 +58,10 @@ def health(node: Node) -> Health:
 def setup(tmp_path: Path, *ids: str) -> tuple[Registry, Pinger, Network, Clock]:
     clock = Clock()
     store = MemoryStore()
-    registry = Registry(store, clock)
-    now(registry.load(tuple((i, "127.0.0.1", 7000 + n) for n, i in enumerate(ids))))
     network = Network(tmp_path)
-    pinger = Pinger(registry, network.connect, clock, 2.0, 1.0, rise=2, fall=3)
+    registry = Registry(store, clock, network.connect)
+    now(registry.load(tuple((i, "127.0.0.1", 7000 + n) for n, i in enumerate(ids))))
+    pinger = Pinger(registry, clock, 2.0, 1.0, rise=2, fall=3)
     return registry, pinger, network, clock
 
 
@@ -151,3 +151,60 @@ def test_only_up_active_nodes_with_room_take_replicas(
         free=1000,
     )
     assert not drained.usable and drained.serving
+
+
+def up(node_id: str, zone: str = "", free: int = 10**9, **extra: Any) -> Node:
+    return Node(
+        NodeRecord(node_id, "h", 1, 0.0, mode=extra.pop("mode", "active")),
+        health=extra.pop("health", Health.UP),
+        reported_state=extra.pop("state", "up"),
+        free=free,
+        reserved=extra.pop("reserved", 0),
+        zone=zone,
+    )
+
+
+def test_placement_picks_distinct_usable_nodes_with_room() -> None:
+    """Never a down, draining, read-only or full node, nor one holding it."""
+    from uploadd.cluster.placement import choose
+
+    nodes = [
+        up("a"),
+        up("down", health=Health.DOWN),
+        up("drain", mode="draining"),
+        up("ro", state="read-only"),
+        up("full", free=500, reserved=400),
+        up("b"),
+        up("c"),
+    ]
+    picked = choose(nodes, 2, size=200, holders=[nodes[-1]])
+    assert sorted(n.id for n in picked) == ["a", "b"]
+    assert choose(nodes, 5, size=200) and len(choose(nodes, 5, size=200)) == 3
+
+
+def test_placement_spreads_across_zones() -> None:
+    """With zones set, the copies go to different zones first."""
+    import random
+
+    from uploadd.cluster.placement import choose
+
+    nodes = [up("a1", "a"), up("a2", "a"), up("a3", "a"), up("b1", "b")]
+    for seed in range(20):
+        picked = choose(nodes, 2, size=1, rng=random.Random(seed))
+        assert {n.zone for n in picked} == {"a", "b"}
+    holders = [nodes[3]]
+    picked = choose(nodes, 1, size=1, holders=holders)
+    assert picked[0].zone == "a"
+
+
+def test_placement_prefers_free_space() -> None:
+    """Weighted by free space: a node with 9x the room is chosen ~9x as often."""
+    import random
+
+    from uploadd.cluster.placement import choose
+
+    nodes = [up("big", free=9 * 10**9), up("small", free=10**9)]
+    rng = random.Random(1)
+    picks = [choose(nodes, 1, size=1, rng=rng)[0].id for _ in range(2000)]
+    share = picks.count("big") / len(picks)
+    assert 0.85 < share < 0.95

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -17,6 +18,7 @@ from uploadd.api.access import owned, principal_of
 from uploadd.api.download import BlobResource
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
 from uploadd.auth.tokens import Action, TokenIssuer
+from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
 from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, Upload
 from uploadd.ingest.multipart import MultipartSink, boundary_of
@@ -24,6 +26,19 @@ from uploadd.ingest.sink import BlobFile
 from uploadd.library import Library
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore
+
+
+async def serve(
+    request: IRequest, locator: Locator, local: Path, record: FileRecord
+) -> IResource | bytes:
+    """A redirect to the nearest node holding ``record``, or the bytes from
+    uploadd's own copy while no node has one."""
+    url = await locator.redirect(record, request.getClientAddress().host, local)
+    if url is None:
+        return BlobResource.of(local, record)
+    request.setHeader(b"cache-control", b"no-store")
+    request.redirect(url.encode("ascii"))
+    return empty(request, 302)
 
 
 def upload_of(request: IRequest) -> Upload:
@@ -50,6 +65,7 @@ class FilesAPI:
     _blobs: BlobStore
     _tokens: TokenIssuer
     _gate: IngestGate
+    _locator: Locator
     _fsync: bool = True
     _public_url: str = ""
     _page_size: int = 50
@@ -135,9 +151,9 @@ class FilesAPI:
         return json_body(request, 200, await self.document(base, record))
 
     @app.route("/files/<file_id>/content", methods=["GET"])
-    async def file_content(self, request: IRequest, file_id: str) -> IResource:
+    async def file_content(self, request: IRequest, file_id: str) -> IResource | bytes:
         record = await self._readable(request, file_id, Action.READ)
-        return BlobResource.of(self._blobs.path(record.id), record)
+        return await serve(request, self._locator, self._blobs.path(record.id), record)
 
     @app.route("/files/<file_id>", methods=["DELETE"])
     async def delete_file(self, request: IRequest, file_id: str) -> bytes:
@@ -156,6 +172,7 @@ class FilesAPI:
 
     async def document(self, base: str, record: FileRecord) -> dict[str, Any]:
         versions = await self._store.versions_of(record.id)
+        replicas = await self._store.replicas_of(record.id)
         return {
             "id": record.id,
             "filename": record.filename,
@@ -175,6 +192,7 @@ class FilesAPI:
                 }
                 for v in versions
             ],
+            "replicas": [replica.node_id for replica in replicas],
             "url": f"{base}/files/{record.id}",
             "download_url": f"{base}/files/{quote(record.id)}/content",
         }

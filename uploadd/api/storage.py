@@ -24,8 +24,7 @@ from twisted.web.resource import IResource
 
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of
-from uploadd.api.download import BlobResource
-from uploadd.api.files import upload_of
+from uploadd.api.files import serve, upload_of
 from uploadd.api.http import (
     arg,
     base_url,
@@ -36,6 +35,7 @@ from uploadd.api.http import (
 )
 from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
 from uploadd.ingest.gate import Admission, BodyPlan, IngestGate
 from uploadd.ingest.multipart import MultipartSink, boundary_of
@@ -74,6 +74,7 @@ class StorageAPI:
     _blobs: BlobStore
     _tokens: TokenIssuer
     _gate: IngestGate
+    _locator: Locator
     _public_url: str = ""
     _page_size: int = 50
 
@@ -314,9 +315,9 @@ class StorageAPI:
         )
 
     @app.route("/storage/download/<file_id>/", methods=["GET"])
-    async def download(self, request: IRequest, file_id: str) -> IResource:
+    async def download(self, request: IRequest, file_id: str) -> IResource | bytes:
         principal = principal_of(self._tokens, request, Action.READ)
         stored = await self._store.get_file(file_id)
         if stored is None or owned(principal, stored.owner_id, "file"):
             raise problems.not_found(f"no such file: {file_id}")
-        return BlobResource.of(self._blobs.path(stored.id), stored)
+        return await serve(request, self._locator, self._blobs.path(stored.id), stored)

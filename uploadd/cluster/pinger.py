@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from noded.protocol import Ping
-from uploadd.cluster.registry import Connector, Health, Node, Registry
+from uploadd.cluster.registry import Health, Node, Registry
 
 log = Logger()
 
@@ -27,7 +27,6 @@ SMOOTHING = 0.3
 @attrs.define
 class Pinger:
     _registry: Registry
-    _connect: Connector
     _clock: IReactorTime
     interval: float
     timeout: float
@@ -50,7 +49,14 @@ class Pinger:
             node.drop_connection()
 
     def ping_all(self) -> Deferred[Any]:
-        return DeferredList(
+        return Deferred.fromCoroutine(self._round())
+
+    async def _round(self) -> None:
+        try:
+            await self._registry.refresh()
+        except Exception:
+            log.failure("reading the node list failed")
+        await DeferredList(
             [
                 Deferred.fromCoroutine(self.ping(node))
                 for node in list(self._registry.nodes.values())
@@ -69,9 +75,7 @@ class Pinger:
         self._answered(node, answer, self._clock.seconds() - started)
 
     async def _ask(self, node: Node) -> dict[str, Any]:
-        if node.connection is None or node.connection.transport is None:
-            node.connection = await self._connect(node.record)
-        answer: dict[str, Any] = await node.connection.callRemote(Ping)
+        answer: dict[str, Any] = await self._registry.call(node, Ping)
         return answer
 
     async def _within(self, work: Any) -> dict[str, Any]:

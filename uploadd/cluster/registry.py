@@ -99,7 +99,32 @@ class Node:
 class Registry:
     _store: IMetadataStore
     _clock: IReactorTime
+    _connect: Connector
     nodes: dict[str, Node] = attrs.field(factory=dict)
+
+    async def call(
+        self, node: Node, command: type[amp.Command], **arguments: Any
+    ) -> Any:
+        """``command`` on ``node``, over its connection (made when missing)."""
+        if node.connection is None or node.connection.transport is None:
+            node.connection = await self._connect(node.record)
+        try:
+            return await node.connection.callRemote(command, **arguments)
+        except ConnectionError:
+            node.drop_connection()
+            raise
+
+    async def refresh(self) -> None:
+        """Pick up nodes added or removed in the store by another process
+        (uploadctl), so they are used without a restart."""
+        records = {record.id: record for record in await self._store.list_nodes()}
+        for node_id in set(self.nodes) - set(records):
+            self.nodes.pop(node_id).drop_connection()
+        for node_id, record in records.items():
+            if node_id in self.nodes:
+                self.nodes[node_id].record = record
+            else:
+                self.nodes[node_id] = Node(record)
 
     async def load(self, seeds: tuple[tuple[str, str, int], ...]) -> None:
         """Nodes from the store, plus any configured seed not there yet."""

@@ -175,5 +175,8 @@ class IMetadataStore(Interface):
         """(file id, ids of the nodes holding it) for up to ``limit`` files
         whose id sorts after ``after_id``: a page of what repair walks."""
 
+    def replica_counts() -> Awaitable[dict[str, int]]:
+        """How many verified copies each node holds."""
+
     def delete_file(file_id: str) -> Awaitable[bool]:
         """Forget a file; its versions lose their parent. False if none."""

@@ -150,6 +150,12 @@ class MemoryStore:
         ids = sorted(f for f in self.files if f > after_id)[:limit]
         return [(f, sorted(n for (g, n) in self.replicas if g == f)) for f in ids]
 
+    async def replica_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _, node_id in self.replicas:
+            counts[node_id] = counts.get(node_id, 0) + 1
+        return counts
+
     async def delete_file(self, file_id: str) -> bool:
         if self.files.pop(file_id, None) is None:
             return False

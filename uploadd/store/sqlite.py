@@ -423,6 +423,12 @@ class SQLiteStore:
         )
         return [(row[0], sorted(row[1].split(",")) if row[1] else []) for row in rows]
 
+    async def replica_counts(self) -> dict[str, int]:
+        rows = await self._query(
+            "SELECT node_id, COUNT(*) FROM replicas GROUP BY node_id"
+        )
+        return {node_id: count for node_id, count in rows}
+
     async def delete_file(self, file_id: str) -> bool:
         def run(cursor: sqlite3.Cursor) -> bool:
             cursor.execute("DELETE FROM files WHERE id = ?", (file_id,))

@@ -1,0 +1,216 @@
+"""Fan-out: every stored file copied to ``replicas`` nodes by rsync, verified.
+
+Copies to the chosen nodes run in parallel (at most ``transfers_per_node``
+into one node at once), each an rsync subprocess with --timeout,
+--contimeout and a wall-clock deadline. A copy counts only once AMP ``Stat``
+on the node reports the file's size and sha256. Failed copies are retried
+with backoff, on other nodes where the first stays bad. With every copy
+verified, uploadd's own copy may go (``keep_local``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+from twisted.internet.defer import DeferredList, DeferredSemaphore
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from noded import rsync
+from noded.protocol import Stat
+from uploadd.cluster.placement import choose
+from uploadd.cluster.registry import Node, Registry
+from uploadd.ingest.sink import Runner
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import FileRecord, IMetadataStore, Replica
+
+log = Logger()
+
+
+@attrs.frozen
+class ReplicationSettings:
+    replicas: int
+    transfers_per_node: int
+    rsync_binary: str
+    rsync_timeout: int
+    rsync_contimeout: int
+    rsync_deadline: float
+    keep_local: bool
+    password_file: Path
+    max_attempts: int = 6
+
+
+@attrs.define
+class Replicator:
+    _registry: Registry
+    _store: IMetadataStore
+    _blobs: BlobStore
+    _run: Runner
+    _reactor: Any
+    settings: ReplicationSettings
+    _lanes: dict[str, DeferredSemaphore] = attrs.field(factory=dict)
+    _busy: set[str] = attrs.field(factory=set)
+    failures: list[dict[str, Any]] = attrs.field(factory=list)
+
+    def stored(self, record: FileRecord) -> None:
+        """The Library's hook: a new file starts its way to the nodes."""
+        from twisted.internet.defer import Deferred
+
+        Deferred.fromCoroutine(self.replicate(record.id)).addErrback(
+            lambda f: log.failure("replicating {file_id} failed", f, file_id=record.id)
+        )
+
+    @property
+    def busy(self) -> set[str]:
+        return set(self._busy)
+
+    async def replicate(self, file_id: str) -> int:
+        """Bring ``file_id`` to its replica count as far as nodes allow;
+        return how many verified copies it has."""
+        if file_id in self._busy:
+            return -1
+        self._busy.add(file_id)
+        try:
+            return await self._replicate(file_id)
+        finally:
+            self._busy.discard(file_id)
+
+    async def _replicate(self, file_id: str) -> int:
+        record = await self._store.get_file(file_id)
+        if record is None or not self._registry.nodes:
+            # No cluster (the embedded default): uploadd's copy is the file.
+            return 0
+        holders = await self._holders(file_id)
+        bad: set[str] = set()
+        for attempt in range(self.settings.max_attempts):
+            wanted = self.settings.replicas - len(holders)
+            if wanted <= 0:
+                break
+            nodes = [n for n in self._registry.nodes.values() if n.id not in bad]
+            targets = choose(nodes, wanted, record.size, holders=holders)
+            if not targets:
+                log.warn(
+                    "{file_id} has {count} of {wanted} copies: no usable node has room",
+                    file_id=file_id,
+                    count=len(holders),
+                    wanted=self.settings.replicas,
+                )
+                break
+            copies = await DeferredList(
+                [self._copy(record, node, holders) for node in targets],
+                consumeErrors=True,
+            )
+            for node, (ok, copied) in zip(targets, copies, strict=True):
+                if ok and copied:
+                    holders.append(node)
+                else:
+                    bad.add(node.id)
+            if len(holders) < self.settings.replicas:
+                await deferLater(self._reactor, min(30.0, 0.5 * 2**attempt))
+        if len(holders) >= self.settings.replicas and not self.settings.keep_local:
+            await self._run(self._blobs.remove, file_id)
+            log.info("{file_id} fully replicated; local copy removed", file_id=file_id)
+        return len(holders)
+
+    async def _holders(self, file_id: str) -> list[Node]:
+        replicas = await self._store.replicas_of(file_id)
+        return [
+            self._registry.nodes[r.node_id]
+            for r in replicas
+            if r.node_id in self._registry.nodes
+        ]
+
+    def _copy(self, record: FileRecord, node: Node, holders: list[Node]) -> Any:
+        from twisted.internet.defer import Deferred
+
+        lane = self._lanes.setdefault(
+            node.id, DeferredSemaphore(self.settings.transfers_per_node)
+        )
+        return lane.run(
+            lambda: Deferred.fromCoroutine(self.copy(record, node, holders))
+        )
+
+    async def copy(self, record: FileRecord, node: Node, holders: list[Node]) -> bool:
+        """One copy of ``record`` onto ``node``, verified; False if it failed."""
+        source = self._blobs.path(record.id)
+        if await self._run(source.exists):
+            outcome = await self._push(source, node, record.id)
+        else:
+            outcome = await self._relay(record.id, node, holders)
+        if not outcome.ok:
+            self._failed(record.id, node, f"rsync: {outcome.meaning}", outcome.stderr)
+            return False
+        try:
+            held = await self._registry.call(node, Stat, file_id=record.id)
+        except Exception as error:
+            self._failed(record.id, node, f"verification failed: {error}", "")
+            return False
+        if (held["size"], held["sha256"]) != (record.size, record.sha256):
+            self._failed(record.id, node, "the copy does not match", str(held))
+            return False
+        replica = Replica(record.id, node.id, record.size, self._reactor.seconds())
+        await self._store.add_replica(replica)
+        log.info("{file_id} verified on {node_id}", file_id=record.id, node_id=node.id)
+        return True
+
+    async def _push(self, source: Path, node: Node, file_id: str) -> rsync.Outcome:
+        settings = self.settings
+        args = rsync.push_args(
+            settings.rsync_binary,
+            source,
+            node.record.host,
+            node.rsync_port,
+            file_id,
+            settings.password_file,
+            settings.rsync_timeout,
+            settings.rsync_contimeout,
+        )
+        return await rsync.run(self._reactor, args, settings.rsync_deadline)
+
+    async def _relay(
+        self, file_id: str, node: Node, holders: list[Node]
+    ) -> rsync.Outcome:
+        """No local copy: ask a node that holds it to push it (repair)."""
+        from noded.protocol import Replicate
+
+        for holder in holders:
+            if not holder.serving:
+                continue
+            try:
+                answer = await self._registry.call(
+                    holder,
+                    Replicate,
+                    file_id=file_id,
+                    host=node.record.host,
+                    port=node.rsync_port,
+                )
+            except Exception as error:
+                log.warn(
+                    "relay via {node_id} failed: {error}",
+                    node_id=holder.id,
+                    error=error,
+                )
+                continue
+            return rsync.Outcome(answer["exit_code"], answer["meaning"])
+        return rsync.Outcome(rsync.KILLED, "no copy to relay from")
+
+    def _failed(self, file_id: str, node: Node, reason: str, detail: str) -> None:
+        log.warn(
+            "copy of {file_id} to {node_id} failed: {reason} {detail}",
+            file_id=file_id,
+            node_id=node.id,
+            reason=reason,
+            detail=detail,
+        )
+        self.failures.append(
+            {
+                "at": self._reactor.seconds(),
+                "kind": "replication",
+                "file_id": file_id,
+                "node_id": node.id,
+                "reason": reason,
+            }
+        )
+        del self.failures[:-100]
