@@ -51,6 +51,10 @@ class RunningNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        # A node killed with SIGKILL could not stop its rsync daemon.
+        orphan = self.rsyncd_pid()
+        if orphan is not None:
+            os.kill(orphan, signal.SIGTERM)
 
     def rsyncd_pid(self) -> int | None:
         found = subprocess.run(

@@ -1,0 +1,168 @@
+"""uploadd with three real nodes: replicas verified on two, downloads
+redirected with ranges, a node's death noticed while downloads go on."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from noded.signing import signed_query, url_key
+from tests.integration.daemon import Daemon, ctl, start
+from tests.integration.test_noded import SECRET, RunningNode, fetch, start_node
+
+pytestmark = pytest.mark.integration
+PING = 0.5
+
+
+def eventually(check: Callable[[], Any], within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {within}s: {what}")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Daemon, dict[str, RunningNode], str]]:
+    nodes: dict[str, RunningNode] = {}
+    daemon = None
+    try:
+        for index in (1, 2, 3):
+            nodes[f"n{index}"] = start_node(
+                tmp_path / f"n{index}", f"n{index}", f"z{index}"
+            )
+        seeds = ",".join(
+            f"{name}=127.0.0.1:{node.ports['amp']}" for name, node in nodes.items()
+        )
+        daemon = start(
+            tmp_path / "uploadd",
+            f"--cluster-secret={SECRET}",
+            f"--cluster-nodes={seeds}",
+            f"--cluster-ping-interval={PING}s",
+            f"--cluster-ping-timeout={PING}s",
+            "--cluster-replicas=2",
+        )
+        ctl(
+            daemon.data_dir,
+            "user",
+            "add",
+            "root",
+            "--scope",
+            "admin",
+            stdin="root-password\n",
+        )
+        admin = ctl(daemon.data_dir, "token", "root").strip()
+        yield daemon, nodes, admin
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        for node in nodes.values():
+            node.stop()
+
+
+def node_table(daemon: Daemon, admin: str) -> dict[str, dict[str, Any]]:
+    status, _, body = daemon.request(
+        "GET", "/admin/nodes", Authorization=f"Bearer {admin}"
+    )
+    assert status == 200, body
+    import json
+
+    return {node["id"]: node for node in json.loads(body)["results"]}
+
+
+def curl_range(daemon: Daemon, path: str, first: int, last: int) -> tuple[bytes, str]:
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-L",
+            "--fail",
+            "-H",
+            f"Authorization: Bearer {daemon.token}",
+            "--range",
+            f"{first}-{last}",
+            "-w",
+            "%{url_effective}",
+            "-o",
+            "-",
+            daemon.base + path,
+        ],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    body, url = (
+        done.stdout[: last - first + 1],
+        done.stdout[last - first + 1 :].decode(),
+    )
+    return body, url
+
+
+def test_replicas_redirects_and_a_dead_node(
+    cluster: tuple[Daemon, dict[str, RunningNode], str],
+) -> None:
+    daemon, nodes, admin = cluster
+    eventually(
+        lambda: all(n["health"] == "up" for n in node_table(daemon, admin).values()),
+        10,
+        "all nodes UP",
+    )
+    data = os.urandom(50 * 1024 * 1024)
+    status, _, body = daemon.request("PUT", "/files/movie.bin", data)
+    assert status == 201
+    import json
+
+    file_id = json.loads(body)["id"]
+    holders = eventually(
+        lambda: (
+            (r := daemon.json("GET", f"/files/{file_id}")["replicas"])
+            and len(r) == 2
+            and r
+        ),
+        60,
+        "two verified replicas",
+    )
+    local = daemon.data_dir / "files" / file_id[:2] / file_id
+    eventually(lambda: not local.exists(), 10, "the local copy removed")
+    for name in holders:
+        held = nodes[name].data_dir / "files" / file_id[:2] / file_id
+        assert (
+            hashlib.sha256(held.read_bytes()).hexdigest()
+            == hashlib.sha256(data).hexdigest()
+        )
+
+    part, url = curl_range(daemon, f"/files/{file_id}/content", 1_000_000, 1_999_999)
+    assert part == data[1_000_000:2_000_000]
+    serving = next(n for n in holders if f":{nodes[n].ports['http']}/" in url)
+    assert "sig=" in url
+
+    assert fetch(url.replace("sig=", "sig=0"))[0] == 403
+    expired = signed_query(
+        url_key(SECRET.encode()), file_id, int(time.time()) - 1, "m", "x/y"
+    )
+    node_url = url.split("?")[0]
+    assert fetch(f"{node_url}?{expired}")[0] == 403
+
+    victim = nodes[serving]
+    victim.process.send_signal(signal.SIGKILL)
+    victim.process.wait(10)
+    killed_at = time.monotonic()
+    eventually(
+        lambda: node_table(daemon, admin)[serving]["health"] == "down",
+        3 * PING + PING + 2,
+        "the killed node DOWN",
+    )
+    assert time.monotonic() - killed_at <= 3 * PING + PING + 2
+    part, url = curl_range(daemon, f"/storage/download/{file_id}/", 0, 99_999)
+    assert part == data[:100_000]
+    assert f":{victim.ports['http']}/" not in url
