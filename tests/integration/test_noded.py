@@ -51,19 +51,34 @@ class RunningNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-        # A node killed with SIGKILL could not stop its rsync daemon.
-        orphan = self.rsyncd_pid()
-        if orphan is not None:
-            os.kill(orphan, signal.SIGTERM)
+        # A node killed with SIGKILL could not stop its rsync daemon: stop it
+        # by pid, and make sure it is gone (a zombie awaiting its reaper is).
+        deadline = time.monotonic() + 10
+        while (orphan := self.rsyncd_pid()) is not None and running(orphan):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rsync daemon {orphan} outlived its node")
+            late = time.monotonic() > deadline - 5
+            os.kill(orphan, signal.SIGKILL if late else signal.SIGTERM)
+            time.sleep(0.2)
 
     def rsyncd_pid(self) -> int | None:
+        """The live rsync daemon of this node, if any."""
         found = subprocess.run(
-            ["pgrep", "-f", f"config={self.data_dir.resolve()}/rsyncd.conf"],
+            ["pgrep", "-f", f"rsync --daemon.*config={self.data_dir.resolve()}/"],
             capture_output=True,
             check=False,
         )
-        pids = [int(p) for p in found.stdout.split()]
+        pids = [int(p) for p in found.stdout.split() if running(int(p))]
         return pids[0] if pids else None
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
 
 
 def start_node(data_dir: Path, node_id: str, zone: str = "") -> RunningNode:
