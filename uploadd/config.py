@@ -212,6 +212,9 @@ class ClusterSection:
         "a node DOWN this long has its files copied again",
         DURATION,
     )
+    repair_interval: float = setting(
+        "10s", parse_duration, "how often repair walks the files", DURATION
+    )
     download_ttl: float = setting(
         "1h", parse_duration, "lifetime of signed download URLs", DURATION
     )

@@ -41,6 +41,7 @@ from uploadd.auth.tokens import TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Registry
+from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
 from uploadd.ingest.gate import IngestGate, IngestLimits
@@ -72,6 +73,7 @@ class Parts:
     registry: Registry
     pinger: Pinger
     replicator: Replicator
+    repairer: Repairer
     locator: Locator
 
 
@@ -138,6 +140,16 @@ def build(
         ),
     )
     library.on_stored.append(replicator.stored)
+    repairer = Repairer(
+        registry,
+        store,
+        replicator,
+        reactor,
+        cluster.replicas,
+        cluster.repair_after,
+        cluster.repair_interval,
+    )
+    pinger.on_change.append(repairer.health_changed)
     locator = Locator(
         registry,
         store,
@@ -188,7 +200,7 @@ def build(
             config.http.page_size,
         ),
         AuthAPI(store, tokens, run, config.auth.token_ttl),
-        AdminAPI(registry, replicator, store, tokens),
+        AdminAPI(registry, replicator, repairer, store, tokens),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
     )
@@ -213,6 +225,7 @@ def build(
         registry,
         pinger,
         replicator,
+        repairer,
         locator,
     )
 
@@ -256,6 +269,7 @@ class UploaddService(Service):
         )
         await self.parts.registry.load(self.config.cluster.nodes)
         self.parts.pinger.start()
+        self.parts.repairer.start()
         removed = self.parts.blobs.prepare()
         if removed:
             log.info("removed {count} interrupted uploads", count=removed)
@@ -300,6 +314,7 @@ class UploaddService(Service):
         if self._sweeper.running:
             self._sweeper.stop()
         self.parts.pinger.stop()
+        self.parts.repairer.stop()
         port, self._port = self._port, None
         stopped = port.stopListening() if port is not None else None
         self._pool.stop()

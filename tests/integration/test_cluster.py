@@ -51,6 +51,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Daemon, dict[str, RunningNode], st
             f"--cluster-ping-interval={PING}s",
             f"--cluster-ping-timeout={PING}s",
             "--cluster-replicas=2",
+            "--cluster-repair-after=2s",
+            "--cluster-repair-interval=1s",
         )
         ctl(
             daemon.data_dir,
@@ -166,3 +168,40 @@ def test_replicas_redirects_and_a_dead_node(
     part, url = curl_range(daemon, f"/storage/download/{file_id}/", 0, 99_999)
     assert part == data[:100_000]
     assert f":{victim.ports['http']}/" not in url
+
+    # Past repair_after the lost copy is made again on the third node.
+    spare = next(name for name in nodes if name not in holders)
+    eventually(
+        lambda: spare in daemon.json("GET", f"/files/{file_id}")["replicas"],
+        30,
+        "the copy restored on the spare node",
+    )
+    held = nodes[spare].data_dir / "files" / file_id[:2] / file_id
+    assert (
+        hashlib.sha256(held.read_bytes()).hexdigest()
+        == hashlib.sha256(data).hexdigest()
+    )
+    part, _ = curl_range(daemon, f"/files/{file_id}/content", 49_000_000, 49_999_999)
+    assert part == data[49_000_000:50_000_000]
+
+    # The dead node comes back: it is audited, and the now surplus copy goes.
+    nodes[serving] = start_node(
+        victim.data_dir, serving, victim.data_dir.name, victim.ports
+    )
+    eventually(
+        lambda: node_table(daemon, admin)[serving]["health"] == "up",
+        10,
+        "the node back UP",
+    )
+    eventually(
+        lambda: (
+            len(daemon.json("GET", f"/files/{file_id}")["replicas"]) == 2
+            and sum(
+                (n.data_dir / "files" / file_id[:2] / file_id).exists()
+                for n in nodes.values()
+            )
+            == 2
+        ),
+        30,
+        "back to exactly two copies",
+    )

@@ -81,8 +81,18 @@ def running(pid: int) -> bool:
     return state != "Z"
 
 
-def start_node(data_dir: Path, node_id: str, zone: str = "") -> RunningNode:
+def start_node(
+    data_dir: Path,
+    node_id: str,
+    zone: str = "",
+    ports: dict[str, int] | None = None,
+) -> RunningNode:
+    """A noded on loopback; ``ports`` (from an earlier run) to come back on
+    the same AMP and rsync ports."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "noded.ports").unlink(missing_ok=True)
+    amp_port = ports["amp"] if ports else 0
+    rsync_port = ports["rsync"] if ports else free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NODED_")}
     process = subprocess.Popen(
         [
@@ -96,9 +106,9 @@ def start_node(data_dir: Path, node_id: str, zone: str = "") -> RunningNode:
             f"--data-dir={data_dir}",
             f"--cluster-secret={SECRET}",
             "--node-reserve=1M",
-            "--amp-port=0",
+            f"--amp-port={amp_port}",
             "--http-port=0",
-            f"--rsync-port={free_port()}",
+            f"--rsync-port={rsync_port}",
         ],
         env=env,
         stdout=subprocess.DEVNULL,

@@ -76,7 +76,7 @@ def test_nodes_rise_to_up_after_two_answers(tmp_path: Path) -> None:
     """Two answered pings make a node UP, with its space, zone and an RTT."""
     registry, pinger, network, clock = setup(tmp_path, "n1")
     changes: list[tuple[str, Health]] = []
-    pinger.on_change.append(lambda node: changes.append((node.id, node.health)))
+    pinger.on_change.append(lambda node, was: changes.append((node.id, node.health)))
     node = registry.get("n1")
     tick(pinger, network, clock)
     assert health(node) is Health.UNKNOWN
@@ -208,3 +208,36 @@ def test_placement_prefers_free_space() -> None:
     picks = [choose(nodes, 1, size=1, rng=rng)[0].id for _ in range(2000)]
     share = picks.count("big") / len(picks)
     assert 0.85 < share < 0.95
+
+
+def test_repair_planning() -> None:
+    """Copies on healthy nodes count; a node DOWN past repair_after does not,
+    a blip does; draining copies go once enough others exist; surplus goes."""
+    from uploadd.cluster.repair import Step, Verdict, plan
+
+    nodes = {
+        "a": up("a"),
+        "b": up("b"),
+        "c": up("c"),
+        "gone": up("gone", health=Health.DOWN),
+        "blip": up("blip", health=Health.DOWN),
+        "drain": up("drain", mode="draining"),
+    }
+    nodes["gone"].down_since = 0.0
+    nodes["blip"].down_since = 95.0
+    nodes["c"].record = attrs.evolve(nodes["c"].record, added_at=9.0)
+    page = [
+        ("fine", ["a", "b"]),
+        ("lost", ["a", "gone"]),
+        ("blipped", ["a", "blip"]),
+        ("drained", ["a", "b", "drain"]),
+        ("surplus", ["a", "b", "c"]),
+        ("local", []),
+    ]
+    steps = plan(page, nodes, replicas=2, now=100.0, repair_after=60.0)
+    assert steps == [
+        Step(Verdict.COPY, "lost"),
+        Step(Verdict.DROP, "drained", "drain"),
+        Step(Verdict.DROP, "surplus", "c"),
+        Step(Verdict.COPY, "local"),
+    ]

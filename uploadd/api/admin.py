@@ -14,6 +14,7 @@ from uploadd.api.access import principal_of
 from uploadd.api.http import empty, json_body, read_fields
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.registry import Registry
+from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import Replicator
 from uploadd.settings import parse_host, parse_port
 from uploadd.store.interface import IMetadataStore
@@ -28,6 +29,7 @@ class AdminAPI:
 
     _registry: Registry
     _replicator: Replicator
+    _repairer: Repairer
     _store: IMetadataStore
     _tokens: TokenIssuer
 
@@ -41,6 +43,7 @@ class AdminAPI:
             {
                 "replicas": self._replicator.settings.replicas,
                 "replicating": len(self._replicator.busy),
+                "last_repair": self._repairer.last_pass,
                 "results": [
                     node.document(counts.get(node.id, 0))
                     for node in sorted(
@@ -75,6 +78,8 @@ class AdminAPI:
         if mode not in ("active", "draining"):
             raise problems.bad_request("mode is 'active' or 'draining'")
         node = await self._registry.set_mode(node_id, mode)
+        if mode == "draining":
+            self._repairer.run_pass()
         counts: dict[str, Any] = await self._store.replica_counts()
         return json_body(request, 200, node.document(counts.get(node_id, 0)))
 

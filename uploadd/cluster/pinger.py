@@ -113,8 +113,8 @@ class Pinger:
             self._become(node, Health.DOWN)
 
     def _become(self, node: Node, health: Health) -> None:
-        node.health = health
+        previous, node.health = node.health, health
         node.down_since = self._clock.seconds() if health is Health.DOWN else None
         log.info("node {node_id} is {health}", node_id=node.id, health=health.value)
         for listener in self.on_change:
-            listener(node)
+            listener(node, previous)

@@ -20,11 +20,12 @@ def choose(
     size: int,
     holders: Iterable[Node] = (),
     rng: random.Random | None = None,
+    exclude: Iterable[str] = (),
 ) -> list[Node]:
     """Up to ``count`` nodes for a file of ``size`` bytes that ``holders``
-    already hold."""
+    already hold (their zones count as used); never one in ``exclude``."""
     rng = rng or random.Random()
-    held = {node.id for node in holders}
+    held = {node.id for node in holders} | set(exclude)
     zones = {node.zone for node in holders if node.zone}
     candidates = [
         node

@@ -50,6 +50,7 @@ class Node:
     rsync_port: int = 0
     http_url: str = ""
     connection: amp.AMP | None = None
+    auditing: bool = False
 
     @property
     def id(self) -> str:
@@ -67,8 +68,9 @@ class Node:
 
     @property
     def serving(self) -> bool:
-        """May serve downloads: UP (draining and read-only nodes still serve)."""
-        return self.health is Health.UP
+        """May serve downloads: UP and not being audited after an absence
+        (draining and read-only nodes still serve)."""
+        return self.health is Health.UP and not self.auditing
 
     def document(self, replica_count: int | None = None) -> dict[str, Any]:
         return {
@@ -86,6 +88,7 @@ class Node:
             "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 2),
             "last_seen": self.last_seen,
             "down_since": self.down_since,
+            "auditing": self.auditing,
             "replicas": replica_count,
         }
 

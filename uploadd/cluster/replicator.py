@@ -10,6 +10,7 @@ verified, uploadd's own copy may go (``keep_local``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,30 +67,34 @@ class Replicator:
     def busy(self) -> set[str]:
         return set(self._busy)
 
-    async def replicate(self, file_id: str) -> int:
-        """Bring ``file_id`` to its replica count as far as nodes allow;
-        return how many verified copies it has."""
+    async def replicate(
+        self, file_id: str, counts: Callable[[Node], bool] = lambda node: True
+    ) -> int:
+        """Bring ``file_id`` to its replica count as far as nodes allow,
+        counting only copies on nodes for which ``counts`` holds; return how
+        many such copies it has."""
         if file_id in self._busy:
             return -1
         self._busy.add(file_id)
         try:
-            return await self._replicate(file_id)
+            return await self._replicate(file_id, counts)
         finally:
             self._busy.discard(file_id)
 
-    async def _replicate(self, file_id: str) -> int:
+    async def _replicate(self, file_id: str, counts: Callable[[Node], bool]) -> int:
         record = await self._store.get_file(file_id)
         if record is None or not self._registry.nodes:
             # No cluster (the embedded default): uploadd's copy is the file.
             return 0
-        holders = await self._holders(file_id)
-        bad: set[str] = set()
+        recorded = await self._holders(file_id)
+        holders = [node for node in recorded if counts(node)]
+        bad: set[str] = {node.id for node in recorded}
         for attempt in range(self.settings.max_attempts):
             wanted = self.settings.replicas - len(holders)
             if wanted <= 0:
                 break
-            nodes = [n for n in self._registry.nodes.values() if n.id not in bad]
-            targets = choose(nodes, wanted, record.size, holders=holders)
+            nodes = list(self._registry.nodes.values())
+            targets = choose(nodes, wanted, record.size, holders=holders, exclude=bad)
             if not targets:
                 log.warn(
                     "{file_id} has {count} of {wanted} copies: no usable node has room",
@@ -98,8 +103,9 @@ class Replicator:
                     wanted=self.settings.replicas,
                 )
                 break
+            sources = [n for n in recorded if n.serving]
             copies = await DeferredList(
-                [self._copy(record, node, holders) for node in targets],
+                [self._copy(record, node, sources) for node in targets],
                 consumeErrors=True,
             )
             for node, (ok, copied) in zip(targets, copies, strict=True):

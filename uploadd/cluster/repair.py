@@ -1,0 +1,232 @@
+"""Self-healing: files below their replica count are copied again; surplus
+copies go; a node back from the dead is checked before it serves.
+
+A copy counts while its node is healthy: UP, or DOWN for less than
+``repair_after`` (a blip is not a loss), and not draining. Repair walks every
+file a page at a time, plans, and acts: copy the file to new nodes (from
+uploadd's own copy or a surviving node), or drop a copy that is surplus,
+preferring to drop from draining nodes. A node returning from DOWN is
+audited (every recorded copy Stat-ed) before downloads go to it again.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from noded.protocol import Delete, Stat
+from uploadd.cluster.registry import Health, Node, Registry
+from uploadd.cluster.replicator import Replicator
+from uploadd.store.interface import IMetadataStore
+
+log = Logger()
+
+PAGE = 500
+
+
+class Verdict(enum.Enum):
+    COPY = "copy"
+    DROP = "drop"
+
+
+@attrs.frozen
+class Step:
+    verdict: Verdict
+    file_id: str
+    node_id: str = ""
+
+
+def healthy(node: Node, now: float, repair_after: float) -> bool:
+    """Whether ``node``'s copies still count towards the replica count."""
+    if node.record.mode == "draining":
+        return False
+    if node.health is Health.DOWN:
+        return node.down_since is not None and now - node.down_since < repair_after
+    return node.health is Health.UP
+
+
+def plan(
+    page: Iterable[tuple[str, list[str]]],
+    nodes: dict[str, Node],
+    replicas: int,
+    now: float,
+    repair_after: float,
+) -> list[Step]:
+    """What repair should do for one page of (file id, holder ids)."""
+    steps: list[Step] = []
+    for file_id, holder_ids in page:
+        held = [nodes[h] for h in holder_ids if h in nodes]
+        if not held:
+            # Only uploadd's own copy (or a shortfall placement will retry).
+            steps.append(Step(Verdict.COPY, file_id))
+            continue
+        good = [n for n in held if healthy(n, now, repair_after)]
+        if len(good) < replicas:
+            steps.append(Step(Verdict.COPY, file_id))
+            continue
+        # Enough good copies: copies on draining nodes can go, then any
+        # surplus among good ones (the most recently added first).
+        for node in held:
+            if node.record.mode == "draining" and node.serving:
+                steps.append(Step(Verdict.DROP, file_id, node.id))
+        surplus = len(good) - replicas
+        for node in sorted(good, key=lambda n: -n.record.added_at)[: max(0, surplus)]:
+            if node.serving:
+                steps.append(Step(Verdict.DROP, file_id, node.id))
+    return steps
+
+
+@attrs.define
+class Repairer:
+    _registry: Registry
+    _store: IMetadataStore
+    _replicator: Replicator
+    _clock: IReactorTime
+    replicas: int
+    repair_after: float
+    interval: float
+    _loop: LoopingCall | None = None
+    _running: bool = False
+    last_pass: dict[str, Any] = attrs.field(factory=dict)
+
+    def start(self) -> None:
+        self._loop = LoopingCall(self.run_pass)
+        self._loop.clock = self._clock
+        self._loop.start(self.interval, now=False).addErrback(
+            lambda f: log.failure("the repairer stopped", f)
+        )
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def run_pass(self) -> Deferred[Any] | None:
+        if self._running or not self._registry.nodes:
+            return None
+        self._running = True
+        running = Deferred.fromCoroutine(self.repair())
+        running.addErrback(lambda f: log.failure("a repair pass failed", f))
+
+        def done(result: object) -> None:
+            self._running = False
+
+        running.addBoth(done)
+        return running
+
+    async def repair(self) -> dict[str, int]:
+        """One pass over every file; returns counts of what it did."""
+        copied = dropped = examined = 0
+        after = ""
+        while True:
+            page = await self._store.replica_map(after, PAGE)
+            if not page:
+                break
+            after = page[-1][0]
+            examined += len(page)
+            steps = plan(
+                page,
+                self._registry.nodes,
+                self.replicas,
+                self._clock.seconds(),
+                self.repair_after,
+            )
+            for step in steps:
+                if step.verdict is Verdict.COPY:
+                    if await self._copy(step.file_id):
+                        copied += 1
+                elif await self._drop(step.file_id, step.node_id):
+                    dropped += 1
+        self.last_pass = {
+            "at": self._clock.seconds(),
+            "examined": examined,
+            "copied": copied,
+            "dropped": dropped,
+        }
+        if copied or dropped:
+            log.info(
+                "repair pass: {examined} files, {copied} copied, {dropped} dropped",
+                **self.last_pass,
+            )
+        return self.last_pass
+
+    async def _copy(self, file_id: str) -> bool:
+        before = len(await self._store.replicas_of(file_id))
+        after = await self._replicator.replicate(
+            file_id,
+            counts=lambda n: healthy(n, self._clock.seconds(), self.repair_after),
+        )
+        return after > before
+
+    async def _drop(self, file_id: str, node_id: str) -> bool:
+        node = self._registry.nodes.get(node_id)
+        if node is None:
+            return False
+        try:
+            await self._registry.call(node, Delete, file_id=file_id)
+        except Exception as error:
+            log.warn(
+                "dropping {file_id} from {node_id} failed: {error}",
+                file_id=file_id,
+                node_id=node_id,
+                error=error,
+            )
+            return False
+        await self._store.remove_replica(file_id, node_id)
+        log.info(
+            "dropped surplus {file_id} from {node_id}", file_id=file_id, node_id=node_id
+        )
+        return True
+
+    def health_changed(self, node: Node, previous: Health) -> None:
+        """The pinger's listener: a node back from DOWN is audited before it
+        serves again."""
+        if node.health is Health.UP and previous is Health.DOWN:
+            node.auditing = True
+
+            def audited(result: object) -> None:
+                node.auditing = False
+
+            Deferred.fromCoroutine(self.audit(node)).addErrback(
+                lambda f: log.failure("auditing {node_id} failed", f, node_id=node.id)
+            ).addBoth(audited)
+
+    async def audit(self, node: Node) -> int:
+        """Check every copy recorded on ``node``; forget (and delete) the ones
+        it no longer holds correctly. Returns how many were bad."""
+        bad = 0
+        after = ""
+        while True:
+            page = await self._store.replica_map(after, PAGE)
+            if not page:
+                break
+            after = page[-1][0]
+            for file_id, holders in page:
+                if node.id not in holders:
+                    continue
+                record = await self._store.get_file(file_id)
+                if record is None:
+                    continue
+                try:
+                    held = await self._registry.call(node, Stat, file_id=file_id)
+                    good = (held["size"], held["sha256"]) == (
+                        record.size,
+                        record.sha256,
+                    )
+                except Exception:
+                    good = False
+                if not good:
+                    bad += 1
+                    await self._store.remove_replica(file_id, node.id)
+                    log.warn(
+                        "{node_id} no longer holds {file_id} correctly; forgotten",
+                        node_id=node.id,
+                        file_id=file_id,
+                    )
+        return bad
