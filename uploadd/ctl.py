@@ -26,8 +26,8 @@ from uploadd.auth.passwords import hash_password
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
 from uploadd.config import Config, load_config
-from uploadd.settings import ConfigError, parse_duration
-from uploadd.store.interface import Conflict
+from uploadd.settings import ConfigError, parse_duration, parse_host, parse_port
+from uploadd.store.interface import Conflict, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
 
 
@@ -68,6 +68,19 @@ def parser() -> argparse.ArgumentParser:
     scopes = users.add_parser("scopes", help="set a user's scopes")
     scopes.add_argument("name")
     scopes.add_argument("scope", nargs="+")
+
+    node = commands.add_parser("node", help="manage storage nodes")
+    node_actions = node.add_subparsers(dest="action", required=True)
+    add_node = node_actions.add_parser("add", help="register a node (used at once)")
+    add_node.add_argument("name")
+    add_node.add_argument("address", help="HOST:AMP_PORT of the node")
+    node_actions.add_parser("list", help="list nodes and their modes")
+    for action, text in (
+        ("drain", "move every file off a node; it takes nothing new"),
+        ("activate", "let a drained node take files again"),
+        ("remove", "forget a node and its replica records"),
+    ):
+        node_actions.add_parser(action, help=text).add_argument("name")
 
     commands.add_parser(
         "bootstrap",
@@ -116,6 +129,8 @@ async def _dispatch(
     name: str = getattr(options, "name", "")
     if options.command == "bootstrap":
         await bootstrap(reactor, config, store, out)
+    elif options.command == "node":
+        await nodes(reactor, options, store, out)
     elif options.command == "token":
         user = await store.get_user(name)
         if user is None:
@@ -161,6 +176,43 @@ async def _dispatch(
         if changed is None:
             raise CommandError(f"no user {name!r}")
         out.write(f"{name}: {' '.join(sorted(changed.scopes))}\n")
+
+
+async def nodes(
+    reactor: Any, options: argparse.Namespace, store: SQLiteStore, out: TextIO
+) -> None:
+    """Node records in the store; a running uploadd picks changes up on its
+    next ping round."""
+    name: str = getattr(options, "name", "")
+    if options.action == "add":
+        host, _, port = options.address.rpartition(":")
+        try:
+            record = NodeRecord(
+                name, parse_host(host), parse_port(port), reactor.seconds()
+            )
+        except ValueError:
+            raise CommandError("address is HOST:PORT, such as 127.0.0.1:7001") from None
+        try:
+            await store.add_node(record)
+        except Conflict as error:
+            raise CommandError(str(error)) from None
+        out.write(f"added node {name} at {record.host}:{record.port}\n")
+    elif options.action == "list":
+        for record in await store.list_nodes():
+            out.write(f"{record.id}\t{record.host}:{record.port}\t{record.mode}\n")
+    elif options.action == "remove":
+        if not await store.delete_node(name):
+            raise CommandError(f"no node {name!r}")
+        out.write(f"removed node {name}\n")
+    else:
+        mode = "draining" if options.action == "drain" else "active"
+        found = {r.id: r for r in await store.list_nodes()}.get(name)
+        if found is None:
+            raise CommandError(f"no node {name!r}")
+        await store.save_node(
+            NodeRecord(found.id, found.host, found.port, found.added_at, mode)
+        )
+        out.write(f"node {name} is {mode}\n")
 
 
 async def bootstrap(

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import pytest
+import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.protocols import amp
@@ -14,11 +15,11 @@ from twisted.test.iosim import IOPump, connectedServerAndClient
 
 from noded.client import authenticate
 from noded.node import NodeProtocol
-from tests.support import now
+from tests.support import auth, harness, now
 from tests.unit.test_noded import SECRET, make_node
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Health, Node, Registry
-from uploadd.store.interface import NodeRecord
+from uploadd.store.interface import NodeRecord, Replica
 from uploadd.store.memory import MemoryStore
 
 
@@ -241,3 +242,73 @@ def test_repair_planning() -> None:
         Step(Verdict.DROP, "surplus", "c"),
         Step(Verdict.COPY, "local"),
     ]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_admin_nodes_api(tmp_path: Path) -> None:
+    """Admins list, add, drain and remove nodes; others get 403."""
+    app = harness(tmp_path)
+    root, alice = app.user("root", "admin"), app.user("alice")
+    assert (await app.call("GET", "/admin/nodes", headers=auth(alice))).code == 403
+    added = await app.call(
+        "POST",
+        "/admin/nodes",
+        data=b'{"id": "n1", "host": "127.0.0.1", "port": 7001}',
+        headers={**auth(root), b"content-type": [b"application/json"]},
+    )
+    assert added.code == 201 and added.json()["health"] == "unknown"
+    twice = await app.call(
+        "POST",
+        "/admin/nodes",
+        data={"id": "n1", "host": "127.0.0.1", "port": "7001"},
+        headers=auth(root),
+    )
+    assert twice.code == 409
+    drained = await app.call(
+        "PATCH", "/admin/nodes/n1", data={"mode": "draining"}, headers=auth(root)
+    )
+    assert drained.json()["mode"] == "draining"
+    listing = (await app.call("GET", "/admin/nodes", headers=auth(root))).json()
+    assert [n["id"] for n in listing["results"]] == ["n1"]
+    assert listing["replicas"] == 2
+    assert (await app.call("DELETE", "/admin/nodes/n1", headers=auth(root))).code == 204
+    assert app.store.nodes == {}
+    assert (await app.call("DELETE", "/admin/nodes/n1", headers=auth(root))).code == 404
+
+
+@pytest_twisted.ensureDeferred()
+async def test_downloads_go_to_the_nearest_serving_node(tmp_path: Path) -> None:
+    """Zone of the client's network first, then RTT, then load; uploadd's own
+    copy while no holder serves; 503 when only down nodes hold it."""
+    app = harness(
+        tmp_path,
+        settings={("cluster", "zones"): "10.1.0.0/16=east, 127.0.0.0/8=west"},
+    )
+    token = app.user("alice")
+    stored = (
+        await app.call("PUT", "/files/a.txt", data=b"abc", headers=auth(token))
+    ).json()
+    registry = app.parts.registry
+    for name, zone, rtt, load in [
+        ("e", "east", 0.001, 0.0),
+        ("w1", "west", 0.05, 0.0),
+        ("w2", "west", 0.01, 5.0),
+        ("w3", "west", 0.01, 1.0),
+    ]:
+        node = up(name, zone)
+        node.rtt, node.load, node.http_url = rtt, load, f"http://{name}:1"
+        registry.nodes[name] = node
+        await app.store.add_replica(Replica(stored["id"], name, 3, 0.0))
+    path = f"/files/{stored['id']}/content"
+    answer = await app.call("GET", path, headers=auth(token), allow_redirects=False)
+    assert answer.code == 302
+    assert (answer.header("location") or "").startswith(
+        f"http://w3:1/files/{stored['id']}?"
+    )
+    for name in ("w1", "w2", "w3", "e"):
+        registry.nodes[name].health = Health.DOWN
+    local = await app.call("GET", path, headers=auth(token), allow_redirects=False)
+    assert (local.code, local.body) == (200, b"abc")
+    app.parts.blobs.path(stored["id"]).unlink()
+    down = await app.call("GET", path, headers=auth(token), allow_redirects=False)
+    assert down.code == 503 and down.header("retry-after") == "10"
