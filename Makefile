@@ -24,7 +24,7 @@ $(STAMP): setup.cfg pyproject.toml scripts/system-packages tests/clients/package
 
 run: setup
 	$(BIN)/uploadctl bootstrap
-	$(BIN)/twistd --nodaemon --pidfile= uploadd
+	scripts/run
 
 lint: setup
 	$(BIN)/ruff check .
@@ -53,4 +53,4 @@ bench/work/peers-venv/.installed: bench/peers/package-lock.json
 	touch $@
 
 clean:
-	rm -rf $(VENV) build *.egg-info var
+	rm -rf $(VENV) build *.egg-info var bench/work
