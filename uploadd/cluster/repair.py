@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -94,6 +94,9 @@ class Repairer:
     interval: float
     _loop: LoopingCall | None = None
     _running: bool = False
+    # Files repaired at once; transfers into each node are limited further
+    # by the replicator.
+    _lanes: DeferredSemaphore = attrs.field(factory=lambda: DeferredSemaphore(32))
     last_pass: dict[str, Any] = attrs.field(factory=dict)
 
     def start(self) -> None:
@@ -137,12 +140,16 @@ class Repairer:
                 self._clock.seconds(),
                 self.repair_after,
             )
-            for step in steps:
-                if step.verdict is Verdict.COPY:
-                    if await self._copy(step.file_id):
+            outcomes = await DeferredList(
+                [self._lanes.run(self._act, step) for step in steps],
+                consumeErrors=True,
+            )
+            for step, (ok, done) in zip(steps, outcomes, strict=True):
+                if ok and done:
+                    if step.verdict is Verdict.COPY:
                         copied += 1
-                elif await self._drop(step.file_id, step.node_id):
-                    dropped += 1
+                    else:
+                        dropped += 1
         self.last_pass = {
             "at": self._clock.seconds(),
             "examined": examined,
@@ -155,6 +162,11 @@ class Repairer:
                 **self.last_pass,
             )
         return self.last_pass
+
+    def _act(self, step: Step) -> Deferred[bool]:
+        if step.verdict is Verdict.COPY:
+            return Deferred.fromCoroutine(self._copy(step.file_id))
+        return Deferred.fromCoroutine(self._drop(step.file_id, step.node_id))
 
     async def _copy(self, file_id: str) -> bool:
         before = len(await self._store.replicas_of(file_id))
