@@ -36,7 +36,9 @@ def wait_for(path: Path, process: subprocess.Popen[bytes]) -> int:
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server did not start: {process.args!r}")
         time.sleep(0.05)
-    return int(path.read_text())
+    text = path.read_text().strip()
+    # A bare port, or (noded) a JSON map of ports the caller reads itself.
+    return int(text) if text.isdigit() else 0
 
 
 @contextmanager
