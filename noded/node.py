@@ -28,6 +28,7 @@ from noded.protocol import (
     UnknownFile,
 )
 from noded.protocol import proof as make_proof
+from noded.rsyncd import write_rsyncd_files
 from uploadd import __version__
 from uploadd.ingest.sink import Runner
 
@@ -45,6 +46,20 @@ class Node:
     _reactor: Any
     http_url: str = ""
     rsync_port: int = 0
+    accepting: bool = True
+
+    async def refresh_accepting(self, state: str) -> None:
+        """Close the rsync module to pushes while read-only or draining."""
+        accepting = state == "up"
+        if accepting != self.accepting:
+            self.accepting = accepting
+            await self._run(write_rsyncd_files, self.config, self.secret, accepting)
+            log.info(
+                "node {node_id} is {state}: replicas {verb}",
+                node_id=self.node_id,
+                state=state,
+                verb="accepted" if accepting else "refused",
+            )
 
     @property
     def node_id(self) -> str:
@@ -58,9 +73,11 @@ class Node:
 
     async def ping(self) -> dict[str, Any]:
         free, total = await self._run(self.files.space)
+        state = self.state(free)
+        await self.refresh_accepting(state)
         return {
             "node_id": self.node_id,
-            "state": self.state(free),
+            "state": state,
             "free": free,
             "total": total,
             "reserved": self.config.node.reserve,

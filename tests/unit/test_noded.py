@@ -219,3 +219,20 @@ async def test_downloads_need_a_valid_signature(tmp_path: Path) -> None:
     other = "cd" * 16
     fresh = signed_query(key, other, 1_000_200, "x", "text/plain")
     assert (await get(f"/files/{other}?{fresh}"))[0] == 404
+
+
+def test_a_read_only_node_closes_its_rsync_module(tmp_path: Path) -> None:
+    """Below the reserve the node's rsync module turns read-only, so nothing
+    can be pushed; with room again it opens."""
+    node = make_node(tmp_path, node__reserve="1T")
+    write_rsyncd_files(node.config, SECRET)
+    client, _, pump = pair(node)
+    result(authenticate(client, SECRET), pump)
+    assert result(client.callRemote(Ping), pump)["state"] == "read-only"
+    assert "read only = yes" in (tmp_path / "rsyncd.conf").read_text()
+    node.config = load_config(
+        environ={},
+        options={("node", "data_dir"): str(tmp_path), ("node", "reserve"): "0"},
+    )
+    assert result(client.callRemote(Ping), pump)["state"] == "up"
+    assert "read only = no" in (tmp_path / "rsyncd.conf").read_text()
