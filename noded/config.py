@@ -76,7 +76,7 @@ class NodeSection:
 class ClusterSection:
     secret: str = setting(
         "",
-        parse_text,
+        settings.parse_secret,
         "shared with uploadd: authenticates AMP peers, signs download URLs; "
         "empty generates one into <data_dir>/cluster-secret",
         "a string of at least 32 characters",
@@ -132,12 +132,6 @@ class NodeConfig:
     rsync: RsyncSection = attrs.field(factory=RsyncSection)
     http: HttpSection = attrs.field(factory=HttpSection)
 
-    def __attrs_post_init__(self) -> None:
-        if self.cluster.secret and len(self.cluster.secret) < 32:
-            raise settings.ConfigError(
-                "[cluster] secret: expected a string of at least 32 characters"
-            )
-
 
 SAMPLE_HEADER = """\
 # noded configuration: copy to noded.conf and uncomment what you change.
@@ -157,8 +151,6 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     options: Mapping[tuple[str, str], str] | None = None,
 ) -> NodeConfig:
-    if path is None and environ is not None:
-        path = environ.get("NODED_CONFIG") or None
     return settings.load(NodeConfig, "NODED", path, environ, options, ALIASES)
 
 

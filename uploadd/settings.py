@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
 import attrs
+from twisted.python import usage
 
 T = TypeVar("T")
 Parser = Callable[[str], Any]
@@ -91,6 +93,14 @@ def parse_text(text: str) -> str:
     return text.strip()
 
 
+def parse_secret(text: str) -> str:
+    """Empty (generate one) or at least 32 characters."""
+    text = text.strip()
+    if text and len(text) < 32:
+        raise ValueError("too short")
+    return text
+
+
 def parse_url(schemes: tuple[str, ...]) -> Parser:
     def parse(text: str) -> str:
         text = text.strip()
@@ -144,8 +154,10 @@ def _parse(key: Key, raw: str, where: str) -> Any:
     try:
         return key.parse(raw)
     except (ValueError, TypeError):
+        # A secret's value never appears in a message or a log.
+        shown = "a value too short" if key.parse is parse_secret else repr(raw)
         raise ConfigError(
-            f"{key.label} (from {where}): expected {key.form}, got {raw!r}"
+            f"{key.label} (from {where}): expected {key.form}, got {shown}"
         ) from None
 
 
@@ -159,9 +171,12 @@ def load(
 ) -> T:
     """Build ``root`` from defaults < INI file < environment < options.
 
+    The file is ``path``, else ``<PREFIX>_CONFIG`` from the environment.
     ``aliases`` maps short names (``max_upload_size``) to (section, key); the
     environment accepts ``<PREFIX>_<ALIAS>`` beside the full name.
     """
+    if path is None and environ:
+        path = environ.get(f"{prefix}_CONFIG") or None
     all_keys = {(k.section, k.name): k for k in keys(root)}
     raw: dict[tuple[str, str], tuple[str, str]] = {}
 
@@ -260,3 +275,42 @@ def given_options(
         if options.get(alias.replace("_", "-")) is not None:
             given[where] = options[alias.replace("_", "-")]
     return given
+
+
+class ConfiguredOptions(usage.Options):
+    """twistd options that end up holding the loaded configuration."""
+
+    config: Any
+    longdesc = ""
+
+
+def twistd_options(
+    root: type[Any],
+    prefix: str,
+    aliases: Mapping[str, tuple[str, str]],
+    sample_path: str,
+    longdesc: str,
+) -> type[ConfiguredOptions]:
+    """A twistd Options class for ``root``: ``--config`` plus one option per
+    key; after parsing, ``options.config`` holds the loaded configuration
+    (file < environment < options), or a UsageError names what was wrong."""
+
+    description = longdesc
+
+    class Options(ConfiguredOptions):
+        synopsis = "[options]"
+        longdesc = description
+        optParameters = option_table(
+            root, aliases, f"INI file shaped like {sample_path}"
+        )
+
+        def postOptions(self) -> None:
+            given = given_options(self, root, aliases)
+            try:
+                self.config = load(
+                    root, prefix, self["config"], dict(os.environ), given, aliases
+                )
+            except ConfigError as error:
+                raise usage.UsageError(str(error)) from None
+
+    return Options

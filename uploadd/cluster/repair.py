@@ -12,7 +12,7 @@ audited (every recorded copy Stat-ed) before downloads go to it again.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import attrs
@@ -126,12 +126,7 @@ class Repairer:
     async def repair(self) -> dict[str, int]:
         """One pass over every file; returns counts of what it did."""
         copied = dropped = examined = 0
-        after = ""
-        while True:
-            page = await self._store.replica_map(after, PAGE)
-            if not page:
-                break
-            after = page[-1][0]
+        async for page in self._pages():
             examined += len(page)
             steps = plan(
                 page,
@@ -162,6 +157,13 @@ class Repairer:
                 **self.last_pass,
             )
         return self.last_pass
+
+    async def _pages(self) -> AsyncIterator[list[tuple[str, list[str]]]]:
+        """Every file with its holders, a page at a time, in id order."""
+        after = ""
+        while page := await self._store.replica_map(after, PAGE):
+            after = page[-1][0]
+            yield page
 
     def _act(self, step: Step) -> Deferred[bool]:
         if step.verdict is Verdict.COPY:
@@ -213,12 +215,7 @@ class Repairer:
         """Check every copy recorded on ``node``; forget (and delete) the ones
         it no longer holds correctly. Returns how many were bad."""
         bad = 0
-        after = ""
-        while True:
-            page = await self._store.replica_map(after, PAGE)
-            if not page:
-                break
-            after = page[-1][0]
+        async for page in self._pages():
             for file_id, holders in page:
                 if node.id not in holders:
                     continue
