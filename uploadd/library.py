@@ -22,7 +22,7 @@ from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Principal
 from uploadd.ingest.sink import Digest, Runner
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import FileRecord, IMetadataStore
+from uploadd.store.interface import Event, FileRecord, IMetadataStore
 
 log = Logger()
 
@@ -59,6 +59,7 @@ class Library:
     _run: Runner
     _clock: IReactorTime
     on_stored: list[Callable[[FileRecord], object]] = attrs.field(factory=list)
+    on_deleted: list[Callable[[FileRecord], object]] = attrs.field(factory=list)
 
     async def store(
         self,
@@ -88,7 +89,9 @@ class Library:
                 created_at=self._clock.seconds(),
                 parent=parent or None,
             )
-            await self._store.add_file(record)
+            await self._store.add_file(
+                record, [file_event("file.stored", record, self._clock)]
+            )
         except BaseException:
             if staged is None:
                 await self._run(self._blobs.remove, blob_id)
@@ -115,9 +118,31 @@ class Library:
             )
 
     async def delete(self, record: FileRecord) -> None:
-        await self._store.delete_file(record.id)
+        await self._store.delete_file(
+            record.id, [file_event("file.deleted", record, self._clock)]
+        )
+        for hook in self.on_deleted:
+            hook(record)
         await self._run(self._blobs.remove, record.id)
         log.info("deleted {file_id}", file_id=record.id)
+
+
+def file_event(topic: str, record: FileRecord, clock: IReactorTime) -> Event:
+    """The event announcing a change to ``record``."""
+    return Event(
+        topic,
+        {
+            "file_id": record.id,
+            "owner_id": record.owner_id,
+            "filename": record.filename,
+            "size": record.size,
+            "sha256": record.sha256,
+            "content_type": record.content_type,
+            "parent": record.parent,
+        },
+        owner_id=record.owner_id,
+        created_at=clock.seconds(),
+    )
 
 
 def _restore(final: Path, staged: Path) -> None:

@@ -44,6 +44,8 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
+from uploadd.events.bus import InProcessBus
+from uploadd.events.relay import OutboxRelay
 from uploadd.ingest.gate import IngestGate, IngestLimits
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.ingest.request import request_factory
@@ -75,6 +77,8 @@ class Parts:
     replicator: Replicator
     repairer: Repairer
     locator: Locator
+    bus: InProcessBus
+    relay: OutboxRelay
 
 
 def build(
@@ -140,6 +144,10 @@ def build(
         ),
     )
     library.on_stored.append(replicator.stored)
+    bus = InProcessBus(reactor)
+    relay = OutboxRelay(store, bus, reactor)
+    library.on_stored.append(relay.kick)
+    library.on_deleted.append(relay.kick)
     repairer = Repairer(
         registry,
         store,
@@ -227,6 +235,8 @@ def build(
         replicator,
         repairer,
         locator,
+        bus,
+        relay,
     )
 
 
@@ -270,6 +280,7 @@ class UploaddService(Service):
         await self.parts.registry.load(self.config.cluster.nodes)
         self.parts.pinger.start()
         self.parts.repairer.start()
+        self.parts.relay.start()
         removed = self.parts.blobs.prepare()
         if removed:
             log.info("removed {count} interrupted uploads", count=removed)
@@ -315,6 +326,7 @@ class UploaddService(Service):
             self._sweeper.stop()
         self.parts.pinger.stop()
         self.parts.repairer.stop()
+        self.parts.relay.stop()
         port, self._port = self._port, None
         stopped = port.stopListening() if port is not None else None
         self._pool.stop()

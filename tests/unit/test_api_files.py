@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest_twisted
 
 from tests.support import Harness, Reply, auth, harness, multipart
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import FileRecord, Page
+from uploadd.store.interface import Event, FileRecord, Page
 from uploadd.store.memory import MemoryStore
 
 
@@ -269,11 +270,11 @@ class WatchingStore(MemoryStore):
         self.blobs: BlobStore | None = None
         self.seen: list[tuple[bool, list[Path]]] = []
 
-    async def add_file(self, record: FileRecord) -> None:
+    async def add_file(self, record: FileRecord, events: Sequence[Event] = ()) -> None:
         assert self.blobs is not None
         staged = sorted(self.blobs.incoming.glob("*"))
         self.seen.append((self.blobs.path(record.id).exists(), staged))
-        await super().add_file(record)
+        await super().add_file(record, events)
 
 
 class BrokenStore(MemoryStore):

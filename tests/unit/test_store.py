@@ -12,6 +12,7 @@ from zope.interface.verify import verifyObject
 
 from uploadd.store.interface import (
     Conflict,
+    Event,
     FileRecord,
     IMetadataStore,
     NodeRecord,
@@ -193,3 +194,26 @@ async def test_nodes_and_replicas(store: IMetadataStore) -> None:
     await store.add_replica(Replica("c", "n1", 3, 5.0))
     await store.delete_file("c")
     assert await store.replicas_of("c") == []
+
+
+@pytest_twisted.ensureDeferred()
+async def test_events_ride_in_the_same_transaction(store: IMetadataStore) -> None:
+    """add_file and delete_file record their events with the change; a failed
+    change records none; pending events come oldest first until marked sent."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_file(record("a", alice.id, 1.0), [Event("file.stored", {"n": 1})])
+    with pytest.raises(Conflict):
+        await store.add_file(
+            record("a", alice.id, 1.0), [Event("file.stored", {"n": 2})]
+        )
+    await store.delete_file("a", [Event("file.deleted", {"n": 3})])
+    assert not await store.delete_file("a", [Event("file.deleted", {"n": 4})])
+    pending = await store.pending_events(10)
+    assert [(e.topic, e.payload["n"]) for e in pending] == [
+        ("file.stored", 1),
+        ("file.deleted", 3),
+    ]
+    assert pending[0].id < pending[1].id
+    assert await store.outbox_depth() == 2
+    await store.mark_sent([pending[0].id], 5.0)
+    assert [e.payload["n"] for e in await store.pending_events(10)] == [3]

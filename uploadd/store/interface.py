@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 import attrs
 from zope.interface import Interface
@@ -82,6 +83,19 @@ class Replica:
 
 
 @attrs.frozen
+class Event:
+    """Something that happened, for the event bus: a routing ``topic`` such
+    as ``file.stored``, the user it concerns, and a JSON-able payload. ``id``
+    orders events and makes redelivery recognisable."""
+
+    topic: str
+    payload: dict[str, Any] = attrs.field(hash=False)
+    owner_id: int | None = None
+    created_at: float = 0.0
+    id: int = 0
+
+
+@attrs.frozen
 class Page:
     count: int
     results: list[FileRecord]
@@ -121,8 +135,9 @@ class IMetadataStore(Interface):
     def delete_user(username: str) -> Awaitable[bool]:
         """Remove a user; False if there was none."""
 
-    def add_file(record: FileRecord) -> Awaitable[None]:
-        """Record a file whose bytes are already durable in the blob store."""
+    def add_file(record: FileRecord, events: Sequence[Event] = ()) -> Awaitable[None]:
+        """Record a file whose bytes are already durable in the blob store,
+        with ``events`` in the same transaction (the outbox)."""
 
     def get_file(file_id: str) -> Awaitable[FileRecord | None]:
         """The file with ``file_id``."""
@@ -178,5 +193,15 @@ class IMetadataStore(Interface):
     def replica_counts() -> Awaitable[dict[str, int]]:
         """How many verified copies each node holds."""
 
-    def delete_file(file_id: str) -> Awaitable[bool]:
-        """Forget a file; its versions lose their parent. False if none."""
+    def delete_file(file_id: str, events: Sequence[Event] = ()) -> Awaitable[bool]:
+        """Forget a file (its versions lose their parent) and record
+        ``events`` in the same transaction. False if none."""
+
+    def pending_events(limit: int) -> Awaitable[list[Event]]:
+        """Events not yet handed to the bus, oldest first."""
+
+    def mark_sent(event_ids: Sequence[int], now: float) -> Awaitable[None]:
+        """The bus has these events."""
+
+    def outbox_depth() -> Awaitable[int]:
+        """How many events wait for the bus."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 from zope.interface import implementer
 
 from uploadd.store.interface import (
     Conflict,
+    Event,
     FileRecord,
     IMetadataStore,
     NodeRecord,
@@ -25,6 +28,9 @@ class MemoryStore:
     uploads: dict[str, UploadRecord] = attrs.field(factory=dict)
     nodes: dict[str, NodeRecord] = attrs.field(factory=dict)
     replicas: dict[tuple[str, str], Replica] = attrs.field(factory=dict)
+    events: list[Event] = attrs.field(factory=list)
+    sent: set[int] = attrs.field(factory=set)
+    _next_event: int = 0
     _next_user: int = 1
 
     async def migrate(self) -> int:
@@ -75,12 +81,13 @@ class MemoryStore:
             await self.delete_file(record.id)
         return True
 
-    async def add_file(self, record: FileRecord) -> None:
+    async def add_file(self, record: FileRecord, events: Sequence[Event] = ()) -> None:
         if record.id in self.files:
             raise Conflict(f"file {record.id} exists")
         if record.parent is not None and record.parent not in self.files:
             raise Conflict(f"file {record.id}: parent {record.parent} is unknown")
         self.files[record.id] = record
+        self._append(events)
 
     async def get_file(self, file_id: str) -> FileRecord | None:
         return self.files.get(file_id)
@@ -156,9 +163,24 @@ class MemoryStore:
             counts[node_id] = counts.get(node_id, 0) + 1
         return counts
 
-    async def delete_file(self, file_id: str) -> bool:
+    def _append(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self._next_event += 1
+            self.events.append(attrs.evolve(event, id=self._next_event))
+
+    async def pending_events(self, limit: int) -> list[Event]:
+        return [e for e in self.events if e.id not in self.sent][:limit]
+
+    async def mark_sent(self, event_ids: Sequence[int], now: float) -> None:
+        self.sent.update(event_ids)
+
+    async def outbox_depth(self) -> int:
+        return len([e for e in self.events if e.id not in self.sent])
+
+    async def delete_file(self, file_id: str, events: Sequence[Event] = ()) -> bool:
         if self.files.pop(file_id, None) is None:
             return False
+        self._append(events)
         for key in [k for k in self.replicas if k[0] == file_id]:
             del self.replicas[key]
         for child in await self.versions_of(file_id):

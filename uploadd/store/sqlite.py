@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from zope.interface import implementer
 
 from uploadd.store.interface import (
     Conflict,
+    Event,
     FileRecord,
     IMetadataStore,
     NodeRecord,
@@ -67,6 +69,13 @@ _UPLOAD_COLUMNS = (
     "id, owner_id, protocol, length, created_at, expires_at, state, received,"
     " ranges, metadata, concat, parts, file_id, base"
 )
+
+
+def _insert_events(cursor: sqlite3.Cursor, events: Sequence[Event]) -> None:
+    cursor.executemany(
+        "INSERT INTO events (topic, owner_id, payload, created_at) VALUES (?, ?, ?, ?)",
+        [(e.topic, e.owner_id, json.dumps(e.payload), e.created_at) for e in events],
+    )
 
 
 def _upload(row: tuple[Any, ...]) -> UploadRecord:
@@ -242,7 +251,7 @@ class SQLiteStore:
         deleted: bool = await self._write(run)
         return deleted
 
-    async def add_file(self, record: FileRecord) -> None:
+    async def add_file(self, record: FileRecord, events: Sequence[Event] = ()) -> None:
         def run(cursor: sqlite3.Cursor) -> None:
             try:
                 cursor.execute(
@@ -262,6 +271,7 @@ class SQLiteStore:
                 )
             except sqlite3.IntegrityError as error:
                 raise Conflict(f"file {record.id}: {error}") from None
+            _insert_events(cursor, events)
 
         await self._write(run)
 
@@ -429,10 +439,38 @@ class SQLiteStore:
         )
         return {node_id: count for node_id, count in rows}
 
-    async def delete_file(self, file_id: str) -> bool:
+    async def delete_file(self, file_id: str, events: Sequence[Event] = ()) -> bool:
         def run(cursor: sqlite3.Cursor) -> bool:
             cursor.execute("DELETE FROM files WHERE id = ?", (file_id,))
-            return cursor.rowcount > 0
+            deleted = cursor.rowcount > 0
+            if deleted:
+                _insert_events(cursor, events)
+            return deleted
 
         deleted: bool = await self._write(run)
         return deleted
+
+    async def pending_events(self, limit: int) -> list[Event]:
+        rows = await self._query(
+            "SELECT id, topic, owner_id, payload, created_at FROM events"
+            " WHERE sent_at IS NULL ORDER BY id LIMIT ?",
+            limit,
+        )
+        return [
+            Event(topic, json.loads(payload), owner_id, created_at, event_id)
+            for event_id, topic, owner_id, payload, created_at in rows
+        ]
+
+    async def mark_sent(self, event_ids: Sequence[int], now: float) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            cursor.executemany(
+                "UPDATE events SET sent_at = ? WHERE id = ?",
+                [(now, event_id) for event_id in event_ids],
+            )
+
+        await self._write(run)
+
+    async def outbox_depth(self) -> int:
+        rows = await self._query("SELECT COUNT(*) FROM events WHERE sent_at IS NULL")
+        count: int = rows[0][0]
+        return count

@@ -1,0 +1,116 @@
+"""The event bus seam in memory and the outbox relay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+import pytest_twisted
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+
+from tests.support import auth, harness, now
+from uploadd.events.bus import InProcessBus, matches
+from uploadd.events.relay import OutboxRelay
+from uploadd.store.interface import Event
+from uploadd.store.memory import MemoryStore
+
+
+@pytest.mark.parametrize(
+    ("pattern", "topic", "hit"),
+    [
+        ("file.stored", "file.stored", True),
+        ("file.*", "file.stored", True),
+        ("file.*", "file.stored.again", False),
+        ("#", "transcode.progress", True),
+        ("transcode.#", "transcode", True),
+        ("*.done", "transcode.done", True),
+        ("file.#.x", "file.a.b.x", True),
+        ("file.*", "upload.stored", False),
+    ],
+)
+def test_topic_patterns(pattern: str, topic: str, hit: bool) -> None:
+    assert matches(pattern, topic) is hit
+
+
+def test_handlers_get_their_topics_retries_then_dead_letters() -> None:
+    """A queue sees matching events in order; a handler that keeps failing
+    is retried up to max_attempts, then the event is dead-lettered."""
+    clock = Clock()
+    bus = InProcessBus(clock, max_attempts=3, retry_delay=1.0)
+    seen: list[str] = []
+
+    async def record(event: Event) -> None:
+        seen.append(event.topic)
+
+    attempts: list[int] = []
+
+    async def broken(event: Event) -> None:
+        attempts.append(event.id)
+        raise RuntimeError("the receiver is down")
+
+    bus.subscribe("log", "file.*", record)
+    bus.subscribe("hooks", "file.stored", broken)
+    bus.publish(Event("file.stored", {}, id=1))
+    bus.publish(Event("file.deleted", {}, id=2))
+    bus.publish(Event("upload.started", {}, id=3))
+    clock.advance(0)
+    clock.advance(0)
+    assert seen == ["file.stored", "file.deleted"]
+    clock.advance(10)
+    clock.advance(10)
+    assert attempts == [1, 1, 1]
+    assert [(q, e.id) for q, e, _ in bus.dead_letters] == [("hooks", 1)]
+
+
+@attrs.define
+class FlakyBus:
+    """A bus that refuses while down and records what it took."""
+
+    down: bool = False
+    got: list[int] = attrs.field(factory=list)
+
+    def publish(self, event: Event) -> Deferred[None]:
+        if self.down:
+            return fail(ConnectionRefusedError("broker down"))
+        self.got.append(event.id)
+        return succeed(None)
+
+
+def test_the_relay_delivers_everything_in_order_once_the_bus_is_back() -> None:
+    """With the bus down events wait in the outbox; when it returns every one
+    is delivered, in order, and marked sent exactly once."""
+    store, clock = MemoryStore(), Clock()
+    bus = FlakyBus(down=True)
+    relay = OutboxRelay(store, bus, clock)  # type: ignore[arg-type]
+    for n in range(5):
+        store._append([Event("file.stored", {"n": n})])
+    assert now(relay.relay()) == 0
+    assert now(store.outbox_depth()) == 5
+    bus.down = False
+    assert now(relay.relay()) == 5
+    assert bus.got == [1, 2, 3, 4, 5]
+    assert now(store.outbox_depth()) == 0
+    assert now(relay.relay()) == 0
+
+
+@pytest_twisted.ensureDeferred()
+async def test_uploads_and_deletes_publish_file_events(tmp_path: Path) -> None:
+    """A stored file's event and a deleted file's event reach the bus."""
+    app = harness(tmp_path)
+    token = app.user("alice")
+    seen: list[tuple[str, str]] = []
+
+    async def record(event: Event) -> None:
+        seen.append((event.topic, event.payload["filename"]))
+
+    app.parts.bus.subscribe("test", "file.*", record)
+    stored = (
+        await app.call("PUT", "/files/a.txt", data=b"x", headers=auth(token))
+    ).json()
+    await app.call("DELETE", f"/files/{stored['id']}", headers=auth(token))
+    app.clock.advance(0)
+    app.clock.advance(0)
+    assert seen == [("file.stored", "a.txt"), ("file.deleted", "a.txt")]
+    assert now(app.store.outbox_depth()) == 0

@@ -1,0 +1,1 @@
+"""Events: the bus seam (in-process or AMQP) and the outbox relay feeding it."""

@@ -1,0 +1,119 @@
+"""The event bus seam and its in-process implementation.
+
+A topic exchange: messages carry a routing key (``file.stored``); queues bind
+patterns (``file.*``, ``transcode.#``) and feed one handler each. A message
+is acknowledged when its handler succeeds; a failing handler gets it again
+up to ``max_attempts`` times, then it goes to the dead letters. ``publish``
+fires once the bus holds the message (for AMQP: after the broker's commit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from uploadd.store.interface import Event
+
+log = Logger()
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """AMQP topic matching: ``*`` is one word, ``#`` zero or more words."""
+    return _match(pattern.split("."), topic.split("."))
+
+
+def _match(pattern: list[str], words: list[str]) -> bool:
+    if not pattern:
+        return not words
+    head, rest = pattern[0], pattern[1:]
+    if head == "#":
+        return any(_match(rest, words[at:]) for at in range(len(words) + 1))
+    if not words:
+        return False
+    return head in ("*", words[0]) and _match(rest, words[1:])
+
+
+class IEventBus(Interface):
+    def publish(event: Event) -> Deferred[None]:
+        """Hand ``event`` to the bus; fires once the bus holds it."""
+
+    def subscribe(queue: str, pattern: str, handler: Handler) -> None:
+        """Deliver events whose topic matches ``pattern`` to ``handler``."""
+
+
+@attrs.define
+class _Queue:
+    pattern: str
+    handler: Handler
+    pending: list[tuple[Event, int]] = attrs.field(factory=list)
+    busy: bool = False
+
+
+@implementer(IEventBus)
+@attrs.define
+class InProcessBus:
+    """The embedded default: same semantics as the broker, in memory."""
+
+    _clock: IReactorTime
+    max_attempts: int = 5
+    retry_delay: float = 1.0
+    queues: dict[str, _Queue] = attrs.field(factory=dict)
+    dead_letters: list[tuple[str, Event, str]] = attrs.field(factory=list)
+    published: int = 0
+
+    def publish(self, event: Event) -> Deferred[None]:
+        self.published += 1
+        for name, queue in self.queues.items():
+            if matches(queue.pattern, event.topic):
+                queue.pending.append((event, 1))
+                self._clock.callLater(0, self._drain, name)
+        return succeed(None)
+
+    def subscribe(self, queue: str, pattern: str, handler: Handler) -> None:
+        self.queues[queue] = _Queue(pattern, handler)
+
+    def _drain(self, name: str) -> None:
+        queue = self.queues[name]
+        if queue.busy or not queue.pending:
+            return
+        queue.busy = True
+        event, attempt = queue.pending.pop(0)
+        Deferred.fromCoroutine(self._deliver(name, queue, event, attempt))
+
+    async def _deliver(
+        self, name: str, queue: _Queue, event: Event, attempt: int
+    ) -> None:
+        try:
+            await queue.handler(event)
+        except Exception as error:
+            if attempt >= self.max_attempts:
+                log.warn(
+                    "{queue}: event {event_id} dead-lettered after {attempt} tries: "
+                    "{error}",
+                    queue=name,
+                    event_id=event.id,
+                    attempt=attempt,
+                    error=error,
+                )
+                self.dead_letters.append((name, event, str(error)))
+            else:
+                self._clock.callLater(
+                    self.retry_delay * attempt, self._requeue, name, event, attempt + 1
+                )
+        finally:
+            queue.busy = False
+            self._clock.callLater(0, self._drain, name)
+
+    def _requeue(self, name: str, event: Event, attempt: int) -> None:
+        self.queues[name].pending.append((event, attempt))
+        self._drain(name)
+
+    def depth(self) -> dict[str, int]:
+        return {name: len(queue.pending) for name, queue in self.queues.items()}

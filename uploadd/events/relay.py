@@ -1,0 +1,80 @@
+"""The outbox relay: events written with their changes reach the bus, in order.
+
+Each event row is written in the same transaction as the change it reports.
+The relay publishes pending rows oldest first and marks them sent only once
+the bus holds them; while the bus is unreachable they wait, and every one is
+delivered when it is back. Kicked after each change and on a timer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from uploadd.events.bus import IEventBus
+from uploadd.store.interface import IMetadataStore
+
+log = Logger()
+
+BATCH = 200
+
+
+@attrs.define
+class OutboxRelay:
+    _store: IMetadataStore
+    _bus: IEventBus
+    _clock: IReactorTime
+    interval: float = 1.0
+    _loop: LoopingCall | None = None
+    _running: bool = False
+    _again: bool = False
+    delivered: int = 0
+
+    def start(self) -> None:
+        self._loop = LoopingCall(self.kick)
+        self._loop.clock = self._clock
+        self._loop.start(self.interval, now=True)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def kick(self, *ignored: Any) -> None:
+        """Publish what waits, now (or right after the pass under way)."""
+        if self._running:
+            self._again = True
+            return
+        self._running = True
+        Deferred.fromCoroutine(self.relay()).addErrback(
+            lambda f: log.failure("the outbox relay failed", f)
+        ).addBoth(self._done)
+
+    def _done(self, _: object) -> None:
+        self._running = False
+        if self._again:
+            self._again = False
+            self.kick()
+
+    async def relay(self) -> int:
+        """Publish pending events in order until none wait or the bus fails."""
+        sent = 0
+        while events := await self._store.pending_events(BATCH):
+            done: list[int] = []
+            try:
+                for event in events:
+                    await self._bus.publish(event)
+                    done.append(event.id)
+            except Exception as error:
+                log.warn("the event bus refused: {error}; events wait", error=error)
+                if done:
+                    await self._store.mark_sent(done, self._clock.seconds())
+                return sent + len(done)
+            await self._store.mark_sent(done, self._clock.seconds())
+            sent += len(done)
+            self.delivered += len(done)
+        return sent
