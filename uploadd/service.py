@@ -31,6 +31,7 @@ from uploadd.api.admin import AdminAPI
 from uploadd.api.auth import AuthAPI
 from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
+from uploadd.api.live import LiveAPI, LiveHub
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
 from uploadd.api.root import Router
@@ -148,6 +149,8 @@ def build(
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)
     library.on_deleted.append(relay.kick)
+    hub = LiveHub(reactor)
+    hub.attach(bus)
     repairer = Repairer(
         registry,
         store,
@@ -209,6 +212,7 @@ def build(
         ),
         AuthAPI(store, tokens, run, config.auth.token_ttl),
         AdminAPI(registry, replicator, repairer, store, tokens),
+        LiveAPI(hub, tokens),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
     )

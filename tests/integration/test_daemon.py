@@ -211,3 +211,60 @@ def test_other_requests_stay_responsive_during_a_large_upload(daemon: Daemon) ->
     uploader.join()
     assert outcome == [201]
     assert statistics.median(latencies) < 0.1, latencies
+
+
+def sse_events(daemon: Daemon, token: str, until: float) -> Iterator[bytes]:
+    """Raw Server-Sent Events lines from /events until ``until`` (monotonic)."""
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=1) as sock:
+        head = f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+        sock.sendall(head.encode() + b"\r\n\r\n")
+        buffer = b""
+        while time.monotonic() < until:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return
+            buffer += chunk
+            yield buffer
+
+
+def test_live_events_reach_their_owner_only(daemon: Daemon) -> None:
+    """An upload's file.stored arrives on its owner's /events stream and not
+    on another user's."""
+    from tests.integration.daemon import ctl
+
+    ctl(
+        daemon.data_dir,
+        "user",
+        "add",
+        "bob",
+        "--scope",
+        "write",
+        stdin="bob-password\n",
+    )
+    bob = ctl(daemon.data_dir, "token", "bob").strip()
+    seen: dict[str, bytes] = {}
+
+    def watch(name: str, token: str) -> None:
+        for buffer in sse_events(daemon, token, time.monotonic() + 5):
+            seen[name] = buffer
+            if b"event: file.stored" in buffer:
+                return
+
+    watchers = [
+        threading.Thread(target=watch, args=("alice", daemon.token)),
+        threading.Thread(target=watch, args=("bob", bob)),
+    ]
+    for watcher in watchers:
+        watcher.start()
+    time.sleep(0.5)
+    status, _, body = daemon.request("PUT", "/files/live.txt", b"hello")
+    assert status == 201
+    for watcher in watchers:
+        watcher.join()
+    assert b"text/event-stream" in seen["alice"]
+    assert b"event: file.stored" in seen["alice"]
+    assert json.loads(body)["id"].encode() in seen["alice"]
+    assert b"event: file.stored" not in seen.get("bob", b"")

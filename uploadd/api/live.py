@@ -1,0 +1,101 @@
+"""``GET /events``: the user's events as Server-Sent Events, for browsers.
+
+Each event is one SSE message (``id``, ``event`` = topic, ``data`` = JSON);
+a comment every ``heartbeat`` seconds keeps proxies from closing an idle
+stream. A user sees only their own events; an admin sees everyone's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from uploadd.api import problems
+from uploadd.api.access import principal_of
+from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.events.bus import IEventBus
+from uploadd.store.interface import Event
+
+log = Logger()
+
+
+def sse(event: Event) -> bytes:
+    """One Server-Sent Events message."""
+    data = json.dumps({"topic": event.topic, **event.payload})
+    return f"id: {event.id}\nevent: {event.topic}\ndata: {data}\n\n".encode()
+
+
+@attrs.define(eq=False)
+class _Listener:
+    request: IRequest
+    principal: Principal
+
+
+@attrs.define
+class LiveHub:
+    """Fans events from the bus out to the open streams that may see them."""
+
+    _clock: IReactorTime
+    heartbeat: float = 15.0
+    listeners: set[_Listener] = attrs.field(factory=set)
+    _beat: LoopingCall | None = None
+
+    def attach(self, bus: IEventBus) -> None:
+        bus.subscribe("live", "#", self.deliver)
+
+    async def deliver(self, event: Event) -> None:
+        message = sse(event)
+        for listener in list(self.listeners):
+            who = listener.principal
+            if who.is_admin or event.owner_id == who.user_id:
+                listener.request.write(message)
+
+    def add(self, listener: _Listener) -> None:
+        self.listeners.add(listener)
+        if self._beat is None:
+            self._beat = LoopingCall(self._ping)
+            self._beat.clock = self._clock
+            self._beat.start(self.heartbeat, now=False)
+
+    def remove(self, listener: _Listener) -> None:
+        self.listeners.discard(listener)
+        if not self.listeners and self._beat is not None:
+            self._beat.stop()
+            self._beat = None
+
+    def _ping(self) -> None:
+        for listener in list(self.listeners):
+            listener.request.write(b": keep-alive\n\n")
+
+
+@attrs.define(slots=False)
+class LiveAPI:
+    app = Klein()
+    problems.install(app)
+
+    _hub: LiveHub
+    _tokens: TokenIssuer
+
+    @app.route("/events", methods=["GET"])
+    async def events(self, request: IRequest) -> Any:
+        principal = principal_of(self._tokens, request, Action.READ)
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-accel-buffering", b"no")
+        request.write(b": connected\n\n")
+        listener = _Listener(request, principal)
+        self._hub.add(listener)
+        try:
+            # The stream stays open until the client leaves; Klein then
+            # cancels this wait.
+            await Deferred()
+        finally:
+            self._hub.remove(listener)
