@@ -114,3 +114,13 @@ async def test_uploads_and_deletes_publish_file_events(tmp_path: Path) -> None:
     app.clock.advance(0)
     assert seen == [("file.stored", "a.txt"), ("file.deleted", "a.txt")]
     assert now(app.store.outbox_depth()) == 0
+
+
+def test_the_amqp_spec_ships_and_loads() -> None:
+    """txamqp parses the shipped 0-9-1 spec, with tx and confirm classes."""
+    from uploadd.events.spec import amqp_spec
+
+    spec = amqp_spec()
+    assert (spec.major, spec.minor) == (0, 9)
+    assert "commit" in [m.name for m in spec.classes.byname["tx"].methods]
+    assert "select" in [m.name for m in spec.classes.byname["confirm"].methods]
