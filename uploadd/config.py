@@ -23,6 +23,7 @@ from uploadd.settings import (
     parse_positive_int,
     parse_secret,
     parse_size,
+    parse_text,
     parse_url,
     setting,
 )
@@ -248,6 +249,29 @@ class ClusterSection:
 
 
 @attrs.frozen
+class AmqpSection:
+    url: str = setting(
+        "",
+        parse_url(("amqp",)),
+        "RabbitMQ for events and workers; empty uses the in-process bus",
+        "an amqp://user:password@host:port/vhost URL",
+    )
+    exchange: str = setting("uploadd", parse_text, "the topic exchange", "a name")
+    prefetch: int = setting(
+        "8",
+        parse_positive_int,
+        "unacknowledged messages per consumer",
+        "a positive integer",
+    )
+    max_attempts: int = setting(
+        "5",
+        parse_positive_int,
+        "deliveries of a failing message before it is dead-lettered",
+        "a positive integer",
+    )
+
+
+@attrs.frozen
 class Config:
     http: HTTPSection = attrs.field(factory=HTTPSection)
     storage: StorageSection = attrs.field(factory=StorageSection)
@@ -256,6 +280,7 @@ class Config:
     ingest: IngestSection = attrs.field(factory=IngestSection)
     uploads: UploadsSection = attrs.field(factory=UploadsSection)
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
+    amqp: AmqpSection = attrs.field(factory=AmqpSection)
 
     def __attrs_post_init__(self) -> None:
         if self.ingest.low_water >= self.ingest.high_water:

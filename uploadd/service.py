@@ -45,6 +45,7 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
+from uploadd.events.amqp import AmqpAddress, AmqpBus
 from uploadd.events.bus import InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.ingest.gate import IngestGate, IngestLimits
@@ -78,7 +79,7 @@ class Parts:
     replicator: Replicator
     repairer: Repairer
     locator: Locator
-    bus: InProcessBus
+    bus: InProcessBus | AmqpBus
     relay: OutboxRelay
 
 
@@ -145,7 +146,17 @@ def build(
         ),
     )
     library.on_stored.append(replicator.stored)
-    bus = InProcessBus(reactor)
+    bus: InProcessBus | AmqpBus
+    if config.amqp.url:
+        bus = AmqpBus(
+            reactor,
+            AmqpAddress.parse(config.amqp.url),
+            config.amqp.exchange,
+            config.amqp.prefetch,
+            config.amqp.max_attempts,
+        )
+    else:
+        bus = InProcessBus(reactor, max_attempts=config.amqp.max_attempts)
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)
     library.on_deleted.append(relay.kick)
@@ -284,6 +295,8 @@ class UploaddService(Service):
         await self.parts.registry.load(self.config.cluster.nodes)
         self.parts.pinger.start()
         self.parts.repairer.start()
+        if isinstance(self.parts.bus, AmqpBus):
+            self.parts.bus.start()
         self.parts.relay.start()
         removed = self.parts.blobs.prepare()
         if removed:
@@ -331,6 +344,8 @@ class UploaddService(Service):
         self.parts.pinger.stop()
         self.parts.repairer.stop()
         self.parts.relay.stop()
+        if isinstance(self.parts.bus, AmqpBus):
+            self.parts.bus.stop()
         port, self._port = self._port, None
         stopped = port.stopListening() if port is not None else None
         self._pool.stop()

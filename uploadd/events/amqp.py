@@ -1,0 +1,286 @@
+"""The event bus on RabbitMQ, through txamqp.
+
+A durable topic exchange (``uploadd``); durable queues bound by pattern;
+persistent messages published inside a transaction, so ``publish`` fires only
+once the broker holds the message (``tx.commit``); consumers with manual acks
+and a prefetch. A handler that fails has its message published again with an
+attempt count; past ``max_attempts`` it is rejected to the dead-letter
+exchange (``uploadd.dead``, queue ``uploadd.dead-letters``). A lost
+connection is re-made with backoff and the consumers re-subscribed; while it
+is down ``publish`` fails and the outbox keeps the events.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import attrs
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.logger import Logger
+from txamqp.client import TwistedDelegate
+from txamqp.content import Content
+from txamqp.protocol import AMQClient
+from zope.interface import implementer
+
+from uploadd.events.bus import Handler, IEventBus
+from uploadd.events.spec import amqp_spec
+from uploadd.store.interface import Event
+
+log = Logger()
+
+DEAD_EXCHANGE = "uploadd.dead"
+DEAD_QUEUE = "uploadd.dead-letters"
+
+
+class BusUnavailable(Exception):
+    """The broker cannot be reached right now."""
+
+
+@attrs.frozen
+class AmqpAddress:
+    host: str
+    port: int
+    user: str
+    password: str
+    vhost: str
+
+    @classmethod
+    def parse(cls, url: str) -> AmqpAddress:
+        parts = urlparse(url)
+        return cls(
+            parts.hostname or "127.0.0.1",
+            parts.port or 5672,
+            unquote(parts.username or "guest"),
+            unquote(parts.password or "guest"),
+            unquote(parts.path[1:]) if len(parts.path) > 1 else "/",
+        )
+
+
+class _Client(AMQClient):  # type: ignore[misc]
+    """txamqp's client, telling the bus when the connection goes."""
+
+    on_lost: Any = None
+
+    def connectionLost(self, reason: Any) -> None:
+        super().connectionLost(reason)
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+
+@attrs.define
+class _Subscription:
+    queue: str
+    pattern: str
+    handler: Handler
+
+
+@implementer(IEventBus)
+@attrs.define
+class AmqpBus:
+    _reactor: Any
+    address: AmqpAddress
+    exchange: str = "uploadd"
+    prefetch: int = 8
+    max_attempts: int = 5
+    _client: Any = None
+    _publisher: Any = None
+    _connecting: Deferred[Any] | None = None
+    _subscriptions: list[_Subscription] = attrs.field(factory=list)
+    _channels: int = 1
+    _retry: float = 1.0
+    _stopped: bool = False
+    published: int = 0
+
+    # -- connection ----------------------------------------------------------
+
+    def start(self) -> None:
+        self._connect_soon(0)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._client is not None and self._client.transport is not None:
+            self._client.transport.loseConnection()
+
+    def _connect_soon(self, delay: float) -> None:
+        if not self._stopped:
+            self._reactor.callLater(delay, self._ensure)
+
+    def _ensure(self) -> Deferred[Any]:
+        if self._client is not None:
+            return Deferred.fromCoroutine(_value(self._client))
+        if self._connecting is None:
+            self._connecting = Deferred.fromCoroutine(self._connect())
+
+            def settled(result: Any) -> Any:
+                self._connecting = None
+                return result
+
+            self._connecting.addBoth(settled)
+        waiter: Deferred[Any] = Deferred()
+        self._connecting.addBoth(
+            lambda r: waiter.callback(r) if not waiter.called else None
+        )
+        return waiter
+
+    async def _connect(self) -> Any:
+        address = self.address
+        try:
+            endpoint = TCP4ClientEndpoint(self._reactor, address.host, address.port, 5)
+            client = await connectProtocol(
+                endpoint, _Client(TwistedDelegate(), address.vhost, amqp_spec())
+            )
+            await client.authenticate(address.user, address.password)
+            publisher = await self._open(client)
+            await publisher.exchange_declare(
+                exchange=self.exchange, type="topic", durable=True
+            )
+            await publisher.exchange_declare(
+                exchange=DEAD_EXCHANGE, type="fanout", durable=True
+            )
+            await publisher.queue_declare(queue=DEAD_QUEUE, durable=True)
+            await publisher.queue_bind(queue=DEAD_QUEUE, exchange=DEAD_EXCHANGE)
+            await publisher.tx_select()
+        except Exception as error:
+            log.warn(
+                "cannot reach the broker at {host}:{port}: {error}; retrying",
+                host=address.host,
+                port=address.port,
+                error=error,
+            )
+            self._retry = min(30.0, self._retry * 2)
+            self._connect_soon(self._retry)
+            return BusUnavailable(str(error))
+        client.on_lost = self._lost
+        self._client, self._publisher, self._retry = client, publisher, 1.0
+        log.info(
+            "connected to the broker at {host}:{port}",
+            host=address.host,
+            port=address.port,
+        )
+        for subscription in self._subscriptions:
+            await self._consume(subscription)
+        return client
+
+    async def _open(self, client: Any) -> Any:
+        self._channels += 1
+        channel = await client.channel(self._channels)
+        await channel.channel_open()
+        return channel
+
+    def _lost(self, reason: Any) -> None:
+        self._client = self._publisher = None
+        if not self._stopped:
+            log.warn(
+                "lost the broker: {reason}; reconnecting",
+                reason=reason.getErrorMessage(),
+            )
+            self._connect_soon(self._retry)
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish(self, event: Event) -> Deferred[None]:
+        if self._publisher is None:
+            self._ensure()
+            return fail(BusUnavailable("not connected to the broker"))
+        return Deferred.fromCoroutine(self._publish(event))
+
+    async def _publish(self, event: Event, attempts: int = 0, queue: str = "") -> None:
+        publisher = self._publisher
+        if publisher is None:
+            raise BusUnavailable("not connected to the broker")
+        content = Content(json.dumps(_envelope(event)).encode("utf-8"))
+        content["delivery-mode"] = 2
+        content["content-type"] = "application/json"
+        content["message-id"] = str(event.id)
+        content["headers"] = {"x-attempts": attempts}
+        exchange, key = (self.exchange, event.topic) if not queue else ("", queue)
+        publisher.basic_publish(exchange=exchange, routing_key=key, content=content)
+        await publisher.tx_commit()
+        self.published += 1
+
+    # -- consuming -----------------------------------------------------------
+
+    def subscribe(self, queue: str, pattern: str, handler: Handler) -> None:
+        subscription = _Subscription(queue, pattern, handler)
+        self._subscriptions.append(subscription)
+        if self._client is not None:
+            Deferred.fromCoroutine(self._consume(subscription))
+
+    async def _consume(self, subscription: _Subscription) -> None:
+        channel = await self._open(self._client)
+        await channel.queue_declare(
+            queue=subscription.queue,
+            durable=True,
+            arguments={"x-dead-letter-exchange": DEAD_EXCHANGE},
+        )
+        await channel.queue_bind(
+            queue=subscription.queue,
+            exchange=self.exchange,
+            routing_key=subscription.pattern,
+        )
+        await channel.basic_qos(prefetch_count=self.prefetch)
+        reply = await channel.basic_consume(queue=subscription.queue, no_ack=False)
+        incoming = await self._client.queue(reply.consumer_tag)
+        Deferred.fromCoroutine(self._serve(subscription, channel, incoming))
+
+    async def _serve(
+        self, subscription: _Subscription, channel: Any, incoming: Any
+    ) -> None:
+        while True:
+            try:
+                message = await incoming.get()
+            except Exception:
+                return  # the connection went; a new consumer comes with it
+            Deferred.fromCoroutine(self._handle(subscription, channel, message))
+
+    async def _handle(
+        self, subscription: _Subscription, channel: Any, message: Any
+    ) -> None:
+        headers = message.content.properties.get("headers") or {}
+        attempts = int(headers.get("x-attempts", 0)) + 1
+        try:
+            event = _event(json.loads(message.content.body))
+            await subscription.handler(event)
+        except Exception as error:
+            if attempts >= self.max_attempts:
+                log.warn(
+                    "{queue}: message dead-lettered after {attempts} tries: {error}",
+                    queue=subscription.queue,
+                    attempts=attempts,
+                    error=error,
+                )
+                channel.basic_reject(delivery_tag=message.delivery_tag, requeue=False)
+                return
+            try:
+                await self._publish(event, attempts, queue=subscription.queue)
+            except Exception:
+                channel.basic_nack(delivery_tag=message.delivery_tag, requeue=True)
+                return
+        channel.basic_ack(delivery_tag=message.delivery_tag)
+
+
+def _envelope(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "topic": event.topic,
+        "owner_id": event.owner_id,
+        "created_at": event.created_at,
+        "payload": event.payload,
+    }
+
+
+def _event(envelope: dict[str, Any]) -> Event:
+    return Event(
+        envelope["topic"],
+        envelope["payload"],
+        envelope.get("owner_id"),
+        envelope.get("created_at", 0.0),
+        envelope.get("id", 0),
+    )
+
+
+async def _value(value: Any) -> Any:
+    return value
