@@ -95,30 +95,41 @@ def start(data_dir: Path, *options: str) -> Daemon:
         ctl(data_dir, "user", "add", "alice", "--scope", "write", stdin=PASSWORD + "\n")
     (data_dir / "uploadd.port").unlink(missing_ok=True)
     token = ctl(data_dir, "token", "alice", "--ttl", "1h").strip()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADD_")}
+    port_file = data_dir / "uploadd.port"
+    process = twistd(
+        "uploadd",
+        data_dir,
+        port_file,
+        ["--port=0", f"--data-dir={data_dir}", *options],
+    )
+    return Daemon(data_dir, process, int(port_file.read_text()), token)
+
+
+def twistd(
+    plugin: str, data_dir: Path, ready: Path, options: list[str]
+) -> subprocess.Popen[bytes]:
+    """``twistd -n PLUGIN OPTIONS`` with a clean environment, once it has
+    written ``ready`` (its port file); its log is ``data_dir/twistd.log``."""
+    prefix = f"{plugin.upper()}_"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
     process = subprocess.Popen(
         [
             str(BIN / "twistd"),
             "--nodaemon",
             "--pidfile=",
             f"--logfile={data_dir / 'twistd.log'}",
-            "uploadd",
-            "--port=0",
-            f"--data-dir={data_dir}",
+            plugin,
             *options,
         ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    port_file = data_dir / "uploadd.port"
     deadline = time.monotonic() + 30
-    while not port_file.exists():
-        if process.poll() is not None:
-            raise RuntimeError(f"uploadd exited: {process.stderr.read().decode()}")  # type: ignore[union-attr]
-        if time.monotonic() > deadline:
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError("uploadd did not start listening within 30 s")
+            errors = process.stderr.read() if process.stderr else b""
+            raise RuntimeError(f"{plugin} did not start: {errors.decode()}")
         time.sleep(0.05)
-    port = int(port_file.read_text())
-    return Daemon(data_dir, process, port, token)
+    return process

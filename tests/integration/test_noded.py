@@ -24,6 +24,7 @@ from noded import rsync
 from noded.client import connect
 from noded.protocol import Ping, Stat
 from noded.signing import signed_query, url_key
+from tests.integration.daemon import twistd
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -93,14 +94,12 @@ def start_node(
     (data_dir / "noded.ports").unlink(missing_ok=True)
     amp_port = ports["amp"] if ports else 0
     rsync_port = ports["rsync"] if ports else free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NODED_")}
-    process = subprocess.Popen(
+    ports_file = data_dir / "noded.ports"
+    process = twistd(
+        "noded",
+        data_dir,
+        ports_file,
         [
-            str(BIN / "twistd"),
-            "--nodaemon",
-            "--pidfile=",
-            f"--logfile={data_dir / 'twistd.log'}",
-            "noded",
             f"--node-id={node_id}",
             f"--zone={zone}",
             f"--data-dir={data_dir}",
@@ -110,17 +109,7 @@ def start_node(
             "--http-port=0",
             f"--rsync-port={rsync_port}",
         ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
     )
-    ports_file = data_dir / "noded.ports"
-    deadline = time.monotonic() + 30
-    while not ports_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"noded did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
-        time.sleep(0.05)
     node = RunningNode(data_dir, process, json.loads(ports_file.read_text()))
     wait_for_rsyncd(node)
     return node
