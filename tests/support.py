@@ -19,6 +19,7 @@ from uploadd.config import load_config
 from uploadd.ingest.sink import Runner, run_inline
 from uploadd.service import Parts, build
 from uploadd.store.memory import MemoryStore
+from uploadd.workers.webhooks import Poster
 
 T = TypeVar("T")
 SECRET = b"s" * 32
@@ -111,6 +112,7 @@ def harness(
     runner: Runner = run_inline,
     store: MemoryStore | None = None,
     settings: dict[tuple[str, str], str] | None = None,
+    poster: Poster | None = None,
 ) -> Harness:
     """An in-memory uploadd; ``settings`` maps (section, key) to a value."""
     config = load_config(
@@ -123,7 +125,9 @@ def harness(
     )
     clock = Clock()
     store = store if store is not None else MemoryStore()
-    parts = build(config, clock, store, SECRET, runner, cluster_secret=SECRET)
+    parts = build(
+        config, clock, store, SECRET, runner, cluster_secret=SECRET, poster=poster
+    )
     parts.blobs.prepare()
     client = StubTreq(parts.router)
     # StubTreq builds a plain Site; swap in ours so requests meet the ingest

@@ -37,6 +37,7 @@ from uploadd.api.progress import ProgressAPI
 from uploadd.api.root import Router
 from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
+from uploadd.api.webhooks import WebhooksAPI
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.cluster.locator import Locator
@@ -58,6 +59,7 @@ from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import IMetadataStore, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
 from uploadd.uploads.resumable import Resumable
+from uploadd.workers.webhooks import Poster, WebhookPusher, treq_poster
 
 log = Logger()
 
@@ -90,6 +92,7 @@ def build(
     secret: bytes,
     run: Runner,
     cluster_secret: bytes = b"",
+    poster: Poster | None = None,
 ) -> Parts:
     """Every part of an uploadd process, connected."""
     cluster = config.cluster
@@ -162,6 +165,8 @@ def build(
     library.on_deleted.append(relay.kick)
     hub = LiveHub(reactor)
     hub.attach(bus)
+    pusher = WebhookPusher(store, reactor, poster or treq_poster(reactor))
+    pusher.attach(bus)
     repairer = Repairer(
         registry,
         store,
@@ -224,6 +229,7 @@ def build(
         AuthAPI(store, tokens, run, config.auth.token_ttl),
         AdminAPI(registry, replicator, repairer, store, tokens),
         LiveAPI(hub, tokens),
+        WebhooksAPI(store, tokens, reactor),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
     )

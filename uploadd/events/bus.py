@@ -105,7 +105,11 @@ class InProcessBus:
                 self.dead_letters.append((name, event, str(error)))
             else:
                 self._clock.callLater(
-                    self.retry_delay * attempt, self._requeue, name, event, attempt + 1
+                    self.retry_delay * 2 ** (attempt - 1),
+                    self._requeue,
+                    name,
+                    event,
+                    attempt + 1,
                 )
         finally:
             queue.busy = False

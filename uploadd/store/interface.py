@@ -96,6 +96,33 @@ class Event:
 
 
 @attrs.frozen
+class Webhook:
+    """A user's HTTP endpoint for events matching ``events`` (topic patterns)."""
+
+    id: str
+    owner_id: int
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    created_at: float
+
+
+@attrs.frozen
+class Delivery:
+    """One event's delivery to one webhook; ``id`` stays the same on retries."""
+
+    id: str
+    webhook_id: str
+    event_id: int
+    topic: str
+    attempts: int
+    status: int | None
+    error: str | None
+    delivered: bool
+    updated_at: float
+
+
+@attrs.frozen
 class Page:
     count: int
     results: list[FileRecord]
@@ -192,6 +219,24 @@ class IMetadataStore(Interface):
 
     def replica_counts() -> Awaitable[dict[str, int]]:
         """How many verified copies each node holds."""
+
+    def add_webhook(webhook: Webhook) -> Awaitable[None]:
+        """Register a webhook."""
+
+    def webhooks_of(owner_id: int) -> Awaitable[list[Webhook]]:
+        """A user's webhooks, oldest first."""
+
+    def delete_webhook(webhook_id: str) -> Awaitable[bool]:
+        """Forget a webhook and its deliveries; False if none."""
+
+    def save_delivery(delivery: Delivery) -> Awaitable[None]:
+        """Record (or update) a delivery attempt."""
+
+    def get_delivery(delivery_id: str) -> Awaitable[Delivery | None]:
+        """A delivery by its id."""
+
+    def deliveries_of(webhook_id: str, limit: int) -> Awaitable[list[Delivery]]:
+        """A webhook's deliveries, newest first."""
 
     def delete_file(file_id: str, events: Sequence[Event] = ()) -> Awaitable[bool]:
         """Forget a file (its versions lose their parent) and record

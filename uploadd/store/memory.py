@@ -9,6 +9,7 @@ from zope.interface import implementer
 
 from uploadd.store.interface import (
     Conflict,
+    Delivery,
     Event,
     FileRecord,
     IMetadataStore,
@@ -17,6 +18,7 @@ from uploadd.store.interface import (
     Replica,
     UploadRecord,
     User,
+    Webhook,
 )
 
 
@@ -29,6 +31,8 @@ class MemoryStore:
     nodes: dict[str, NodeRecord] = attrs.field(factory=dict)
     replicas: dict[tuple[str, str], Replica] = attrs.field(factory=dict)
     events: list[Event] = attrs.field(factory=list)
+    webhooks: dict[str, Webhook] = attrs.field(factory=dict)
+    deliveries: dict[str, Delivery] = attrs.field(factory=dict)
     sent: set[int] = attrs.field(factory=set)
     _next_event: int = 0
     _next_user: int = 1
@@ -156,6 +160,30 @@ class MemoryStore:
     ) -> list[tuple[str, list[str]]]:
         ids = sorted(f for f in self.files if f > after_id)[:limit]
         return [(f, sorted(n for (g, n) in self.replicas if g == f)) for f in ids]
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        self.webhooks[webhook.id] = webhook
+
+    async def webhooks_of(self, owner_id: int) -> list[Webhook]:
+        found = [w for w in self.webhooks.values() if w.owner_id == owner_id]
+        return sorted(found, key=lambda w: (w.created_at, w.id))
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        for key in [
+            k for k, d in self.deliveries.items() if d.webhook_id == webhook_id
+        ]:
+            del self.deliveries[key]
+        return self.webhooks.pop(webhook_id, None) is not None
+
+    async def save_delivery(self, delivery: Delivery) -> None:
+        self.deliveries[delivery.id] = delivery
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        return self.deliveries.get(delivery_id)
+
+    async def deliveries_of(self, webhook_id: str, limit: int) -> list[Delivery]:
+        found = [d for d in self.deliveries.values() if d.webhook_id == webhook_id]
+        return sorted(found, key=lambda d: (-d.updated_at, d.id))[:limit]
 
     async def replica_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

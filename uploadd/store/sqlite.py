@@ -14,12 +14,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.enterprise import adbapi
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from zope.interface import implementer
 
 from uploadd.store.interface import (
     Conflict,
+    Delivery,
     Event,
     FileRecord,
     IMetadataStore,
@@ -28,6 +30,7 @@ from uploadd.store.interface import (
     Replica,
     UploadRecord,
     User,
+    Webhook,
 )
 
 _FILE_COLUMNS = (
@@ -69,6 +72,25 @@ _UPLOAD_COLUMNS = (
     "id, owner_id, protocol, length, created_at, expires_at, state, received,"
     " ranges, metadata, concat, parts, file_id, base"
 )
+
+
+_DELIVERY_COLUMNS = (
+    "id, webhook_id, event_id, topic, attempts, status, error, delivered, updated_at"
+)
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    return Delivery(
+        id=row[0],
+        webhook_id=row[1],
+        event_id=row[2],
+        topic=row[3],
+        attempts=row[4],
+        status=row[5],
+        error=row[6],
+        delivered=bool(row[7]),
+        updated_at=row[8],
+    )
 
 
 def _insert_events(cursor: sqlite3.Cursor, events: Sequence[Event]) -> None:
@@ -432,6 +454,68 @@ class SQLiteStore:
             limit,
         )
         return [(row[0], sorted(row[1].split(",")) if row[1] else []) for row in rows]
+
+    async def add_webhook(self, webhook: Webhook) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            cursor.execute(
+                "INSERT INTO webhooks (id, owner_id, url, events, secret, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    webhook.id,
+                    webhook.owner_id,
+                    webhook.url,
+                    " ".join(webhook.events),
+                    webhook.secret,
+                    webhook.created_at,
+                ),
+            )
+
+        await self._write(run)
+
+    async def webhooks_of(self, owner_id: int) -> list[Webhook]:
+        rows = await self._query(
+            "SELECT id, owner_id, url, events, secret, created_at FROM webhooks"
+            " WHERE owner_id = ? ORDER BY created_at, id",
+            owner_id,
+        )
+        return [
+            Webhook(r[0], r[1], r[2], tuple(r[3].split()), r[4], r[5]) for r in rows
+        ]
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM deliveries WHERE webhook_id = ?", (webhook_id,))
+            cursor.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
+            return cursor.rowcount > 0
+
+        deleted: bool = await self._write(run)
+        return deleted
+
+    async def save_delivery(self, delivery: Delivery) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            cursor.execute(
+                "INSERT OR REPLACE INTO deliveries (id, webhook_id, event_id, topic,"
+                " attempts, status, error, delivered, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                attrs.astuple(delivery),
+            )
+
+        await self._write(run)
+
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        rows = await self._query(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id = ?", delivery_id
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def deliveries_of(self, webhook_id: str, limit: int) -> list[Delivery]:
+        rows = await self._query(
+            f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ?"
+            " ORDER BY updated_at DESC, id LIMIT ?",
+            webhook_id,
+            limit,
+        )
+        return [_delivery(row) for row in rows]
 
     async def replica_counts(self) -> dict[str, int]:
         rows = await self._query(

@@ -1,0 +1,1 @@
+"""Workers reacting to events: pushes (webhooks, live) and, later, transcodes."""
