@@ -1,0 +1,100 @@
+"""Webhooks from the real daemon to local HTTP receivers."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.daemon import Daemon, start
+
+pytestmark = pytest.mark.integration
+
+
+class Receiver:
+    """A local HTTP endpoint that records requests and answers ``status``."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.got.append((dict(self.headers), body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[Receiver, Receiver]]:
+    good, bad = Receiver(204), Receiver(500)
+    try:
+        yield good, bad
+    finally:
+        good.close()
+        bad.close()
+
+
+def test_signed_deliveries_retries_and_dead_letters(
+    tmp_path: Path, receivers: tuple[Receiver, Receiver]
+) -> None:
+    """A receiver gets file.stored signed with its secret; a failing one gets
+    the same delivery retried up to max_attempts, then it is dead-lettered."""
+    good, bad = receivers
+    daemon: Daemon = start(tmp_path / "uploadd", "--amqp-max-attempts=3")
+    try:
+        hooks = {}
+        for name, receiver in (("good", good), ("bad", bad)):
+            _, _, body = daemon.request(
+                "POST",
+                "/webhooks",
+                json.dumps({"url": receiver.url, "events": ["file.stored"]}).encode(),
+                **{"Content-Type": "application/json"},
+            )
+            hooks[name] = json.loads(body)
+        status, _, _ = daemon.request("PUT", "/files/report.pdf", b"%PDF-1.4")
+        assert status == 201
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (not good.got or len(bad.got) < 3):
+            time.sleep(0.1)
+        (headers, body), *_ = good.got
+        expected = hmac.new(hooks["good"]["secret"].encode(), body, hashlib.sha256)
+        assert headers["X-Uploadd-Signature"] == f"sha256={expected.hexdigest()}"
+        assert json.loads(body)["data"]["filename"] == "report.pdf"
+        assert len(good.got) == 1
+        assert len(bad.got) == 3
+        assert len({h["X-Uploadd-Delivery"] for h, _ in bad.got}) == 1
+        time.sleep(1)
+        log = daemon.json("GET", f"/webhooks/{hooks['bad']['id']}/deliveries")[
+            "results"
+        ]
+        assert log[0]["attempts"] == 3 and log[0]["error"] == "HTTP 500"
+        assert "dead-lettered" in daemon.log()
+    finally:
+        daemon.stop()
