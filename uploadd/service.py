@@ -35,6 +35,7 @@ from uploadd.api.live import LiveAPI, LiveHub
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
 from uploadd.api.root import Router
+from uploadd.api.slideshow import SlideshowAPI
 from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
 from uploadd.api.webhooks import WebhooksAPI
@@ -230,6 +231,7 @@ def build(
         AdminAPI(registry, replicator, repairer, store, tokens),
         LiveAPI(hub, tokens),
         WebhooksAPI(store, tokens, reactor),
+        SlideshowAPI(store, tokens, hub, relay, reactor),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
     )

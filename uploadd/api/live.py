@@ -8,6 +8,7 @@ stream. A user sees only their own events; an admin sees everyone's.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -46,12 +47,33 @@ class LiveHub:
     _clock: IReactorTime
     heartbeat: float = 15.0
     listeners: set[_Listener] = attrs.field(factory=set)
+    followers: dict[str, list[Callable[[dict[str, Any]], None]]] = attrs.field(
+        factory=dict
+    )
+    slides: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     _beat: LoopingCall | None = None
+
+    def follow(self, file_id: str, send: Callable[[dict[str, Any]], None]) -> None:
+        """``send`` gets every presenter move on ``file_id``, starting now."""
+        self.followers.setdefault(file_id, []).append(send)
+
+    def unfollow(self, file_id: str, send: Callable[[dict[str, Any]], None]) -> None:
+        found = self.followers.get(file_id, [])
+        if send in found:
+            found.remove(send)
+        if not found:
+            self.followers.pop(file_id, None)
 
     def attach(self, bus: IEventBus) -> None:
         bus.subscribe("live", "#", self.deliver)
 
     async def deliver(self, event: Event) -> None:
+        if event.topic == "slideshow.control":
+            state = event.payload
+            self.slides[state["file_id"]] = state
+            move = {"current": state["current"], "updated": state["updated"]}
+            for send in list(self.followers.get(state["file_id"], [])):
+                send(move)
         message = sse(event)
         for listener in list(self.listeners):
             who = listener.principal

@@ -55,7 +55,11 @@ class Router(Resource):
             self._resources[id(family)] = family.app.resource()
 
     def match(self, method: bytes, target: bytes) -> RouteMatch | None:
+        """The family and endpoint for a request; a family that knows the path
+        but not the method is kept only if no other family takes both (Klein
+        then answers 405 or the redirect)."""
         path = decode_path(target)
+        fallback = None
         for family in self._families:
             adapter = family.app.url_map.bind("localhost")
             try:
@@ -65,9 +69,10 @@ class Router(Resource):
             except NotFound:
                 continue
             except (MethodNotAllowed, RequestRedirect):
-                return RouteMatch(family, None, {})
+                fallback = fallback or RouteMatch(family, None, {})
+                continue
             return RouteMatch(family, endpoint, arguments)
-        return None
+        return fallback
 
     def render(self, request: IRequest) -> bytes | int:
         found = self.match(request.method, request.uri)

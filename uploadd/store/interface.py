@@ -242,6 +242,9 @@ class IMetadataStore(Interface):
         """Forget a file (its versions lose their parent) and record
         ``events`` in the same transaction. False if none."""
 
+    def add_events(events: Sequence[Event]) -> Awaitable[None]:
+        """Events that accompany no other change (a presenter's slide)."""
+
     def pending_events(limit: int) -> Awaitable[list[Event]]:
         """Events not yet handed to the bus, oldest first."""
 

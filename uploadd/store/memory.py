@@ -196,6 +196,9 @@ class MemoryStore:
             self._next_event += 1
             self.events.append(attrs.evolve(event, id=self._next_event))
 
+    async def add_events(self, events: Sequence[Event]) -> None:
+        self._append(events)
+
     async def pending_events(self, limit: int) -> list[Event]:
         return [e for e in self.events if e.id not in self.sent][:limit]
 

@@ -534,6 +534,9 @@ class SQLiteStore:
         deleted: bool = await self._write(run)
         return deleted
 
+    async def add_events(self, events: Sequence[Event]) -> None:
+        await self._write(lambda cursor: _insert_events(cursor, events))
+
     async def pending_events(self, limit: int) -> list[Event]:
         rows = await self._query(
             "SELECT id, topic, owner_id, payload, created_at FROM events"
