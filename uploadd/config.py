@@ -272,6 +272,27 @@ class AmqpSection:
 
 
 @attrs.frozen
+class SmtpSection:
+    host: str = setting(
+        "", parse_text, "SMTP server for email pushes; empty sends no email", "a host"
+    )
+    port: int = setting("25", parse_port, "SMTP port", "an integer from 0 to 65535")
+    username: str = setting(
+        "", parse_text, "SMTP login, if the server wants one", "a name"
+    )
+    password: str = setting("", parse_text, "SMTP password", "a string")
+    sender: str = setting(
+        "uploadd@localhost", parse_text, "the From address", "an email address"
+    )
+    events: str = setting(
+        "file.stored",
+        parse_text,
+        "which events are mailed to their user",
+        "topic patterns, space separated",
+    )
+
+
+@attrs.frozen
 class Config:
     http: HTTPSection = attrs.field(factory=HTTPSection)
     storage: StorageSection = attrs.field(factory=StorageSection)
@@ -281,6 +302,7 @@ class Config:
     uploads: UploadsSection = attrs.field(factory=UploadsSection)
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
     amqp: AmqpSection = attrs.field(factory=AmqpSection)
+    smtp: SmtpSection = attrs.field(factory=SmtpSection)
 
     def __attrs_post_init__(self) -> None:
         if self.ingest.low_water >= self.ingest.high_water:

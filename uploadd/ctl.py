@@ -65,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
         "remove", help="delete a user and their files' records"
     ).add_argument("name")
     users.add_parser("passwd", help="set a user's password").add_argument("name")
+    email = users.add_parser("email", help="set where a user's notifications go")
+    email.add_argument("name")
+    email.add_argument("address", nargs="?", default="", help="empty clears it")
     scopes = users.add_parser("scopes", help="set a user's scopes")
     scopes.add_argument("name")
     scopes.add_argument("scope", nargs="+")
@@ -171,6 +174,12 @@ async def _dispatch(
         if await store.update_user(name, password_hash=hashed) is None:
             raise CommandError(f"no user {name!r}")
         out.write(f"password of {name} changed\n")
+    elif options.action == "email":
+        if "@" not in options.address and options.address:
+            raise CommandError("address: expected an email address")
+        if not await store.set_email(name, options.address or None):
+            raise CommandError(f"no user {name!r}")
+        out.write(f"{name}: {options.address or 'no email'}\n")
     elif options.action == "scopes":
         changed = await store.update_user(name, scopes=_scopes(options.scope))
         if changed is None:

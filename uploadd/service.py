@@ -60,6 +60,7 @@ from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import IMetadataStore, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
 from uploadd.uploads.resumable import Resumable
+from uploadd.workers.email import EmailPusher, smtp_mailer
 from uploadd.workers.webhooks import Poster, WebhookPusher, treq_poster
 
 log = Logger()
@@ -168,6 +169,14 @@ def build(
     hub.attach(bus)
     pusher = WebhookPusher(store, reactor, poster or treq_poster(reactor))
     pusher.attach(bus)
+    smtp = config.smtp
+    if smtp.host:
+        EmailPusher(
+            store,
+            smtp_mailer(reactor, smtp.host, smtp.port, smtp.username, smtp.password),
+            smtp.sender,
+            tuple(smtp.events.split()),
+        ).attach(bus)
     repairer = Repairer(
         registry,
         store,

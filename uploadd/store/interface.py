@@ -16,6 +16,7 @@ class User:
     password_hash: str
     scopes: frozenset[str]
     created_at: float
+    email: str | None = None
 
 
 @attrs.frozen
@@ -149,6 +150,9 @@ class IMetadataStore(Interface):
         scopes: frozenset[str] | None = None,
     ) -> Awaitable[User | None]:
         """Change a user's password and/or scopes; None if there is no such user."""
+
+    def set_email(username: str, email: str | None) -> Awaitable[bool]:
+        """Set (or clear) where a user's notifications go; False if no user."""
 
     def get_user(username: str) -> Awaitable[User | None]:
         """The user called ``username``."""

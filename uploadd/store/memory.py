@@ -66,6 +66,13 @@ class MemoryStore:
         self.users[username] = user
         return user
 
+    async def set_email(self, username: str, email: str | None) -> bool:
+        user = self.users.get(username)
+        if user is None:
+            return False
+        self.users[username] = attrs.evolve(user, email=email)
+        return True
+
     async def get_user(self, username: str) -> User | None:
         return self.users.get(username)
 

@@ -61,6 +61,7 @@ def _user(row: tuple[Any, ...]) -> User:
         password_hash=row[2],
         scopes=frozenset(row[3].split()),
         created_at=row[4],
+        email=row[5],
     )
 
 
@@ -242,9 +243,19 @@ class SQLiteStore:
         await self._write(run)
         return await self.get_user(username)
 
+    async def set_email(self, username: str, email: str | None) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute(
+                "UPDATE users SET email = ? WHERE username = ?", (email, username)
+            )
+            return cursor.rowcount > 0
+
+        changed: bool = await self._write(run)
+        return changed
+
     async def get_user(self, username: str) -> User | None:
         rows = await self._query(
-            "SELECT id, username, password_hash, scopes, created_at FROM users"
+            "SELECT id, username, password_hash, scopes, created_at, email FROM users"
             " WHERE username = ?",
             username,
         )
@@ -252,7 +263,7 @@ class SQLiteStore:
 
     async def get_user_by_id(self, user_id: int) -> User | None:
         rows = await self._query(
-            "SELECT id, username, password_hash, scopes, created_at FROM users"
+            "SELECT id, username, password_hash, scopes, created_at, email FROM users"
             " WHERE id = ?",
             user_id,
         )
@@ -260,7 +271,7 @@ class SQLiteStore:
 
     async def list_users(self) -> list[User]:
         rows = await self._query(
-            "SELECT id, username, password_hash, scopes, created_at FROM users"
+            "SELECT id, username, password_hash, scopes, created_at, email FROM users"
             " ORDER BY username"
         )
         return [_user(row) for row in rows]
