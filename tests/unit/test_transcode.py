@@ -1,0 +1,49 @@
+"""Transcode process protocol, fed by hand; profiles chosen by media type."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.python.failure import Failure
+
+from uploadd.workers.transcode import ToolProcess, TranscodeFailed, profiles_for
+
+
+def test_progress_comes_from_ffmpeg_progress_lines() -> None:
+    """Duration from stderr, out_time_us from stdout: a percentage; 'end' 100."""
+    seen: list[float] = []
+    process = ToolProcess(seen.append)
+    process.childDataReceived(2, b"Input #0\n  Duration: 00:00:10.00, start: 0\n")
+    process.childDataReceived(1, b"frame=1\nout_time_us=2500000\nprogress=con")
+    process.childDataReceived(1, b"tinue\nout_time_us=5000000\n")
+    process.childDataReceived(1, b"progress=end\n")
+    assert seen == [25.0, 50.0, 100.0]
+    outcomes: list[object] = []
+    process.ended.addBoth(outcomes.append)
+    process.processEnded(Failure(ProcessDone(0)))
+    assert outcomes == [None]
+
+
+def test_a_failing_tool_fails_the_job_with_its_words() -> None:
+    """A non-zero exit is a TranscodeFailed carrying the tail of stderr."""
+    process = ToolProcess(lambda p: None)
+    process.childDataReceived(2, b"header\nInvalid data found when processing input\n")
+    failures: list[Failure] = []
+    process.ended.addErrback(failures.append)
+    process.processEnded(Failure(ProcessTerminated(exitCode=1)))
+    assert failures[0].check(TranscodeFailed)
+    assert "exit 1" in str(failures[0].value)
+    assert "Invalid data found" in str(failures[0].value)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "profiles"),
+    [
+        ("audio/mpeg", ["audio-aac"]),
+        ("video/mp4", []),
+        ("application/pdf", ["pdf-slides"]),
+        ("text/plain", []),
+    ],
+)
+def test_profiles_by_media_type(content_type: str, profiles: list[str]) -> None:
+    assert profiles_for(content_type) == profiles
