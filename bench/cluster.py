@@ -265,7 +265,7 @@ def pinger_cpu(work: Path, count: int = 50, seconds: float = 30) -> dict[str, fl
                     secret,
                     str(fakes),
                 ],
-                fakes / "fake-nodes.json.port" if False else fakes / "fake-nodes.json",
+                fakes / "fake-nodes.json",
                 {**os.environ, "PYTHONPATH": str(HERE.parent)},
             )
         )
