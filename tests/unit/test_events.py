@@ -71,10 +71,10 @@ class FlakyBus:
     down: bool = False
     got: list[int] = attrs.field(factory=list)
 
-    def publish(self, event: Event) -> Deferred[None]:
+    def publish_many(self, events: list[Event]) -> Deferred[None]:
         if self.down:
             return fail(ConnectionRefusedError("broker down"))
-        self.got.append(event.id)
+        self.got.extend(event.id for event in events)
         return succeed(None)
 
 

@@ -13,6 +13,7 @@ is down ``publish`` fails and the outbox keeps the events.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -187,19 +188,32 @@ class AmqpBus:
             return fail(BusUnavailable("not connected to the broker"))
         return Deferred.fromCoroutine(self._publish(event))
 
+    def publish_many(self, events: Sequence[Event]) -> Deferred[None]:
+        """All of ``events`` in one broker transaction."""
+        if self._publisher is None:
+            self._ensure()
+            return fail(BusUnavailable("not connected to the broker"))
+        return Deferred.fromCoroutine(self._publish_all(events))
+
     async def _publish(self, event: Event, attempts: int = 0, queue: str = "") -> None:
+        await self._publish_all([event], attempts, queue)
+
+    async def _publish_all(
+        self, events: Sequence[Event], attempts: int = 0, queue: str = ""
+    ) -> None:
         publisher = self._publisher
         if publisher is None:
             raise BusUnavailable("not connected to the broker")
-        content = Content(json.dumps(_envelope(event)).encode("utf-8"))
-        content["delivery-mode"] = 2
-        content["content-type"] = "application/json"
-        content["message-id"] = str(event.id)
-        content["headers"] = {"x-attempts": attempts}
-        exchange, key = (self.exchange, event.topic) if not queue else ("", queue)
-        publisher.basic_publish(exchange=exchange, routing_key=key, content=content)
+        for event in events:
+            content = Content(json.dumps(_envelope(event)).encode("utf-8"))
+            content["delivery-mode"] = 2
+            content["content-type"] = "application/json"
+            content["message-id"] = str(event.id)
+            content["headers"] = {"x-attempts": attempts}
+            exchange, key = (self.exchange, event.topic) if not queue else ("", queue)
+            publisher.basic_publish(exchange=exchange, routing_key=key, content=content)
         await publisher.tx_commit()
-        self.published += 1
+        self.published += len(events)
 
     # -- consuming -----------------------------------------------------------
 

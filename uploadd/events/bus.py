@@ -9,7 +9,7 @@ fires once the bus holds the message (for AMQP: after the broker's commit).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -44,6 +44,9 @@ class IEventBus(Interface):
     def publish(event: Event) -> Deferred[None]:
         """Hand ``event`` to the bus; fires once the bus holds it."""
 
+    def publish_many(events: Sequence[Event]) -> Deferred[None]:
+        """Hand ``events`` to the bus in order; fires once it holds them all."""
+
     def subscribe(queue: str, pattern: str, handler: Handler) -> None:
         """Deliver events whose topic matches ``pattern`` to ``handler``."""
 
@@ -74,6 +77,11 @@ class InProcessBus:
             if matches(queue.pattern, event.topic):
                 queue.pending.append((event, 1))
                 self._clock.callLater(0, self._drain, name)
+        return succeed(None)
+
+    def publish_many(self, events: Sequence[Event]) -> Deferred[None]:
+        for event in events:
+            self.publish(event)
         return succeed(None)
 
     def subscribe(self, queue: str, pattern: str, handler: Handler) -> None:

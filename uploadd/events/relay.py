@@ -64,17 +64,13 @@ class OutboxRelay:
         """Publish pending events in order until none wait or the bus fails."""
         sent = 0
         while events := await self._store.pending_events(BATCH):
-            done: list[int] = []
             try:
-                for event in events:
-                    await self._bus.publish(event)
-                    done.append(event.id)
+                # One broker transaction per batch: all of it or none.
+                await self._bus.publish_many(events)
             except Exception as error:
                 log.warn("the event bus refused: {error}; events wait", error=error)
-                if done:
-                    await self._store.mark_sent(done, self._clock.seconds())
-                return sent + len(done)
-            await self._store.mark_sent(done, self._clock.seconds())
-            sent += len(done)
-            self.delivered += len(done)
+                return sent
+            await self._store.mark_sent([e.id for e in events], self._clock.seconds())
+            sent += len(events)
+            self.delivered += len(events)
         return sent
