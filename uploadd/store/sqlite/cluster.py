@@ -1,0 +1,101 @@
+"""Storage nodes and the replicas they hold. (SQLite)"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from uploadd.store.interface import (
+    Conflict,
+    NodeRecord,
+    Replica,
+)
+from uploadd.store.sqlite.base import SQLiteBase
+
+
+class Cluster(SQLiteBase):
+    """Storage nodes and the replicas they hold."""
+
+    async def add_node(self, record: NodeRecord) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            try:
+                cursor.execute(
+                    "INSERT INTO nodes (id, host, port, mode, added_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (record.id, record.host, record.port, record.mode, record.added_at),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"node {record.id!r} exists") from None
+
+        await self._write(run)
+
+    async def save_node(self, record: NodeRecord) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            cursor.execute(
+                "UPDATE nodes SET host = ?, port = ?, mode = ? WHERE id = ?",
+                (record.host, record.port, record.mode, record.id),
+            )
+
+        await self._write(run)
+
+    async def delete_node(self, node_id: str) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM replicas WHERE node_id = ?", (node_id,))
+            cursor.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
+            return cursor.rowcount > 0
+
+        deleted: bool = await self._write(run)
+        return deleted
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        rows = await self._query(
+            "SELECT id, host, port, added_at, mode FROM nodes ORDER BY id"
+        )
+        return [NodeRecord(*row) for row in rows]
+
+    async def add_replica(self, replica: Replica) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            cursor.execute(
+                "INSERT OR REPLACE INTO replicas (file_id, node_id, size, verified_at)"
+                " VALUES (?, ?, ?, ?)",
+                (replica.file_id, replica.node_id, replica.size, replica.verified_at),
+            )
+
+        await self._write(run)
+
+    async def remove_replica(self, file_id: str, node_id: str) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute(
+                "DELETE FROM replicas WHERE file_id = ? AND node_id = ?",
+                (file_id, node_id),
+            )
+            return cursor.rowcount > 0
+
+        removed: bool = await self._write(run)
+        return removed
+
+    async def replicas_of(self, file_id: str) -> list[Replica]:
+        rows = await self._query(
+            "SELECT file_id, node_id, size, verified_at FROM replicas"
+            " WHERE file_id = ? ORDER BY node_id",
+            file_id,
+        )
+        return [Replica(*row) for row in rows]
+
+    async def replica_map(
+        self, after_id: str, limit: int
+    ) -> list[tuple[str, list[str]]]:
+        rows = await self._query(
+            "SELECT f.id, group_concat(r.node_id) FROM"
+            " (SELECT id FROM files WHERE id > ? ORDER BY id LIMIT ?) AS f"
+            " LEFT JOIN replicas AS r ON r.file_id = f.id"
+            " GROUP BY f.id ORDER BY f.id",
+            after_id,
+            limit,
+        )
+        return [(row[0], sorted(row[1].split(",")) if row[1] else []) for row in rows]
+
+    async def replica_counts(self) -> dict[str, int]:
+        rows = await self._query(
+            "SELECT node_id, COUNT(*) FROM replicas GROUP BY node_id"
+        )
+        return {node_id: count for node_id, count in rows}

@@ -1,0 +1,171 @@
+"""Users and their files. (SQLite)"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from uploadd.store.interface import (
+    Conflict,
+    Event,
+    FileRecord,
+    Page,
+    User,
+)
+from uploadd.store.sqlite.base import SQLiteBase
+from uploadd.store.sqlite.rows import (
+    _FILE_COLUMNS,
+    _file,
+    _insert_events,
+    _user,
+)
+
+
+class UsersAndFiles(SQLiteBase):
+    """Users and their files."""
+
+    async def add_user(
+        self, username: str, password_hash: str, scopes: frozenset[str], now: float
+    ) -> User:
+        def run(cursor: sqlite3.Cursor) -> int:
+            try:
+                cursor.execute(
+                    "INSERT INTO users (username, password_hash, scopes, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (username, password_hash, " ".join(sorted(scopes)), now),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"user {username!r} exists") from None
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        user_id = await self._write(run)
+        return User(user_id, username, password_hash, scopes, now)
+
+    async def update_user(
+        self,
+        username: str,
+        password_hash: str | None = None,
+        scopes: frozenset[str] | None = None,
+    ) -> User | None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            if password_hash is not None:
+                cursor.execute(
+                    "UPDATE users SET password_hash = ? WHERE username = ?",
+                    (password_hash, username),
+                )
+            if scopes is not None:
+                cursor.execute(
+                    "UPDATE users SET scopes = ? WHERE username = ?",
+                    (" ".join(sorted(scopes)), username),
+                )
+
+        await self._write(run)
+        return await self.get_user(username)
+
+    async def set_email(self, username: str, email: str | None) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute(
+                "UPDATE users SET email = ? WHERE username = ?", (email, username)
+            )
+            return cursor.rowcount > 0
+
+        changed: bool = await self._write(run)
+        return changed
+
+    async def get_user(self, username: str) -> User | None:
+        rows = await self._query(
+            "SELECT id, username, password_hash, scopes, created_at, email FROM users"
+            " WHERE username = ?",
+            username,
+        )
+        return _user(rows[0]) if rows else None
+
+    async def get_user_by_id(self, user_id: int) -> User | None:
+        rows = await self._query(
+            "SELECT id, username, password_hash, scopes, created_at, email FROM users"
+            " WHERE id = ?",
+            user_id,
+        )
+        return _user(rows[0]) if rows else None
+
+    async def list_users(self) -> list[User]:
+        rows = await self._query(
+            "SELECT id, username, password_hash, scopes, created_at, email FROM users"
+            " ORDER BY username"
+        )
+        return [_user(row) for row in rows]
+
+    async def delete_user(self, username: str) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM users WHERE username = ?", (username,))
+            return cursor.rowcount > 0
+
+        deleted: bool = await self._write(run)
+        return deleted
+
+    async def add_file(self, record: FileRecord, events: Sequence[Event] = ()) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            try:
+                cursor.execute(
+                    f"INSERT INTO files ({_FILE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.owner_id,
+                        record.filename,
+                        record.size,
+                        record.sha256,
+                        record.md5,
+                        record.content_type,
+                        record.created_at,
+                        record.parent,
+                    ),
+                )
+            except sqlite3.IntegrityError as error:
+                raise Conflict(f"file {record.id}: {error}") from None
+            _insert_events(cursor, events)
+
+        await self._write(run)
+
+    async def get_file(self, file_id: str) -> FileRecord | None:
+        rows = await self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", file_id
+        )
+        return _file(rows[0]) if rows else None
+
+    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
+        where, params = ("WHERE owner_id = ?", [owner_id]) if owner_id else ("", [])
+
+        def run(connection: sqlite3.Connection) -> Page:
+            count = connection.execute(
+                f"SELECT COUNT(*) FROM files {where}", params
+            ).fetchone()[0]
+            rows = connection.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files {where}"
+                " ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return Page(count, [_file(row) for row in rows])
+
+        page: Page = await self._run(run)
+        return page
+
+    async def versions_of(self, file_id: str) -> list[FileRecord]:
+        rows = await self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE parent = ?"
+            " ORDER BY created_at, id",
+            file_id,
+        )
+        return [_file(row) for row in rows]
+
+    async def delete_file(self, file_id: str, events: Sequence[Event] = ()) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM files WHERE id = ?", (file_id,))
+            deleted = cursor.rowcount > 0
+            if deleted:
+                _insert_events(cursor, events)
+            return deleted
+
+        deleted: bool = await self._write(run)
+        return deleted
