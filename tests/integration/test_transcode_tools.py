@@ -118,3 +118,42 @@ def _write_pdf(path: Path, pages: int) -> None:
     body += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n".encode()
     body += f"startxref\n{xref}\n%%EOF\n".encode()
     path.write_bytes(body)
+
+
+@pytest_twisted.ensureDeferred()
+async def test_desilence_cuts_silence_from_video_and_audio_alike(
+    tmp_path: Path,
+) -> None:
+    """A 8 s test pattern whose sound has a 2 s gap comes out about 6 s long,
+    with video and audio of the same length."""
+    from twisted.internet import reactor
+
+    need("ffmpeg", "ffprobe")
+    sound = tmp_path / "tone.wav"
+    tone_with_gaps(sound)
+    video = tmp_path / "clip.mp4"
+    make_clip(video, sound)
+    from uploadd.workers.transcode import desilence
+
+    seen: list[float] = []
+    (made,) = await desilence(
+        reactor, threads, video, tmp_path / "out", 120, on_progress=seen.append
+    )
+    video_length = float(probe(made, "stream=duration").split()[0])
+    audio_length = float(probe(made, "stream=duration").split()[1])
+    assert 5.0 < video_length < 7.0
+    assert abs(video_length - audio_length) < 0.3
+    assert seen[-1] == 100.0
+
+
+def make_clip(path: Path, sound: Path) -> None:
+    """8 s of test pattern with ``sound`` as its audio."""
+    subprocess.run(
+        [
+            "ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25:duration=8",
+            "-i", str(sound), "-shortest", "-c:v", "libx264", "-preset", "ultrafast",
+            "-pix_fmt", "yuv420p", "-c:a", "aac", str(path),
+        ],
+        check=True,
+    )  # fmt: skip

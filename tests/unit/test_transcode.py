@@ -40,7 +40,7 @@ def test_a_failing_tool_fails_the_job_with_its_words() -> None:
     ("content_type", "profiles"),
     [
         ("audio/mpeg", ["audio-aac"]),
-        ("video/mp4", []),
+        ("video/mp4", ["video-desilence"]),
         ("application/pdf", ["pdf-slides"]),
         ("text/plain", []),
     ],

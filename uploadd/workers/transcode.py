@@ -6,8 +6,10 @@ a pipe (``-progress pipe:1``): ``out_time_us`` against the input's duration
 (from its ``Duration:`` line) gives a percentage. A failing program fails the
 job with the tail of what it printed, never the worker.
 
-Profiles: ``audio-aac`` (any audio to AAC in MP4) and ``pdf-slides`` (one
-JPEG per page, pdftoppm).
+Profiles: ``audio-aac`` (any audio to AAC in MP4), ``pdf-slides`` (one JPEG
+per page, pdftoppm) and ``video-desilence`` (two passes: silencedetect finds
+the silent stretches, then one select expression cuts them from video and
+audio alike).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ def profiles_for(content_type: str) -> list[str]:
     """The profiles a file gets by default, from its media type."""
     if content_type.startswith("audio/"):
         return ["audio-aac"]
+    if content_type.startswith("video/"):
+        return ["video-desilence"]
     if content_type == "application/pdf":
         return ["pdf-slides"]
     return []
@@ -72,9 +76,15 @@ def profiles_for(content_type: str) -> list[str]:
 class ToolProcess(ProcessProtocol):
     """One run: progress from stdout, the tail of stderr, the exit status."""
 
-    def __init__(self, on_progress: Callable[[float], None]) -> None:
+    def __init__(
+        self,
+        on_progress: Callable[[float], None],
+        on_line: Callable[[bytes], None] = lambda line: None,
+    ) -> None:
         self.ended: Deferred[None] = Deferred()
         self._on_progress = on_progress
+        self._on_line = on_line
+        self._partial = b""
         self._duration: float | None = None
         self._stdout = b""
         self._stderr = bytearray()
@@ -82,6 +92,9 @@ class ToolProcess(ProcessProtocol):
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
+            *lines, self._partial = (self._partial + data).split(b"\n")
+            for line in lines:
+                self._on_line(line)
             self._stderr += data
             del self._stderr[:-8192]
             if self._duration is None and (found := _DURATION.search(self._stderr)):
@@ -124,6 +137,102 @@ class ToolProcess(ProcessProtocol):
             self.ended.errback(TranscodeFailed(f"exit {code}: {self.error}"))
 
 
+_SILENCE = re.compile(rb"silence_(start|end): (-?\d+(?:\.\d+)?)")
+
+
+def keep_expression(silences: list[tuple[float, float]]) -> str:
+    """An ffmpeg select expression keeping everything outside ``silences``."""
+    cuts = "+".join(f"between(t,{start:.3f},{end:.3f})" for start, end in silences)
+    return f"not({cuts})" if cuts else "1"
+
+
+async def desilence(
+    reactor: Any,
+    run: Runner,
+    source: Path,
+    out: Path,
+    time_limit: float,
+    threshold_db: float = -35.0,
+    minimum: float = 0.5,
+    on_progress: Callable[[float], None] = lambda percent: None,
+) -> list[Path]:
+    """``video-desilence``: find the silent stretches (silencedetect), then cut
+    them from video and audio with one select expression, so both stay in step."""
+    found: list[tuple[str, float]] = []
+
+    def line(text: bytes) -> None:
+        if match := _SILENCE.search(text):
+            found.append((match.group(1).decode(), float(match.group(2))))
+
+    probe = ToolProcess(lambda percent: on_progress(percent / 2), line)
+    detect = [
+        "ffmpeg", "-hide_banner", "-nostdin", "-i", str(source),
+        "-af", f"silencedetect=noise={threshold_db}dB:d={minimum}",
+        "-progress", "pipe:1", "-nostats", "-f", "null", "-",
+    ]  # fmt: skip
+    await _spawn(reactor, probe, detect, time_limit)
+    silences, start = [], None
+    for kind, at in found:
+        if kind == "start":
+            start = at
+        elif start is not None:
+            silences.append((start, at))
+            start = None
+    if start is not None:
+        silences.append((start, 1e9))
+    keep = keep_expression(silences)
+    profile = Profile(
+        "video-desilence",
+        lambda src, dst: [
+            "ffmpeg",
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-i",
+            str(src),
+            "-vf",
+            f"select='{keep}',setpts=N/FRAME_RATE/TB",
+            "-af",
+            f"aselect='{keep}',asetpts=N/SR/TB",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-progress",
+            "pipe:1",
+            "-nostats",
+            str(dst / "desilenced.mp4"),
+        ],
+        "desilenced.mp4",
+    )
+    return await run_profile(
+        reactor,
+        run,
+        profile,
+        source,
+        out,
+        time_limit,
+        lambda p: on_progress(50 + p / 2),
+    )
+
+
+async def _spawn(
+    reactor: Any, process: ToolProcess, args: list[str], limit: float
+) -> None:
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+    reactor.spawnProcess(process, args[0], args, env=env)
+    killer = reactor.callLater(limit, process.kill)
+    try:
+        await process.ended
+    finally:
+        if killer.active():
+            killer.cancel()
+
+
 async def run_profile(
     reactor: Any,
     run: Runner,
@@ -137,16 +246,33 @@ async def run_profile(
     await run(lambda: out.mkdir(parents=True, exist_ok=True))
     args = profile.build(source, out)
     process = ToolProcess(on_progress)
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
-    reactor.spawnProcess(process, args[0], args, env=env)
-    killer = reactor.callLater(time_limit, process.kill)
-    try:
-        await process.ended
-    finally:
-        if killer.active():
-            killer.cancel()
+    await _spawn(reactor, process, args, time_limit)
     made: list[Path] = await run(lambda: sorted(out.glob(profile.outputs)))
     if not made:
         raise TranscodeFailed(f"{profile.name} made no output: {process.error}")
     on_progress(100.0)
     return made
+
+
+NAMES = (*PROFILES, "video-desilence")
+
+
+async def transcode(
+    name: str,
+    reactor: Any,
+    run: Runner,
+    source: Path,
+    out: Path,
+    time_limit: float,
+    on_progress: Callable[[float], None] = lambda percent: None,
+) -> list[Path]:
+    """Run the profile called ``name``; the files it made."""
+    if name == "video-desilence":
+        return await desilence(
+            reactor, run, source, out, time_limit, on_progress=on_progress
+        )
+    if name not in PROFILES:
+        raise TranscodeFailed(f"no profile {name!r}; profiles: {', '.join(NAMES)}")
+    return await run_profile(
+        reactor, run, PROFILES[name], source, out, time_limit, on_progress
+    )
