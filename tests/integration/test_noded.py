@@ -24,7 +24,7 @@ from noded import rsync
 from noded.client import connect
 from noded.protocol import Ping, Stat
 from noded.signing import signed_query, url_key
-from tests.integration.daemon import twistd
+from tests.integration.daemon import stop_process, twistd
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
@@ -45,13 +45,7 @@ class RunningNode:
     ports: dict[str, int]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
         # A node killed with SIGKILL could not stop its rsync daemon: stop it
         # by pid, and make sure it is gone (a zombie awaiting its reaper is).
         deadline = time.monotonic() + 10

@@ -75,7 +75,11 @@ class Router(Resource):
         return fallback
 
     def render(self, request: IRequest) -> bytes | int:
-        found = self.match(request.method, request.uri)
+        # The ingest gate matched the route when the headers arrived; any
+        # other request (a plain Site) is matched here.
+        found = getattr(request, "route", None) or self.match(
+            request.method, request.uri
+        )
         if found is None:
             return problems.apply(
                 request,

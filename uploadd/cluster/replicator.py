@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from twisted.internet.defer import DeferredList, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from noded import rsync
-from noded.protocol import Stat
+from noded.protocol import Replicate, Stat
 from uploadd.cluster.placement import choose
 from uploadd.cluster.registry import Node, Registry
 from uploadd.ingest.sink import Runner
@@ -57,8 +57,6 @@ class Replicator:
 
     def stored(self, record: FileRecord) -> None:
         """The Library's hook: a new file starts its way to the nodes."""
-        from twisted.internet.defer import Deferred
-
         Deferred.fromCoroutine(self.replicate(record.id)).addErrback(
             lambda f: log.failure("replicating {file_id} failed", f, file_id=record.id)
         )
@@ -129,8 +127,6 @@ class Replicator:
         ]
 
     def _copy(self, record: FileRecord, node: Node, holders: list[Node]) -> Any:
-        from twisted.internet.defer import Deferred
-
         lane = self._lanes.setdefault(
             node.id, DeferredSemaphore(self.settings.transfers_per_node)
         )
@@ -179,8 +175,6 @@ class Replicator:
         self, file_id: str, node: Node, holders: list[Node]
     ) -> rsync.Outcome:
         """No local copy: ask a node that holds it to push it (repair)."""
-        from noded.protocol import Replicate
-
         for holder in holders:
             if not holder.serving:
                 continue

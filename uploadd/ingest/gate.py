@@ -169,6 +169,8 @@ class IngestGate:
     ) -> None:
         """Give ``request`` its content object, or raise the Problem refusing it."""
         found = self._router.match(method, target)
+        # Kept for the Router, so the route is not matched twice.
+        request.route = found
         kind = found.upload_kind if found is not None else None
         if found is None or kind is None:
             cap = self.limits.max_body_size

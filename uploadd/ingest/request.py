@@ -22,6 +22,7 @@ from twisted.web.server import Request
 from uploadd.api import problems
 from uploadd.api.cors import Cors
 from uploadd.api.problems import Problem
+from uploadd.api.root import RouteMatch
 from uploadd.ingest.gate import IngestGate, Upload
 from uploadd.ingest.sink import StreamedContent
 
@@ -51,6 +52,7 @@ class StreamingRequest(Request):
     clock: IReactorTime
     cors: Cors
     upload: Upload | None = None
+    route: RouteMatch | None = None
     processing = False
     _rejected = False
     _continue_held = False
