@@ -16,6 +16,7 @@ from uploadd.store.interface import (
     FileRecord,
     IMetadataStore,
     NodeRecord,
+    Rendition,
     Replica,
     UploadRecord,
 )
@@ -217,3 +218,49 @@ async def test_events_ride_in_the_same_transaction(store: IMetadataStore) -> Non
     assert await store.outbox_depth() == 2
     await store.mark_sent([pending[0].id], 5.0)
     assert [e.payload["n"] for e in await store.pending_events(10)] == [3]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_renditions_fence_attempts_and_replace_outputs(
+    store: IMetadataStore,
+) -> None:
+    """Pending renditions arrive with their file; only the current attempt
+    adds outputs or saves; a second output at the same place replaces the
+    first; outputs are not listed as files and go with their source."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    pending = Rendition("src", "audio-aac", "pending", 1.0, 1.0)
+    await store.add_file(record("src", alice.id, 1.0), renditions=[pending])
+    assert await store.renditions_of("src") == [pending]
+    running = attrs.evolve(pending, state="running", attempt=1)
+    await store.save_rendition(running, expect_attempt=0)
+    with pytest.raises(Conflict):
+        await store.save_rendition(attrs.evolve(running, attempt=2), expect_attempt=0)
+
+    def output(file_id: str) -> FileRecord:
+        return attrs.evolve(record(file_id, alice.id, 2.0), rendition_of="src")
+
+    assert await store.add_output(output("o1"), "audio-aac", 0, attempt=1) is None
+    with pytest.raises(Conflict):
+        await store.add_output(output("stale"), "audio-aac", 0, attempt=0)
+    assert await store.get_file("stale") is None
+    # A redelivered job (attempt 2) makes the same output again: it replaces.
+    current = await store.get_rendition("src", "audio-aac")
+    assert current is not None and current.outputs == ("o1",)
+    await store.save_rendition(attrs.evolve(current, attempt=2), expect_attempt=1)
+    assert await store.add_output(output("o2"), "audio-aac", 0, attempt=2) == "o1"
+    assert await store.get_file("o1") is None
+    await store.add_output(
+        output("o3"), "audio-aac", 1, attempt=2, events=[Event("file.stored", {"n": 1})]
+    )
+    found = await store.get_rendition("src", "audio-aac")
+    assert found is not None and found.outputs == ("o2", "o3")
+    await store.save_rendition(
+        attrs.evolve(found, state="ready", outputs=("o2",)), 2, drop=["o3"]
+    )
+    assert await store.get_file("o3") is None
+    page = await store.list_files(alice.id, 0, 10)
+    assert [f.id for f in page.results] == ["src"]
+    assert await store.delete_file("src")
+    assert await store.get_file("o2") is None
+    assert await store.renditions_of("src") == []
+    assert await store.get_rendition("src", "audio-aac") is None

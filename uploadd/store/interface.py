@@ -32,6 +32,29 @@ class FileRecord:
     content_type: str
     created_at: float
     parent: str | None = None
+    rendition_of: str | None = None
+
+
+@attrs.frozen
+class Rendition:
+    """One profile's output for a source file: a job and what it made.
+
+    ``state`` goes pending -> running -> ready or failed; ``attempt`` counts
+    the starts, and only the newest attempt may add outputs or finish, so a
+    redelivered job replaces, never duplicates. ``outputs`` are file ids in
+    order (slide 1, 2, ...).
+    """
+
+    source_id: str
+    profile: str
+    state: str
+    created_at: float
+    updated_at: float
+    percent: float = 0.0
+    error: str | None = None
+    attempt: int = 0
+    outputs: tuple[str, ...] = ()
+    started_at: float | None = None
 
 
 @attrs.frozen
@@ -166,18 +189,52 @@ class IMetadataStore(Interface):
     def delete_user(username: str) -> Awaitable[bool]:
         """Remove a user; False if there was none."""
 
-    def add_file(record: FileRecord, events: Sequence[Event] = ()) -> Awaitable[None]:
+    def add_file(
+        record: FileRecord,
+        events: Sequence[Event] = (),
+        renditions: Sequence[Rendition] = (),
+    ) -> Awaitable[None]:
         """Record a file whose bytes are already durable in the blob store,
-        with ``events`` in the same transaction (the outbox)."""
+        with ``events`` (the outbox) and its pending ``renditions`` in the
+        same transaction."""
 
     def get_file(file_id: str) -> Awaitable[FileRecord | None]:
         """The file with ``file_id``."""
 
     def list_files(owner_id: int | None, offset: int, limit: int) -> Awaitable[Page]:
-        """Files of one owner (None: everyone's), newest first."""
+        """Files of one owner (None: everyone's), newest first; renditions'
+        outputs are listed with their source, not here."""
 
     def versions_of(file_id: str) -> Awaitable[list[FileRecord]]:
         """Files whose parent is ``file_id``, oldest first."""
+
+    def renditions_of(source_id: str) -> Awaitable[list[Rendition]]:
+        """A file's renditions, in the order they were asked for."""
+
+    def get_rendition(source_id: str, profile: str) -> Awaitable[Rendition | None]:
+        """One rendition of a file."""
+
+    def save_rendition(
+        rendition: Rendition,
+        expect_attempt: int,
+        events: Sequence[Event] = (),
+        drop: Sequence[str] = (),
+    ) -> Awaitable[None]:
+        """Store a changed rendition if its stored attempt is still
+        ``expect_attempt`` (else Conflict), forget the files ``drop`` and
+        record ``events``, in one transaction."""
+
+    def add_output(
+        record: FileRecord,
+        profile: str,
+        index: int,
+        attempt: int,
+        events: Sequence[Event] = (),
+    ) -> Awaitable[str | None]:
+        """Record output ``index`` of ``record.rendition_of``'s ``profile``
+        rendition for ``attempt`` (Conflict if another attempt is current or
+        there is no such rendition); the id of the file it replaced, which is
+        forgotten in the same transaction."""
 
     def add_upload(record: UploadRecord) -> Awaitable[None]:
         """Record a new resumable upload."""

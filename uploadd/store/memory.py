@@ -15,6 +15,7 @@ from uploadd.store.interface import (
     IMetadataStore,
     NodeRecord,
     Page,
+    Rendition,
     Replica,
     UploadRecord,
     User,
@@ -33,6 +34,7 @@ class MemoryStore:
     events: list[Event] = attrs.field(factory=list)
     webhooks: dict[str, Webhook] = attrs.field(factory=dict)
     deliveries: dict[str, Delivery] = attrs.field(factory=dict)
+    renditions: dict[tuple[str, str], Rendition] = attrs.field(factory=dict)
     sent: set[int] = attrs.field(factory=set)
     _next_event: int = 0
     _next_user: int = 1
@@ -92,19 +94,83 @@ class MemoryStore:
             await self.delete_file(record.id)
         return True
 
-    async def add_file(self, record: FileRecord, events: Sequence[Event] = ()) -> None:
+    async def add_file(
+        self,
+        record: FileRecord,
+        events: Sequence[Event] = (),
+        renditions: Sequence[Rendition] = (),
+    ) -> None:
+        self._check_new(record)
+        self.files[record.id] = record
+        for rendition in renditions:
+            self.renditions[(rendition.source_id, rendition.profile)] = rendition
+        self._append(events)
+
+    def _check_new(self, record: FileRecord) -> None:
         if record.id in self.files:
             raise Conflict(f"file {record.id} exists")
-        if record.parent is not None and record.parent not in self.files:
-            raise Conflict(f"file {record.id}: parent {record.parent} is unknown")
-        self.files[record.id] = record
+        for linked in (record.parent, record.rendition_of):
+            if linked is not None and linked not in self.files:
+                raise Conflict(f"file {record.id}: {linked} is unknown")
+
+    async def renditions_of(self, source_id: str) -> list[Rendition]:
+        return [r for key, r in self.renditions.items() if key[0] == source_id]
+
+    async def get_rendition(self, source_id: str, profile: str) -> Rendition | None:
+        return self.renditions.get((source_id, profile))
+
+    async def save_rendition(
+        self,
+        rendition: Rendition,
+        expect_attempt: int,
+        events: Sequence[Event] = (),
+        drop: Sequence[str] = (),
+    ) -> None:
+        key = (rendition.source_id, rendition.profile)
+        found = self.renditions.get(key)
+        if found is None or found.attempt != expect_attempt:
+            raise Conflict(
+                f"rendition {rendition.profile} of {rendition.source_id} is gone"
+                f" or past attempt {expect_attempt}"
+            )
+        self.renditions[key] = rendition
+        for file_id in drop:
+            self.files.pop(file_id, None)
         self._append(events)
+
+    async def add_output(
+        self,
+        record: FileRecord,
+        profile: str,
+        index: int,
+        attempt: int,
+        events: Sequence[Event] = (),
+    ) -> str | None:
+        key = (record.rendition_of or "", profile)
+        found = self.renditions.get(key)
+        if found is None or found.attempt != attempt:
+            raise Conflict(
+                f"rendition {profile} of {record.rendition_of} is gone or past"
+                f" attempt {attempt}"
+            )
+        self._check_new(record)
+        outputs = list(found.outputs) + ["-"] * (index + 1 - len(found.outputs))
+        replaced, outputs[index] = outputs[index], record.id
+        self.files.pop(replaced, None)
+        self.files[record.id] = record
+        self.renditions[key] = attrs.evolve(found, outputs=tuple(outputs))
+        self._append(events)
+        return None if replaced == "-" else replaced
 
     async def get_file(self, file_id: str) -> FileRecord | None:
         return self.files.get(file_id)
 
     async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
-        mine = [f for f in self.files.values() if owner_id in (None, f.owner_id)]
+        mine = [
+            f
+            for f in self.files.values()
+            if owner_id in (None, f.owner_id) and f.rendition_of is None
+        ]
         mine.sort(key=lambda f: (-f.created_at, f.id))
         return Page(len(mine), mine[offset : offset + limit])
 
@@ -223,4 +289,8 @@ class MemoryStore:
             del self.replicas[key]
         for child in await self.versions_of(file_id):
             self.files[child.id] = attrs.evolve(child, parent=None)
+        for key in [k for k in self.renditions if k[0] == file_id]:
+            del self.renditions[key]
+        for output in [f for f in self.files.values() if f.rendition_of == file_id]:
+            await self.delete_file(output.id)
         return True

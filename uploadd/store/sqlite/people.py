@@ -10,13 +10,17 @@ from uploadd.store.interface import (
     Event,
     FileRecord,
     Page,
+    Rendition,
     User,
 )
 from uploadd.store.sqlite.base import SQLiteBase
 from uploadd.store.sqlite.rows import (
     _FILE_COLUMNS,
+    _RENDITION_COLUMNS,
     _file,
     _insert_events,
+    _insert_file,
+    _rendition_values,
     _user,
 )
 
@@ -104,26 +108,22 @@ class UsersAndFiles(SQLiteBase):
         deleted: bool = await self._write(run)
         return deleted
 
-    async def add_file(self, record: FileRecord, events: Sequence[Event] = ()) -> None:
+    async def add_file(
+        self,
+        record: FileRecord,
+        events: Sequence[Event] = (),
+        renditions: Sequence[Rendition] = (),
+    ) -> None:
         def run(cursor: sqlite3.Cursor) -> None:
             try:
-                cursor.execute(
-                    f"INSERT INTO files ({_FILE_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.id,
-                        record.owner_id,
-                        record.filename,
-                        record.size,
-                        record.sha256,
-                        record.md5,
-                        record.content_type,
-                        record.created_at,
-                        record.parent,
-                    ),
-                )
+                _insert_file(cursor, record)
             except sqlite3.IntegrityError as error:
                 raise Conflict(f"file {record.id}: {error}") from None
+            cursor.executemany(
+                f"INSERT INTO renditions ({_RENDITION_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_rendition_values(r) for r in renditions],
+            )
             _insert_events(cursor, events)
 
         await self._write(run)
@@ -135,7 +135,9 @@ class UsersAndFiles(SQLiteBase):
         return _file(rows[0]) if rows else None
 
     async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
-        where, params = ("WHERE owner_id = ?", [owner_id]) if owner_id else ("", [])
+        where, params = "WHERE rendition_of IS NULL", []
+        if owner_id:
+            where, params = f"{where} AND owner_id = ?", [owner_id]
 
         def run(connection: sqlite3.Connection) -> Page:
             count = connection.execute(

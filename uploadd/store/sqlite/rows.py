@@ -7,16 +7,20 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from uploadd.store.interface import (
     Delivery,
     Event,
     FileRecord,
+    Rendition,
     UploadRecord,
     User,
 )
 
 _FILE_COLUMNS = (
-    "id, owner_id, filename, size, sha256, md5, content_type, created_at, parent"
+    "id, owner_id, filename, size, sha256, md5, content_type, created_at, parent,"
+    " rendition_of"
 )
 
 
@@ -33,6 +37,31 @@ def _user(row: tuple[Any, ...]) -> User:
 
 def _file(row: tuple[Any, ...]) -> FileRecord:
     return FileRecord(*row)
+
+
+def _insert_file(cursor: sqlite3.Cursor, record: FileRecord) -> None:
+    cursor.execute(
+        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        attrs.astuple(record),
+    )
+
+
+_RENDITION_COLUMNS = (
+    "source_id, profile, state, created_at, updated_at, percent, error, attempt,"
+    " outputs, started_at"
+)
+
+
+def _rendition(row: tuple[Any, ...]) -> Rendition:
+    values = list(row)
+    values[8] = tuple(values[8].split()) if values[8] else ()
+    return Rendition(*values)
+
+
+def _rendition_values(rendition: Rendition) -> tuple[Any, ...]:
+    values = list(attrs.astuple(rendition, recurse=False))
+    values[8] = " ".join(rendition.outputs)
+    return tuple(values)
 
 
 _UPLOAD_COLUMNS = (
