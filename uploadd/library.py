@@ -21,8 +21,15 @@ from twisted.logger import Logger
 from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Principal
 from uploadd.ingest.sink import Digest, Runner
+from uploadd.renditions import MISSING, PENDING, ProfilePolicy
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import Event, FileRecord, IMetadataStore
+from uploadd.store.interface import (
+    Conflict,
+    Event,
+    FileRecord,
+    IMetadataStore,
+    Rendition,
+)
 
 log = Logger()
 
@@ -52,12 +59,24 @@ def clean_content_type(given: str | None, filename: str) -> str:
     return guessed or "application/octet-stream"
 
 
+@attrs.frozen
+class OutputSlot:
+    """Where a worker's output goes: place ``index`` of ``source``'s
+    ``profile`` rendition, for ``attempt``."""
+
+    source: FileRecord
+    profile: str
+    index: int
+    attempt: int
+
+
 @attrs.define
 class Library:
     _store: IMetadataStore
     _blobs: BlobStore
     _run: Runner
     _clock: IReactorTime
+    policy: ProfilePolicy = attrs.field(factory=ProfilePolicy)
     on_stored: list[Callable[[FileRecord], object]] = attrs.field(factory=list)
     on_deleted: list[Callable[[FileRecord], object]] = attrs.field(factory=list)
 
@@ -70,28 +89,41 @@ class Library:
         content_type: str | None,
         parent: str | None,
         staged: Path | None = None,
+        renditions: str | None = None,
+        output: OutputSlot | None = None,
     ) -> FileRecord:
         """Commit the staged blob ``blob_id`` (or the file ``staged``) as a new
-        file of ``owner``."""
+        file of ``owner`` with the ``renditions`` asked for (None: the
+        defaults for its type), or as a worker's ``output``."""
         try:
             name = clean_filename(filename)
             if parent:
                 await self._check_parent(owner, parent)
             await self._run(self._blobs.commit, blob_id, staged)
+            now = self._clock.seconds()
             record = FileRecord(
                 id=blob_id,
-                owner_id=owner.user_id,
+                owner_id=output.source.owner_id if output else owner.user_id,
                 filename=name,
                 size=digest.size,
                 sha256=digest.sha256,
                 md5=digest.md5,
                 content_type=clean_content_type(content_type, name),
-                created_at=self._clock.seconds(),
+                created_at=now,
                 parent=parent or None,
+                rendition_of=output.source.id if output else None,
             )
-            await self._store.add_file(
-                record, [file_event("file.stored", record, self._clock)]
-            )
+            if output is not None:
+                await self._add_output(record, output)
+            else:
+                profiles = self.policy.choose(record.content_type, renditions)
+                event = file_event("file.stored", record, self._clock)
+                event.payload["renditions"] = list(profiles)
+                await self._store.add_file(
+                    record,
+                    [event],
+                    [Rendition(record.id, p, PENDING, now, now) for p in profiles],
+                )
         except BaseException:
             if staged is None:
                 await self._run(self._blobs.remove, blob_id)
@@ -110,6 +142,18 @@ class Library:
             hook(record)
         return record
 
+    async def _add_output(self, record: FileRecord, output: OutputSlot) -> None:
+        event = file_event("file.stored", record, self._clock)
+        event.payload["profile"] = output.profile
+        try:
+            replaced = await self._store.add_output(
+                record, output.profile, output.index, output.attempt, [event]
+            )
+        except Conflict as error:
+            raise Problem(409, f"this output is not wanted: {error}") from None
+        if replaced is not None:
+            await self._run(self._blobs.remove, replaced)
+
     async def _check_parent(self, owner: Principal, parent: str) -> None:
         found = await self._store.get_file(parent)
         if found is None or (found.owner_id != owner.user_id and not owner.is_admin):
@@ -118,6 +162,12 @@ class Library:
             )
 
     async def delete(self, record: FileRecord) -> None:
+        """Forget ``record`` and its bytes, with its renditions' outputs."""
+        for rendition in await self._store.renditions_of(record.id):
+            for output_id in rendition.outputs:
+                output = await self._store.get_file(output_id)
+                if output_id != MISSING and output is not None:
+                    await self.delete(output)
         await self._store.delete_file(
             record.id, [file_event("file.deleted", record, self._clock)]
         )
@@ -139,6 +189,7 @@ def file_event(topic: str, record: FileRecord, clock: IReactorTime) -> Event:
             "sha256": record.sha256,
             "content_type": record.content_type,
             "parent": record.parent,
+            "rendition_of": record.rendition_of,
         },
         owner_id=record.owner_id,
         created_at=clock.seconds(),

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from uploadd.workers.transcode import PROFILES, TranscodeFailed, run_profile
+from uploadd.workers.profiles import PROFILES, TranscodeFailed, run_profile
 
 pytestmark = pytest.mark.integration
 
@@ -133,7 +133,7 @@ async def test_desilence_cuts_silence_from_video_and_audio_alike(
     tone_with_gaps(sound)
     video = tmp_path / "clip.mp4"
     make_clip(video, sound)
-    from uploadd.workers.transcode import desilence
+    from uploadd.workers.profiles import desilence
 
     seen: list[float] = []
     (made,) = await desilence(

@@ -10,7 +10,7 @@ import pytest_twisted
 
 from tests.support import Harness, Reply, auth, harness, multipart
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import Event, FileRecord, Page
+from uploadd.store.interface import Event, FileRecord, Page, Rendition
 from uploadd.store.memory import MemoryStore
 
 
@@ -270,11 +270,16 @@ class WatchingStore(MemoryStore):
         self.blobs: BlobStore | None = None
         self.seen: list[tuple[bool, list[Path]]] = []
 
-    async def add_file(self, record: FileRecord, events: Sequence[Event] = ()) -> None:
+    async def add_file(
+        self,
+        record: FileRecord,
+        events: Sequence[Event] = (),
+        renditions: Sequence[Rendition] = (),
+    ) -> None:
         assert self.blobs is not None
         staged = sorted(self.blobs.incoming.glob("*"))
         self.seen.append((self.blobs.path(record.id).exists(), staged))
-        await super().add_file(record, events)
+        await super().add_file(record, events, renditions)
 
 
 class BrokenStore(MemoryStore):

@@ -6,7 +6,9 @@ import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 
-from uploadd.workers.transcode import ToolProcess, TranscodeFailed, profiles_for
+from uploadd.api.problems import Problem
+from uploadd.renditions import ProfilePolicy, parse_defaults, parse_requested
+from uploadd.workers.profiles import ToolProcess, TranscodeFailed
 
 
 def test_progress_comes_from_ffmpeg_progress_lines() -> None:
@@ -46,4 +48,27 @@ def test_a_failing_tool_fails_the_job_with_its_words() -> None:
     ],
 )
 def test_profiles_by_media_type(content_type: str, profiles: list[str]) -> None:
-    assert profiles_for(content_type) == profiles
+    assert list(ProfilePolicy().choose(content_type, None)) == profiles
+
+
+def test_the_uploader_chooses_profiles_or_none() -> None:
+    """A request overrides the defaults; none asks for nothing; an unknown
+    name is a 400 naming the profiles."""
+    policy = ProfilePolicy()
+    assert policy.choose("audio/mpeg", "none") == ()
+    assert policy.choose("text/plain", "pdf-slides, audio-aac") == (
+        "pdf-slides",
+        "audio-aac",
+    )
+    with pytest.raises(Problem) as refused:
+        parse_requested("audio-aac gif")
+    assert refused.value.status == 400
+    assert "gif" in str(refused.value.detail) and "pdf-slides" in refused.value.detail
+
+
+def test_default_profiles_are_configurable() -> None:
+    policy = ProfilePolicy(parse_defaults("audio/mpeg=audio-aac image/*=pdf-slides"))
+    assert policy.choose("audio/ogg", None) == ()
+    assert policy.choose("image/png", None) == ("pdf-slides",)
+    with pytest.raises(ValueError, match="thumbnail"):
+        parse_defaults("image/*=thumbnail")

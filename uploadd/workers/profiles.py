@@ -62,15 +62,19 @@ PROFILES = {
 }
 
 
-def profiles_for(content_type: str) -> list[str]:
-    """The profiles a file gets by default, from its media type."""
-    if content_type.startswith("audio/"):
-        return ["audio-aac"]
-    if content_type.startswith("video/"):
-        return ["video-desilence"]
-    if content_type == "application/pdf":
-        return ["pdf-slides"]
-    return []
+#: Every profile, by name.
+NAMES = ("audio-aac", "video-desilence", "pdf-slides")
+
+
+@attrs.frozen
+class ToolSettings:
+    """How the tools run: a wall-clock limit per job, and what
+    ``video-desilence`` takes for silence (below ``silence_threshold`` dB for
+    at least ``silence_minimum`` seconds)."""
+
+    time_limit: float = 3600.0
+    silence_threshold: float = -35.0
+    silence_minimum: float = 0.5
 
 
 class ToolProcess(ProcessProtocol):
@@ -254,25 +258,29 @@ async def run_profile(
     return made
 
 
-NAMES = (*PROFILES, "video-desilence")
-
-
 async def transcode(
     name: str,
     reactor: Any,
     run: Runner,
     source: Path,
     out: Path,
-    time_limit: float,
+    settings: ToolSettings,
     on_progress: Callable[[float], None] = lambda percent: None,
 ) -> list[Path]:
-    """Run the profile called ``name``; the files it made."""
+    """Run the profile called ``name``; the files it made, in order."""
     if name == "video-desilence":
         return await desilence(
-            reactor, run, source, out, time_limit, on_progress=on_progress
+            reactor,
+            run,
+            source,
+            out,
+            settings.time_limit,
+            settings.silence_threshold,
+            settings.silence_minimum,
+            on_progress,
         )
     if name not in PROFILES:
         raise TranscodeFailed(f"no profile {name!r}; profiles: {', '.join(NAMES)}")
     return await run_profile(
-        reactor, run, PROFILES[name], source, out, time_limit, on_progress
+        reactor, run, PROFILES[name], source, out, settings.time_limit, on_progress
     )
