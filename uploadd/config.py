@@ -15,6 +15,7 @@ import attrs
 
 from uploadd import settings
 from uploadd.api.cors import parse_origins
+from uploadd.renditions import parse_defaults
 from uploadd.settings import (
     parse_bool,
     parse_duration,
@@ -27,6 +28,7 @@ from uploadd.settings import (
     parse_url,
     setting,
 )
+from uploadd.workers.profiles import NAMES
 
 SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
 DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"
@@ -292,6 +294,87 @@ class SmtpSection:
     )
 
 
+ROLES = ("transcode", "push")
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    words = text.replace(",", " ").split()
+    if words == ["none"]:
+        return ()
+    if not words or any(word not in ROLES for word in words):
+        raise ValueError(text)
+    return tuple(dict.fromkeys(words))
+
+
+def parse_silence(text: str) -> float:
+    value = float(text.strip().lower().removesuffix("db"))
+    if not -100 <= value < 0:
+        raise ValueError(text)
+    return value
+
+
+@attrs.frozen
+class WorkersSection:
+    roles: tuple[str, ...] = setting(
+        "transcode push",
+        parse_roles,
+        "workers uploadd runs itself; `twistd uploadd worker --role R` runs"
+        " more on any machine (with [amqp] url)",
+        "transcode and/or push, space separated, or none",
+    )
+    transcode_concurrency: int = setting(
+        "2", parse_positive_int, "transcode jobs one worker runs at once",
+        "a positive integer",
+    )  # fmt: skip
+    push_concurrency: int = setting(
+        "8", parse_positive_int, "webhook and email pushes one worker runs at once",
+        "a positive integer",
+    )  # fmt: skip
+    time_limit: float = setting(
+        "1h", parse_duration, "a transcode taking longer is killed and failed",
+        DURATION,
+    )  # fmt: skip
+    max_attempts: int = setting(
+        "3", parse_positive_int,
+        "starts of a transcode job (a worker died under it) before it is failed",
+        "a positive integer",
+    )  # fmt: skip
+    profiles: tuple[tuple[str, str], ...] = setting(
+        "audio/*=audio-aac video/*=video-desilence application/pdf=pdf-slides",
+        parse_defaults,
+        "renditions a file gets by media type, unless its uploader names some"
+        f" ({', '.join(NAMES)})",
+        "media/type=profile pairs, space separated",
+    )
+    silence_threshold: float = setting(
+        "-35", parse_silence, "video-desilence: quieter than this is silence",
+        "decibels below 0, such as -35",
+    )  # fmt: skip
+    silence_minimum: float = setting(
+        "0.5s", parse_duration, "video-desilence: shorter silences are kept",
+        DURATION,
+    )  # fmt: skip
+    api_url: str = setting(
+        "",
+        parse_url(("http", "https")),
+        "the uploadd a worker process talks to; empty: [http] host and port here",
+        "an http:// or https:// URL",
+    )
+    token: str = setting(
+        "",
+        parse_secret,
+        "a worker process's token (uploadctl worker-token); empty mints one"
+        " with [auth] secret or <data_dir>/secret",
+        "a token from uploadctl worker-token",
+    )
+    work_dir: Path = setting(
+        "",
+        lambda text: Path(text.strip()).expanduser() if text.strip() else Path(),
+        "scratch space for transcodes; empty: <data_dir>/work",
+        "a directory path",
+    )
+
+
 @attrs.frozen
 class Config:
     http: HTTPSection = attrs.field(factory=HTTPSection)
@@ -303,6 +386,7 @@ class Config:
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
     amqp: AmqpSection = attrs.field(factory=AmqpSection)
     smtp: SmtpSection = attrs.field(factory=SmtpSection)
+    workers: WorkersSection = attrs.field(factory=WorkersSection)
 
     def __attrs_post_init__(self) -> None:
         if self.ingest.low_water >= self.ingest.high_water:
@@ -317,6 +401,11 @@ class Config:
             return self.storage.data_dir / "uploadd.sqlite3"
         # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy
         return Path(url[len("sqlite:///") :])
+
+    @property
+    def work_dir(self) -> Path:
+        given = self.workers.work_dir
+        return given if given != Path() else self.storage.data_dir / "work"
 
 
 SAMPLE_HEADER = """\

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any, cast
 
 import attrs
@@ -34,6 +35,7 @@ from uploadd.api.files import FilesAPI
 from uploadd.api.live import LiveAPI, LiveHub
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
+from uploadd.api.renditions import RenditionsAPI
 from uploadd.api.root import Router
 from uploadd.api.slideshow import SlideshowAPI
 from uploadd.api.storage import StorageAPI
@@ -56,12 +58,13 @@ from uploadd.ingest.request import request_factory
 from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics
+from uploadd.renditions import ProfilePolicy, Renditions
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import IMetadataStore, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
 from uploadd.uploads.resumable import Resumable
-from uploadd.workers.email import EmailPusher, smtp_mailer
-from uploadd.workers.webhooks import Poster, WebhookPusher, treq_poster
+from uploadd.workers.webhooks import Poster
+from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
 
 log = Logger()
 
@@ -95,14 +98,19 @@ def build(
     run: Runner,
     cluster_secret: bytes = b"",
     poster: Poster | None = None,
+    api_url: Callable[[], str] | None = None,
 ) -> Parts:
-    """Every part of an uploadd process, connected."""
+    """Every part of an uploadd process, connected. The in-process transcode
+    worker talks to ``api_url`` (this process, once it listens); without
+    one, or without the role in ``[workers] roles``, none runs here."""
     cluster = config.cluster
     blobs = BlobStore(config.storage.data_dir)
     tokens = TokenIssuer(secret, reactor)
     metrics = Metrics()
     progress = ProgressBoard(reactor, config.ingest.progress_ttl)
-    library = Library(store, blobs, run, reactor)
+    library = Library(
+        store, blobs, run, reactor, ProfilePolicy(config.workers.profiles)
+    )
     resumable = Resumable(
         store,
         blobs,
@@ -167,16 +175,13 @@ def build(
     library.on_deleted.append(relay.kick)
     hub = LiveHub(reactor)
     hub.attach(bus)
-    pusher = WebhookPusher(store, reactor, poster or treq_poster(reactor))
-    pusher.attach(bus)
-    smtp = config.smtp
-    if smtp.host:
-        EmailPusher(
-            store,
-            smtp_mailer(reactor, smtp.host, smtp.port, smtp.username, smtp.password),
-            smtp.sender,
-            tuple(smtp.events.split()),
-        ).attach(bus)
+    roles = config.workers.roles
+    if "push" in roles:
+        push_role(config, reactor, store, bus, poster)
+    if "transcode" in roles and api_url is not None:
+        transcode_role(
+            config, reactor, run, bus, api_url, minted_tokens(tokens, reactor)
+        )
     repairer = Repairer(
         registry,
         store,
@@ -213,7 +218,21 @@ def build(
             fsync=config.storage.fsync,
         ),
     )
+    renditions = Renditions(store, reactor, config.workers.max_attempts)
     router.mount(
+        # Before FilesAPI: its PUT /files/<path> would take output uploads.
+        RenditionsAPI(
+            renditions,
+            library,
+            store,
+            blobs,
+            run,
+            tokens,
+            gate,
+            locator,
+            config.storage.fsync,
+            config.http.public_url,
+        ),
         FilesAPI(
             library,
             store,
@@ -290,8 +309,15 @@ class UploaddService(Service):
         self._cluster_secret = token_secret(
             config.cluster.secret, data_dir, name="cluster-secret"
         )
+        self._listening_at = ""
         self.parts = build(
-            config, reactor, self._store, self._secret, run, self._cluster_secret
+            config,
+            reactor,
+            self._store,
+            self._secret,
+            run,
+            self._cluster_secret,
+            api_url=lambda: self._listening_at,
         )
         self._port: IListeningPort | None = None
         self._sweeper = LoopingCall(self._sweep)
@@ -324,6 +350,7 @@ class UploaddService(Service):
             http.port, self.parts.site, interface=http.host
         )
         address = cast(IPv4Address, self._port.getHost())
+        self._listening_at = f"http://{address.host}:{address.port}"
         self._write_port_file(address.port)
         log.info(
             "uploadd listening on http://{host}:{port} (schema {version}, data {data})",

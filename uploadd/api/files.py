@@ -14,16 +14,18 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from uploadd.api import problems
-from uploadd.api.access import owned, principal_of
+from uploadd.api.access import owned, principal_of, query_value
 from uploadd.api.download import BlobResource
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
+from uploadd.api.renditions import renditions_summary
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
-from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, Upload
+from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.ingest.multipart import MultipartSink, boundary_of
 from uploadd.ingest.sink import BlobFile
 from uploadd.library import Library
+from uploadd.renditions import parse_requested
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore
 
@@ -39,16 +41,6 @@ async def serve(
     request.setHeader(b"cache-control", b"no-store")
     request.redirect(url.encode("ascii"))
     return empty(request, 302)
-
-
-def upload_of(request: IRequest) -> Upload:
-    """The upload the ingest gate attached to ``request``."""
-    upload: Upload | None = getattr(request, "upload", None)
-    if upload is None:
-        # Only a Site whose requestFactory is the StreamingRequest gets here
-        # with an upload; anything else is a wiring fault, not a client's.
-        raise RuntimeError("upload route reached without the ingest gate")
-    return upload
 
 
 @attrs.define(slots=False)
@@ -78,6 +70,9 @@ class FilesAPI:
         if admission.endpoint == "post_file":
             ctype = admission.headers.getRawHeaders(b"content-type")
             boundary = boundary_of(ctype[0] if ctype else None)
+        requested = query_value(admission.target, "renditions")
+        if requested is not None:
+            parse_requested(requested)  # refused before the body is read
         blob_id = uuid.uuid4().hex
         target = BlobFile(self._blobs.staging_path(blob_id), self._fsync)
         return BodyPlan(target, boundary=boundary, context=blob_id)
@@ -107,10 +102,12 @@ class FilesAPI:
     ) -> bytes:
         upload = upload_of(request)
         plan, body, digest = await upload.complete()
+        renditions = arg(request, "renditions")
         if isinstance(body, MultipartSink):
             filename = body.fields.get("filename") or body.filename or ""
             content_type = body.content_type
             parent = body.fields.get("parent") or parent
+            renditions = body.fields.get("renditions", renditions)
         record = await shield(
             Deferred.fromCoroutine(
                 self._library.store(
@@ -120,6 +117,7 @@ class FilesAPI:
                     filename or "",
                     content_type,
                     parent,
+                    renditions=renditions,
                 )
             )
         )
@@ -152,7 +150,16 @@ class FilesAPI:
 
     @app.route("/files/<file_id>/content", methods=["GET"])
     async def file_content(self, request: IRequest, file_id: str) -> IResource | bytes:
-        record = await self._readable(request, file_id, Action.READ)
+        if arg(request, "sig") is None:
+            record = await self._readable(request, file_id, Action.READ)
+        else:
+            # A signed URL (as handed to a transcode worker) needs no token.
+            found = await self._store.get_file(file_id)
+            if found is None:
+                raise problems.not_found(f"no such file: {file_id}")
+            signed = {k: arg(request, k) for k in ("expires", "name", "type", "sig")}
+            self._locator.check(found, {k: v for k, v in signed.items() if v})
+            record = found
         return await serve(request, self._locator, self._blobs.path(record.id), record)
 
     @app.route("/files/<file_id>", methods=["DELETE"])
@@ -195,4 +202,6 @@ class FilesAPI:
             "replicas": [replica.node_id for replica in replicas],
             "url": f"{base}/files/{record.id}",
             "download_url": f"{base}/files/{quote(record.id)}/content",
+            "rendition_of": record.rendition_of,
+            **await renditions_summary(self._store, base, record.id),
         }

@@ -24,7 +24,7 @@ from twisted.web.resource import IResource
 
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of
-from uploadd.api.files import serve, upload_of
+from uploadd.api.files import serve
 from uploadd.api.http import (
     arg,
     base_url,
@@ -37,7 +37,7 @@ from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
-from uploadd.ingest.gate import Admission, BodyPlan, IngestGate
+from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.ingest.multipart import MultipartSink, boundary_of
 from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.store.blobs import BlobStore
@@ -182,7 +182,7 @@ class StorageAPI:
                     metadata={
                         k: v
                         for k, v in fields.items()
-                        if k in ("filename", "parent", "content_type")
+                        if k in ("filename", "parent", "content_type", "renditions")
                     },
                     length=digest.size if chunk.end is None else None,
                 )

@@ -17,6 +17,7 @@ class Action(enum.Enum):
     READ = "read"
     DELETE = "delete"
     ADMIN = "admin"
+    RENDER = "render"
 
 
 #: What each scope grants. ``upload-only`` may create files and nothing else,
@@ -26,6 +27,8 @@ GRANTS: dict[str, frozenset[Action]] = {
     "write": frozenset({Action.CREATE, Action.LIST, Action.READ, Action.DELETE}),
     "read": frozenset({Action.LIST, Action.READ}),
     "upload-only": frozenset({Action.CREATE}),
+    # Transcode workers: start jobs, report them, send their outputs.
+    "worker": frozenset({Action.RENDER}),
 }
 SCOPES = frozenset(GRANTS)
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from noded.signing import signed_query
+from noded.signing import BadSignature, signed_query, verify
 from uploadd.api.problems import Problem
 from uploadd.cluster.registry import Registry
 from uploadd.ingest.sink import Runner
@@ -71,8 +71,18 @@ class Locator:
                 n.load,
             ),
         )
+        return f"{best.http_url}/files/{quote(record.id)}?{self.sign(record)}"
+
+    def sign(self, record: FileRecord) -> str:
+        """A query string that lets its holder fetch ``record`` for ``ttl``."""
         expires = int(self._clock.seconds() + self.ttl)
-        query = signed_query(
+        return signed_query(
             self._key, record.id, expires, record.filename, record.content_type
         )
-        return f"{best.http_url}/files/{quote(record.id)}?{query}"
+
+    def check(self, record: FileRecord, query: dict[str, str]) -> None:
+        """403 unless ``query`` is a valid, unexpired signature for ``record``."""
+        try:
+            verify(self._key, record.id, query, self._clock.seconds())
+        except BadSignature as error:
+            raise Problem(403, str(error)) from None

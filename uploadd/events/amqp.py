@@ -76,6 +76,7 @@ class _Subscription:
     queue: str
     pattern: str
     handler: Handler
+    concurrency: int | None = None
 
 
 @implementer(IEventBus)
@@ -217,8 +218,10 @@ class AmqpBus:
 
     # -- consuming -----------------------------------------------------------
 
-    def subscribe(self, queue: str, pattern: str, handler: Handler) -> None:
-        subscription = _Subscription(queue, pattern, handler)
+    def subscribe(
+        self, queue: str, pattern: str, handler: Handler, concurrency: int | None = None
+    ) -> None:
+        subscription = _Subscription(queue, pattern, handler, concurrency)
         self._subscriptions.append(subscription)
         if self._client is not None:
             Deferred.fromCoroutine(self._consume(subscription))
@@ -235,7 +238,11 @@ class AmqpBus:
             exchange=self.exchange,
             routing_key=subscription.pattern,
         )
-        await channel.basic_qos(prefetch_count=self.prefetch)
+        # Unacknowledged messages are the handlers at work: the prefetch is
+        # the consumer's concurrency.
+        await channel.basic_qos(
+            prefetch_count=subscription.concurrency or self.prefetch
+        )
         reply = await channel.basic_consume(queue=subscription.queue, no_ack=False)
         incoming = await self._client.queue(reply.consumer_tag)
         Deferred.fromCoroutine(self._serve(subscription, channel, incoming))

@@ -47,16 +47,20 @@ class IEventBus(Interface):
     def publish_many(events: Sequence[Event]) -> Deferred[None]:
         """Hand ``events`` to the bus in order; fires once it holds them all."""
 
-    def subscribe(queue: str, pattern: str, handler: Handler) -> None:
-        """Deliver events whose topic matches ``pattern`` to ``handler``."""
+    def subscribe(
+        queue: str, pattern: str, handler: Handler, concurrency: int | None = None
+    ) -> None:
+        """Deliver events whose topic matches ``pattern`` to ``handler``, at
+        most ``concurrency`` at once (None: the bus's default)."""
 
 
 @attrs.define
 class _Queue:
     pattern: str
     handler: Handler
+    concurrency: int = 1
     pending: list[tuple[Event, int]] = attrs.field(factory=list)
-    busy: bool = False
+    busy: int = 0
 
 
 @implementer(IEventBus)
@@ -84,16 +88,17 @@ class InProcessBus:
             self.publish(event)
         return succeed(None)
 
-    def subscribe(self, queue: str, pattern: str, handler: Handler) -> None:
-        self.queues[queue] = _Queue(pattern, handler)
+    def subscribe(
+        self, queue: str, pattern: str, handler: Handler, concurrency: int | None = None
+    ) -> None:
+        self.queues[queue] = _Queue(pattern, handler, concurrency or 1)
 
     def _drain(self, name: str) -> None:
         queue = self.queues[name]
-        if queue.busy or not queue.pending:
-            return
-        queue.busy = True
-        event, attempt = queue.pending.pop(0)
-        Deferred.fromCoroutine(self._deliver(name, queue, event, attempt))
+        while queue.busy < queue.concurrency and queue.pending:
+            queue.busy += 1
+            event, attempt = queue.pending.pop(0)
+            Deferred.fromCoroutine(self._deliver(name, queue, event, attempt))
 
     async def _deliver(
         self, name: str, queue: _Queue, event: Event, attempt: int
@@ -120,7 +125,7 @@ class InProcessBus:
                     attempt + 1,
                 )
         finally:
-            queue.busy = False
+            queue.busy -= 1
             self._clock.callLater(0, self._drain, name)
 
     def _requeue(self, name: str, event: Event, attempt: int) -> None:

@@ -108,6 +108,16 @@ class Upload:
         return plan, self.body, await self.body.complete()
 
 
+def upload_of(request: Any) -> Upload:
+    """The upload the ingest gate attached to ``request``."""
+    upload: Upload | None = getattr(request, "upload", None)
+    if upload is None:
+        # Only a Site whose requestFactory is the StreamingRequest gets here
+        # with an upload; anything else is a wiring fault, not a client's.
+        raise RuntimeError("upload route reached without the ingest gate")
+    return upload
+
+
 @attrs.frozen
 class IngestLimits:
     max_upload_size: int
@@ -179,8 +189,9 @@ class IngestGate:
             request.content = CappedBuffer(cap, request.reject)
             return
 
+        action = getattr(found.family, "UPLOAD_ACTION", Action.CREATE)
         principal = require(
-            authenticate(self._tokens, request.requestHeaders, target), Action.CREATE
+            authenticate(self._tokens, request.requestHeaders, target), action
         )
         limit = self.limits.max_upload_size
         if length is not None and length > limit:

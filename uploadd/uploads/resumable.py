@@ -27,6 +27,7 @@ from uploadd.api.problems import Problem, bad_request, not_found
 from uploadd.auth.tokens import Principal
 from uploadd.ingest.sink import BlobFile, Digest, Hashes, Runner
 from uploadd.library import Library
+from uploadd.renditions import parse_requested
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, UploadRecord
 from uploadd.uploads.ranges import covered_prefix, merge, overlaps
@@ -129,6 +130,8 @@ class Resumable:
         parts: tuple[str, ...] = (),
         base: int = 0,
     ) -> UploadRecord:
+        if "renditions" in metadata:
+            parse_requested(metadata["renditions"])  # a 400 now, not at the end
         upload_id = uuid.uuid4().hex
         await self._run(self._blobs.create_upload, upload_id)
         record = UploadRecord(
@@ -360,6 +363,7 @@ class Resumable:
             metadata.get("filetype") or metadata.get("content_type"),
             metadata.get("parent") or None,
             staged=self._blobs.upload_path(record.id),
+            renditions=metadata.get("renditions"),
         )
         record = attrs.evolve(
             record, state="complete", received=length, file_id=stored.id

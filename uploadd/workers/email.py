@@ -66,8 +66,8 @@ class EmailPusher:
     sender: str
     patterns: tuple[str, ...]
 
-    def attach(self, bus: IEventBus) -> None:
-        bus.subscribe("push.email", "#", self.handle)
+    def attach(self, bus: IEventBus, concurrency: int | None = None) -> None:
+        bus.subscribe("push.email", "#", self.handle, concurrency)
 
     async def handle(self, event: Event) -> None:
         if event.owner_id is None:

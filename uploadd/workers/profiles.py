@@ -62,6 +62,9 @@ PROFILES = {
 }
 
 
+#: The media types of what the profiles make (not left to the host's mime.types).
+OUTPUT_TYPES = {".m4a": "audio/mp4", ".jpg": "image/jpeg", ".mp4": "video/mp4"}
+
 #: Every profile, by name.
 NAMES = ("audio-aac", "video-desilence", "pdf-slides")
 

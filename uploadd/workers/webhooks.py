@@ -59,8 +59,8 @@ class WebhookPusher:
     _clock: IReactorTime
     _post: Poster
 
-    def attach(self, bus: IEventBus) -> None:
-        bus.subscribe("push.webhooks", "#", self.handle)
+    def attach(self, bus: IEventBus, concurrency: int | None = None) -> None:
+        bus.subscribe("push.webhooks", "#", self.handle, concurrency)
 
     async def handle(self, event: Event) -> None:
         if event.owner_id is None:

@@ -1,0 +1,88 @@
+"""Putting workers together, for uploadd itself and for worker processes.
+
+uploadd runs the roles in ``[workers] roles`` on its own bus; ``twistd
+uploadd worker --role R`` runs one role against RabbitMQ, anywhere. Either
+way a role is the same objects subscribed the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from treq.client import HTTPClient
+from twisted.web.client import Agent
+
+from uploadd.auth.tokens import Principal, TokenIssuer
+from uploadd.config import Config
+from uploadd.events.bus import IEventBus
+from uploadd.ingest.sink import Runner
+from uploadd.store.interface import IMetadataStore
+from uploadd.workers.client import RenditionsClient
+from uploadd.workers.email import EmailPusher, smtp_mailer
+from uploadd.workers.profiles import ToolSettings
+from uploadd.workers.transcode import TranscodeWorker
+from uploadd.workers.webhooks import Poster, WebhookPusher, treq_poster
+
+#: Who a minted worker token speaks for: no user, only the worker scope.
+WORKER = Principal(0, "worker", frozenset({"worker"}))
+
+
+def minted_tokens(
+    tokens: TokenIssuer, clock: Any, ttl: float = 3600.0
+) -> Callable[[], str]:
+    """Worker tokens signed here, renewed when half their life is gone."""
+    held: list[tuple[float, str]] = []
+
+    def token() -> str:
+        now = clock.seconds()
+        if not held or now - held[0][0] > ttl / 2:
+            held[:] = [(now, tokens.issue(WORKER, ttl))]
+        return held[0][1]
+
+    return token
+
+
+def push_role(
+    config: Config,
+    reactor: Any,
+    store: IMetadataStore,
+    bus: IEventBus,
+    poster: Poster | None = None,
+) -> None:
+    """Webhooks always; email when ``[smtp] host`` is set."""
+    concurrency = config.workers.push_concurrency
+    WebhookPusher(store, reactor, poster or treq_poster(reactor)).attach(
+        bus, concurrency
+    )
+    smtp = config.smtp
+    if smtp.host:
+        EmailPusher(
+            store,
+            smtp_mailer(reactor, smtp.host, smtp.port, smtp.username, smtp.password),
+            smtp.sender,
+            tuple(smtp.events.split()),
+        ).attach(bus, concurrency)
+
+
+def transcode_role(
+    config: Config,
+    reactor: Any,
+    run: Runner,
+    bus: IEventBus,
+    api_url: Callable[[], str],
+    token: Callable[[], str],
+) -> TranscodeWorker:
+    workers = config.workers
+    http = HTTPClient(Agent(reactor))  # treq follows the redirect to a node
+    worker = TranscodeWorker(
+        RenditionsClient(http, run, api_url, token),
+        reactor,
+        run,
+        config.work_dir,
+        ToolSettings(
+            workers.time_limit, workers.silence_threshold, workers.silence_minimum
+        ),
+    )
+    worker.attach(bus, workers.transcode_concurrency)
+    return worker
