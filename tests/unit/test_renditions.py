@@ -24,7 +24,7 @@ def local(url: str) -> str:
 
 async def upload(
     h: Harness, token: str, name: str, ctype: str, query: str = ""
-) -> dict:
+) -> dict[str, Any]:
     reply = await h.call(
         "PUT",
         f"/files/{name}{query}",
