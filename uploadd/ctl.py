@@ -4,6 +4,7 @@
     uploadctl user list | user remove NAME | user passwd NAME
     uploadctl user scopes NAME SCOPE...
     uploadctl token NAME [--scope SCOPE] [--ttl 1h]
+    uploadctl worker-token [--ttl 30d]
 
 A password is read from the terminal (asked twice), or from the first line of
 standard input when it is not a terminal.
@@ -29,6 +30,7 @@ from uploadd.config import Config, load_config
 from uploadd.settings import ConfigError, parse_duration, parse_host, parse_port
 from uploadd.store.interface import Conflict, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
+from uploadd.workers.wiring import WORKER
 
 
 class CommandError(Exception):
@@ -96,7 +98,20 @@ def parser() -> argparse.ArgumentParser:
         "--scope", action="append", default=[], help="narrow to these scopes"
     )
     token.add_argument("--ttl", default="1h", help="lifetime, such as 30m or 30d")
+    worker = commands.add_parser(
+        "worker-token", help="print a token for a transcode worker on another machine"
+    )
+    worker.add_argument("--ttl", default="30d", help="lifetime, such as 30d")
     return top
+
+
+def _issue(reactor: Any, config: Config, principal: Principal, ttl: str) -> str:
+    try:
+        seconds = parse_duration(ttl)
+    except ValueError:
+        raise CommandError(f"--ttl: expected a duration, got {ttl!r}") from None
+    secret = token_secret(config.auth.secret, config.storage.data_dir)
+    return TokenIssuer(secret, reactor).issue(principal, seconds)
 
 
 def read_password(stdin: TextIO) -> str:
@@ -134,6 +149,8 @@ async def _dispatch(
         await bootstrap(reactor, config, store, out)
     elif options.command == "node":
         await nodes(reactor, options, store, out)
+    elif options.command == "worker-token":
+        out.write(_issue(reactor, config, WORKER, options.ttl) + "\n")
     elif options.command == "token":
         user = await store.get_user(name)
         if user is None:
@@ -141,15 +158,8 @@ async def _dispatch(
         scopes = _scopes(options.scope) if options.scope else user.scopes
         if not scopes <= user.scopes:
             raise CommandError(f"{name} holds only {' '.join(sorted(user.scopes))}")
-        try:
-            ttl = parse_duration(options.ttl)
-        except ValueError:
-            raise CommandError(
-                f"--ttl: expected a duration, got {options.ttl!r}"
-            ) from None
-        secret = token_secret(config.auth.secret, config.storage.data_dir)
-        issuer = TokenIssuer(secret, reactor)
-        out.write(issuer.issue(Principal(user.id, user.username, scopes), ttl) + "\n")
+        principal = Principal(user.id, user.username, scopes)
+        out.write(_issue(reactor, config, principal, options.ttl) + "\n")
     elif options.action == "add":
         password = read_password(sys.stdin)
         try:

@@ -12,8 +12,8 @@ import configparser
 import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar, cast
 
 import attrs
 from twisted.python import usage
@@ -290,19 +290,29 @@ def twistd_options(
     aliases: Mapping[str, tuple[str, str]],
     sample_path: str,
     longdesc: str,
+    *,
+    synopsis: str = "[options]",
+    parameters: Sequence[list[Any]] = (),
+    commands: Sequence[list[Any]] = (),
+    check: Callable[[Any], None] = lambda options: None,
 ) -> type[ConfiguredOptions]:
     """A twistd Options class for ``root``: ``--config`` plus one option per
     key; after parsing, ``options.config`` holds the loaded configuration
-    (file < environment < options), or a UsageError names what was wrong."""
+    (file < environment < options), or a UsageError names what was wrong.
+    ``parameters`` are more options, ``commands`` subcommands, and
+    ``check(options)`` raises UsageError for what the configuration alone
+    cannot judge."""
 
-    description = longdesc
+    description, usage_line = longdesc, synopsis
 
     class Options(ConfiguredOptions):
-        synopsis = "[options]"
+        synopsis = usage_line
         longdesc = description
-        optParameters = option_table(
-            root, aliases, f"INI file shaped like {sample_path}"
-        )
+        optParameters: ClassVar[list[Any]] = [
+            *parameters,
+            *option_table(root, aliases, f"INI file shaped like {sample_path}"),
+        ]
+        subCommands: ClassVar[list[Any]] = list(commands)
 
         def postOptions(self) -> None:
             given = given_options(self, root, aliases)
@@ -312,5 +322,6 @@ def twistd_options(
                 )
             except ConfigError as error:
                 raise usage.UsageError(str(error)) from None
+            check(self)
 
     return Options

@@ -1,4 +1,4 @@
-"""``twistd uploadd``: command-line options and the service they make.
+"""``twistd uploadd`` (and ``twistd uploadd worker``): options and services.
 
 The only module that imports the global reactor (and only inside
 :func:`makeService`, when twistd has installed it).
@@ -9,9 +9,34 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import IService
+from twisted.python import usage
 
-from uploadd.config import ALIASES, Config
+from uploadd.auth.secret import NoSecret
+from uploadd.config import ALIASES, ROLES, Config
 from uploadd.settings import twistd_options
+
+
+def _check_worker(options: Any) -> None:
+    if options["role"] not in ROLES:
+        raise usage.UsageError(f"--role is one of {', '.join(ROLES)}")
+    if not options.config.amqp.url:
+        raise usage.UsageError(
+            "a worker process needs RabbitMQ: set [amqp] url (without it,"
+            " uploadd runs its workers itself)"
+        )
+
+
+WorkerOptions = twistd_options(
+    Config,
+    "UPLOADD",
+    ALIASES,
+    "config/uploadd.conf.sample",
+    "Run a transcode or push worker against RabbitMQ ([amqp] url). Settings "
+    "as for uploadd: --config, UPLOADD_<SECTION>_<KEY>, these options.",
+    synopsis="--role transcode|push [options]",
+    parameters=[["role", None, None, "transcode or push"]],
+    check=_check_worker,
+)
 
 Options = twistd_options(
     Config,
@@ -20,14 +45,25 @@ Options = twistd_options(
     "config/uploadd.conf.sample",
     "Run the uploadd file server. Settings come from --config, then "
     "UPLOADD_<SECTION>_<KEY> environment variables, then these options.",
+    commands=[["worker", None, WorkerOptions, "run a transcode or push worker"]],
 )
 
 
 def makeService(options: Any, reactor: Any = None) -> IService:
-    from uploadd.service import UploaddService
-
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    if options.subCommand == "worker":
+        from uploadd.workers.service import WorkerService
+
+        worker = options.subOptions
+        try:
+            return WorkerService(worker.config, worker["role"], reactor)
+        except NoSecret as error:
+            raise usage.UsageError(
+                f"{error}: give the worker [workers] token (uploadctl worker-token)"
+            ) from None
+    from uploadd.service import UploaddService
+
     return UploaddService(options.config, reactor)

@@ -11,15 +11,23 @@ from twisted.logger import Logger
 log = Logger()
 
 
-def token_secret(configured: str, data_dir: Path, name: str = "secret") -> bytes:
-    """``configured`` if set; else ``<data_dir>/<name>``, created 0600 on first use."""
+class NoSecret(Exception):
+    """There is no secret to read; str() says where it was looked for."""
+
+
+def token_secret(
+    configured: str, data_dir: Path, name: str = "secret", create: bool = True
+) -> bytes:
+    """``configured`` if set; else ``<data_dir>/<name>``, created 0600 on
+    first use (or NoSecret, when ``create`` is false)."""
     if configured:
         return configured.encode("utf-8")
     path = data_dir / name
     try:
         return path.read_bytes().strip()
     except FileNotFoundError:
-        pass
+        if not create:
+            raise NoSecret(f"no secret configured and none in {path}") from None
     data_dir.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(32).encode("ascii")
     try:

@@ -3,9 +3,10 @@
 A durable topic exchange (``uploadd``); durable queues bound by pattern;
 persistent messages published inside a transaction, so ``publish`` fires only
 once the broker holds the message (``tx.commit``); consumers with manual acks
-and a prefetch. A handler that fails has its message published again with an
-attempt count; past ``max_attempts`` it is rejected to the dead-letter
-exchange (``uploadd.dead``, queue ``uploadd.dead-letters``). A lost
+and a prefetch. A handler that fails has its message published again with
+an attempt count after a growing pause; past ``max_attempts`` it is rejected
+to the dead-letter exchange (``uploadd.dead``, queue
+``uploadd.dead-letters``). A lost
 connection is re-made with backoff and the consumers re-subscribed; while it
 is down ``publish`` fails and the outbox keeps the events.
 """
@@ -20,6 +21,7 @@ from urllib.parse import unquote, urlparse
 import attrs
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from txamqp.client import TwistedDelegate
 from txamqp.content import Content
@@ -87,6 +89,7 @@ class AmqpBus:
     exchange: str = "uploadd"
     prefetch: int = 8
     max_attempts: int = 5
+    retry_delay: float = 1.0
     _client: Any = None
     _publisher: Any = None
     _connecting: Deferred[Any] | None = None
@@ -276,6 +279,8 @@ class AmqpBus:
                 channel.basic_reject(delivery_tag=message.delivery_tag, requeue=False)
                 return
             try:
+                # Held (unacknowledged) for a growing pause, then sent again.
+                await deferLater(self._reactor, self.retry_delay * 2 ** (attempts - 1))
                 await self._publish(event, attempts, queue=subscription.queue)
             except Exception:
                 channel.basic_nack(delivery_tag=message.delivery_tag, requeue=True)

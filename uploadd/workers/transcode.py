@@ -12,6 +12,7 @@ again and the next attempt replaces whatever this one left.
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,10 @@ class TranscodeWorker:
 
     def attach(self, bus: IEventBus, concurrency: int | None = None) -> None:
         bus.subscribe("transcode", "file.stored", self.handle, concurrency)
+        # Scratch folders of workers that died mid-job, once surely abandoned.
+        self._run(_sweep, self._work_dir, 2 * self.settings.time_limit).addErrback(
+            lambda f: log.failure("sweeping the work folder failed", f)
+        )
 
     async def handle(self, event: Event) -> None:
         for profile in event.payload.get("renditions") or ():
@@ -147,3 +152,12 @@ class TranscodeWorker:
 def _fresh(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
+
+
+def _sweep(work_dir: Path, older_than: float) -> None:
+    if not work_dir.is_dir():
+        return
+    now = time.time()
+    for folder in work_dir.iterdir():
+        if now - folder.stat().st_mtime > older_than:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from treq.client import HTTPClient
-from twisted.web.client import Agent
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from uploadd.auth.tokens import Principal, TokenIssuer
 from uploadd.config import Config
@@ -74,7 +74,8 @@ def transcode_role(
     token: Callable[[], str],
 ) -> TranscodeWorker:
     workers = config.workers
-    http = HTTPClient(Agent(reactor))  # treq follows the redirect to a node
+    # treq follows the redirect to a node; connections to uploadd are kept.
+    http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
     worker = TranscodeWorker(
         RenditionsClient(http, run, api_url, token),
         reactor,
