@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -115,6 +116,7 @@ class Renditions:
     _store: IMetadataStore
     _clock: IReactorTime
     max_attempts: int = 3
+    on_change: list[Callable[[], object]] = attrs.field(factory=list)
 
     async def job(self, source_id: str, profile: str) -> tuple[FileRecord, Rendition]:
         source = await self._store.get_file(source_id)
@@ -221,6 +223,8 @@ class Renditions:
             await self._store.save_rendition(new, current.attempt, [event], drop or ())
         except Conflict:
             raise _superseded(current, current.attempt) from None
+        for hook in self.on_change:
+            hook()
 
 
 def _finished(rendition: Rendition) -> Problem:

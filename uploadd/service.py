@@ -219,6 +219,7 @@ def build(
         ),
     )
     renditions = Renditions(store, reactor, config.workers.max_attempts)
+    renditions.on_change.append(relay.kick)
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
         RenditionsAPI(
