@@ -18,6 +18,7 @@ from tests.integration.broker import SERVER, Broker, free_port
 from tests.integration.daemon import Daemon, start, stop_process, twistd
 from tests.integration.test_transcode_tools import (
     _write_pdf,
+    make_clip,
     need,
     probe,
     tone_with_gaps,
@@ -163,6 +164,36 @@ def test_a_pdf_becomes_slides_in_order(tmp_path: Path) -> None:
             assert fetch(daemon, url)[:2] == b"\xff\xd8"
     finally:
         daemon.stop()
+
+
+def test_a_video_loses_its_silence_with_settings_from_config(tmp_path: Path) -> None:
+    """A test-pattern clip with a 2 s silent gap (8 s) comes back about 6 s
+    long with sound and picture the same length; a minimum silence longer
+    than the gap (set as an option) keeps all 8 s."""
+    need("ffmpeg", "ffprobe")
+    sound, clip = tmp_path / "tone.wav", tmp_path / "clip.mp4"
+    tone_with_gaps(sound)
+    make_clip(clip, sound)
+    lengths = []
+    for minimum in ("0.5s", "3s"):
+        daemon = start(
+            tmp_path / f"uploadd-{minimum}", f"--workers-silence-minimum={minimum}"
+        )
+        try:
+            shown = upload(daemon, "clip.mp4", clip.read_bytes(), "video/mp4")
+            ready = until(daemon, shown["id"], lambda d: d["status"] != "PENDING")
+            assert ready["status"] == "READY", ready
+            (output,) = ready["renditions"][0]["outputs"]
+            assert output["filename"] == "clip-desilenced.mp4"
+            made = tmp_path / f"made-{minimum}.mp4"
+            made.write_bytes(fetch(daemon, output["download_url"]))
+            video, audio = (float(x) for x in probe(made, "stream=duration").split())
+            assert abs(video - audio) < 0.3
+            lengths.append(video)
+        finally:
+            daemon.stop()
+    assert 5.0 < lengths[0] < 7.0
+    assert lengths[1] > 7.5
 
 
 def worker(uploadd: Daemon, log_dir: Path, broker: Broker) -> subprocess.Popen[bytes]:
