@@ -156,7 +156,7 @@ class Renditions:
     async def progress(
         self, source_id: str, profile: str, attempt: int, percent: float
     ) -> Rendition:
-        source, current = await self._current(source_id, profile, attempt)
+        source, current = await self.current(source_id, profile, attempt)
         moved = attrs.evolve(
             current,
             percent=round(min(100.0, max(0.0, percent)), 1),
@@ -168,7 +168,7 @@ class Renditions:
     async def fail(
         self, source_id: str, profile: str, attempt: int, error: str
     ) -> Rendition:
-        source, current = await self._current(source_id, profile, attempt)
+        source, current = await self.current(source_id, profile, attempt)
         failed = attrs.evolve(
             current,
             state=FAILED,
@@ -183,7 +183,7 @@ class Renditions:
     ) -> tuple[Rendition, list[str]]:
         """READY with the first ``count`` outputs; (the rendition, ids of
         outputs an earlier attempt left beyond them, now forgotten)."""
-        source, current = await self._current(source_id, profile, attempt)
+        source, current = await self.current(source_id, profile, attempt)
         outputs = current.outputs[:count]
         if count < 1 or len(outputs) < count or MISSING in outputs:
             raise Problem(
@@ -202,9 +202,10 @@ class Renditions:
         await self._save(source, current, ready, "transcode.done", drop=extra)
         return ready, extra
 
-    async def _current(
+    async def current(
         self, source_id: str, profile: str, attempt: int
     ) -> tuple[FileRecord, Rendition]:
+        """The job, if ``attempt`` is the one running it; else 409."""
         source, current = await self.job(source_id, profile)
         if current.attempt != attempt or current.state != RUNNING:
             raise _superseded(current, attempt)

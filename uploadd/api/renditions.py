@@ -192,15 +192,9 @@ class RenditionsAPI:
         """Refuse an output the job does not want before its body is read."""
         arguments = admission.arguments
         attempt = _attempt(query_value(admission.target, "attempt"))
-        source, rendition = await self._renditions.job(
-            arguments["file_id"], arguments["profile"]
+        source, rendition = await self._renditions.current(
+            arguments["file_id"], arguments["profile"], attempt
         )
-        if rendition.state != RUNNING or rendition.attempt != attempt:
-            raise problems.Problem(
-                409,
-                f"attempt {attempt} at {rendition.profile} is not the running one",
-                extra={"state": rendition.state.upper(), "attempt": rendition.attempt},
-            )
         blob_id = uuid.uuid4().hex
         slot = OutputSlot(source, rendition.profile, arguments["index"], attempt)
         target = BlobFile(self._blobs.staging_path(blob_id), self._fsync)

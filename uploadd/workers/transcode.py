@@ -68,7 +68,6 @@ class TranscodeWorker:
     _work_dir: Path
     settings: ToolSettings = attrs.field(factory=ToolSettings)
     progress_interval: float = 1.0
-    jobs: int = 0
 
     def attach(self, bus: IEventBus, concurrency: int | None = None) -> None:
         bus.subscribe("transcode", "file.stored", self.handle, concurrency)
@@ -92,7 +91,6 @@ class TranscodeWorker:
                 why=why,
             )
             return
-        self.jobs += 1
         log.info(
             "{profile} of {file_id}: attempt {attempt}",
             profile=profile,
