@@ -172,6 +172,7 @@ def build(
         bus = InProcessBus(reactor, max_attempts=config.amqp.max_attempts)
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)
+    replicator.on_change.append(relay.kick)
     library.on_deleted.append(relay.kick)
     hub = LiveHub(reactor)
     hub.attach(bus)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +137,12 @@ def test_replicas_redirects_and_a_dead_node(
     )
     local = daemon.data_dir / "files" / file_id[:2] / file_id
     eventually(lambda: not local.exists(), 10, "the local copy removed")
+    # Each verified copy was announced, in the same transaction as its record.
+    with sqlite3.connect(daemon.data_dir / "uploadd.sqlite3") as db:
+        announced = db.execute(
+            "SELECT payload FROM events WHERE topic = 'file.replicated'"
+        ).fetchall()
+    assert sorted(json.loads(p)["node_id"] for (p,) in announced) == sorted(holders)
     for name in holders:
         held = nodes[name].data_dir / "files" / file_id[:2] / file_id
         assert (

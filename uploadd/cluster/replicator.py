@@ -24,6 +24,7 @@ from noded.protocol import Replicate, Stat
 from uploadd.cluster.placement import choose
 from uploadd.cluster.registry import Node, Registry
 from uploadd.ingest.sink import Runner
+from uploadd.library import file_event
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica
 
@@ -54,6 +55,7 @@ class Replicator:
     _lanes: dict[str, DeferredSemaphore] = attrs.field(factory=dict)
     _busy: set[str] = attrs.field(factory=set)
     failures: list[dict[str, Any]] = attrs.field(factory=list)
+    on_change: list[Callable[[], object]] = attrs.field(factory=list)
 
     def stored(self, record: FileRecord) -> None:
         """The Library's hook: a new file starts its way to the nodes."""
@@ -153,7 +155,11 @@ class Replicator:
             self._failed(record.id, node, "the copy does not match", str(held))
             return False
         replica = Replica(record.id, node.id, record.size, self._reactor.seconds())
-        await self._store.add_replica(replica)
+        event = file_event("file.replicated", record, self._reactor)
+        event.payload["node_id"] = node.id
+        await self._store.add_replica(replica, [event])
+        for hook in self.on_change:
+            hook()
         log.info("{file_id} verified on {node_id}", file_id=record.id, node_id=node.id)
         return True
 

@@ -263,8 +263,8 @@ class IMetadataStore(Interface):
     def list_nodes() -> Awaitable[list[NodeRecord]]:
         """Every node, by id."""
 
-    def add_replica(replica: Replica) -> Awaitable[None]:
-        """Record (or refresh) a verified copy."""
+    def add_replica(replica: Replica, events: Sequence[Event] = ()) -> Awaitable[None]:
+        """Record (or refresh) a verified copy, with ``events``."""
 
     def remove_replica(file_id: str, node_id: str) -> Awaitable[bool]:
         """Forget a copy; False if there was none."""

@@ -217,9 +217,10 @@ class MemoryStore:
     async def list_nodes(self) -> list[NodeRecord]:
         return sorted(self.nodes.values(), key=lambda n: n.id)
 
-    async def add_replica(self, replica: Replica) -> None:
+    async def add_replica(self, replica: Replica, events: Sequence[Event] = ()) -> None:
         if replica.file_id in self.files:
             self.replicas[(replica.file_id, replica.node_id)] = replica
+            self._append(events)
 
     async def remove_replica(self, file_id: str, node_id: str) -> bool:
         return self.replicas.pop((file_id, node_id), None) is not None

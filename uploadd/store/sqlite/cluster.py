@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from uploadd.store.interface import (
     Conflict,
+    Event,
     NodeRecord,
     Replica,
 )
 from uploadd.store.sqlite.base import SQLiteBase
+from uploadd.store.sqlite.rows import _insert_events
 
 
 class Cluster(SQLiteBase):
@@ -52,13 +55,14 @@ class Cluster(SQLiteBase):
         )
         return [NodeRecord(*row) for row in rows]
 
-    async def add_replica(self, replica: Replica) -> None:
+    async def add_replica(self, replica: Replica, events: Sequence[Event] = ()) -> None:
         def run(cursor: sqlite3.Cursor) -> None:
             cursor.execute(
                 "INSERT OR REPLACE INTO replicas (file_id, node_id, size, verified_at)"
                 " VALUES (?, ?, ?, ?)",
                 (replica.file_id, replica.node_id, replica.size, replica.verified_at),
             )
+            _insert_events(cursor, events)
 
         await self._write(run)
 
