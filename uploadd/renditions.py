@@ -22,6 +22,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from uploadd.api.problems import Problem, bad_request, not_found
+from uploadd.failures import FailureLog
 from uploadd.store.interface import (
     Conflict,
     Event,
@@ -117,6 +118,7 @@ class Renditions:
     _clock: IReactorTime
     max_attempts: int = 3
     on_change: list[Callable[[], object]] = attrs.field(factory=list)
+    failures: FailureLog | None = None
 
     async def job(self, source_id: str, profile: str) -> tuple[FileRecord, Rendition]:
         source = await self._store.get_file(source_id)
@@ -176,6 +178,10 @@ class Renditions:
             updated_at=self._clock.seconds(),
         )
         await self._save(source, current, failed, "transcode.failed")
+        if self.failures is not None:
+            self.failures.add(
+                "transcode", failed.error or "", file_id=source_id, profile=profile
+            )
         return failed
 
     async def finish(

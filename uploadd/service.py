@@ -177,8 +177,9 @@ def build(
     hub = LiveHub(reactor)
     hub.attach(bus)
     roles = config.workers.roles
+    failures = replicator.failures
     if "push" in roles:
-        push_role(config, reactor, store, bus, poster)
+        push_role(config, reactor, store, bus, poster, failures)
     if "transcode" in roles and api_url is not None:
         transcode_role(
             config, reactor, run, bus, api_url, minted_tokens(tokens, reactor)
@@ -219,7 +220,9 @@ def build(
             fsync=config.storage.fsync,
         ),
     )
-    renditions = Renditions(store, reactor, config.workers.max_attempts)
+    renditions = Renditions(
+        store, reactor, config.workers.max_attempts, failures=failures
+    )
     renditions.on_change.append(relay.kick)
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
@@ -258,7 +261,7 @@ def build(
             config.http.page_size,
         ),
         AuthAPI(store, tokens, run, config.auth.token_ttl),
-        AdminAPI(registry, replicator, repairer, store, tokens),
+        AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
         LiveAPI(hub, tokens),
         WebhooksAPI(store, tokens, reactor),
         SlideshowAPI(store, tokens, hub, relay, reactor),

@@ -145,6 +145,15 @@ async def test_bad_media_fails_with_the_tools_words(tmp_path: Path) -> None:
     assert shown["status"] == "FAILED"
     assert "Couldn't find trailer" in shown["renditions"][0]["error"]
     assert shown["slides"] == []
+    # The admin console's status lists it among recent failures.
+    assert (await h.call("GET", "/admin/status", headers=auth(alice))).code == 403
+    status = (
+        await h.call("GET", "/admin/status", headers=auth(h.user("root", "admin")))
+    ).json()
+    assert status["bus"] == "in-process" and isinstance(status["outbox"], int)
+    (failure,) = status["recent_failures"]
+    assert (failure["kind"], failure["file_id"]) == ("transcode", file_id)
+    assert "trailer" in failure["reason"]
 
 
 @pytest_twisted.ensureDeferred()

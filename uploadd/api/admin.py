@@ -1,4 +1,5 @@
-"""``/admin/nodes``: the storage nodes, their health, and changing them."""
+"""``/admin``: the storage nodes, their health, and changing them; the
+state of the event pipeline and recent failures of background work."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import Replicator
+from uploadd.events.amqp import AmqpBus
+from uploadd.events.bus import InProcessBus
+from uploadd.failures import FailureLog
 from uploadd.settings import parse_host, parse_port
 from uploadd.store.interface import IMetadataStore
 
@@ -32,6 +36,25 @@ class AdminAPI:
     _repairer: Repairer
     _store: IMetadataStore
     _tokens: TokenIssuer
+    _bus: InProcessBus | AmqpBus
+    _failures: FailureLog
+
+    @app.route("/admin/status", methods=["GET"])
+    async def status(self, request: IRequest) -> bytes:
+        principal_of(self._tokens, request, Action.ADMIN)
+        bus = self._bus
+        return json_body(
+            request,
+            200,
+            {
+                "outbox": await self._store.outbox_depth(),
+                "bus": "in-process" if isinstance(bus, InProcessBus) else "rabbitmq",
+                "published": bus.published,
+                # The broker keeps its own queues; in process they are here.
+                "queues": bus.depth() if isinstance(bus, InProcessBus) else None,
+                "recent_failures": self._failures.recent(20),
+            },
+        )
 
     @app.route("/admin/nodes", methods=["GET"])
     async def nodes(self, request: IRequest) -> bytes:
@@ -50,7 +73,9 @@ class AdminAPI:
                         self._registry.nodes.values(), key=lambda n: n.id
                     )
                 ],
-                "recent_failures": self._replicator.failures[-20:],
+                "recent_failures": [
+                    f for f in self._failures.recent(20) if f["kind"] == "replication"
+                ],
             },
         )
 

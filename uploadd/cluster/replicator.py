@@ -23,6 +23,7 @@ from noded import rsync
 from noded.protocol import Replicate, Stat
 from uploadd.cluster.placement import choose
 from uploadd.cluster.registry import Node, Registry
+from uploadd.failures import FailureLog
 from uploadd.ingest.sink import Runner
 from uploadd.library import file_event
 from uploadd.store.blobs import BlobStore
@@ -54,7 +55,9 @@ class Replicator:
     settings: ReplicationSettings
     _lanes: dict[str, DeferredSemaphore] = attrs.field(factory=dict)
     _busy: set[str] = attrs.field(factory=set)
-    failures: list[dict[str, Any]] = attrs.field(factory=list)
+    failures: FailureLog = attrs.field(
+        default=attrs.Factory(lambda self: FailureLog(self._reactor), takes_self=True)
+    )
     on_change: list[Callable[[], object]] = attrs.field(factory=list)
 
     def stored(self, record: FileRecord) -> None:
@@ -210,13 +213,4 @@ class Replicator:
             reason=reason,
             detail=detail,
         )
-        self.failures.append(
-            {
-                "at": self._reactor.seconds(),
-                "kind": "replication",
-                "file_id": file_id,
-                "node_id": node.id,
-                "reason": reason,
-            }
-        )
-        del self.failures[:-100]
+        self.failures.add("replication", reason, file_id=file_id, node_id=node.id)

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from uploadd.events.bus import IEventBus, matches
+from uploadd.failures import FailureLog
 from uploadd.store.interface import Delivery, Event, IMetadataStore, Webhook
 
 log = Logger()
@@ -58,6 +59,7 @@ class WebhookPusher:
     _store: IMetadataStore
     _clock: IReactorTime
     _post: Poster
+    failures: FailureLog | None = None
 
     def attach(self, bus: IEventBus, concurrency: int | None = None) -> None:
         bus.subscribe("push.webhooks", "#", self.handle, concurrency)
@@ -114,6 +116,8 @@ class WebhookPusher:
                 self._clock.seconds(),
             )
         )
+        if error and self.failures is not None:
+            self.failures.add("webhook", error, webhook_id=hook.id, event_id=event.id)
         if error:
             log.warn(
                 "webhook {hook_id} refused event {event_id} "

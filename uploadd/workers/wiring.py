@@ -16,6 +16,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from uploadd.auth.tokens import Principal, TokenIssuer
 from uploadd.config import Config
 from uploadd.events.bus import IEventBus
+from uploadd.failures import FailureLog
 from uploadd.ingest.sink import Runner
 from uploadd.store.interface import IMetadataStore
 from uploadd.workers.client import RenditionsClient
@@ -49,10 +50,11 @@ def push_role(
     store: IMetadataStore,
     bus: IEventBus,
     poster: Poster | None = None,
+    failures: FailureLog | None = None,
 ) -> None:
     """Webhooks always; email when ``[smtp] host`` is set."""
     concurrency = config.workers.push_concurrency
-    WebhookPusher(store, reactor, poster or treq_poster(reactor)).attach(
+    WebhookPusher(store, reactor, poster or treq_poster(reactor), failures).attach(
         bus, concurrency
     )
     smtp = config.smtp
