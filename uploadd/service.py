@@ -40,6 +40,7 @@ from uploadd.api.root import Router
 from uploadd.api.slideshow import SlideshowAPI
 from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
+from uploadd.api.web import WebAPI
 from uploadd.api.webhooks import WebhooksAPI
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
@@ -264,9 +265,12 @@ def build(
         AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
         LiveAPI(hub, tokens),
         WebhooksAPI(store, tokens, reactor),
-        SlideshowAPI(store, tokens, hub, relay, reactor),
+        SlideshowAPI(
+            store, tokens, hub, relay, reactor, locator, config.http.public_url
+        ),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
+        WebAPI(),
     )
     site = Site(
         router,

@@ -4,14 +4,17 @@
 ``{"current": n, "updated": ...}`` to every listener on
 ``/files/{id}/listen``, by WebSocket (``Upgrade: websocket``, token in
 ``?access_token=``) or Server-Sent Events; ``GET /files/{id}/control`` gives
-the latest. Changes travel as ``slideshow.control`` events through the bus,
-so every uploadd process behind the same broker tells its own listeners.
+any signed-in viewer the latest, with the slides as signed URLs (viewers
+need not own the file to see it presented). Changes travel as
+``slideshow.control`` events through the bus, so every uploadd process
+behind the same broker tells its own listeners.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 from autobahn.twisted.resource import WebSocketResource
@@ -23,10 +26,12 @@ from twisted.web.iweb import IRequest
 
 from uploadd.api import problems
 from uploadd.api.access import principal_of
-from uploadd.api.http import json_body, read_fields, timestamp
+from uploadd.api.http import base_url, json_body, read_fields, timestamp
 from uploadd.api.live import LiveHub
 from uploadd.auth.tokens import Action, TokenIssuer
+from uploadd.cluster.locator import Locator
 from uploadd.events.relay import OutboxRelay
+from uploadd.renditions import READY
 from uploadd.store.interface import Event, IMetadataStore
 
 
@@ -56,6 +61,8 @@ class SlideshowAPI:
     _hub: LiveHub
     _relay: OutboxRelay
     _clock: IReactorTime
+    _locator: Locator
+    _public_url: str = ""
 
     @app.route("/files/<file_id>/control", methods=["POST"])
     async def control(self, request: IRequest, file_id: str) -> bytes:
@@ -85,11 +92,30 @@ class SlideshowAPI:
         )
 
     @app.route("/files/<file_id>/control", methods=["GET"])
-    def state(self, request: IRequest, file_id: str) -> bytes:
+    async def state(self, request: IRequest, file_id: str) -> bytes:
         principal_of(self._tokens, request, Action.READ)
+        record = await self._store.get_file(file_id)
+        if record is None:
+            raise problems.not_found(f"no such file: {file_id}")
         state = self._hub.slides.get(file_id, {"current": 0, "updated": None})
+        base = base_url(request, self._public_url)
+        slides = []
+        found = await self._store.get_rendition(file_id, "pdf-slides")
+        for output_id in found.outputs if found and found.state == READY else ():
+            output = await self._store.get_file(output_id)
+            if output is not None:
+                signed = self._locator.sign(output)
+                slides.append(f"{base}/files/{quote(output.id)}/content?{signed}")
         return json_body(
-            request, 200, {"current": state["current"], "updated": state["updated"]}
+            request,
+            200,
+            {
+                "current": state["current"],
+                "updated": state["updated"],
+                "filename": record.filename,
+                "owner": record.owner_id,
+                "slides": slides,
+            },
         )
 
     @app.route("/files/<file_id>/listen", methods=["GET"])

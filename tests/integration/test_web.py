@@ -1,0 +1,221 @@
+"""The web interface in a real headless Chromium (Debian's chromium and
+chromedriver, driven by Selenium) against real uploadd and noded processes.
+Screenshots of each page at desktop and 375 px widths go to docs/screenshots."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.integration.daemon import PASSWORD, Daemon, ctl, start
+from tests.integration.test_noded import SECRET, start_node
+from tests.integration.test_transcode_tools import _write_pdf
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+DRIVER = Path("/usr/bin/chromedriver")
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    if not (CHROMIUM.exists() and DRIVER.exists()):
+        pytest.fail("chromium and chromium-driver are not installed (make setup)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(check: Callable[[], Any], within: float = 30, what: str = "") -> Any:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            found = check()
+        except Exception:
+            found = None
+        if found:
+            return found
+        assert time.monotonic() < deadline, f"waited {within} s for {what}"
+        time.sleep(0.1)
+
+
+def shown(driver: WebDriver, selector: str) -> Any:
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    return found[0] if found and found[0].is_displayed() else None
+
+
+def sign_in(driver: WebDriver, daemon: Daemon, name: str, password: str) -> None:
+    driver.get(daemon.base + "/")
+    wait(lambda: shown(driver, "#username"), what="the sign-in form")
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "#signin-form button").click()
+    wait(lambda: shown(driver, "#view-upload"), what="the upload page")
+
+
+def screenshots(driver: WebDriver, name: str) -> None:
+    """``name``-desktop.png and ``name``-375.png of the page as it is."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for label, width in (("desktop", 1280), ("375", 375)):
+        driver.set_window_size(width, 900)
+        time.sleep(0.3)
+        driver.save_screenshot(str(SHOTS / f"{name}-{label}.png"))
+    driver.set_window_size(1280, 900)
+
+
+def test_an_upload_survives_a_reload_and_resumes_from_the_server_offset(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """Sign in, pick a 50 MB file, reload mid-upload: the page offers the
+    file, picking it again resumes from a non-zero server offset, and the
+    stored sha256 is the original's; the library lists it."""
+    body = tmp_path / "big.bin"
+    body.write_bytes(os.urandom(50 * 1000 * 1000))
+    daemon = start(tmp_path / "uploadd")
+    try:
+        sign_in(browser, daemon, "alice", PASSWORD)
+        # Slow the browser's uploads so the reload lands mid-upload.
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1,
+             "uploadThroughput": 6 * 1024 * 1024},
+        )  # fmt: skip
+        browser.find_element(By.ID, "picker").send_keys(str(body))
+        bar = wait(lambda: shown(browser, "#uploads progress"), what="a progress bar")
+        wait(lambda: float(bar.get_attribute("value")) > 20, 60, "20% sent")
+        screenshots(browser, "upload")
+        browser.refresh()
+        wait(lambda: shown(browser, "#resumable"), what="the unfinished upload offered")
+        offered = browser.find_element(By.ID, "resumable-list").text
+        assert "big.bin" in offered
+        browser.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1,
+             "uploadThroughput": -1},
+        )  # fmt: skip
+        browser.find_element(By.ID, "picker").send_keys(str(body))
+        wait(
+            lambda: "Stored: 100%" in browser.find_element(By.ID, "uploads").text,
+            60,
+            "the upload stored",
+        )
+        row = browser.find_element(By.CSS_SELECTOR, "#uploads li")
+        assert int(row.get_attribute("data-offset") or 0) > 0
+        listed = daemon.json("GET", "/files")
+        (stored,) = listed["results"]
+        assert stored["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
+        browser.get(daemon.base + "/#/library")
+        wait(lambda: "big.bin" in browser.find_element(By.ID, "files").text)
+        screenshots(browser, "library")
+    finally:
+        daemon.stop()
+
+
+def test_the_admin_console_is_for_admins_and_lists_the_nodes(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """alice (write) sees no Admin link and the API refuses her; root sees
+    the test's two nodes with their state."""
+    nodes = [start_node(tmp_path / name, name) for name in ("n1", "n2")]
+    daemon = None
+    try:
+        seeds = ",".join(
+            f"{name}=127.0.0.1:{node.ports['amp']}"
+            for name, node in zip(("n1", "n2"), nodes, strict=True)
+        )
+        daemon = start(
+            tmp_path / "uploadd",
+            f"--cluster-secret={SECRET}",
+            f"--cluster-nodes={seeds}",
+            "--cluster-ping-interval=0.5s",
+        )
+        ctl(daemon.data_dir, "user", "add", "root", "--scope", "admin",
+            stdin="root-password\n")  # fmt: skip
+        sign_in(browser, daemon, "alice", PASSWORD)
+        assert shown(browser, "#admin-link") is None
+        assert daemon.request("GET", "/admin/nodes")[0] == 403
+        browser.find_element(By.ID, "sign-out").click()
+        wait(lambda: shown(browser, "#username"))
+        sign_in(browser, daemon, "root", "root-password")
+        wait(lambda: shown(browser, "#admin-link")).click()
+        for name in ("n1", "n2"):
+            wait(
+                lambda name=name: (
+                    "up"
+                    in browser.find_element(
+                        By.CSS_SELECTOR, f'tr[data-node="{name}"]'
+                    ).text
+                ),
+                30,
+                f"{name} listed up",
+            )
+        assert "Outbox" in browser.find_element(By.ID, "pipeline").text
+        screenshots(browser, "admin")
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        for node in nodes:
+            node.stop()
+
+
+def test_a_slideshow_viewer_follows_the_presenter(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """bob watches alice's PDF as slides; alice moves to slide 3 and bob's
+    page shows slide 3."""
+    pdf = tmp_path / "deck.pdf"
+    _write_pdf(pdf, 4)
+    daemon = start(tmp_path / "uploadd")
+    try:
+        ctl(daemon.data_dir, "user", "add", "bob", "--scope", "read",
+            stdin="bob-password\n")  # fmt: skip
+        _, _, answer = daemon.request(
+            "PUT",
+            "/files/deck.pdf",
+            pdf.read_bytes(),
+            **{"Content-Type": "application/pdf"},
+        )
+        file_id = json.loads(answer)["id"]
+        wait(lambda: daemon.json("GET", f"/files/{file_id}")["status"] == "READY", 60)
+        sign_in(browser, daemon, "bob", "bob-password")
+        browser.get(f"{daemon.base}/#/slides/{file_id}")
+        slide = wait(lambda: shown(browser, "#slide"))
+        wait(lambda: slide.get_attribute("data-current") == "0")
+        assert shown(browser, "#following") and not shown(browser, "#presenter")
+        time.sleep(0.5)  # the listen stream is open
+        daemon.json(
+            "POST", f"/files/{file_id}/control", body=b'{"current": 2}',
+            **{"Content-Type": "application/json"},
+        )  # fmt: skip
+        wait(lambda: slide.get_attribute("data-current") == "2", 15, "slide 3")
+        assert "Slide 3 of 4" in browser.find_element(By.ID, "slide-caption").text
+        loaded = browser.execute_script(
+            "return document.getElementById('slide').naturalWidth"
+        )
+        assert loaded > 0
+    finally:
+        daemon.stop()

@@ -1,0 +1,523 @@
+// uploadd's web interface: sign in, resumable uploads (tus-js-client), the
+// library with live transcode progress, slides that follow the presenter and
+// the admin console. Plain DOM, no build step; every asset comes from uploadd.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+const MiB = 1024 * 1024;
+const CHUNK = 16 * MiB;
+const PARALLEL_FROM = 64 * MiB;
+let session = loadSession();
+let liveEvents = null;
+let slideEvents = null;
+let adminTimer = null;
+const uploads = new Map();
+
+// -- helpers ------------------------------------------------------------------
+
+function loadSession() {
+  try {
+    const found = JSON.parse(localStorage.getItem("uploadd.session"));
+    return found && found.exp * 1000 > Date.now() ? found : null;
+  } catch (error) {
+    return null;
+  }
+}
+
+function claims(token) {
+  const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+  return JSON.parse(atob(part));
+}
+
+function isAdmin() {
+  return Boolean(session && session.scope.split(" ").includes("admin"));
+}
+
+function el(tag, attributes = {}, ...children) {
+  const made = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "onclick") made.addEventListener("click", value);
+    else if (value !== null && value !== undefined) made.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) {
+      made.append(typeof child === "string" ? document.createTextNode(child) : child);
+    }
+  }
+  return made;
+}
+
+function size(bytes) {
+  if (bytes === null || bytes === undefined) return "?";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${value.toFixed(unit && value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+function duration(seconds) {
+  if (!isFinite(seconds)) return "";
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  return `${Math.floor(seconds / 60)} min ${Math.ceil(seconds % 60)} s`;
+}
+
+function when(value) {
+  const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
+  return date.toLocaleString();
+}
+
+function notice(text) {
+  $("#notice").textContent = text || "";
+}
+
+function withToken(url) {
+  return `${url}${url.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(session.token)}`;
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${session.token}` };
+  let data;
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    data = JSON.stringify(body);
+  }
+  const response = await fetch(path, { method, headers, body: data });
+  if (response.status === 401) {
+    signOut("Your session has ended; sign in again.");
+    throw new Error("signed out");
+  }
+  const text = await response.text();
+  const document_ = text ? JSON.parse(text) : null;
+  if (!response.ok) throw new Error((document_ && document_.detail) || response.statusText);
+  return document_;
+}
+
+// -- sign in and routing -----------------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  notice("");
+  const response = await fetch("/auth/token", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: $("#username").value, password: $("#password").value }),
+  });
+  const answer = await response.json();
+  if (!response.ok) {
+    notice(answer.detail || "Signing in failed.");
+    $("#password").focus();
+    return;
+  }
+  const found = claims(answer.token);
+  session = { token: answer.token, name: found.name, sub: found.sub, scope: found.scope, exp: found.exp };
+  localStorage.setItem("uploadd.session", JSON.stringify(session));
+  $("#password").value = "";
+  location.hash = "#/upload";
+  route();
+}
+
+function signOut(message) {
+  localStorage.removeItem("uploadd.session");
+  session = null;
+  for (const item of uploads.values()) item.upload.abort();
+  uploads.clear();
+  $("#uploads").replaceChildren();
+  closeStreams();
+  notice(message || "");
+  location.hash = "#/signin";
+  route();
+}
+
+function closeStreams() {
+  if (liveEvents) liveEvents.close();
+  if (slideEvents) slideEvents.close();
+  liveEvents = slideEvents = null;
+  clearInterval(adminTimer);
+}
+
+function show(view) {
+  for (const section of document.querySelectorAll("main > section")) {
+    section.hidden = section.id !== `view-${view}`;
+  }
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.dataset.view === view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function route() {
+  const signedIn = Boolean(session);
+  $("#nav").hidden = !signedIn;
+  $("#who").hidden = !signedIn;
+  $("#admin-link").hidden = !isAdmin();
+  if (!signedIn) {
+    show("signin");
+    $("#username").focus();
+    return;
+  }
+  $("#who-name").textContent = `Signed in as ${session.name}`;
+  if (!liveEvents) follow();
+  const [, view, id] = (location.hash || "#/upload").split("/");
+  if (slideEvents && view !== "slides") {
+    slideEvents.close();
+    slideEvents = null;
+  }
+  clearInterval(adminTimer);
+  if (view === "library") {
+    show("library");
+    loadLibrary();
+  } else if (view === "slides" && id) {
+    show("slides");
+    openSlides(id);
+  } else if (view === "admin" && isAdmin()) {
+    show("admin");
+    loadAdmin();
+    adminTimer = setInterval(loadAdmin, 3000);
+  } else {
+    show("upload");
+    listResumable();
+  }
+}
+
+// -- uploads ---------------------------------------------------------------------------
+
+function uploadRow(file) {
+  const bar = el("progress", { max: "100", value: "0", "aria-label": `Progress of ${file.name}` });
+  const state = el("span", { class: "state", "aria-live": "polite" }, "Starting…");
+  const detail = el("span", { class: "state" });
+  const pause = el("button", { type: "button" }, "Pause");
+  const cancel = el("button", { type: "button" }, "Cancel");
+  const row = el("li", {}, el("span", { class: "name" }, `${file.name} (${size(file.size)})`),
+    bar, state, detail, el("div", { class: "controls" }, pause, cancel));
+  return { row, bar, state, detail, pause, cancel };
+}
+
+async function addFiles(files) {
+  for (const file of files) {
+    if (!window.tus || !tus.isSupported) {
+      notice("This browser cannot upload in chunks; use the form below.");
+      return;
+    }
+    const view = uploadRow(file);
+    $("#uploads").prepend(view.row);
+    const item = { file, view, running: false, last: null, announced: -1 };
+    const upload = new tus.Upload(file, {
+      endpoint: "/uploads/",
+      chunkSize: CHUNK,
+      parallelUploads: file.size >= PARALLEL_FROM ? 3 : 1,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+      headers: { Authorization: `Bearer ${session.token}` },
+      removeFingerprintOnSuccess: true,
+      onProgress: (sent, total) => progress(item, sent, total),
+      onSuccess: () => finished(item),
+      onError: (error) => failed(item, error),
+    });
+    item.upload = upload;
+    uploads.set(upload, item);
+    view.pause.addEventListener("click", () => toggle(item));
+    view.cancel.addEventListener("click", () => cancel(item));
+    const previous = await upload.findPreviousUploads();
+    if (previous.length) {
+      upload.resumeFromPreviousUpload(previous[0]);
+      item.resumed = true;
+    }
+    item.running = true;
+    upload.start();
+  }
+  listResumable();
+}
+
+function progress(item, sent, total) {
+  const { view } = item;
+  const now = performance.now();
+  const percent = total ? (100 * sent) / total : 0;
+  view.bar.value = percent;
+  if (!item.last) item.last = { at: now, sent, rate: 0, from: sent };
+  const seconds = (now - item.last.at) / 1000;
+  if (seconds >= 0.5) {
+    const rate = (sent - item.last.sent) / seconds;
+    item.last = { at: now, sent, rate: item.last.rate ? 0.7 * item.last.rate + 0.3 * rate : rate, from: item.last.from };
+  }
+  const rate = item.last.rate;
+  const left = rate > 0 ? duration((total - sent) / rate) + " left" : "";
+  view.detail.textContent = `${size(sent)} of ${size(total)} · ${rate ? size(rate) + "/s" : ""} ${left}`;
+  const step = Math.floor(percent / 10);
+  if (step !== item.announced) {
+    item.announced = step;
+    const resumed = item.resumed ? ` (resumed at ${size(item.last.from)})` : "";
+    view.state.textContent = `Uploading: ${Math.floor(percent)}%${resumed}`;
+  }
+  view.row.dataset.offset = String(item.last.from);
+}
+
+function finished(item) {
+  const { view } = item;
+  item.running = false;
+  view.bar.value = 100;
+  view.state.textContent = "Stored: 100%";
+  view.row.classList.add("done");
+  view.pause.remove();
+  view.cancel.remove();
+  listResumable();
+}
+
+function failed(item, error) {
+  item.running = false;
+  item.view.row.classList.add("failed");
+  item.view.state.textContent = `Failed: ${error.message || error}`;
+  item.view.pause.textContent = "Retry";
+}
+
+function toggle(item) {
+  if (item.running) {
+    item.upload.abort();
+    item.running = false;
+    item.view.state.textContent = "Paused";
+    item.view.pause.textContent = "Resume";
+  } else {
+    item.running = true;
+    item.last = null;
+    item.view.row.classList.remove("failed");
+    item.view.pause.textContent = "Pause";
+    item.upload.start();
+  }
+}
+
+async function cancel(item) {
+  item.running = false;
+  await item.upload.abort(true).catch(() => {});
+  item.view.state.textContent = "Cancelled";
+  item.view.pause.remove();
+  item.view.cancel.remove();
+  uploads.delete(item.upload);
+  listResumable();
+}
+
+async function listResumable() {
+  if (!window.tus) return;
+  const storage = tus.defaultOptions.urlStorage;
+  const found = await storage.findAllUploads();
+  const running = new Set([...uploads.values()].filter((i) => i.running).map((i) => i.file.name));
+  const waiting = found.filter((entry) => !running.has(entry.metadata.filename));
+  $("#resumable").hidden = waiting.length === 0;
+  $("#resumable-list").replaceChildren(...waiting.map((entry) => el("li", {},
+    `${entry.metadata.filename} (${size(entry.size)}), started ${when(entry.creationTime)} `,
+    el("button", { type: "button", onclick: async () => {
+      await storage.removeUpload(entry.urlStorageKey);
+      listResumable();
+    } }, `Forget ${entry.metadata.filename}`))));
+}
+
+function setUpDrop() {
+  const drop = $("#drop");
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (event) => {
+      event.preventDefault();
+      drop.classList.add("over");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    drop.addEventListener(name, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    addFiles([...event.dataTransfer.files]);
+  });
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      $("#picker").click();
+    }
+  });
+  $("#picker").addEventListener("change", (event) => {
+    addFiles([...event.target.files]);
+    event.target.value = "";
+  });
+}
+
+// Browsers without upload progress post a plain form; uploadd reports the
+// progress of the upload named by UploadKey.
+function setUpFallback() {
+  const probe = window.XMLHttpRequest ? new XMLHttpRequest() : null;
+  const forced = location.search.includes("fallback");
+  if (!forced && probe && "upload" in probe && window.tus && tus.isSupported) return;
+  $("#drop").hidden = true;
+  const form = $("#fallback");
+  form.hidden = false;
+  form.addEventListener("submit", () => {
+    const key = `${Date.now()}${Math.random().toString(16).slice(2)}`;
+    form.action = withToken(`/files?UploadKey=${key}`);
+    const poll = setInterval(() => {
+      const request = new XMLHttpRequest();
+      request.open("GET", withToken(`/progress/${key}`));
+      request.onload = () => {
+        if (request.status !== 200) return;
+        const state = JSON.parse(request.responseText);
+        $("#fallback-progress").value = state.percent || 0;
+        $("#fallback-status").textContent = `${state.state}: ${state.percent || 0}%`;
+        if (state.state !== "uploading") clearInterval(poll);
+      };
+      request.send();
+    }, 500);
+  });
+}
+
+// -- library -------------------------------------------------------------------------
+
+function follow() {
+  liveEvents = new EventSource(withToken("/events"));
+  let pending = null;
+  const refresh = () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => { if (!$("#view-library").hidden) loadLibrary(); }, 300);
+  };
+  liveEvents.addEventListener("transcode.progress", (event) => {
+    const data = JSON.parse(event.data);
+    const cell = document.querySelector(`[data-rendition="${data.file_id}/${data.profile}"]`);
+    if (cell) cell.textContent = `${data.profile}: running ${Math.round(data.percent)}%`;
+  });
+  for (const topic of ["file.stored", "file.deleted", "file.replicated", "transcode.started",
+    "transcode.done", "transcode.failed"]) {
+    liveEvents.addEventListener(topic, refresh);
+  }
+}
+
+function renditionCell(file) {
+  const items = file.renditions.map((r) => {
+    const label = r.state === "RUNNING" ? `running ${Math.round(r.percent)}%` : r.state.toLowerCase();
+    const line = el("div", { "data-rendition": `${file.id}/${r.profile}` }, `${r.profile}: ${label}`);
+    if (r.error) line.append(el("div", { class: "state" }, r.error));
+    if (r.state === "READY" && r.profile !== "pdf-slides") {
+      for (const output of r.outputs) {
+        line.append(" ", el("a", { href: withToken(output.download_url) }, output.filename));
+      }
+    }
+    if (r.state === "READY" && r.profile === "pdf-slides") {
+      line.append(" ", el("a", { href: `#/slides/${file.id}` }, `View ${r.outputs.length} slides`));
+    }
+    return line;
+  });
+  return el("td", {}, ...(items.length ? items : ["—"]));
+}
+
+async function loadLibrary() {
+  const page = await api("GET", "/files?page_size=100");
+  $("#library-count").textContent = `${page.count} ${page.count === 1 ? "file" : "files"}`;
+  const rows = page.results.map((file) => el("tr", { "data-file": file.id },
+    el("td", {}, el("a", { href: withToken(file.download_url) }, file.filename),
+      file.versions.length ? el("div", { class: "state" }, `${file.versions.length} newer versions`) : null),
+    el("td", {}, size(file.size)),
+    el("td", {}, when(file.created_at)),
+    el("td", {}, file.replicas.length ? file.replicas.join(", ") : "on uploadd"),
+    renditionCell(file),
+    el("td", {}, el("div", { class: "actions" },
+      el("a", { class: "button", href: withToken(file.download_url), download: file.filename }, "Download"),
+      el("button", { type: "button", "aria-label": `Delete ${file.filename}`, onclick: async () => {
+        if (!confirm(`Delete ${file.filename}?`)) return;
+        await api("DELETE", `/files/${file.id}`);
+        loadLibrary();
+      } }, "Delete")))));
+  $("#files tbody").replaceChildren(...rows);
+}
+
+// -- slides ----------------------------------------------------------------------------
+
+let deck = { id: null, slides: [], current: 0, owner: false };
+
+function showSlide(current) {
+  deck.current = Math.max(0, Math.min(current, deck.slides.length - 1));
+  const image = $("#slide");
+  image.src = deck.slides[deck.current] || "";
+  image.alt = `Slide ${deck.current + 1} of ${deck.filename}`;
+  $("#slide-caption").textContent = deck.slides.length
+    ? `Slide ${deck.current + 1} of ${deck.slides.length}` : "No slides yet";
+  $("#slide").dataset.current = String(deck.current);
+}
+
+async function openSlides(id) {
+  const state = await api("GET", `/files/${id}/control`);
+  deck = { id, slides: state.slides, filename: state.filename, owner: String(state.owner) === String(session.sub) };
+  $("#slides-title").textContent = `Slides: ${state.filename}`;
+  $("#presenter").hidden = !deck.owner;
+  $("#following").hidden = deck.owner;
+  showSlide(state.current);
+  if (slideEvents) slideEvents.close();
+  slideEvents = new EventSource(withToken(`/files/${id}/listen`));
+  slideEvents.addEventListener("control", (event) => showSlide(JSON.parse(event.data).current));
+}
+
+async function move(step) {
+  if (!deck.owner) return;
+  const current = Math.max(0, Math.min(deck.current + step, deck.slides.length - 1));
+  await api("POST", `/files/${deck.id}/control`, { current });
+  showSlide(current);
+}
+
+// -- admin -------------------------------------------------------------------------------
+
+async function loadAdmin() {
+  const [nodes, status] = await Promise.all([api("GET", "/admin/nodes"), api("GET", "/admin/status")]);
+  const queues = status.queues
+    ? Object.entries(status.queues).map(([name, depth]) => `${name} ${depth}`).join(", ")
+    : "kept by RabbitMQ";
+  $("#pipeline").textContent = `Outbox: ${status.outbox} waiting · bus: ${status.bus} · queues: ${queues} · replicas wanted: ${nodes.replicas}`;
+  $("#nodes tbody").replaceChildren(...nodes.results.map((node) => {
+    const used = node.total ? node.total - node.free : 0;
+    const draining = node.mode === "draining";
+    return el("tr", { "data-node": node.id },
+      el("th", { scope: "row" }, node.id, el("div", { class: "state" }, `${node.host}:${node.port}`)),
+      el("td", {}, `${node.health}${node.state ? ` (${node.state})` : ""}${draining ? ", draining" : ""}`),
+      el("td", {}, el("meter", { min: "0", max: String(node.total || 1), value: String(used),
+        "aria-label": `Space used on ${node.id}` }),
+      el("div", { class: "state" }, `${size(node.free)} free of ${size(node.total)}`)),
+      el("td", {}, node.rtt_ms === null ? "—" : `${node.rtt_ms} ms`),
+      el("td", {}, String(node.replicas ?? 0)),
+      el("td", {}, node.last_seen ? when(node.last_seen) : "never"),
+      el("td", {}, el("div", { class: "actions" },
+        el("button", { type: "button", onclick: () => api("PATCH", `/admin/nodes/${node.id}`,
+          { mode: draining ? "active" : "draining" }).then(loadAdmin) }, draining ? `Activate ${node.id}` : `Drain ${node.id}`),
+        el("button", { type: "button", onclick: () => confirm(`Remove ${node.id}?`)
+          && api("DELETE", `/admin/nodes/${node.id}`).then(loadAdmin) }, `Remove ${node.id}`))));
+  }));
+  $("#failures").replaceChildren(...(status.recent_failures.length
+    ? status.recent_failures.map((f) => el("li", {},
+      `${when(f.at)} ${f.kind}: ${f.reason} ${f.file_id || f.webhook_id || ""} ${f.node_id || f.profile || ""}`))
+    : [el("li", { class: "state" }, "None.")]));
+}
+
+async function addNode(event) {
+  event.preventDefault();
+  try {
+    await api("POST", "/admin/nodes", { id: $("#node-id").value, host: $("#node-host").value, port: $("#node-port").value });
+    $("#node-id").value = "";
+    notice("");
+    loadAdmin();
+  } catch (error) {
+    notice(error.message);
+  }
+}
+
+// -- start ---------------------------------------------------------------------------------
+
+window.addEventListener("unhandledrejection", (event) => {
+  if (event.reason && event.reason.message !== "signed out") notice(event.reason.message || String(event.reason));
+});
+window.addEventListener("hashchange", route);
+document.addEventListener("keydown", (event) => {
+  if ($("#view-slides").hidden || event.target.tagName === "INPUT") return;
+  if (event.key === "ArrowRight") move(1);
+  if (event.key === "ArrowLeft") move(-1);
+});
+$("#signin-form").addEventListener("submit", signIn);
+$("#sign-out").addEventListener("click", () => signOut());
+$("#previous").addEventListener("click", () => move(-1));
+$("#next").addEventListener("click", () => move(1));
+$("#add-node").addEventListener("submit", addNode);
+setUpDrop();
+setUpFallback();
+route();
