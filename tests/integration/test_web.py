@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -162,17 +163,12 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
         wait(lambda: shown(browser, "#username"))
         sign_in(browser, daemon, "root", "root-password")
         wait(lambda: shown(browser, "#admin-link")).click()
-        for name in ("n1", "n2"):
-            wait(
-                lambda name=name: (
-                    "up"
-                    in browser.find_element(
-                        By.CSS_SELECTOR, f'tr[data-node="{name}"]'
-                    ).text
-                ),
-                30,
-                f"{name} listed up",
-            )
+
+        def listed_up() -> bool:
+            rows = [shown(browser, f'tr[data-node="{name}"]') for name in ("n1", "n2")]
+            return all(row is not None and "up" in row.text for row in rows)
+
+        wait(listed_up, 30, "n1 and n2 listed up")
         assert "Outbox" in browser.find_element(By.ID, "pipeline").text
         screenshots(browser, "admin")
     finally:
@@ -217,5 +213,45 @@ def test_a_slideshow_viewer_follows_the_presenter(
             "return document.getElementById('slide').naturalWidth"
         )
         assert loaded > 0
+    finally:
+        daemon.stop()
+
+
+def test_the_form_fallback_and_a_library_that_updates_itself(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """Without upload progress in the browser (forced with ?fallback) the
+    page posts a plain form and shows the progress uploadd reports; the
+    library, left open, shows a file uploaded elsewhere and its AAC
+    rendition arriving, from its event stream alone."""
+    sound = tmp_path / "talk.mp3"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i",
+         "sine=frequency=440:duration=20", "-b:a", "64k", str(sound)],
+        check=True,
+    )  # fmt: skip
+    daemon = start(tmp_path / "uploadd")
+    try:
+        sign_in(browser, daemon, "alice", PASSWORD)
+        browser.get(daemon.base + "/?fallback=1#/upload")
+        form = wait(lambda: shown(browser, "#fallback"), what="the form fallback")
+        assert shown(browser, "#drop") is None
+        form.find_element(By.ID, "fallback-file").send_keys(str(sound))
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        status = browser.find_element(By.ID, "fallback-status")
+        wait(lambda: status.text == "done: 100%", 30, "the form upload done")
+
+        browser.get(daemon.base + "/#/library")
+        wait(lambda: "1 file" in browser.find_element(By.ID, "library-count").text)
+        daemon.request(
+            "PUT",
+            "/files/later.mp3",
+            sound.read_bytes(),
+            **{"Content-Type": "audio/mpeg"},
+        )
+        table = browser.find_element(By.ID, "files")
+        wait(lambda: "later.mp3" in table.text, 15, "the new file listed")
+        wait(lambda: "later-audio.m4a" in table.text, 60, "its rendition listed")
+        assert "audio-aac: ready" in table.text
     finally:
         daemon.stop()
