@@ -156,6 +156,7 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
         )
         ctl(daemon.data_dir, "user", "add", "root", "--scope", "admin",
             stdin="root-password\n")  # fmt: skip
+        admin_token = ctl(daemon.data_dir, "token", "root").strip()
         sign_in(browser, daemon, "alice", PASSWORD)
         assert shown(browser, "#admin-link") is None
         assert daemon.request("GET", "/admin/nodes")[0] == 403
@@ -171,6 +172,13 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
         wait(listed_up, 30, "n1 and n2 listed up")
         assert "Outbox" in browser.find_element(By.ID, "pipeline").text
         screenshots(browser, "admin")
+        # Drain from the console: the button says so and the API agrees.
+        drain = wait(lambda: browser.find_element(By.XPATH, "//button[.='Drain n2']"))
+        drain.click()
+        wait(lambda: browser.find_element(By.XPATH, "//button[.='Activate n2']"))
+        modes = {n["id"]: n["mode"] for n in daemon.json("GET", "/admin/nodes",
+                 Authorization=f"Bearer {admin_token}")["results"]}  # fmt: skip
+        assert modes == {"n1": "active", "n2": "draining"}
     finally:
         if daemon is not None:
             daemon.stop()
@@ -213,6 +221,21 @@ def test_a_slideshow_viewer_follows_the_presenter(
             "return document.getElementById('slide').naturalWidth"
         )
         assert loaded > 0
+        # The owner presents: Next moves everyone, starting from slide 3.
+        browser.find_element(By.ID, "sign-out").click()
+        sign_in(browser, daemon, "alice", PASSWORD)
+        browser.get(f"{daemon.base}/#/slides/{file_id}")
+        wait(lambda: shown(browser, "#presenter"), what="the presenter's controls")
+        wait(
+            lambda: (
+                browser.find_element(By.ID, "slide").get_attribute("data-current")
+                == "2"
+            )
+        )
+        browser.find_element(By.ID, "next").click()
+        moved = daemon.json("GET", f"/files/{file_id}/control")
+        wait(lambda: daemon.json("GET", f"/files/{file_id}/control")["current"] == 3)
+        assert moved["slides"]
     finally:
         daemon.stop()
 

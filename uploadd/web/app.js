@@ -402,20 +402,20 @@ function renditionCell(file) {
     }
     return line;
   });
-  return el("td", {}, ...(items.length ? items : ["—"]));
+  return el("td", { "data-label": "Renditions" }, ...(items.length ? items : ["—"]));
 }
 
 async function loadLibrary() {
   const page = await api("GET", "/files?page_size=100");
   $("#library-count").textContent = `${page.count} ${page.count === 1 ? "file" : "files"}`;
   const rows = page.results.map((file) => el("tr", { "data-file": file.id },
-    el("td", {}, el("a", { href: withToken(file.download_url) }, file.filename),
+    el("td", { "data-label": "Name" }, el("a", { href: withToken(file.download_url) }, file.filename),
       file.versions.length ? el("div", { class: "state" }, `${file.versions.length} newer versions`) : null),
-    el("td", {}, size(file.size)),
-    el("td", {}, when(file.created_at)),
-    el("td", {}, file.replicas.length ? file.replicas.join(", ") : "on uploadd"),
+    el("td", { "data-label": "Size" }, size(file.size)),
+    el("td", { "data-label": "Stored" }, when(file.created_at)),
+    el("td", { "data-label": "Copies" }, file.replicas.length ? file.replicas.join(", ") : "on uploadd"),
     renditionCell(file),
-    el("td", {}, el("div", { class: "actions" },
+    el("td", { "data-label": "Actions" }, el("div", { class: "actions" },
       el("a", { class: "button", href: withToken(file.download_url), download: file.filename }, "Download"),
       el("button", { type: "button", "aria-label": `Delete ${file.filename}`, onclick: async () => {
         if (!confirm(`Delete ${file.filename}?`)) return;
@@ -471,14 +471,14 @@ async function loadAdmin() {
     const draining = node.mode === "draining";
     return el("tr", { "data-node": node.id },
       el("th", { scope: "row" }, node.id, el("div", { class: "state" }, `${node.host}:${node.port}`)),
-      el("td", {}, `${node.health}${node.state ? ` (${node.state})` : ""}${draining ? ", draining" : ""}`),
-      el("td", {}, el("meter", { min: "0", max: String(node.total || 1), value: String(used),
+      el("td", { "data-label": "State" }, `${node.health}${node.state ? ` (${node.state})` : ""}${draining ? ", draining" : ""}`),
+      el("td", { "data-label": "Space" }, el("meter", { min: "0", max: String(node.total || 1), value: String(used),
         "aria-label": `Space used on ${node.id}` }),
       el("div", { class: "state" }, `${size(node.free)} free of ${size(node.total)}`)),
-      el("td", {}, node.rtt_ms === null ? "—" : `${node.rtt_ms} ms`),
-      el("td", {}, String(node.replicas ?? 0)),
-      el("td", {}, node.last_seen ? when(node.last_seen) : "never"),
-      el("td", {}, el("div", { class: "actions" },
+      el("td", { "data-label": "RTT" }, node.rtt_ms === null ? "—" : `${node.rtt_ms} ms`),
+      el("td", { "data-label": "Replicas" }, String(node.replicas ?? 0)),
+      el("td", { "data-label": "Last seen" }, node.last_seen ? when(node.last_seen) : "never"),
+      el("td", { "data-label": "Actions" }, el("div", { class: "actions" },
         el("button", { type: "button", onclick: () => api("PATCH", `/admin/nodes/${node.id}`,
           { mode: draining ? "active" : "draining" }).then(loadAdmin) }, draining ? `Activate ${node.id}` : `Drain ${node.id}`),
         el("button", { type: "button", onclick: () => confirm(`Remove ${node.id}?`)
