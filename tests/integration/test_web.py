@@ -278,3 +278,46 @@ def test_the_form_fallback_and_a_library_that_updates_itself(
         assert "audio-aac: ready" in table.text
     finally:
         daemon.stop()
+
+
+def test_pause_resume_and_cancel(browser: WebDriver, tmp_path: Path) -> None:
+    """Pause stops sending and Resume finishes the same upload byte-exact;
+    Cancel ends an upload and uploadd forgets its bytes."""
+    first, second = tmp_path / "first.bin", tmp_path / "second.bin"
+    first.write_bytes(os.urandom(20 * 1000 * 1000))
+    second.write_bytes(os.urandom(20 * 1000 * 1000))
+    daemon = start(tmp_path / "uploadd")
+    try:
+        sign_in(browser, daemon, "alice", PASSWORD)
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1,
+             "uploadThroughput": 4 * 1024 * 1024},
+        )  # fmt: skip
+        browser.find_element(By.ID, "picker").send_keys(str(first))
+        row = wait(lambda: shown(browser, "#uploads li"))
+        bar = row.find_element(By.TAG_NAME, "progress")
+        wait(lambda: float(bar.get_attribute("value")) > 10, 30, "10% sent")
+        row.find_element(By.XPATH, ".//button[.='Pause']").click()
+        wait(lambda: "Paused" in row.text)
+        paused_at = float(bar.get_attribute("value"))
+        time.sleep(1.5)
+        assert float(bar.get_attribute("value")) == paused_at
+        row.find_element(By.XPATH, ".//button[.='Resume']").click()
+        wait(lambda: "Stored: 100%" in row.text, 60, "the resumed upload stored")
+        (stored,) = daemon.json("GET", "/files")["results"]
+        assert stored["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+
+        browser.find_element(By.ID, "picker").send_keys(str(second))
+        row = wait(lambda: "second.bin" in shown(browser, "#uploads li").text and
+                   shown(browser, "#uploads li"))  # fmt: skip
+        bar = row.find_element(By.TAG_NAME, "progress")
+        wait(lambda: float(bar.get_attribute("value")) > 5, 30, "5% sent")
+        row.find_element(By.XPATH, ".//button[.='Cancel']").click()
+        wait(lambda: "Cancelled" in row.text)
+        leftovers = lambda: list((daemon.data_dir / "uploads").glob("*"))  # noqa: E731
+        wait(lambda: not leftovers(), 10, "the cancelled upload's bytes removed")
+        assert daemon.json("GET", "/files")["count"] == 1
+    finally:
+        daemon.stop()
