@@ -321,3 +321,31 @@ def test_pause_resume_and_cancel(browser: WebDriver, tmp_path: Path) -> None:
         assert daemon.json("GET", "/files")["count"] == 1
     finally:
         daemon.stop()
+
+
+def test_several_files_at_once_and_parallel_chunks(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """Two files chosen together both arrive; the 70 MB one goes as three
+    parallel tus uploads concatenated by uploadd, byte-exact."""
+    large, small = tmp_path / "large.bin", tmp_path / "small.txt"
+    large.write_bytes(os.urandom(70 * 1000 * 1000))
+    small.write_bytes(b"several at once\n")
+    daemon = start(tmp_path / "uploadd")
+    try:
+        sign_in(browser, daemon, "alice", PASSWORD)
+        browser.find_element(By.ID, "picker").send_keys(f"{large}\n{small}")
+        uploads = browser.find_element(By.ID, "uploads")
+        wait(lambda: uploads.text.count("Stored: 100%") == 2, 90, "both stored")
+        found = {
+            f["filename"]: f["sha256"] for f in daemon.json("GET", "/files")["results"]
+        }
+        assert found == {
+            "large.bin": hashlib.sha256(large.read_bytes()).hexdigest(),
+            "small.txt": hashlib.sha256(small.read_bytes()).hexdigest(),
+        }
+        # Three partial uploads and the final one that joins them, plus the
+        # small file's own: five creations in uploadd's access log.
+        assert daemon.log().count('"POST /uploads/ HTTP/1.1" 201') == 5
+    finally:
+        daemon.stop()
