@@ -30,8 +30,9 @@ DRIVER = Path("/usr/bin/chromedriver")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
+def chromium(profile: Path) -> WebDriver:
+    """Headless Chromium (stopped with .quit()) on the profile folder
+    ``profile``, so a second one sees what the first stored."""
     if not (CHROMIUM.exists() and DRIVER.exists()):
         pytest.fail("chromium and chromium-driver are not installed (make setup)")
     options = webdriver.ChromeOptions()
@@ -40,10 +41,25 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-        f"--user-data-dir={tmp_path / 'chromium'}",
+        f"--user-data-dir={profile}",
     ):  # fmt: skip
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    return webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+
+
+def throttle(driver: WebDriver, upload: int) -> None:
+    """Uploads from ``driver`` at ``upload`` bytes a second (-1: unthrottled)."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1,
+         "uploadThroughput": upload},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    driver = chromium(tmp_path / "chromium")
     try:
         yield driver
     finally:
@@ -99,12 +115,7 @@ def test_an_upload_survives_a_reload_and_resumes_from_the_server_offset(
     try:
         sign_in(browser, daemon, "alice", PASSWORD)
         # Slow the browser's uploads so the reload lands mid-upload.
-        browser.execute_cdp_cmd("Network.enable", {})
-        browser.execute_cdp_cmd(
-            "Network.emulateNetworkConditions",
-            {"offline": False, "latency": 0, "downloadThroughput": -1,
-             "uploadThroughput": 6 * 1024 * 1024},
-        )  # fmt: skip
+        throttle(browser, 6 * 1024 * 1024)
         browser.find_element(By.ID, "picker").send_keys(str(body))
         bar = wait(lambda: shown(browser, "#uploads progress"), what="a progress bar")
         wait(lambda: float(bar.get_attribute("value")) > 20, 60, "20% sent")
@@ -113,11 +124,7 @@ def test_an_upload_survives_a_reload_and_resumes_from_the_server_offset(
         wait(lambda: shown(browser, "#resumable"), what="the unfinished upload offered")
         offered = browser.find_element(By.ID, "resumable-list").text
         assert "big.bin" in offered
-        browser.execute_cdp_cmd(
-            "Network.emulateNetworkConditions",
-            {"offline": False, "latency": 0, "downloadThroughput": -1,
-             "uploadThroughput": -1},
-        )  # fmt: skip
+        throttle(browser, -1)
         browser.find_element(By.ID, "picker").send_keys(str(body))
         wait(
             lambda: "Stored: 100%" in browser.find_element(By.ID, "uploads").text,
@@ -125,7 +132,10 @@ def test_an_upload_survives_a_reload_and_resumes_from_the_server_offset(
             "the upload stored",
         )
         row = browser.find_element(By.CSS_SELECTOR, "#uploads li")
-        assert int(row.get_attribute("data-offset") or 0) > 0
+        # uploadd held part of the file (its HEAD offset) and only the rest
+        # was sent again.
+        assert 0 < int(row.get_attribute("data-offset") or 0) < 50 * 1000 * 1000
+        assert "resumed at" in row.text
         listed = daemon.json("GET", "/files")
         (stored,) = listed["results"]
         assert stored["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
@@ -289,12 +299,7 @@ def test_pause_resume_and_cancel(browser: WebDriver, tmp_path: Path) -> None:
     daemon = start(tmp_path / "uploadd")
     try:
         sign_in(browser, daemon, "alice", PASSWORD)
-        browser.execute_cdp_cmd("Network.enable", {})
-        browser.execute_cdp_cmd(
-            "Network.emulateNetworkConditions",
-            {"offline": False, "latency": 0, "downloadThroughput": -1,
-             "uploadThroughput": 4 * 1024 * 1024},
-        )  # fmt: skip
+        throttle(browser, 4 * 1024 * 1024)
         browser.find_element(By.ID, "picker").send_keys(str(first))
         row = wait(lambda: shown(browser, "#uploads li"))
         bar = row.find_element(By.TAG_NAME, "progress")
@@ -347,5 +352,40 @@ def test_several_files_at_once_and_parallel_chunks(
         # Three partial uploads and the final one that joins them, plus the
         # small file's own: five creations in uploadd's access log.
         assert daemon.log().count('"POST /uploads/ HTTP/1.1" 201') == 5
+    finally:
+        daemon.stop()
+
+
+def test_an_upload_survives_closing_the_browser(tmp_path: Path) -> None:
+    """Chromium quits mid-upload; a new one on the same profile is still
+    signed in, offers the upload, and finishes it from the server's offset."""
+    body = tmp_path / "closed.bin"
+    body.write_bytes(os.urandom(30 * 1000 * 1000))
+    daemon = start(tmp_path / "uploadd")
+    profile = tmp_path / "chromium"
+    try:
+        first = chromium(profile)
+        try:
+            sign_in(first, daemon, "alice", PASSWORD)
+            throttle(first, 4 * 1024 * 1024)
+            first.find_element(By.ID, "picker").send_keys(str(body))
+            bar = wait(lambda: shown(first, "#uploads progress"))
+            wait(lambda: float(bar.get_attribute("value")) > 20, 60, "20% sent")
+        finally:
+            first.quit()
+        second = chromium(profile)
+        try:
+            second.get(daemon.base + "/")
+            wait(lambda: shown(second, "#resumable"), what="the upload offered")
+            assert "closed.bin" in second.find_element(By.ID, "resumable-list").text
+            second.find_element(By.ID, "picker").send_keys(str(body))
+            row = wait(lambda: shown(second, "#uploads li"))
+            wait(lambda: "Stored: 100%" in row.text, 60, "the upload stored")
+            assert "resumed at" in row.text
+            assert 0 < int(row.get_attribute("data-offset") or 0) < 30 * 1000 * 1000
+        finally:
+            second.quit()
+        (stored,) = daemon.json("GET", "/files")["results"]
+        assert stored["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
     finally:
         daemon.stop()

@@ -224,7 +224,8 @@ async function addFiles(files) {
     const previous = await upload.findPreviousUploads();
     if (previous.length) {
       upload.resumeFromPreviousUpload(previous[0]);
-      item.resumed = true;
+      item.resumedFrom = await serverOffset(previous[0]);
+      view.row.dataset.offset = String(item.resumedFrom);
     }
     item.running = true;
     upload.start();
@@ -232,16 +233,34 @@ async function addFiles(files) {
   listResumable();
 }
 
+// How many bytes of an earlier upload uploadd holds (all its parts, for a
+// parallel one): where resuming starts.
+async function serverOffset(previous) {
+  let held = 0;
+  for (const url of previous.parallelUploadUrls || [previous.uploadUrl]) {
+    const response = await fetch(url, {
+      method: "HEAD",
+      headers: { "Tus-Resumable": "1.0.0", Authorization: `Bearer ${session.token}` },
+    });
+    held += Number(response.headers.get("Upload-Offset") || 0);
+  }
+  return held;
+}
+
+function resumedNote(item) {
+  return item.resumedFrom === undefined ? "" : ` (resumed at ${size(item.resumedFrom)})`;
+}
+
 function progress(item, sent, total) {
   const { view } = item;
   const now = performance.now();
   const percent = total ? (100 * sent) / total : 0;
   view.bar.value = percent;
-  if (!item.last) item.last = { at: now, sent, rate: 0, from: sent };
+  if (!item.last) item.last = { at: now, sent, rate: 0 };
   const seconds = (now - item.last.at) / 1000;
   if (seconds >= 0.5) {
     const rate = (sent - item.last.sent) / seconds;
-    item.last = { at: now, sent, rate: item.last.rate ? 0.7 * item.last.rate + 0.3 * rate : rate, from: item.last.from };
+    item.last = { at: now, sent, rate: item.last.rate ? 0.7 * item.last.rate + 0.3 * rate : rate };
   }
   const rate = item.last.rate;
   const left = rate > 0 ? duration((total - sent) / rate) + " left" : "";
@@ -249,17 +268,15 @@ function progress(item, sent, total) {
   const step = Math.floor(percent / 10);
   if (step !== item.announced) {
     item.announced = step;
-    const resumed = item.resumed ? ` (resumed at ${size(item.last.from)})` : "";
-    view.state.textContent = `Uploading: ${Math.floor(percent)}%${resumed}`;
+    view.state.textContent = `Uploading: ${Math.floor(percent)}%${resumedNote(item)}`;
   }
-  view.row.dataset.offset = String(item.last.from);
 }
 
 function finished(item) {
   const { view } = item;
   item.running = false;
   view.bar.value = 100;
-  view.state.textContent = "Stored: 100%";
+  view.state.textContent = `Stored: 100%${resumedNote(item)}`;
   view.row.classList.add("done");
   view.pause.remove();
   view.cancel.remove();
