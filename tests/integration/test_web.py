@@ -389,3 +389,35 @@ def test_an_upload_survives_closing_the_browser(tmp_path: Path) -> None:
         assert stored["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
     finally:
         daemon.stop()
+
+
+def test_the_keyboard_reaches_every_control_with_a_name(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """Signing in and tabbing through the upload page reaches the navigation,
+    sign-out and Choose files, each with a name; focus is drawn."""
+    from selenium.webdriver.common.keys import Keys
+
+    daemon = start(tmp_path / "uploadd")
+    try:
+        browser.get(daemon.base + "/")
+        wait(lambda: shown(browser, "#username"))
+        browser.switch_to.active_element.send_keys(
+            "alice", Keys.TAB, PASSWORD, Keys.ENTER
+        )
+        wait(lambda: shown(browser, "#view-upload"), what="signed in by keyboard")
+        browser.execute_script("document.querySelector('.skip').focus()")  # the top
+        names = []
+        for _ in range(12):
+            browser.switch_to.active_element.send_keys(Keys.TAB)
+            focused = browser.switch_to.active_element
+            name = (focused.get_attribute("aria-label") or focused.text).strip()
+            assert name, focused.get_attribute("outerHTML")
+            names.append(name)
+            if name == "Choose files":
+                outline = focused.value_of_css_property("outline-style")
+                assert outline not in ("none", ""), outline
+                break
+        assert {"Upload", "Library", "Sign out", "Choose files"} <= set(names), names
+    finally:
+        daemon.stop()

@@ -345,12 +345,7 @@ function setUpDrop() {
     event.preventDefault();
     addFiles([...event.dataTransfer.files]);
   });
-  drop.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") {
-      event.preventDefault();
-      $("#picker").click();
-    }
-  });
+  $("#choose").addEventListener("click", () => $("#picker").click());
   $("#picker").addEventListener("change", (event) => {
     addFiles([...event.target.files]);
     event.target.value = "";
