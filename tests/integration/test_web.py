@@ -286,6 +286,15 @@ def test_the_form_fallback_and_a_library_that_updates_itself(
         wait(lambda: "later.mp3" in table.text, 15, "the new file listed")
         wait(lambda: "later-audio.m4a" in table.text, 60, "its rendition listed")
         assert "audio-aac: ready" in table.text
+        # Delete from the library (after the browser's confirmation).
+        table.find_element(
+            By.XPATH, ".//button[@aria-label='Delete later.mp3']"
+        ).click()
+        browser.switch_to.alert.accept()
+        wait(lambda: "later.mp3" not in table.text, 15, "the file gone from the list")
+        assert [f["filename"] for f in daemon.json("GET", "/files")["results"]] == [
+            "talk.mp3"
+        ]
     finally:
         daemon.stop()
 
@@ -349,9 +358,20 @@ def test_several_files_at_once_and_parallel_chunks(
             "large.bin": hashlib.sha256(large.read_bytes()).hexdigest(),
             "small.txt": hashlib.sha256(small.read_bytes()).hexdigest(),
         }
+        # A file dropped on the page uploads too.
+        browser.execute_script(
+            """const drop = new DataTransfer();
+            drop.items.add(new File(["dropped here\\n"], "dropped.txt",
+                                    {type: "text/plain"}));
+            document.getElementById("drop").dispatchEvent(
+                new DragEvent("drop", {dataTransfer: drop, bubbles: true}));"""
+        )
+        wait(lambda: uploads.text.count("Stored: 100%") == 3, 30, "the drop stored")
+        names = {f["filename"] for f in daemon.json("GET", "/files")["results"]}
+        assert "dropped.txt" in names
         # Three partial uploads and the final one that joins them, plus the
-        # small file's own: five creations in uploadd's access log.
-        assert daemon.log().count('"POST /uploads/ HTTP/1.1" 201') == 5
+        # small and dropped files' own: six creations in uploadd's access log.
+        assert daemon.log().count('"POST /uploads/ HTTP/1.1" 201') == 6
     finally:
         daemon.stop()
 
