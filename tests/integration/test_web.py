@@ -182,6 +182,15 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
         wait(listed_up, 30, "n1 and n2 listed up")
         assert "Outbox" in browser.find_element(By.ID, "pipeline").text
         screenshots(browser, "admin")
+        # Add a node from the console (nothing listens there: it is down),
+        # then remove it after the confirmation.
+        browser.find_element(By.ID, "node-id").send_keys("n3")
+        browser.find_element(By.ID, "node-port").send_keys("9")
+        browser.find_element(By.CSS_SELECTOR, "#add-node button").click()
+        wait(lambda: shown(browser, 'tr[data-node="n3"]'), 15, "n3 listed")
+        browser.find_element(By.XPATH, "//button[.='Remove n3']").click()
+        browser.switch_to.alert.accept()
+        wait(lambda: not browser.find_elements(By.CSS_SELECTOR, 'tr[data-node="n3"]'))
         # Drain from the console: the button says so and the API agrees.
         drain = wait(lambda: browser.find_element(By.XPATH, "//button[.='Drain n2']"))
         drain.click()
@@ -286,15 +295,22 @@ def test_the_form_fallback_and_a_library_that_updates_itself(
         wait(lambda: "later.mp3" in table.text, 15, "the new file listed")
         wait(lambda: "later-audio.m4a" in table.text, 60, "its rendition listed")
         assert "audio-aac: ready" in table.text
+        later_id = next(
+            f["id"] for f in daemon.json("GET", "/files")["results"]
+            if f["filename"] == "later.mp3"
+        )  # fmt: skip
+        daemon.request(
+            "PUT", f"/files/later-v2.txt?parent={later_id}&renditions=none", b"v2"
+        )
+        wait(lambda: "Versions: later-v2.txt" in table.text, 15, "the version listed")
         # Delete from the library (after the browser's confirmation).
         table.find_element(
             By.XPATH, ".//button[@aria-label='Delete later.mp3']"
         ).click()
         browser.switch_to.alert.accept()
         wait(lambda: "later.mp3" not in table.text, 15, "the file gone from the list")
-        assert [f["filename"] for f in daemon.json("GET", "/files")["results"]] == [
-            "talk.mp3"
-        ]
+        names = [f["filename"] for f in daemon.json("GET", "/files")["results"]]
+        assert sorted(names) == ["later-v2.txt", "talk.mp3"]
     finally:
         daemon.stop()
 

@@ -422,7 +422,8 @@ async function loadLibrary() {
   $("#library-count").textContent = `${page.count} ${page.count === 1 ? "file" : "files"}`;
   const rows = page.results.map((file) => el("tr", { "data-file": file.id },
     el("td", { "data-label": "Name" }, el("a", { href: withToken(file.download_url) }, file.filename),
-      file.versions.length ? el("div", { class: "state" }, `${file.versions.length} newer versions`) : null),
+      file.versions.length ? el("div", { class: "state" }, "Versions: ", ...file.versions.map((v) =>
+        el("a", { href: withToken(`/files/${v.id}/content`) }, `${v.filename} (${when(v.created_at)})`))) : null),
     el("td", { "data-label": "Size" }, size(file.size)),
     el("td", { "data-label": "Stored" }, when(file.created_at)),
     el("td", { "data-label": "Copies" }, file.replicas.length ? file.replicas.join(", ") : "on uploadd"),
