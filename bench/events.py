@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from common import HERE, machine, server, uploadd, write_section
 sys.path.insert(0, str(HERE.parent))
 
 from tests.integration.broker import Broker, free_port
+from tests.integration.daemon import EventStream
 from uploadd.events.amqp import AmqpAddress, AmqpBus
 from uploadd.events.bus import InProcessBus
 from uploadd.store.interface import Event
@@ -102,42 +102,21 @@ class Started:
     def __init__(self, port: int, token: str) -> None:
         self.at: dict[str, float] = {}
         self.done: dict[str, threading.Event] = {}
-        self._sock = socket.create_connection(("127.0.0.1", port))
-        head = f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
-        self._sock.sendall(head.encode() + b"\r\n\r\n")
+        self._stream = EventStream(port, token)
         threading.Thread(target=self._read, daemon=True).start()
 
     def waiter(self, file_id: str) -> threading.Event:
         return self.done.setdefault(file_id, threading.Event())
 
     def _read(self) -> None:
-        buffer = b""
-        while chunk := self._recv():
-            now = time.monotonic()
-            buffer += chunk
-            while b"\n\n" in buffer:
-                message, buffer = buffer.split(b"\n\n", 1)
-                fields = dict(
-                    line.split(": ", 1)
-                    for line in message.decode().split("\n")
-                    if ": " in line
-                )
-                topic = fields.get("event", "")
-                if topic.startswith("transcode."):
-                    file_id = json.loads(fields["data"])["file_id"]
-                    if topic == "transcode.started":
-                        self.at.setdefault(file_id, now)
-                    elif topic in ("transcode.done", "transcode.failed"):
-                        self.waiter(file_id).set()
-
-    def _recv(self) -> bytes:
-        try:
-            return self._sock.recv(65536)
-        except OSError:
-            return b""  # closed
+        for topic, data, arrived in self._stream.messages(float("inf")):
+            if topic == "transcode.started":
+                self.at.setdefault(data["file_id"], arrived)
+            elif topic in ("transcode.done", "transcode.failed"):
+                self.waiter(data["file_id"]).set()
 
     def close(self) -> None:
-        self._sock.close()
+        self._stream.close()
 
 
 def latencies(work: Path, uploads: int, sound: bytes, *options: str) -> list[float]:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.broker import SERVER, Broker, free_port
 from tests.integration.daemon import Daemon, start
 
 
@@ -16,3 +17,17 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A private RabbitMQ on loopback, stopped by pid (with its epmd) afterwards."""
+    if not SERVER.exists():
+        pytest.fail("rabbitmq-server is not installed (make setup installs it)")
+    running = Broker(tmp_path / "rabbitmq", free_port(), free_port())
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        running.stop_epmd()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +140,55 @@ def twistd(
             raise RuntimeError(f"{plugin} did not start: {errors.decode()}")
         time.sleep(0.05)
     return process
+
+
+def eventually(check: Callable[[], Any], within: float = 30, what: str = "") -> Any:
+    """The first true answer of ``check()``, asked every 0.1 s (an exception
+    counts as not yet); AssertionError naming ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            found = check()
+        except Exception:
+            found = None
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        time.sleep(0.1)
+
+
+class EventStream:
+    """A user's ``GET /events`` on a raw socket, connected at once."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+        head = f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+        self._sock.sendall(head.encode() + b"\r\n\r\n")
+
+    def messages(self, within: float) -> Iterator[tuple[str, dict[str, Any], float]]:
+        """(topic, data, when it arrived) for each event, for ``within`` s or
+        until the stream closes."""
+        deadline, buffer = time.monotonic() + within, b""
+        while time.monotonic() < deadline:
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed here
+            if not chunk:
+                return
+            arrived, buffer = time.monotonic(), buffer + chunk
+            while b"\n\n" in buffer:
+                message, buffer = buffer.split(b"\n\n", 1)
+                fields = dict(
+                    line.split(": ", 1)
+                    for line in message.decode().split("\n")
+                    if line.startswith(("event: ", "data: "))
+                )
+                if "event" in fields and "data" in fields:
+                    yield fields["event"], json.loads(fields["data"]), arrived
+
+    def close(self) -> None:
+        self._sock.close()

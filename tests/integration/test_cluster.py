@@ -9,28 +9,18 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from noded.signing import signed_query, url_key
-from tests.integration.daemon import Daemon, ctl, start
+from tests.integration.daemon import Daemon, ctl, eventually, start
 from tests.integration.test_noded import SECRET, RunningNode, fetch, start_node
 
 pytestmark = pytest.mark.integration
 PING = 0.5
-
-
-def eventually(check: Callable[[], Any], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within}s: {what}")
 
 
 @pytest.fixture

@@ -3,57 +3,31 @@ broker is down."""
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.integration.broker import SERVER, Broker, free_port
-from tests.integration.daemon import Daemon, start
+from tests.integration.broker import Broker
+from tests.integration.daemon import Daemon, EventStream, start
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    if not SERVER.exists():
-        pytest.fail("rabbitmq-server is not installed (make setup installs it)")
-    running = Broker(tmp_path / "rabbitmq", free_port(), free_port())
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        running.stop_epmd()
-
-
-def stored_events(daemon: Daemon, until: float, wanted: int) -> list[dict[str, object]]:
+def stored_events(daemon: Daemon, until: float, wanted: int) -> list[dict[str, Any]]:
     """file.stored events from the owner's /events stream, until ``wanted``."""
-    found: list[dict[str, object]] = []
-    with socket.create_connection(("127.0.0.1", daemon.port), timeout=1) as sock:
-        head = (
-            f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {daemon.token}"
-        )
-        sock.sendall(head.encode() + b"\r\n\r\n")
-        buffer = b""
-        while time.monotonic() < until and len(found) < wanted:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                continue
-            if not chunk:
-                break
-            buffer += chunk
-            while b"\n\n" in buffer:
-                message, buffer = buffer.split(b"\n\n", 1)
-                lines = message.decode().split("\n")
-                if "event: file.stored" in lines:
-                    data = next(x for x in lines if x.startswith("data: "))
-                    found.append(json.loads(data[6:]))
+    stream = EventStream(daemon.port, daemon.token)
+    found = []
+    try:
+        for topic, data, _ in stream.messages(until - time.monotonic()):
+            if topic == "file.stored":
+                found.append(data)
+                if len(found) == wanted:
+                    break
+    finally:
+        stream.close()
     return found
 
 
@@ -62,7 +36,7 @@ def test_events_survive_a_broker_outage(broker: Broker, tmp_path: Path) -> None:
     still succeed; once it is back every file.stored event is delivered."""
     daemon = start(tmp_path / "uploadd", f"--amqp-url={broker.url}")
     try:
-        first: list[dict[str, object]] = []
+        first: list[dict[str, Any]] = []
         watcher = threading.Thread(
             target=lambda: first.extend(stored_events(daemon, time.monotonic() + 20, 1))
         )
@@ -74,7 +48,7 @@ def test_events_survive_a_broker_outage(broker: Broker, tmp_path: Path) -> None:
         assert [e["filename"] for e in first] == ["first.txt"]
 
         broker.stop()
-        later: list[dict[str, object]] = []
+        later: list[dict[str, Any]] = []
         watcher = threading.Thread(
             target=lambda: later.extend(
                 stored_events(daemon, time.monotonic() + 90, 50)

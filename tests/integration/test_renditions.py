@@ -5,17 +5,22 @@ RabbitMQ, where a worker killed mid-job leaves exactly one rendition."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.broker import SERVER, Broker, free_port
-from tests.integration.daemon import Daemon, start, stop_process, twistd
+from tests.integration.broker import Broker
+from tests.integration.daemon import (
+    Daemon,
+    EventStream,
+    eventually,
+    start,
+    stop_process,
+    twistd,
+)
 from tests.integration.test_transcode_tools import (
     _write_pdf,
     make_clip,
@@ -25,19 +30,6 @@ from tests.integration.test_transcode_tools import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    if not SERVER.exists():
-        pytest.fail("rabbitmq-server is not installed (make setup installs it)")
-    running = Broker(tmp_path / "rabbitmq", free_port(), free_port())
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
-        running.stop_epmd()
 
 
 def mp3(path: Path, seconds: float | None = None) -> bytes:
@@ -67,13 +59,13 @@ def upload(daemon: Daemon, name: str, body: bytes, ctype: str) -> dict[str, Any]
 
 def until(daemon: Daemon, file_id: str, done: Any, within: float = 90) -> Any:
     """GET /files/{id} until ``done(document)``; the document."""
-    deadline = time.monotonic() + within
-    while True:
-        shown = daemon.json("GET", f"/files/{file_id}")
-        if done(shown):
-            return shown
-        assert time.monotonic() < deadline, shown
-        time.sleep(0.05)
+    return eventually(
+        lambda: (
+            (shown := daemon.json("GET", f"/files/{file_id}")) and done(shown) and shown
+        ),
+        within,
+        f"file {file_id} to be done",
+    )
 
 
 def fetch(daemon: Daemon, url: str) -> bytes:
@@ -83,26 +75,17 @@ def fetch(daemon: Daemon, url: str) -> bytes:
 
 
 def topics(daemon: Daemon, until_topic: str, within: float) -> Iterator[str]:
-    """Topics from the owner's /events stream; the connection is made at once."""
-    sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=1)
-    head = f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {daemon.token}"
-    sock.sendall(head.encode() + b"\r\n\r\n")
+    """Topics from the owner's /events stream, connected at once."""
+    stream = EventStream(daemon.port, daemon.token)
 
     def read() -> Iterator[str]:
-        deadline, buffer = time.monotonic() + within, b""
-        with sock:
-            while time.monotonic() < deadline:
-                try:
-                    buffer += sock.recv(65536)
-                except TimeoutError:
-                    continue
-                while b"\n\n" in buffer:
-                    message, buffer = buffer.split(b"\n\n", 1)
-                    for line in message.decode().split("\n"):
-                        if line.startswith("event: "):
-                            yield line[7:]
-                            if line[7:] == until_topic:
-                                return
+        try:
+            for topic, _, _ in stream.messages(within):
+                yield topic
+                if topic == until_topic:
+                    return
+        finally:
+            stream.close()
 
     return read()
 
@@ -209,10 +192,12 @@ def worker(uploadd: Daemon, log_dir: Path, broker: Broker) -> subprocess.Popen[b
         ["worker", "--role=transcode", f"--data-dir={uploadd.data_dir}",
          f"--amqp-url={broker.url}", "--workers-transcode-concurrency=1"],
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while "connected to the broker" not in log.read_text():
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+    eventually(
+        lambda: "connected to the broker" in log.read_text() or process.poll(),
+        30,
+        "the worker connected",
+    )
+    assert process.poll() is None, log.read_text()
     return process
 
 

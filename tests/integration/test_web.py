@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.integration.daemon import PASSWORD, Daemon, ctl, start
+from tests.integration.daemon import PASSWORD, Daemon, ctl, eventually, start
 from tests.integration.test_noded import SECRET, start_node
 from tests.integration.test_transcode_tools import _write_pdf
 
@@ -66,19 +66,6 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         driver.quit()
 
 
-def wait(check: Callable[[], Any], within: float = 30, what: str = "") -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        try:
-            found = check()
-        except Exception:
-            found = None
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"waited {within} s for {what}"
-        time.sleep(0.1)
-
-
 def shown(driver: WebDriver, selector: str) -> Any:
     found = driver.find_elements(By.CSS_SELECTOR, selector)
     return found[0] if found and found[0].is_displayed() else None
@@ -86,11 +73,11 @@ def shown(driver: WebDriver, selector: str) -> Any:
 
 def sign_in(driver: WebDriver, daemon: Daemon, name: str, password: str) -> None:
     driver.get(daemon.base + "/")
-    wait(lambda: shown(driver, "#username"), what="the sign-in form")
+    eventually(lambda: shown(driver, "#username"), what="the sign-in form")
     driver.find_element(By.ID, "username").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-    wait(lambda: shown(driver, "#view-upload"), what="the upload page")
+    eventually(lambda: shown(driver, "#view-upload"), what="the upload page")
 
 
 def screenshots(driver: WebDriver, name: str) -> None:
@@ -117,16 +104,20 @@ def test_an_upload_survives_a_reload_and_resumes_from_the_server_offset(
         # Slow the browser's uploads so the reload lands mid-upload.
         throttle(browser, 6 * 1024 * 1024)
         browser.find_element(By.ID, "picker").send_keys(str(body))
-        bar = wait(lambda: shown(browser, "#uploads progress"), what="a progress bar")
-        wait(lambda: float(bar.get_attribute("value")) > 20, 60, "20% sent")
+        bar = eventually(
+            lambda: shown(browser, "#uploads progress"), what="a progress bar"
+        )
+        eventually(lambda: float(bar.get_attribute("value")) > 20, 60, "20% sent")
         screenshots(browser, "upload")
         browser.refresh()
-        wait(lambda: shown(browser, "#resumable"), what="the unfinished upload offered")
+        eventually(
+            lambda: shown(browser, "#resumable"), what="the unfinished upload offered"
+        )
         offered = browser.find_element(By.ID, "resumable-list").text
         assert "big.bin" in offered
         throttle(browser, -1)
         browser.find_element(By.ID, "picker").send_keys(str(body))
-        wait(
+        eventually(
             lambda: "Stored: 100%" in browser.find_element(By.ID, "uploads").text,
             60,
             "the upload stored",
@@ -140,7 +131,7 @@ def test_an_upload_survives_a_reload_and_resumes_from_the_server_offset(
         (stored,) = listed["results"]
         assert stored["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
         browser.get(daemon.base + "/#/library")
-        wait(lambda: "big.bin" in browser.find_element(By.ID, "files").text)
+        eventually(lambda: "big.bin" in browser.find_element(By.ID, "files").text)
         screenshots(browser, "library")
     finally:
         daemon.stop()
@@ -171,15 +162,15 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
         assert shown(browser, "#admin-link") is None
         assert daemon.request("GET", "/admin/nodes")[0] == 403
         browser.find_element(By.ID, "sign-out").click()
-        wait(lambda: shown(browser, "#username"))
+        eventually(lambda: shown(browser, "#username"))
         sign_in(browser, daemon, "root", "root-password")
-        wait(lambda: shown(browser, "#admin-link")).click()
+        eventually(lambda: shown(browser, "#admin-link")).click()
 
         def listed_up() -> bool:
             rows = [shown(browser, f'tr[data-node="{name}"]') for name in ("n1", "n2")]
             return all(row is not None and "up" in row.text for row in rows)
 
-        wait(listed_up, 30, "n1 and n2 listed up")
+        eventually(listed_up, 30, "n1 and n2 listed up")
         assert "Outbox" in browser.find_element(By.ID, "pipeline").text
         screenshots(browser, "admin")
         # Add a node from the console (nothing listens there: it is down),
@@ -187,14 +178,18 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
         browser.find_element(By.ID, "node-id").send_keys("n3")
         browser.find_element(By.ID, "node-port").send_keys("9")
         browser.find_element(By.CSS_SELECTOR, "#add-node button").click()
-        wait(lambda: shown(browser, 'tr[data-node="n3"]'), 15, "n3 listed")
+        eventually(lambda: shown(browser, 'tr[data-node="n3"]'), 15, "n3 listed")
         browser.find_element(By.XPATH, "//button[.='Remove n3']").click()
         browser.switch_to.alert.accept()
-        wait(lambda: not browser.find_elements(By.CSS_SELECTOR, 'tr[data-node="n3"]'))
+        eventually(
+            lambda: not browser.find_elements(By.CSS_SELECTOR, 'tr[data-node="n3"]')
+        )
         # Drain from the console: the button says so and the API agrees.
-        drain = wait(lambda: browser.find_element(By.XPATH, "//button[.='Drain n2']"))
+        drain = eventually(
+            lambda: browser.find_element(By.XPATH, "//button[.='Drain n2']")
+        )
         drain.click()
-        wait(lambda: browser.find_element(By.XPATH, "//button[.='Activate n2']"))
+        eventually(lambda: browser.find_element(By.XPATH, "//button[.='Activate n2']"))
         modes = {n["id"]: n["mode"] for n in daemon.json("GET", "/admin/nodes",
                  Authorization=f"Bearer {admin_token}")["results"]}  # fmt: skip
         assert modes == {"n1": "active", "n2": "draining"}
@@ -223,18 +218,20 @@ def test_a_slideshow_viewer_follows_the_presenter(
             **{"Content-Type": "application/pdf"},
         )
         file_id = json.loads(answer)["id"]
-        wait(lambda: daemon.json("GET", f"/files/{file_id}")["status"] == "READY", 60)
+        eventually(
+            lambda: daemon.json("GET", f"/files/{file_id}")["status"] == "READY", 60
+        )
         sign_in(browser, daemon, "bob", "bob-password")
         browser.get(f"{daemon.base}/#/slides/{file_id}")
-        slide = wait(lambda: shown(browser, "#slide"))
-        wait(lambda: slide.get_attribute("data-current") == "0")
+        slide = eventually(lambda: shown(browser, "#slide"))
+        eventually(lambda: slide.get_attribute("data-current") == "0")
         assert shown(browser, "#following") and not shown(browser, "#presenter")
         time.sleep(0.5)  # the listen stream is open
         daemon.json(
             "POST", f"/files/{file_id}/control", body=b'{"current": 2}',
             **{"Content-Type": "application/json"},
         )  # fmt: skip
-        wait(lambda: slide.get_attribute("data-current") == "2", 15, "slide 3")
+        eventually(lambda: slide.get_attribute("data-current") == "2", 15, "slide 3")
         assert "Slide 3 of 4" in browser.find_element(By.ID, "slide-caption").text
         loaded = browser.execute_script(
             "return document.getElementById('slide').naturalWidth"
@@ -244,8 +241,10 @@ def test_a_slideshow_viewer_follows_the_presenter(
         browser.find_element(By.ID, "sign-out").click()
         sign_in(browser, daemon, "alice", PASSWORD)
         browser.get(f"{daemon.base}/#/slides/{file_id}")
-        wait(lambda: shown(browser, "#presenter"), what="the presenter's controls")
-        wait(
+        eventually(
+            lambda: shown(browser, "#presenter"), what="the presenter's controls"
+        )
+        eventually(
             lambda: (
                 browser.find_element(By.ID, "slide").get_attribute("data-current")
                 == "2"
@@ -253,7 +252,9 @@ def test_a_slideshow_viewer_follows_the_presenter(
         )
         browser.find_element(By.ID, "next").click()
         moved = daemon.json("GET", f"/files/{file_id}/control")
-        wait(lambda: daemon.json("GET", f"/files/{file_id}/control")["current"] == 3)
+        eventually(
+            lambda: daemon.json("GET", f"/files/{file_id}/control")["current"] == 3
+        )
         assert moved["slides"]
     finally:
         daemon.stop()
@@ -276,15 +277,17 @@ def test_the_form_fallback_and_a_library_that_updates_itself(
     try:
         sign_in(browser, daemon, "alice", PASSWORD)
         browser.get(daemon.base + "/?fallback=1#/upload")
-        form = wait(lambda: shown(browser, "#fallback"), what="the form fallback")
+        form = eventually(lambda: shown(browser, "#fallback"), what="the form fallback")
         assert shown(browser, "#drop") is None
         form.find_element(By.ID, "fallback-file").send_keys(str(sound))
         form.find_element(By.CSS_SELECTOR, "button").click()
         status = browser.find_element(By.ID, "fallback-status")
-        wait(lambda: status.text == "done: 100%", 30, "the form upload done")
+        eventually(lambda: status.text == "done: 100%", 30, "the form upload done")
 
         browser.get(daemon.base + "/#/library")
-        wait(lambda: "1 file" in browser.find_element(By.ID, "library-count").text)
+        eventually(
+            lambda: "1 file" in browser.find_element(By.ID, "library-count").text
+        )
         daemon.request(
             "PUT",
             "/files/later.mp3",
@@ -292,8 +295,8 @@ def test_the_form_fallback_and_a_library_that_updates_itself(
             **{"Content-Type": "audio/mpeg"},
         )
         table = browser.find_element(By.ID, "files")
-        wait(lambda: "later.mp3" in table.text, 15, "the new file listed")
-        wait(lambda: "later-audio.m4a" in table.text, 60, "its rendition listed")
+        eventually(lambda: "later.mp3" in table.text, 15, "the new file listed")
+        eventually(lambda: "later-audio.m4a" in table.text, 60, "its rendition listed")
         assert "audio-aac: ready" in table.text
         later_id = next(
             f["id"] for f in daemon.json("GET", "/files")["results"]
@@ -302,13 +305,17 @@ def test_the_form_fallback_and_a_library_that_updates_itself(
         daemon.request(
             "PUT", f"/files/later-v2.txt?parent={later_id}&renditions=none", b"v2"
         )
-        wait(lambda: "Versions: later-v2.txt" in table.text, 15, "the version listed")
+        eventually(
+            lambda: "Versions: later-v2.txt" in table.text, 15, "the version listed"
+        )
         # Delete from the library (after the browser's confirmation).
         table.find_element(
             By.XPATH, ".//button[@aria-label='Delete later.mp3']"
         ).click()
         browser.switch_to.alert.accept()
-        wait(lambda: "later.mp3" not in table.text, 15, "the file gone from the list")
+        eventually(
+            lambda: "later.mp3" not in table.text, 15, "the file gone from the list"
+        )
         names = [f["filename"] for f in daemon.json("GET", "/files")["results"]]
         assert sorted(names) == ["later-v2.txt", "talk.mp3"]
     finally:
@@ -326,28 +333,28 @@ def test_pause_resume_and_cancel(browser: WebDriver, tmp_path: Path) -> None:
         sign_in(browser, daemon, "alice", PASSWORD)
         throttle(browser, 4 * 1024 * 1024)
         browser.find_element(By.ID, "picker").send_keys(str(first))
-        row = wait(lambda: shown(browser, "#uploads li"))
+        row = eventually(lambda: shown(browser, "#uploads li"))
         bar = row.find_element(By.TAG_NAME, "progress")
-        wait(lambda: float(bar.get_attribute("value")) > 10, 30, "10% sent")
+        eventually(lambda: float(bar.get_attribute("value")) > 10, 30, "10% sent")
         row.find_element(By.XPATH, ".//button[.='Pause']").click()
-        wait(lambda: "Paused" in row.text)
+        eventually(lambda: "Paused" in row.text)
         paused_at = float(bar.get_attribute("value"))
         time.sleep(1.5)
         assert float(bar.get_attribute("value")) == paused_at
         row.find_element(By.XPATH, ".//button[.='Resume']").click()
-        wait(lambda: "Stored: 100%" in row.text, 60, "the resumed upload stored")
+        eventually(lambda: "Stored: 100%" in row.text, 60, "the resumed upload stored")
         (stored,) = daemon.json("GET", "/files")["results"]
         assert stored["sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
 
         browser.find_element(By.ID, "picker").send_keys(str(second))
-        row = wait(lambda: "second.bin" in shown(browser, "#uploads li").text and
+        row = eventually(lambda: "second.bin" in shown(browser, "#uploads li").text and
                    shown(browser, "#uploads li"))  # fmt: skip
         bar = row.find_element(By.TAG_NAME, "progress")
-        wait(lambda: float(bar.get_attribute("value")) > 5, 30, "5% sent")
+        eventually(lambda: float(bar.get_attribute("value")) > 5, 30, "5% sent")
         row.find_element(By.XPATH, ".//button[.='Cancel']").click()
-        wait(lambda: "Cancelled" in row.text)
+        eventually(lambda: "Cancelled" in row.text)
         leftovers = lambda: list((daemon.data_dir / "uploads").glob("*"))  # noqa: E731
-        wait(lambda: not leftovers(), 10, "the cancelled upload's bytes removed")
+        eventually(lambda: not leftovers(), 10, "the cancelled upload's bytes removed")
         assert daemon.json("GET", "/files")["count"] == 1
     finally:
         daemon.stop()
@@ -366,7 +373,7 @@ def test_several_files_at_once_and_parallel_chunks(
         sign_in(browser, daemon, "alice", PASSWORD)
         browser.find_element(By.ID, "picker").send_keys(f"{large}\n{small}")
         uploads = browser.find_element(By.ID, "uploads")
-        wait(lambda: uploads.text.count("Stored: 100%") == 2, 90, "both stored")
+        eventually(lambda: uploads.text.count("Stored: 100%") == 2, 90, "both stored")
         found = {
             f["filename"]: f["sha256"] for f in daemon.json("GET", "/files")["results"]
         }
@@ -382,7 +389,9 @@ def test_several_files_at_once_and_parallel_chunks(
             document.getElementById("drop").dispatchEvent(
                 new DragEvent("drop", {dataTransfer: drop, bubbles: true}));"""
         )
-        wait(lambda: uploads.text.count("Stored: 100%") == 3, 30, "the drop stored")
+        eventually(
+            lambda: uploads.text.count("Stored: 100%") == 3, 30, "the drop stored"
+        )
         names = {f["filename"] for f in daemon.json("GET", "/files")["results"]}
         assert "dropped.txt" in names
         # Three partial uploads and the final one that joins them, plus the
@@ -405,18 +414,18 @@ def test_an_upload_survives_closing_the_browser(tmp_path: Path) -> None:
             sign_in(first, daemon, "alice", PASSWORD)
             throttle(first, 4 * 1024 * 1024)
             first.find_element(By.ID, "picker").send_keys(str(body))
-            bar = wait(lambda: shown(first, "#uploads progress"))
-            wait(lambda: float(bar.get_attribute("value")) > 20, 60, "20% sent")
+            bar = eventually(lambda: shown(first, "#uploads progress"))
+            eventually(lambda: float(bar.get_attribute("value")) > 20, 60, "20% sent")
         finally:
             first.quit()
         second = chromium(profile)
         try:
             second.get(daemon.base + "/")
-            wait(lambda: shown(second, "#resumable"), what="the upload offered")
+            eventually(lambda: shown(second, "#resumable"), what="the upload offered")
             assert "closed.bin" in second.find_element(By.ID, "resumable-list").text
             second.find_element(By.ID, "picker").send_keys(str(body))
-            row = wait(lambda: shown(second, "#uploads li"))
-            wait(lambda: "Stored: 100%" in row.text, 60, "the upload stored")
+            row = eventually(lambda: shown(second, "#uploads li"))
+            eventually(lambda: "Stored: 100%" in row.text, 60, "the upload stored")
             assert "resumed at" in row.text
             assert 0 < int(row.get_attribute("data-offset") or 0) < 30 * 1000 * 1000
         finally:
@@ -437,11 +446,11 @@ def test_the_keyboard_reaches_every_control_with_a_name(
     daemon = start(tmp_path / "uploadd")
     try:
         browser.get(daemon.base + "/")
-        wait(lambda: shown(browser, "#username"))
+        eventually(lambda: shown(browser, "#username"))
         browser.switch_to.active_element.send_keys(
             "alice", Keys.TAB, PASSWORD, Keys.ENTER
         )
-        wait(lambda: shown(browser, "#view-upload"), what="signed in by keyboard")
+        eventually(lambda: shown(browser, "#view-upload"), what="signed in by keyboard")
         browser.execute_script("document.querySelector('.skip').focus()")  # the top
         names = []
         for _ in range(12):
