@@ -21,9 +21,10 @@ from twisted.logger import Logger
 from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Principal
 from uploadd.ingest.sink import Digest, Runner
-from uploadd.renditions import MISSING, PENDING, ProfilePolicy
+from uploadd.renditions import PENDING, ProfilePolicy
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import (
+    MISSING,
     Conflict,
     Event,
     FileRecord,
@@ -165,8 +166,10 @@ class Library:
         """Forget ``record`` and its bytes, with its renditions' outputs."""
         for rendition in await self._store.renditions_of(record.id):
             for output_id in rendition.outputs:
+                if output_id == MISSING:
+                    continue
                 output = await self._store.get_file(output_id)
-                if output_id != MISSING and output is not None:
+                if output is not None:
                     await self.delete(output)
         await self._store.delete_file(
             record.id, [file_event("file.deleted", record, self._clock)]

@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from uploadd.api.problems import Problem, bad_request, not_found
 from uploadd.failures import FailureLog
 from uploadd.store.interface import (
+    MISSING,
     Conflict,
     Event,
     FileRecord,
@@ -40,8 +41,6 @@ DEFAULTS = (
 )
 
 PENDING, RUNNING, READY, FAILED = "pending", "running", "ready", "failed"
-#: A gap in a rendition's outputs (an attempt that has not sent that one yet).
-MISSING = "-"
 
 
 def parse_requested(text: str) -> tuple[str, ...]:

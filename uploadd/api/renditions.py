@@ -35,7 +35,6 @@ from uploadd.ingest.sink import BlobFile, Runner
 from uploadd.library import Library, OutputSlot
 from uploadd.renditions import (
     FAILED,
-    MISSING,
     PENDING,
     READY,
     RUNNING,
@@ -43,7 +42,7 @@ from uploadd.renditions import (
     document,
 )
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import IMetadataStore, Rendition
+from uploadd.store.interface import MISSING, IMetadataStore, Rendition
 
 
 async def outputs_of(

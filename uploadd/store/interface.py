@@ -57,6 +57,20 @@ class Rendition:
     started_at: float | None = None
 
 
+#: A gap in a rendition's outputs (an attempt that has not sent that one yet).
+MISSING = "-"
+
+
+def place_output(
+    outputs: Sequence[str], index: int, file_id: str
+) -> tuple[tuple[str, ...], str | None]:
+    """``outputs`` with ``file_id`` at ``index`` (gaps before it marked
+    MISSING), and the file id it replaced there, if any."""
+    placed = [*outputs, *[MISSING] * (index + 1 - len(outputs))]
+    replaced, placed[index] = placed[index], file_id
+    return tuple(placed), None if replaced == MISSING else replaced
+
+
 @attrs.frozen
 class UploadRecord:
     """A resumable upload in progress (tus or Content-Range).

@@ -20,6 +20,7 @@ from uploadd.store.interface import (
     UploadRecord,
     User,
     Webhook,
+    place_output,
 )
 
 
@@ -154,13 +155,13 @@ class MemoryStore:
                 f" attempt {attempt}"
             )
         self._check_new(record)
-        outputs = list(found.outputs) + ["-"] * (index + 1 - len(found.outputs))
-        replaced, outputs[index] = outputs[index], record.id
-        self.files.pop(replaced, None)
+        outputs, replaced = place_output(found.outputs, index, record.id)
+        if replaced is not None:
+            self.files.pop(replaced, None)
         self.files[record.id] = record
-        self.renditions[key] = attrs.evolve(found, outputs=tuple(outputs))
+        self.renditions[key] = attrs.evolve(found, outputs=outputs)
         self._append(events)
-        return None if replaced == "-" else replaced
+        return replaced
 
     async def get_file(self, file_id: str) -> FileRecord | None:
         return self.files.get(file_id)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from uploadd.store.interface import Conflict, Event, FileRecord, Rendition
+from uploadd.store.interface import (
+    Conflict,
+    Event,
+    FileRecord,
+    Rendition,
+    place_output,
+)
 from uploadd.store.sqlite.base import SQLiteBase
 from uploadd.store.sqlite.rows import (
     _RENDITION_COLUMNS,
@@ -82,10 +88,8 @@ class Renditions(SQLiteBase):
                     f"rendition {profile} of {record.rendition_of} is gone or"
                     f" past attempt {attempt}"
                 )
-            outputs = found[1].split()
-            outputs += ["-"] * (index + 1 - len(outputs))
-            replaced, outputs[index] = outputs[index], record.id
-            if replaced != "-":
+            outputs, replaced = place_output(found[1].split(), index, record.id)
+            if replaced is not None:
                 cursor.execute("DELETE FROM files WHERE id = ?", (replaced,))
             try:
                 _insert_file(cursor, record)
@@ -96,7 +100,7 @@ class Renditions(SQLiteBase):
                 (" ".join(outputs), record.rendition_of, profile),
             )
             _insert_events(cursor, events)
-            return None if replaced == "-" else replaced
+            return replaced
 
         replaced: str | None = await self._write(run)
         return replaced
