@@ -190,3 +190,7 @@ def main() -> None:
     )
     write_section(Path(args.output), "## Ingest", section)
     print(section)
+
+
+if __name__ == "__main__":
+    main()
