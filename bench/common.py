@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -97,6 +98,28 @@ def uploadd(work: Path) -> tuple[list[str], Path, dict[str, str], Callable[[], s
         f"--data-dir={data}",
     ]
     return command, data / "uploadd.port", env, token
+
+
+def in_rounds(
+    runs: dict[str, Callable[[], float]],
+    rounds: int,
+    size: int,
+    times: dict[str, list[float]],
+    after: Callable[[], None],
+) -> None:
+    """Each run's seconds once per round, in turn (``after`` each), into
+    ``times``; every round's MiB/s printed as it ends."""
+    for number in range(rounds):
+        for name, run in runs.items():
+            times.setdefault(name, []).append(run())
+            after()
+        rates = ", ".join(f"{n} {size / t[-1] / MIB:.0f}" for n, t in times.items())
+        print(f"round {number + 1} (MiB/s): {rates}", flush=True)
+
+
+def median_rates(times: dict[str, list[float]], size: int) -> dict[str, float]:
+    """MiB/s of each run's median time."""
+    return {name: size / statistics.median(t) / MIB for name, t in times.items()}
 
 
 def machine() -> str:

@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -26,7 +25,9 @@ from pathlib import Path
 from common import (
     HERE,
     MIB,
+    in_rounds,
     machine,
+    median_rates,
     parse_size,
     peak_kib,
     server,
@@ -75,12 +76,7 @@ def main() -> None:
         tempfile.mkdtemp(prefix="uploadd-bench-", dir=os.environ.get("BENCH_DIR"))
     )
     env = dict(os.environ)
-    times: dict[str, list[float]] = {
-        "raw": [],
-        "raw+hash": [],
-        "naive": [],
-        "uploadd": [],
-    }
+    times: dict[str, list[float]] = {}
     peaks: dict[str, int] = {}
     try:
         command, port_file, uenv, token_of = uploadd(work)
@@ -122,22 +118,20 @@ def main() -> None:
             server(command, port_file, uenv) as (uploadd_port, uploadd_pid),
         ):
             token = token_of()
-            for round_number in range(args.rounds):
-                times["raw"].append(upload(raw_port, size, "/", None))
-                times["raw+hash"].append(upload(hash_port, size, "/", None))
-                times["naive"].append(upload(naive_port, size, "/", None))
-                times["uploadd"].append(
-                    upload(uploadd_port, size, "/files/bench.bin", token)
-                )
-                clear_uploadd_files(work)
-                print(
-                    f"round {round_number + 1}: "
-                    + ", ".join(
-                        f"{name} {size / t[-1] / MIB:.0f} MiB/s"
-                        for name, t in times.items()
+            in_rounds(
+                {
+                    "raw": lambda: upload(raw_port, size, "/", None),
+                    "raw+hash": lambda: upload(hash_port, size, "/", None),
+                    "naive": lambda: upload(naive_port, size, "/", None),
+                    "uploadd": lambda: upload(
+                        uploadd_port, size, "/files/bench.bin", token
                     ),
-                    flush=True,
-                )
+                },
+                args.rounds,
+                size,
+                times,
+                lambda: clear_uploadd_files(work),
+            )
             peaks = {
                 "raw": peak_kib(raw_pid),
                 "raw+hash": peak_kib(hash_pid),
@@ -147,7 +141,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    rate = {name: size / statistics.median(t) / MIB for name, t in times.items()}
+    rate = median_rates(times, size)
     rows = [
         ("raw socket-to-disk sink (the limit)", "raw", "no"),
         (

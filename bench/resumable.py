@@ -18,7 +18,6 @@ import argparse
 import http.client
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -30,7 +29,9 @@ from common import (
     HERE,
     MIB,
     Body,
+    in_rounds,
     machine,
+    median_rates,
     parse_size,
     peak_kib,
     server,
@@ -206,17 +207,7 @@ def main() -> None:
                 runs[f"tuspyserver {label}"] = lambda c=chunk: tus_upload(  # type: ignore[misc]
                     p_port, "/files", size, c, body, None
                 )
-            for round_number in range(args.rounds):
-                for name, run in runs.items():
-                    times.setdefault(name, []).append(run())
-                    clean(work)
-                print(
-                    f"round {round_number + 1}: "
-                    + ", ".join(
-                        f"{n} {size / t[-1] / MIB:.0f}" for n, t in times.items()
-                    ),
-                    flush=True,
-                )
+            in_rounds(runs, args.rounds, size, times, lambda: clean(work))
             peaks = {
                 "uploadd": peak_kib(u_pid),
                 "@tus/server": peak_kib(n_pid),
@@ -225,7 +216,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    rate = {name: size / statistics.median(t) / MIB for name, t in times.items()}
+    rate = median_rates(times, size)
     single = rate["uploadd single request"]
     table = [
         "| server and path | chunk | MiB/s (median) | vs @tus/server | vs tuspyserver "
