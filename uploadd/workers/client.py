@@ -119,25 +119,17 @@ class RenditionsClient:
         )
 
     async def report(self, job: Job, percent: float) -> None:
-        await self._call(
-            "PATCH",
-            self._url(job.file_id, job.profile),
-            {"attempt": job.attempt, "state": "running", "percent": percent},
-        )
+        await self._state(job, "running", percent=percent)
 
     async def fail(self, job: Job, error: str) -> None:
-        await self._call(
-            "PATCH",
-            self._url(job.file_id, job.profile),
-            {"attempt": job.attempt, "state": "failed", "error": error},
-        )
+        await self._state(job, "failed", error=error)
 
     async def finish(self, job: Job, count: int) -> None:
-        await self._call(
-            "PATCH",
-            self._url(job.file_id, job.profile),
-            {"attempt": job.attempt, "state": "ready", "outputs": count},
-        )
+        await self._state(job, "ready", outputs=count)
+
+    async def _state(self, job: Job, state: str, **fields: Any) -> None:
+        document = {"attempt": job.attempt, "state": state, **fields}
+        await self._call("PATCH", self._url(job.file_id, job.profile), document)
 
     async def fetch(self, job: Job, path: Path) -> None:
         """The source's bytes into ``path``; ApiError unless they are whole."""
