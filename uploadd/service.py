@@ -50,7 +50,7 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
-from uploadd.events.amqp import AmqpAddress, AmqpBus
+from uploadd.events.amqp import AmqpBus, amqp_bus
 from uploadd.events.bus import InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.ingest.gate import IngestGate, IngestLimits
@@ -162,13 +162,7 @@ def build(
     library.on_stored.append(replicator.stored)
     bus: InProcessBus | AmqpBus
     if config.amqp.url:
-        bus = AmqpBus(
-            reactor,
-            AmqpAddress.parse(config.amqp.url),
-            config.amqp.exchange,
-            config.amqp.prefetch,
-            config.amqp.max_attempts,
-        )
+        bus = amqp_bus(reactor, config.amqp)
     else:
         bus = InProcessBus(reactor, max_attempts=config.amqp.max_attempts)
     relay = OutboxRelay(store, bus, reactor)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import attrs
@@ -31,6 +31,9 @@ from zope.interface import implementer
 from uploadd.events.bus import Handler, IEventBus
 from uploadd.events.spec import amqp_spec
 from uploadd.store.interface import Event
+
+if TYPE_CHECKING:
+    from uploadd.config import AmqpSection
 
 log = Logger()
 
@@ -286,6 +289,17 @@ class AmqpBus:
                 channel.basic_nack(delivery_tag=message.delivery_tag, requeue=True)
                 return
         channel.basic_ack(delivery_tag=message.delivery_tag)
+
+
+def amqp_bus(reactor: Any, settings: AmqpSection) -> AmqpBus:
+    """The bus ``[amqp]`` describes (its url set)."""
+    return AmqpBus(
+        reactor,
+        AmqpAddress.parse(settings.url),
+        settings.exchange,
+        settings.prefetch,
+        settings.max_attempts,
+    )
 
 
 def _envelope(event: Event) -> dict[str, Any]:

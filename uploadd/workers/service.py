@@ -24,7 +24,7 @@ from twisted.python.threadpool import ThreadPool
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.config import Config
-from uploadd.events.amqp import AmqpAddress, AmqpBus
+from uploadd.events.amqp import amqp_bus
 from uploadd.store.sqlite import SQLiteStore
 from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
 
@@ -57,14 +57,7 @@ class WorkerService(Service):
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=4, name="uploadd-worker")
         self._run = functools.partial(deferToThreadPool, reactor, self._pool)
-        amqp = config.amqp
-        self.bus = AmqpBus(
-            reactor,
-            AmqpAddress.parse(amqp.url),
-            amqp.exchange,
-            amqp.prefetch,
-            amqp.max_attempts,
-        )
+        self.bus = amqp_bus(reactor, config.amqp)
         self._store: SQLiteStore | None = None
         if role == "push":
             self._store = SQLiteStore(config.database_path, reactor)
