@@ -94,6 +94,12 @@ def ctl(data_dir: Path, *args: str, stdin: str = "") -> str:
     return done.stdout.decode()
 
 
+def add_user(data_dir: Path, name: str, scope: str, password: str) -> str:
+    """Create user ``name`` with ``scope`` (uploadctl); a bearer token for them."""
+    ctl(data_dir, "user", "add", name, "--scope", scope, stdin=password + "\n")
+    return ctl(data_dir, "token", name).strip()
+
+
 def start(data_dir: Path, *options: str) -> Daemon:
     """Create user 'alice' (unless there), start uploadd on a free port, wait
     until it listens."""

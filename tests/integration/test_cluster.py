@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from noded.signing import signed_query, url_key
-from tests.integration.daemon import Daemon, ctl, eventually, start
+from tests.integration.daemon import Daemon, add_user, eventually, start
 from tests.integration.test_noded import SECRET, RunningNode, fetch, start_node
 
 pytestmark = pytest.mark.integration
@@ -45,16 +45,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Daemon, dict[str, RunningNode], st
             "--cluster-repair-after=2s",
             "--cluster-repair-interval=1s",
         )
-        ctl(
-            daemon.data_dir,
-            "user",
-            "add",
-            "root",
-            "--scope",
-            "admin",
-            stdin="root-password\n",
-        )
-        admin = ctl(daemon.data_dir, "token", "root").strip()
+        admin = add_user(daemon.data_dir, "root", "admin", "root-password")
         yield daemon, nodes, admin
     finally:
         if daemon is not None:

@@ -233,18 +233,9 @@ def sse_events(daemon: Daemon, token: str, until: float) -> Iterator[bytes]:
 def test_live_events_reach_their_owner_only(daemon: Daemon) -> None:
     """An upload's file.stored arrives on its owner's /events stream and not
     on another user's."""
-    from tests.integration.daemon import ctl
+    from tests.integration.daemon import add_user
 
-    ctl(
-        daemon.data_dir,
-        "user",
-        "add",
-        "bob",
-        "--scope",
-        "write",
-        stdin="bob-password\n",
-    )
-    bob = ctl(daemon.data_dir, "token", "bob").strip()
+    bob = add_user(daemon.data_dir, "bob", "write", "bob-password")
     seen: dict[str, bytes] = {}
 
     def watch(name: str, token: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import ctl, start
+from tests.integration.daemon import add_user, start
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +48,7 @@ def test_listeners_follow_the_presenter(tmp_path: Path) -> None:
     follow but not control."""
     daemon = start(tmp_path / "uploadd")
     try:
-        ctl(
-            daemon.data_dir,
-            "user",
-            "add",
-            "bob",
-            "--scope",
-            "read",
-            stdin="bob-password\n",
-        )
-        bob = ctl(daemon.data_dir, "token", "bob").strip()
+        bob = add_user(daemon.data_dir, "bob", "read", "bob-password")
         _, _, body = daemon.request("PUT", "/files/deck.pdf", b"%PDF-1.4 slides")
         file_id = json.loads(body)["id"]
         listener = websocket(daemon.port, f"/files/{file_id}/listen?access_token={bob}")

@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from tests.integration.daemon import PASSWORD, Daemon, ctl, eventually, start
+from tests.integration.daemon import PASSWORD, Daemon, add_user, eventually, start
 from tests.integration.test_noded import SECRET, start_node
 from tests.integration.test_transcode_tools import _write_pdf
 
@@ -155,9 +155,7 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
             f"--cluster-nodes={seeds}",
             "--cluster-ping-interval=0.5s",
         )
-        ctl(daemon.data_dir, "user", "add", "root", "--scope", "admin",
-            stdin="root-password\n")  # fmt: skip
-        admin_token = ctl(daemon.data_dir, "token", "root").strip()
+        admin_token = add_user(daemon.data_dir, "root", "admin", "root-password")
         sign_in(browser, daemon, "alice", PASSWORD)
         assert shown(browser, "#admin-link") is None
         assert daemon.request("GET", "/admin/nodes")[0] == 403
@@ -209,8 +207,7 @@ def test_a_slideshow_viewer_follows_the_presenter(
     _write_pdf(pdf, 4)
     daemon = start(tmp_path / "uploadd")
     try:
-        ctl(daemon.data_dir, "user", "add", "bob", "--scope", "read",
-            stdin="bob-password\n")  # fmt: skip
+        add_user(daemon.data_dir, "bob", "read", "bob-password")
         _, _, answer = daemon.request(
             "PUT",
             "/files/deck.pdf",
