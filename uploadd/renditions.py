@@ -137,7 +137,6 @@ class Renditions:
             failed = attrs.evolve(
                 current,
                 state=FAILED,
-                updated_at=now,
                 error=f"gave up after {current.attempt} attempts that did not finish",
             )
             await self._save(source, current, failed, "transcode.failed")
@@ -148,7 +147,6 @@ class Renditions:
             attempt=current.attempt + 1,
             percent=0.0,
             error=None,
-            updated_at=now,
             started_at=now,
         )
         await self._save(source, current, started, "transcode.started")
@@ -161,7 +159,6 @@ class Renditions:
         moved = attrs.evolve(
             current,
             percent=round(min(100.0, max(0.0, percent)), 1),
-            updated_at=self._clock.seconds(),
         )
         await self._save(source, current, moved, "transcode.progress")
         return moved
@@ -174,13 +171,8 @@ class Renditions:
             current,
             state=FAILED,
             error=error.strip()[:2000] or "the transcode failed",
-            updated_at=self._clock.seconds(),
         )
         await self._save(source, current, failed, "transcode.failed")
-        if self.failures is not None:
-            self.failures.add(
-                "transcode", failed.error or "", file_id=source_id, profile=profile
-            )
         return failed
 
     async def finish(
@@ -202,7 +194,6 @@ class Renditions:
             state=READY,
             percent=100.0,
             outputs=outputs,
-            updated_at=self._clock.seconds(),
         )
         await self._save(source, current, ready, "transcode.done", drop=extra)
         return ready, extra
@@ -224,11 +215,19 @@ class Renditions:
         topic: str,
         drop: list[str] | None = None,
     ) -> None:
-        event = rendition_event(topic, source, new, self._clock.seconds())
+        """Store ``new`` (stamped now) with its event, if no other change got
+        there first; a failure also goes to the failure log."""
+        now = self._clock.seconds()
+        new = attrs.evolve(new, updated_at=now)
+        event = rendition_event(topic, source, new, now)
         try:
             await self._store.save_rendition(new, current.attempt, [event], drop or ())
         except Conflict:
             raise _superseded(current, current.attempt) from None
+        if new.state == FAILED and self.failures is not None:
+            self.failures.add(
+                "transcode", new.error or "", file_id=source.id, profile=new.profile
+            )
         for hook in self.on_change:
             hook()
 
