@@ -54,6 +54,16 @@ def read_fields(request: IRequest) -> dict[str, Any]:
     )
 
 
+def whole_number(value: Any, minimum: int, problem: str) -> int:
+    """``value`` (a JSON integer or a form's digits) if it is at least
+    ``minimum``; else a 400 saying ``problem``."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise bad_request(problem)
+    return value
+
+
 def arg(request: IRequest, name: str) -> str | None:
     """The last value of query argument ``name``."""
     values = (request.args or {}).get(name.encode("utf-8"))

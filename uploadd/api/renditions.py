@@ -26,7 +26,14 @@ from twisted.web.iweb import IRequest
 
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of, query_value
-from uploadd.api.http import arg, base_url, json_body, read_fields, timestamp
+from uploadd.api.http import (
+    arg,
+    base_url,
+    json_body,
+    read_fields,
+    timestamp,
+    whole_number,
+)
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
@@ -95,11 +102,7 @@ async def renditions_summary(
 
 
 def _attempt(value: Any) -> int:
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise problems.bad_request("attempt is the number start answered")
-    return value
+    return whole_number(value, 1, "attempt is the number start answered")
 
 
 @attrs.define(slots=False)

@@ -26,7 +26,13 @@ from twisted.web.iweb import IRequest
 
 from uploadd.api import problems
 from uploadd.api.access import principal_of
-from uploadd.api.http import base_url, json_body, read_fields, timestamp
+from uploadd.api.http import (
+    base_url,
+    json_body,
+    read_fields,
+    timestamp,
+    whole_number,
+)
 from uploadd.api.live import LiveHub
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
@@ -72,11 +78,9 @@ class SlideshowAPI:
             raise problems.not_found(f"no such file: {file_id}")
         if record.owner_id != principal.user_id:
             raise problems.forbidden("only the file's owner presents it")
-        current = read_fields(request).get("current")
-        if isinstance(current, str) and current.isdigit():
-            current = int(current)
-        if not isinstance(current, int) or isinstance(current, bool) or current < 0:
-            raise problems.bad_request("current is a slide number from 0")
+        current = whole_number(
+            read_fields(request).get("current"), 0, "current is a slide number from 0"
+        )
         state = {
             "file_id": file_id,
             "current": current,
