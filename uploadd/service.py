@@ -53,6 +53,7 @@ from uploadd.config import Config
 from uploadd.events.amqp import AmqpBus, amqp_bus
 from uploadd.events.bus import InProcessBus
 from uploadd.events.relay import OutboxRelay
+from uploadd.failures import FailureLog
 from uploadd.ingest.gate import IngestGate, IngestLimits
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.ingest.request import request_factory
@@ -142,6 +143,8 @@ def build(
         cluster.rise,
         cluster.fall,
     )
+    # One log of background failures, for the admin console.
+    failures = FailureLog(reactor)
     replicator = Replicator(
         registry,
         store,
@@ -158,6 +161,7 @@ def build(
             keep_local=cluster.keep_local,
             password_file=config.storage.data_dir / "rsync.password",
         ),
+        failures=failures,
     )
     library.on_stored.append(replicator.stored)
     bus: InProcessBus | AmqpBus
@@ -172,7 +176,6 @@ def build(
     hub = LiveHub(reactor)
     hub.attach(bus)
     roles = config.workers.roles
-    failures = replicator.failures
     if "push" in roles:
         push_role(config, reactor, store, bus, poster, failures)
     if "transcode" in roles and api_url is not None:

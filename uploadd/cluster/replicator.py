@@ -55,9 +55,7 @@ class Replicator:
     settings: ReplicationSettings
     _lanes: dict[str, DeferredSemaphore] = attrs.field(factory=dict)
     _busy: set[str] = attrs.field(factory=set)
-    failures: FailureLog = attrs.field(
-        default=attrs.Factory(lambda self: FailureLog(self._reactor), takes_self=True)
-    )
+    failures: FailureLog = attrs.field(kw_only=True)
     on_change: list[Callable[[], object]] = attrs.field(factory=list)
 
     def stored(self, record: FileRecord) -> None:
