@@ -8,7 +8,9 @@ unexpected error is logged with an id and the client is told only that id.
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 import uuid
 from typing import Any
 
@@ -88,6 +90,21 @@ def too_large(limit: int, what: str = "upload") -> Problem:
     )
 
 
+def insufficient_storage() -> Problem:
+    return Problem(
+        507,
+        "the server has no room to store this now; retry later",
+        headers={"Retry-After": "60"},
+    )
+
+
+def storage_full(error: BaseException) -> bool:
+    """Whether ``error`` says the disk (files or database) is out of space."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(error, sqlite3.OperationalError) and "full" in str(error)
+
+
 def apply(request: IRequest, problem: Problem) -> bytes:
     """Set status and headers of ``request`` for ``problem``; return the body."""
     request.setResponseCode(problem.status)
@@ -113,6 +130,9 @@ def from_failure(failure: Failure) -> Problem:
         )
     if isinstance(error, HTTPException) and error.code:
         return Problem(error.code, _plain(error.description or error.name))
+    if error is not None and storage_full(error):
+        log.warn("storage full: {error}", error=error)
+        return insufficient_storage()
     incident = uuid.uuid4().hex[:12]
     log.failure("unhandled error {incident}", failure, incident=incident)
     return Problem(500, f"the server failed; incident {incident} is in its log")

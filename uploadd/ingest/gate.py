@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from uploadd.api import problems
 from uploadd.api.access import authenticate, query_value, require
 from uploadd.api.problems import Problem, too_large
 from uploadd.api.root import Router
@@ -224,13 +225,10 @@ class IngestGate:
         transport: Any = request.channel.transport
         transport.bufferSize = UPLOAD_READ_SIZE
 
+        # The plan's outcome, success or failure, is taken here and handed on
+        # whole: nothing after this point may turn a failure into a value.
         made: list[BodyPlan | Failure] = []
-
-        def settled(result: BodyPlan | Failure) -> BodyPlan | Failure | None:
-            made.append(result)
-            return None if isinstance(result, Failure) else result
-
-        planning.addBoth(settled)
+        planning.addBoth(made.append)
         if made:
             self._planned(request, upload, made[0], held=None)
             return
@@ -240,9 +238,7 @@ class IngestGate:
         request.content = held
         request.hold_continue()
         transport.pauseProducing()
-        planning.addCallback(
-            lambda result: self._planned(request, upload, result, held)
-        )
+        planning.addCallback(lambda _: self._planned(request, upload, made[0], held))
 
     def _planned(
         self,
@@ -251,22 +247,34 @@ class IngestGate:
         result: BodyPlan | Failure,
         held: Holding | None,
     ) -> None:
-        transport: Any = request.channel.transport if request.channel else None
-        if isinstance(result, Failure):
-            if not result.check(Problem):
-                log.failure("planning an upload body failed", result)
-                result = Failure(Problem(500, "the server could not accept the upload"))
-            if request.processing:
-                # The body is already complete and its handler waits on the
-                # plan: it answers with the problem.
-                upload.ready.errback(result)
+        """Act on the plan's outcome; every path ends in a body being read,
+        or in an answer to the client and the upload's slot released."""
+        if not isinstance(result, Failure):
+            try:
+                self._attach(request, upload, result, held)
                 return
-            upload.ready.errback(result)
-            upload.ready.addErrback(lambda _: None)
-            assert isinstance(result.value, Problem)
-            request.reject(result.value)
+            except Exception:
+                failure = Failure()
+                self._abandon(result)
+                result = failure
+        problem = problems.from_failure(result)
+        upload.ready.errback(Failure(problem))
+        if request.processing:
+            # The body is already complete and its handler waits on the plan:
+            # it answers with the problem.
             return
-        plan = result
+        upload.ready.addErrback(lambda _: None)
+        request.reject(problem)
+
+    def _attach(
+        self,
+        request: StreamingRequest,
+        upload: Upload,
+        plan: BodyPlan,
+        held: Holding | None,
+    ) -> None:
+        """Give the admitted body its sink and start (or resume) reading."""
+        transport: Any = request.channel.transport if request.channel else None
         if request.finished or request._disconnected:
             self._abandon(plan)
             return

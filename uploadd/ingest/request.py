@@ -124,6 +124,10 @@ class StreamingRequest(Request):
             self.setHeader(b"connection", b"close")
             self.write(body)
         channel.persistent = False
+        if self.upload is not None:
+            # The refusal is the upload's end: its slot is free now, not when
+            # the lingering connection closes.
+            self.gate.release(self.upload)
         log.info(
             "refused {method} {uri}: {status} {detail}",
             method=self.method,

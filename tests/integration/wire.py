@@ -1,0 +1,95 @@
+"""Raw HTTP/1.1 over a socket: what a client sees, byte for byte, and when."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def problem(self) -> bool:
+        """A problem+json answer whose status field agrees with the status line."""
+        return (
+            self.header("content-type") == "application/problem+json"
+            and self.json().get("status") == self.status
+        )
+
+
+def request_head(method: str, path: str, headers: dict[str, str]) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def read_answer(sock: socket.socket, started: float) -> Answer:
+    """One response with a Content-Length (or none), read from ``sock``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before an answer: {data!r}")
+        data += chunk
+    seconds = time.monotonic() - started
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return Answer(int(lines[0].split()[1]), headers, body[:length], seconds)
+
+
+def ask(
+    port: int,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes = b"",
+    length: int | None = None,
+) -> Answer:
+    """Send a head declaring ``length`` body bytes (default: all of ``body``)
+    and then only ``body``; the answer, however much of the body was sent."""
+    declared = len(body) if length is None else length
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            request_head(method, path, {"Content-Length": str(declared), **headers})
+            + body
+        )
+        return read_answer(sock, started)
+
+
+def hold(
+    port: int, method: str, path: str, headers: dict[str, str], length: int
+) -> socket.socket:
+    """A request whose head and first bytes are sent and whose body never
+    ends: the open socket, for the caller to read from and close."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5.0)
+    sock.sendall(
+        request_head(method, path, {"Content-Length": str(length), **headers})
+        + b"x" * 65536
+    )
+    return sock
