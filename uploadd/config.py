@@ -140,6 +140,13 @@ class UploadsSection:
     sweep_interval: float = setting(
         "1m", parse_duration, "how often expired uploads are swept", DURATION
     )
+    checkpoint: int = setting(
+        "8M",
+        parse_size,
+        "while a long resumable body arrives, make its bytes durable and record "
+        "the offset every this many bytes, so a crash keeps them; 0 turns it off",
+        SIZE,
+    )
 
 
 def parse_nodes(text: str) -> tuple[tuple[str, str, int], ...]:

@@ -216,6 +216,7 @@ def build(
             high_water=config.ingest.high_water,
             low_water=config.ingest.low_water,
             fsync=config.storage.fsync,
+            checkpoint=config.uploads.checkpoint,
         ),
     )
     renditions = Renditions(
@@ -350,6 +351,14 @@ class UploaddService(Service):
         removed = self.parts.blobs.prepare()
         if removed:
             log.info("removed {count} interrupted uploads", count=removed)
+        removed, cut = await self.parts.resumable.reconcile()
+        if removed or cut:
+            log.info(
+                "resumable uploads reconciled: {removed} files without an upload "
+                "removed, {cut} cut back to their recorded offset",
+                removed=removed,
+                cut=cut,
+            )
         self._sweeper.start(self.config.uploads.sweep_interval, now=True)
         http = self.config.http
         self._port = self._reactor.listenTCP(

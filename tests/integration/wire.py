@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
 import time
 from typing import Any
@@ -93,3 +94,28 @@ def hold(
         + b"x" * 65536
     )
     return sock
+
+
+def push(
+    port: int, method: str, path: str, headers: dict[str, str], size: int
+) -> Answer:
+    """Declare ``size`` body bytes and send them 1 MiB at a time until the
+    server answers (a refusal mid-body) or all are sent; the answer."""
+    block = b"\xa5" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=30.0) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            request_head(method, path, {"Content-Length": str(size), **headers})
+        )
+        sent = 0
+        while sent < size:
+            answered, _, _ = select.select([sock], [], [], 0)
+            if answered:
+                break
+            piece = block[: min(len(block), size - sent)]
+            try:
+                sock.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(piece)
+        return read_answer(sock, started)

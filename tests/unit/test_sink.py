@@ -9,7 +9,7 @@ from pathlib import Path
 
 import attrs
 import pytest
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from tests.support import multipart
@@ -17,6 +17,7 @@ from uploadd.api.problems import Problem
 from uploadd.ingest.multipart import MultipartSink, boundary_of
 from uploadd.ingest.sink import (
     BlobFile,
+    Checkpoints,
     Digest,
     FlowLimits,
     SinkState,
@@ -173,3 +174,77 @@ def test_content_types_other_than_form_data_are_415() -> None:
     assert caught.value.status == 415
     with pytest.raises(Problem, match="boundary"):
         boundary_of(b"multipart/form-data")
+
+
+def resuming(
+    path: Path,
+    runner: object = run_inline,
+    every: int = 0,
+    refused: list[Problem] | None = None,
+) -> tuple[UploadSink, list[int], list[int]]:
+    """A sink appending to an existing 100-byte file from offset 100, with
+    checkpoints every ``every`` bytes; (sink, committed offsets, aborted)."""
+    path.write_bytes(b"o" * 100)
+    committed: list[int] = []
+    aborted: list[int] = []
+
+    def commit(written: int) -> Deferred[None]:
+        committed.append(written)
+        return succeed(None)
+
+    made = UploadSink(
+        BlobFile(path, fsync=True, offset=100),
+        runner,  # type: ignore[arg-type]
+        Flow(),
+        FlowLimits(1 << 20, 1 << 18, None),
+        on_aborted=aborted.append,
+        on_reject=(refused if refused is not None else []).append,
+        checkpoints=Checkpoints(every, commit) if every else None,
+    )
+    return made, committed, aborted
+
+
+def test_a_long_body_commits_a_checkpoint_every_so_many_bytes(tmp_path: Path) -> None:
+    """Each time another ``every`` bytes are on disk, they are fsynced and
+    committed; the body's end needs no checkpoint of its own."""
+    made, committed, _ = resuming(tmp_path / "u.bin", every=1000)
+    for _ in range(25):
+        made.write(b"x" * 100)
+    assert committed == [1000, 2000]
+    assert made.checkpointed == 2000
+    assert result(made.complete()).size == 2500
+    assert committed == [1000, 2000]
+
+
+def test_a_cut_body_keeps_every_byte_written(tmp_path: Path) -> None:
+    """A client that goes away leaves all it sent that reached the disk."""
+    target = tmp_path / "u.bin"
+    made, _, aborted = resuming(target, every=1000)
+    made.write(b"x" * 1500)
+    made.abort()
+    assert aborted == [1500]
+    assert target.stat().st_size == 1600
+
+
+def test_a_full_disk_cuts_the_body_back_to_its_last_checkpoint(tmp_path: Path) -> None:
+    """When the disk fails mid-body, the bytes after the last committed
+    checkpoint are cut away (their room comes back) and 507 is the answer."""
+    target = tmp_path / "u.bin"
+    writes = 0
+
+    def filling(function: object, /, *args: object) -> Deferred[object]:
+        nonlocal writes
+        if getattr(function, "__name__", "") == "write_sha256":
+            writes += 1
+            if writes > 12:
+                return fail(OSError(28, "No space left on device"))
+        return run_inline(function, *args)  # type: ignore[arg-type]
+
+    refused: list[Problem] = []
+    made, committed, aborted = resuming(target, filling, 1000, refused)
+    for _ in range(13):
+        made.write(b"x" * 100)
+    assert committed == [1000]
+    assert aborted == [1000]
+    assert target.stat().st_size == 1100
+    assert [p.status for p in refused] == [507]

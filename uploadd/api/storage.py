@@ -14,11 +14,13 @@ completion checks that every byte is covered. Clients that number bytes from
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
@@ -47,16 +49,21 @@ from uploadd.uploads.resumable import Resumable
 
 UPLOADING, COMPLETE = 1, 2
 
+log = Logger()
+
 
 @attrs.define
 class Chunk:
-    """One chunk while its body streams: where it goes and what it claimed."""
+    """One chunk while its body streams: where it goes and what it claimed.
+    ``created``: this request made the upload, so only its answer tells the
+    client the upload's id."""
 
     record: UploadRecord
     start: int
     end: int | None
     target: BlobFile
     release: Any
+    created: bool
 
 
 @attrs.define(slots=False)
@@ -122,21 +129,35 @@ class StorageAPI:
         except BaseException:
             release()
             raise
-        chunk = Chunk(record, start, end, target, release)
+        created = admission.endpoint != "put_chunk"
+        chunk = Chunk(record, start, end, target, release, created)
         return BodyPlan(
             target,
             max_size=None if end is None else end - start,
             boundary=boundary,
             context=chunk,
             on_aborted=lambda written: self._aborted(chunk, written),
+            on_checkpoint=None if created else self._checkpoint(chunk),
         )
 
+    def _checkpoint(self, chunk: Chunk) -> Callable[[int], Deferred[None]]:
+        """Record the part of a long chunk that is durable so far."""
+
+        async def covered(written: int) -> None:
+            digest = Digest(written, "", "")
+            await self._uploads.covered(chunk.record.id, chunk.start, None, digest)
+
+        return lambda written: Deferred.fromCoroutine(covered(written))
+
     def _aborted(self, chunk: Chunk, written: int) -> None:
-        """A broken chunk still covers what reached disk."""
+        """A broken chunk still covers what reached disk; an upload nobody
+        knows the id of goes."""
 
         async def record() -> None:
             try:
-                if written:
+                if chunk.created:
+                    await self._uploads.terminate(chunk.record)
+                elif written:
                     digest = Digest(written, "", "")
                     await self._uploads.covered(
                         chunk.record.id, chunk.start, chunk.target, digest
@@ -144,7 +165,9 @@ class StorageAPI:
             finally:
                 chunk.release()
 
-        Deferred.fromCoroutine(record())
+        Deferred.fromCoroutine(record()).addErrback(
+            lambda f: log.failure("recording an interrupted chunk failed", f)
+        )
 
     async def _chunk_landed(
         self, request: IRequest
@@ -186,6 +209,10 @@ class StorageAPI:
                     },
                     length=digest.size if chunk.end is None else None,
                 )
+            except Exception:
+                if chunk.created:
+                    await self._uploads.terminate(chunk.record)
+                raise
             finally:
                 chunk.release()
 
@@ -208,7 +235,12 @@ class StorageAPI:
     @app.route("/storage/tmp-upload/", methods=["POST"], endpoint="post_whole")
     async def post_whole(self, request: IRequest) -> bytes:
         record, owner, fields = await self._chunk_landed(request)
-        record, _ = await self._complete(owner, record, fields.get("md5"))
+        try:
+            record, _ = await self._complete(owner, record, fields.get("md5"))
+        except Exception:
+            # The client never learns this upload's id: nobody can finish it.
+            await self._uploads.terminate(record)
+            raise
         return json_body(request, 200, await self._document(request, record))
 
     # -- completion ------------------------------------------------------------

@@ -12,11 +12,13 @@ import base64
 import binascii
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
@@ -40,6 +42,8 @@ EXTENSIONS = (
 )
 CHECKSUMS = ("sha1", "md5", "sha256")
 OFFSET_TYPE = b"application/offset+octet-stream"
+
+log = Logger()
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -276,7 +280,18 @@ class TusAPI:
             raise
         append = Append(record, lock, target, checksum[1] if checksum else None)
         return BodyPlan(
-            target, max_size=room, context=append, on_aborted=self._aborted(append)
+            target,
+            max_size=room,
+            context=append,
+            on_aborted=self._aborted(append),
+            # A body under a checksum is only good once all of it is checked.
+            on_checkpoint=None if checksum else self._checkpoint(record),
+        )
+
+    def _checkpoint(self, record: UploadRecord) -> Callable[[int], Deferred[None]]:
+        """Record the offset a long PATCH has made durable so far."""
+        return lambda written: Deferred.fromCoroutine(
+            self._uploads.checkpoint(record, written)
         )
 
     @staticmethod
@@ -289,13 +304,16 @@ class TusAPI:
 
     def _aborted(self, append: Append) -> Any:
         """Keep what an interrupted body wrote (unless it had a checksum, which
-        cannot be checked now), then let the next PATCH in."""
+        cannot be checked now, or it created the upload and the client never
+        learnt where it is), then let the next PATCH in."""
 
         def aborted(written: int) -> None:
             async def record() -> None:
                 assert append.record is not None and append.lock is not None
                 try:
-                    if append.checksum is None:
+                    if append.created:
+                        await self._uploads.terminate(append.record)
+                    elif append.checksum is None:
                         append.record = await self._uploads.interrupted(
                             append.record, written
                         )
@@ -304,7 +322,9 @@ class TusAPI:
                 finally:
                     append.lock.release()
 
-            Deferred.fromCoroutine(record())
+            Deferred.fromCoroutine(record()).addErrback(
+                lambda f: log.failure("recording an interrupted body failed", f)
+            )
 
         return aborted
 
@@ -327,9 +347,17 @@ class TusAPI:
                 )
             )
         else:
-            record, stored = await shield(
-                Deferred.fromCoroutine(self._landed(upload.principal, append, digest))
-            )
+            try:
+                record, stored = await shield(
+                    Deferred.fromCoroutine(
+                        self._landed(upload.principal, append, digest)
+                    )
+                )
+            except Exception:
+                # The client is not told where the upload is: nobody resumes it.
+                assert append.record is not None
+                await self._uploads.terminate(append.record)
+                raise
         self._gate.stored(upload, stored.id if stored else None)
         self._tus_headers(request, record)
         location = f"{base_url(request, self._public_url)}/uploads/{record.id}"

@@ -30,6 +30,7 @@ from uploadd.ingest.multipart import MultipartSink
 from uploadd.ingest.progress import Progress, ProgressBoard, check_key
 from uploadd.ingest.sink import (
     BlobFile,
+    Checkpoints,
     FlowLimits,
     Runner,
     SinkState,
@@ -68,7 +69,9 @@ class BodyPlan:
     ``max_size`` bounds the file bytes this body may carry (None: the global
     limit); ``boundary`` makes the body a multipart form whose ``file`` part
     is written; ``context`` is the family's own (an upload record, a lock).
-    ``on_aborted(n)`` hears how many bytes an interrupted body left on disk.
+    ``on_aborted(n)`` hears how many bytes an interrupted body left on disk;
+    ``on_checkpoint(n)``, when given, records that ``n`` bytes of the body are
+    durable (it is called every ``[uploads] checkpoint`` bytes).
     """
 
     target: BlobFile
@@ -76,6 +79,7 @@ class BodyPlan:
     boundary: bytes | None = None
     context: Any = None
     on_aborted: Callable[[int], None] = lambda n: None
+    on_checkpoint: Callable[[int], Deferred[None]] | None = None
 
 
 class StreamingFamily(Protocol):
@@ -127,6 +131,7 @@ class IngestLimits:
     high_water: int
     low_water: int
     fsync: bool
+    checkpoint: int = 0
 
 
 class CappedBuffer(io.BytesIO):
@@ -290,6 +295,11 @@ class IngestGate:
             on_progress=lambda n: self._advanced(request, n),
             on_reject=request.reject,
             on_aborted=plan.on_aborted,
+            checkpoints=(
+                Checkpoints(self.limits.checkpoint, plan.on_checkpoint)
+                if plan.on_checkpoint is not None and self.limits.checkpoint > 0
+                else None
+            ),
         )
         body: UploadSink | MultipartSink = sink
         if plan.boundary is not None:

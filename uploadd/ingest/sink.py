@@ -7,6 +7,11 @@ lane and md5 in another so both hashes run alongside each other. When more than
 ``high_water`` bytes wait, reading from the socket is paused; below
 ``low_water`` it resumes. Memory is bounded by ``high_water`` plus one socket
 read, whatever the body's size.
+
+A body that adds to a resumable upload may checkpoint: every so many bytes
+on disk the file is fsynced and the owner commits the new offset, so a body
+cut by a crash keeps what reached disk. A body that fails because the disk
+did (full, broken) is cut back to its last checkpoint, returning the space.
 """
 
 from __future__ import annotations
@@ -68,6 +73,15 @@ class FlowLimits:
     max_size: int | None
 
 
+@attrs.frozen
+class Checkpoints:
+    """Every ``every`` bytes on disk, fsync and ``commit(n)``: ``n`` bytes of
+    this body are durable (the owner records the offset they reach)."""
+
+    every: int
+    commit: Callable[[int], Deferred[None]]
+
+
 @attrs.define
 class Hashes:
     """sha256 and md5 of a file's bytes from its start up to ``size``.
@@ -104,6 +118,7 @@ class BlobFile:
     ) -> None:
         self.path = path
         self.resuming = offset is not None
+        self._offset = offset or 0
         self._fsync = fsync
         if offset is None:
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
@@ -150,17 +165,27 @@ class BlobFile:
             self._check.digest() if self._check is not None else None,
         )
 
-    def discard(self) -> int:
+    def sync(self) -> None:
+        """Make the bytes written so far durable (a checkpoint)."""
+        os.fsync(self._fd)
+
+    def discard(self, keep: int | None = None) -> int:
         """Give up on this body: a new file is removed; an existing one keeps
-        the bytes written so far, made durable. Returns how many that is."""
+        the bytes written so far (or only the first ``keep`` of them), made
+        durable. Returns how many bytes of this body it keeps."""
         was_open, self._open = self._open, False
         if self.resuming:
-            if was_open:
-                try:
+            kept = self.written if keep is None else min(keep, self.written)
+            try:
+                if keep is not None:
+                    # Cut back first: this may be all the room the disk has.
+                    os.truncate(self.path, self._offset + kept)
+                if was_open:
                     os.fsync(self._fd)
-                finally:
+            finally:
+                if was_open:
                     os.close(self._fd)
-            return self.written
+            return kept
         if was_open:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -234,9 +259,16 @@ class UploadSink(StreamedContent):
     _on_progress: Callable[[int], None] = lambda n: None
     _on_reject: Callable[[Problem], None] = lambda p: None
     _on_aborted: Callable[[int], None] = lambda n: None
+    _checkpoints: Checkpoints | None = None
 
     received: int = 0
     written: int = 0
+    #: Bytes of this body durable and committed by the last checkpoint.
+    checkpointed: int = 0
+    _syncing: bool = False
+    #: Failed because storage did: keep only what the checkpoints committed.
+    _storage_failed: bool = False
+    _discarded: bool = False
     state: SinkState = SinkState.RECEIVING
     _lanes: list[_Lane] = attrs.field(init=False)
     _paused: bool = False
@@ -319,10 +351,47 @@ class UploadSink(StreamedContent):
             if self.state is SinkState.RECEIVING:
                 self._flow.resumeProducing()
         self._kick(lane)
+        self._maybe_checkpoint()
         self._maybe_finish()
 
+    def _maybe_checkpoint(self) -> None:
+        """Past another ``every`` bytes on disk: fsync, then commit them."""
+        checkpoints = self._checkpoints
+        if (
+            checkpoints is None
+            or self._syncing
+            or self.state is not SinkState.RECEIVING
+        ):
+            return
+        # The write lane's bytes are in the file (os.write returned for them);
+        # an fsync issued now makes at least those durable.
+        on_disk = self._lanes[0].done
+        if on_disk - self.checkpointed < checkpoints.every:
+            return
+        self._syncing = True
+
+        def synced(_: object) -> Deferred[None]:
+            def committed(_: object) -> None:
+                self.checkpointed = on_disk
+
+            return checkpoints.commit(on_disk).addCallback(committed)
+
+        def ended(result: object) -> None:
+            self._syncing = False
+            if isinstance(result, Failure):
+                log.failure("a checkpoint failed", result)
+            if self.state is SinkState.FAILED:
+                self._cleanup_when_idle()
+                return
+            self._maybe_checkpoint()
+            self._maybe_finish()
+
+        syncing = self._run(self._blob.sync)
+        syncing.addCallbacks(synced, self._batch_failed)
+        syncing.addBoth(ended)
+
     def _maybe_finish(self) -> None:
-        idle = all(lane.idle for lane in self._lanes)
+        idle = all(lane.idle for lane in self._lanes) and not self._syncing
         if self.state is SinkState.ENDING and not self._closing and idle:
             self._closing = True
             self._run(self._blob.close).addCallbacks(self._closed, self._batch_failed)
@@ -331,6 +400,7 @@ class UploadSink(StreamedContent):
         if self._closing:
             self._closed_file = True
         log.failure("writing an upload failed", failure)
+        self._storage_failed = True
         self._fail(
             Failure(Problem(507, "the server could not store the upload")), reject=True
         )
@@ -364,10 +434,12 @@ class UploadSink(StreamedContent):
 
     def _cleanup_when_idle(self) -> None:
         """Discard the body once no thread is using the file."""
-        if self._closing and not self._closed_file:
+        if (self._closing and not self._closed_file) or self._syncing:
             return
-        if all(lane.idle for lane in self._lanes):
-            self._run(self._blob.discard).addCallbacks(
+        if all(lane.idle for lane in self._lanes) and not self._discarded:
+            self._discarded = True
+            keep = self.checkpointed if self._storage_failed else None
+            self._run(self._blob.discard, keep).addCallbacks(
                 self._on_aborted,
                 lambda f: log.failure("discarding an upload body failed", f),
             )

@@ -61,6 +61,13 @@ class BlobStore:
     def remove_upload(self, upload_id: str) -> None:
         self.upload_path(upload_id).unlink(missing_ok=True)
 
+    def upload_files(self) -> list[tuple[str, int]]:
+        """(upload id, size) of every resumable upload's data file."""
+        return [
+            (path.stem, path.stat().st_size)
+            for path in (self.root / "uploads").glob("*.bin")
+        ]
+
     def truncate_upload(self, upload_id: str, size: int) -> None:
         """Cut an upload's data back to ``size`` bytes (drop unrecorded bytes)."""
         os.truncate(self.upload_path(upload_id), size)

@@ -179,11 +179,45 @@ class Resumable:
         await self._put(record)
 
     async def terminate(self, record: UploadRecord) -> None:
+        # The bytes go first: on a full disk their room is what lets the
+        # database record the deletion.
+        await self._run(self._blobs.remove_upload, record.id)
         await self._store.delete_upload(record.id)
         self._records.pop(record.id, None)
-        await self._run(self._blobs.remove_upload, record.id)
         self._hashes.pop(record.id, None)
         log.info("upload {upload_id} terminated", upload_id=record.id)
+
+    async def reconcile(self) -> tuple[int, int]:
+        """At startup, make ``uploads/`` agree with the store: files no open
+        (or complete partial) upload owns are removed, bytes past what an
+        open upload recorded are cut. Returns (removed, cut)."""
+        removed = cut = 0
+        for upload_id, size in await self._run(self._blobs.upload_files):
+            record = await self._store.get_upload(upload_id)
+            keep = record is not None and (
+                record.state == "open"
+                or (record.state == "complete" and record.concat == "partial")
+            )
+            if record is None or not keep:
+                await self._run(self._blobs.remove_upload, upload_id)
+                removed += 1
+                log.info(
+                    "removed {upload_id}.bin: no upload owns it", upload_id=upload_id
+                )
+                continue
+            recorded = max((end for _, end in record.ranges), default=record.received)
+            if record.state == "complete" and record.length is not None:
+                recorded = record.length
+            if size > recorded:
+                await self._run(self._blobs.truncate_upload, upload_id, recorded)
+                cut += 1
+                log.info(
+                    "cut upload {upload_id} from {size} to its recorded {offset} bytes",
+                    upload_id=upload_id,
+                    size=size,
+                    offset=recorded,
+                )
+        return removed, cut
 
     async def sweep(self) -> int:
         """Expire open uploads past their time and reclaim their disk."""
@@ -236,6 +270,15 @@ class Resumable:
         )
         await self._put(record)
         return record
+
+    async def checkpoint(self, record: UploadRecord, written: int) -> None:
+        """``written`` bytes after ``record.received`` are durable while the
+        body goes on: record them (``appended`` or ``interrupted`` follows)."""
+        await self._put(
+            attrs.evolve(
+                record, received=record.received + written, expires_at=self.expiry()
+            )
+        )
 
     async def interrupted(self, record: UploadRecord, written: int) -> UploadRecord:
         """A body broke off after ``written`` durable bytes: keep them."""
@@ -297,14 +340,15 @@ class Resumable:
         self,
         upload_id: str,
         start: int,
-        target: BlobFile,
+        target: BlobFile | None,
         digest: Digest,
         metadata: dict[str, str] | None = None,
         length: int | None = None,
     ) -> UploadRecord:
         """``[start, start + size)`` is durable: merge it (and any ``metadata``
         or a now-known ``length``) into the record. Chunks finishing together
-        update the record one at a time."""
+        update the record one at a time. Without ``target`` (a checkpoint of
+        a chunk still arriving) the running hashes are left as they are."""
         lock = self._record_locks.setdefault(upload_id, DeferredLock())
         await lock.acquire()
         try:
@@ -312,7 +356,7 @@ class Resumable:
             if record is None:
                 raise not_found(f"no such upload: {upload_id}")
             ranges = merge((*record.ranges, (start, start + digest.size)))
-            hashes = target.hashes
+            hashes = target.hashes if target is not None else None
             if hashes is not None and hashes.size == covered_prefix(ranges):
                 self._hashes[upload_id] = hashes
             elif hashes is not None:
