@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.protocols import amp
 from twisted.test.iosim import IOPump, connectedServerAndClient
 
@@ -121,6 +122,21 @@ def test_a_silent_node_times_out(tmp_path: Path) -> None:
         tick(pinger, network, clock)
     assert health(node) is Health.DOWN
     assert node.failures == 3
+
+
+def test_a_ping_timeout_is_logged_with_a_readable_reason(tmp_path: Path) -> None:
+    """A node that never answers is logged DOWN with why in words ("no
+    answer to Ping within 1 s"), not Deferred's "(1.0, 'Deferred')"."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    network.silent.add("n1")
+    with capturedLogs() as events:
+        for _ in range(3):
+            tick(pinger, network, clock)
+    assert health(registry.get("n1")) is Health.DOWN
+    lines = [formatEvent(event) for event in events]
+    down = [line for line in lines if "DOWN after" in line]
+    assert down == ["node n1 DOWN after 3 failed pings: no answer to Ping within 1 s"]
+    assert not any("'Deferred'" in line for line in lines)
 
 
 @pytest.mark.parametrize(

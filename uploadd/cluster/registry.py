@@ -12,10 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from noded.protocol import Ping
 from uploadd.api.problems import Problem
 from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
 
@@ -51,10 +54,22 @@ class Node:
     http_url: str = ""
     connection: amp.AMP | None = None
     auditing: bool = False
+    # Pings asked, and the newest whose space is known: an answer to an older
+    # ping (it may have been measured before a copy landed) is not applied.
+    pings_asked: int = 0
+    space_asked: int = 0
 
     @property
     def id(self) -> str:
         return self.record.id
+
+    def note_space(self, asked: int, answer: dict[str, Any]) -> None:
+        """The space reported by the answer to ping number ``asked``, unless
+        a later ping has been answered already."""
+        if asked > self.space_asked:
+            self.space_asked = asked
+            self.free, self.total = answer["free"], answer["total"]
+            self.reserved = answer["reserved"]
 
     @property
     def usable(self) -> bool:
@@ -117,6 +132,21 @@ class Registry:
             node.drop_connection()
             raise
 
+    async def ping(self, node: Node, within: float) -> dict[str, Any]:
+        """``node``'s answer to Ping within ``within`` seconds (TimeoutError
+        after); the space it reports is noted on the node."""
+        node.pings_asked += 1
+        asked = node.pings_asked
+        pending = Deferred.fromCoroutine(self.call(node, Ping))
+        pending.addTimeout(within, self._clock)
+        try:
+            answer: dict[str, Any] = await pending
+        except (DeferredTimeout, CancelledError):
+            # Deferred's own timeout error reads "(1.0, 'Deferred')" in a log.
+            raise TimeoutError(f"no answer to Ping within {within:g} s") from None
+        node.note_space(asked, answer)
+        return answer
+
     async def refresh(self) -> None:
         """Pick up nodes added or removed in the store by another process
         (uploadctl), so they are used without a restart."""
@@ -171,3 +201,8 @@ class Registry:
         await self._store.delete_node(node_id)
         del self.nodes[node_id]
         log.info("node {node_id} removed", node_id=node_id)
+
+
+def reason(error: BaseException) -> str:
+    """An error as a log line can show it: its message, or its kind."""
+    return str(error) or type(error).__name__
