@@ -139,6 +139,24 @@ def test_a_ping_timeout_is_logged_with_a_readable_reason(tmp_path: Path) -> None
     assert not any("'Deferred'" in line for line in lines)
 
 
+def test_downloads_avoid_a_node_from_its_first_failed_ping(tmp_path: Path) -> None:
+    """One failed ping takes a node out of serving while it is still UP (it
+    falls DOWN only after three); its next answer brings it back."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    node = registry.get("n1")
+    tick(pinger, network, clock)
+    tick(pinger, network, clock)
+    assert node.serving
+    network.dead.add("n1")
+    node.drop_connection()
+    tick(pinger, network, clock)
+    assert health(node) is Health.UP
+    assert not node.serving
+    network.dead.clear()
+    tick(pinger, network, clock)
+    assert node.serving
+
+
 @pytest.mark.parametrize(
     ("changes", "usable"),
     [
@@ -328,3 +346,46 @@ async def test_downloads_go_to_the_nearest_serving_node(tmp_path: Path) -> None:
     app.parts.blobs.path(stored["id"]).unlink()
     down = await app.call("GET", path, headers=auth(token), allow_redirects=False)
     assert down.code == 503 and down.header("retry-after") == "10"
+
+
+@pytest_twisted.ensureDeferred()
+async def test_downloads_and_replica_lists_show_only_reachable_copies(
+    tmp_path: Path,
+) -> None:
+    """A node that missed its last ping, is DOWN or is under audit is neither
+    a download target nor listed in the file's ``replicas``; the answering
+    node is, even when the other one is nearer."""
+    app = harness(tmp_path)
+    token = app.user("alice")
+    stored = (
+        await app.call("PUT", "/files/a.txt", data=b"abc", headers=auth(token))
+    ).json()
+    registry = app.parts.registry
+    for name, rtt in [("near", 0.001), ("far", 0.05)]:
+        node = up(name)
+        node.rtt, node.http_url = rtt, f"http://{name}:1"
+        registry.nodes[name] = node
+        await app.store.add_replica(Replica(stored["id"], name, 3, 0.0))
+    path = f"/files/{stored['id']}"
+
+    async def target() -> str:
+        answer = await app.call(
+            "GET", f"{path}/content", headers=auth(token), allow_redirects=False
+        )
+        assert answer.code == 302
+        return (answer.header("location") or "").split("/files/")[0]
+
+    async def listed() -> list[str]:
+        return sorted(
+            (await app.call("GET", path, headers=auth(token))).json()["replicas"]
+        )
+
+    assert await target() == "http://near:1"
+    assert await listed() == ["far", "near"]
+    near = registry.nodes["near"]
+    for state in ({"failures": 1}, {"health": Health.DOWN}, {"auditing": True}):
+        for name, value in state.items():
+            setattr(near, name, value)
+        assert await target() == "http://far:1", state
+        assert await listed() == ["far"], state
+        near.failures, near.health, near.auditing = 0, Health.UP, False

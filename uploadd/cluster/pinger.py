@@ -1,7 +1,8 @@
 """The pinger: AMP Ping to every node on a timer; rise/fall make UP and DOWN.
 
 A node is UP after ``rise`` answered pings in a row and DOWN after ``fall``
-unanswered ones (a ping unanswered within ``timeout`` fails). Round-trip
+unanswered ones (a ping unanswered within ``timeout`` fails). Downloads
+avoid a node from its first failed ping (see ``Node.serving``). Round-trip
 time is smoothed (EWMA). A failed ping drops the connection; the next ping
 connects again.
 """
@@ -87,6 +88,12 @@ class Pinger:
     def _failed(self, node: Node, error: Exception) -> None:
         node.successes = 0
         node.failures += 1
+        if node.health is Health.UP and node.failures == 1:
+            log.info(
+                "node {node_id} missed a ping; downloads avoid it: {error}",
+                node_id=node.id,
+                error=reason(error),
+            )
         if node.health is not Health.DOWN and node.failures >= self.fall:
             log.warn(
                 "node {node_id} DOWN after {count} failed pings: {error}",

@@ -83,9 +83,10 @@ class Node:
 
     @property
     def serving(self) -> bool:
-        """May serve downloads: UP and not being audited after an absence
-        (draining and read-only nodes still serve)."""
-        return self.health is Health.UP and not self.auditing
+        """May serve downloads: UP, its last ping answered (a node that stops
+        answering is avoided at once, not only once it is DOWN) and not being
+        audited after an absence (draining and read-only nodes still serve)."""
+        return self.health is Health.UP and self.failures == 0 and not self.auditing
 
     def document(self, replica_count: int | None = None) -> dict[str, Any]:
         return {
