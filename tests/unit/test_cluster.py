@@ -15,6 +15,8 @@ from twisted.protocols import amp
 from twisted.test.iosim import IOPump, connectedServerAndClient
 
 from noded.client import authenticate
+from noded.files import NodeFiles
+from noded.node import Node as NodedNode
 from noded.node import NodeProtocol
 from tests.support import auth, harness, now
 from tests.unit.test_noded import SECRET, make_node
@@ -25,20 +27,44 @@ from uploadd.store.memory import MemoryStore
 
 
 @attrs.define
+class Disk(NodeFiles):
+    """A node twin's files on a disk of ``capacity`` bytes: free space is what
+    the held files leave of it, whatever the real disk has."""
+
+    capacity: int = 0
+
+    def space(self) -> tuple[int, int]:
+        self.files.mkdir(parents=True, exist_ok=True)
+        used = sum(p.stat().st_size for p in self.files.rglob("*") if p.is_file())
+        return self.capacity - used, self.capacity
+
+
+@attrs.define
 class Network:
-    """In-memory nodes reachable by id; a node can be cut off or silenced."""
+    """In-memory nodes (real noded twins over iosim) reachable by id; a node
+    can be cut off or silenced, given a ``reserve`` and a disk of a set
+    ``capacity``. A twin's rsync port is its AMP port, so pushes find it."""
 
     tmp_path: Path
     pumps: list[IOPump] = attrs.field(factory=list)
     dead: set[str] = attrs.field(factory=set)
     silent: set[str] = attrs.field(factory=set)
+    reserve: dict[str, str] = attrs.field(factory=dict)
+    capacity: dict[str, int] = attrs.field(factory=dict)
+    twins: dict[str, NodedNode] = attrs.field(factory=dict)
 
     async def connect(self, record: NodeRecord) -> amp.AMP:
         if record.id in self.dead:
             raise ConnectionRefusedError(record.id)
         node = make_node(
-            self.tmp_path / record.id, node__id=record.id, node__reserve="0"
+            self.tmp_path / record.id,
+            node__id=record.id,
+            node__reserve=self.reserve.get(record.id, "0"),
         )
+        if record.id in self.capacity:
+            node.files = Disk(node.files.root, capacity=self.capacity[record.id])
+        node.rsync_port = record.port
+        self.twins[record.id] = node
         client, _, pump = connectedServerAndClient(lambda: NodeProtocol(node), amp.AMP)
         authenticating = Deferred.fromCoroutine(authenticate(client, SECRET))
         pump.flush()

@@ -54,6 +54,9 @@ class Node:
     http_url: str = ""
     connection: amp.AMP | None = None
     auditing: bool = False
+    # Bytes of copies placed on this node that have not finished yet: room
+    # the last reported ``free`` does not know is taken.
+    in_flight: int = 0
     # Pings asked, and the newest whose space is known: an answer to an older
     # ping (it may have been measured before a copy landed) is not applied.
     pings_asked: int = 0
@@ -62,6 +65,12 @@ class Node:
     @property
     def id(self) -> str:
         return self.record.id
+
+    @property
+    def room(self) -> int:
+        """Bytes this node may still take above its reserve, counting the
+        copies already on their way to it."""
+        return self.free - self.reserved - self.in_flight
 
     def note_space(self, asked: int, answer: dict[str, Any]) -> None:
         """The space reported by the answer to ping number ``asked``, unless
@@ -100,6 +109,7 @@ class Node:
             "free": self.free,
             "total": self.total,
             "reserved": self.reserved,
+            "in_flight": self.in_flight,
             "load": self.load,
             "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 2),
             "last_seen": self.last_seen,
@@ -147,6 +157,22 @@ class Registry:
             raise TimeoutError(f"no answer to Ping within {within:g} s") from None
         node.note_space(asked, answer)
         return answer
+
+    async def refresh_space(self, node: Node, within: float, landed: int) -> None:
+        """Ask ``node`` for its free space after a copy of ``landed`` bytes
+        (0 if it failed) ended; if it does not answer, take ``landed`` off
+        what it last reported, so the copy is not forgotten until it does."""
+        try:
+            await self.ping(node, within)
+        except Exception as error:
+            log.info(
+                "no free space from {node_id} after a copy: {error}",
+                node_id=node.id,
+                error=reason(error),
+            )
+            # An answer to an earlier ping predates the copy: ignore it.
+            node.space_asked = node.pings_asked
+            node.free -= landed
 
     async def refresh(self) -> None:
         """Pick up nodes added or removed in the store by another process
