@@ -20,6 +20,7 @@ from tests.support import now
 from tests.unit.test_cluster import Network, tick
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Health, Registry
+from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.failures import FailureLog
 from uploadd.ingest.sink import run_inline
@@ -176,3 +177,36 @@ def test_a_node_silent_after_a_copy_is_charged_for_it(tmp_path: Path) -> None:
     assert node.free == before - 4 * KIB
     node.note_space(node.pings_asked - 1, {"free": before, "total": 1, "reserved": 0})
     assert node.free == before - 4 * KIB
+
+
+def test_a_repair_pass_counts_the_copies_it_made(tmp_path: Path) -> None:
+    """A file whose second copy is on a node DOWN past repair_after is copied
+    to the spare node, and the pass reports that copy (it compared a count
+    with the dead copy to one without, and reported 0)."""
+    network = Network(tmp_path / "nodes")
+    running = cluster(tmp_path, 2, network, "a", "b", "c")
+    record = running.add_file(b"precious bytes")
+    running.replicator.stored(record)
+    running.settle(4)
+    holders = [n for n in "abc" if running.held_by(n)]
+    assert len(holders) == 2
+    dead = holders[1]
+    network.dead.add(dead)
+    running.registry.get(dead).drop_connection()
+    running.settle(140)  # 70 s: DOWN, then past repair_after
+    assert running.registry.get(dead).health is Health.DOWN
+    repairer = Repairer(
+        running.registry,
+        running.store,
+        running.replicator,
+        running.clock,
+        replicas=2,
+        repair_after=60.0,
+        interval=10.0,
+    )
+    passed = Deferred.fromCoroutine(repairer.repair())
+    running.settle(4)
+    assert passed.called
+    assert repairer.last_pass["copied"] == 1
+    spare = next(n for n in "abc" if n not in holders)
+    assert running.held_by(spare) == [record.id]

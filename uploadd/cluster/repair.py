@@ -124,7 +124,8 @@ class Repairer:
         return running
 
     async def repair(self) -> dict[str, int]:
-        """One pass over every file; returns counts of what it did."""
+        """One pass over every file; returns counts of what it did: files
+        examined, copies made, copies dropped."""
         copied = dropped = examined = 0
         async for page in self._pages():
             examined += len(page)
@@ -140,11 +141,10 @@ class Repairer:
                 consumeErrors=True,
             )
             for step, (ok, done) in zip(steps, outcomes, strict=True):
-                if ok and done:
-                    if step.verdict is Verdict.COPY:
-                        copied += 1
-                    else:
-                        dropped += 1
+                if ok and step.verdict is Verdict.COPY:
+                    copied += done
+                elif ok and done:
+                    dropped += 1
         self.last_pass = {
             "at": self._clock.seconds(),
             "examined": examined,
@@ -165,18 +165,26 @@ class Repairer:
             after = page[-1][0]
             yield page
 
-    def _act(self, step: Step) -> Deferred[bool]:
+    def _act(self, step: Step) -> Deferred[int]:
         if step.verdict is Verdict.COPY:
             return Deferred.fromCoroutine(self._copy(step.file_id))
         return Deferred.fromCoroutine(self._drop(step.file_id, step.node_id))
 
-    async def _copy(self, file_id: str) -> bool:
-        before = len(await self._store.replicas_of(file_id))
-        after = await self._replicator.replicate(
-            file_id,
-            counts=lambda n: healthy(n, self._clock.seconds(), self.repair_after),
+    async def _copy(self, file_id: str) -> int:
+        """How many copies that count were made of ``file_id``: before and
+        after are both counted on healthy nodes only, as the replicator
+        counts (a copy on a dead node is in the store but not in its count)."""
+
+        def counts(node: Node) -> bool:
+            return healthy(node, self._clock.seconds(), self.repair_after)
+
+        nodes = self._registry.nodes
+        replicas = await self._store.replicas_of(file_id)
+        before = sum(
+            1 for r in replicas if r.node_id in nodes and counts(nodes[r.node_id])
         )
-        return after > before
+        after = await self._replicator.replicate(file_id, counts=counts)
+        return max(0, after - before)
 
     async def _drop(self, file_id: str, node_id: str) -> bool:
         node = self._registry.nodes.get(node_id)
