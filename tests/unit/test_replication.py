@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from tests.support import now
-from tests.unit.test_cluster import Network, tick
+from tests.unit.test_cluster import Network, tick, up
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Health, Registry
-from uploadd.cluster.repair import Repairer
+from uploadd.cluster.repair import Repairer, plan
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.failures import FailureLog
 from uploadd.ingest.sink import run_inline
@@ -210,3 +211,16 @@ def test_a_repair_pass_counts_the_copies_it_made(tmp_path: Path) -> None:
     assert repairer.last_pass["copied"] == 1
     spare = next(n for n in "abc" if n not in holders)
     assert running.held_by(spare) == [record.id]
+
+
+def test_surplus_copies_are_dropped_from_tied_nodes_in_turn() -> None:
+    """Nodes added together tie on added_at: their surplus copies are spread
+    among them (not all taken from one), the same way on every pass."""
+    nodes = {name: up(name) for name in ("a", "b", "c")}
+    page = [(f"{n:032x}", ["a", "b", "c"]) for n in range(30)]
+    steps = plan(page, nodes, replicas=2, now=0.0, repair_after=60.0)
+    dropped = Counter(step.node_id for step in steps)
+    assert sum(dropped.values()) == 30
+    assert set(dropped) == {"a", "b", "c"}
+    assert min(dropped.values()) >= 5
+    assert plan(page, nodes, replicas=2, now=0.0, repair_after=60.0) == steps

@@ -12,6 +12,7 @@ audited (every recorded copy Stat-ed) before downloads go to it again.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -72,15 +73,24 @@ def plan(
             steps.append(Step(Verdict.COPY, file_id))
             continue
         # Enough good copies: copies on draining nodes can go, then any
-        # surplus among good ones (the most recently added first).
+        # surplus among good ones (the most recently added first; among nodes
+        # added together, each file its own turn).
         for node in held:
             if node.record.mode == "draining" and node.serving:
                 steps.append(Step(Verdict.DROP, file_id, node.id))
         surplus = len(good) - replicas
-        for node in sorted(good, key=lambda n: -n.record.added_at)[: max(0, surplus)]:
+        order = sorted(good, key=lambda n: (-n.record.added_at, turn(file_id, n.id)))
+        for node in order[: max(0, surplus)]:
             if node.serving:
                 steps.append(Step(Verdict.DROP, file_id, node.id))
     return steps
+
+
+def turn(file_id: str, node_id: str) -> bytes:
+    """A node's place in line to give up a copy of ``file_id``, among nodes
+    that tie otherwise: a hash, so drops spread over the tied nodes and a
+    file's pick is the same on every pass."""
+    return hashlib.sha256(f"{file_id}/{node_id}".encode()).digest()
 
 
 @attrs.define
