@@ -5,7 +5,9 @@ the file above their reserve; spread across zones while unused zones remain;
 among those, chosen at random weighted by room, so fuller nodes fill more
 slowly. Room counts the copies already on their way to a node (``in_flight``,
 reserved by the replicator the moment it places a copy), so files stored at
-once cannot together overshoot a node's reserve.
+once cannot together overshoot a node's reserve. ``in_flight`` is this
+process's own count: uploadd instances sharing nodes do not see each other's
+copies on their way until the node reports the space they took.
 """
 
 from __future__ import annotations
