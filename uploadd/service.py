@@ -160,6 +160,7 @@ def build(
             rsync_deadline=cluster.rsync_deadline,
             keep_local=cluster.keep_local,
             password_file=config.storage.data_dir / "rsync.password",
+            ping_timeout=cluster.ping_timeout,
         ),
         failures=failures,
     )

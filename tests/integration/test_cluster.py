@@ -1,15 +1,19 @@
 """uploadd with three real nodes: replicas verified on two, downloads
-redirected with ranges, a node's death noticed while downloads go on."""
+redirected with ranges, a node's death noticed while downloads go on;
+uploads at once onto a nearly full node."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import signal
 import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +27,63 @@ pytestmark = pytest.mark.integration
 PING = 0.5
 
 
+@contextlib.contextmanager
+def uploadd_with(
+    tmp_path: Path, nodes: dict[str, RunningNode], *options: str
+) -> Iterator[tuple[Daemon, str]]:
+    """uploadd pinging ``nodes`` every PING, and an admin token; stopped after."""
+    seeds = ",".join(
+        f"{name}=127.0.0.1:{node.ports['amp']}" for name, node in nodes.items()
+    )
+    daemon = start(
+        tmp_path / "uploadd",
+        f"--cluster-secret={SECRET}",
+        f"--cluster-nodes={seeds}",
+        f"--cluster-ping-interval={PING}s",
+        f"--cluster-ping-timeout={PING}s",
+        *options,
+    )
+    try:
+        yield daemon, add_user(daemon.data_dir, "root", "admin", "root-password")
+    finally:
+        daemon.stop()
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[tuple[Daemon, dict[str, RunningNode], str]]:
     nodes: dict[str, RunningNode] = {}
-    daemon = None
     try:
         for index in (1, 2, 3):
             nodes[f"n{index}"] = start_node(
                 tmp_path / f"n{index}", f"n{index}", f"z{index}"
             )
-        seeds = ",".join(
-            f"{name}=127.0.0.1:{node.ports['amp']}" for name, node in nodes.items()
-        )
-        daemon = start(
-            tmp_path / "uploadd",
-            f"--cluster-secret={SECRET}",
-            f"--cluster-nodes={seeds}",
-            f"--cluster-ping-interval={PING}s",
-            f"--cluster-ping-timeout={PING}s",
+        with uploadd_with(
+            tmp_path,
+            nodes,
             "--cluster-replicas=2",
             "--cluster-repair-after=2s",
             "--cluster-repair-interval=1s",
-        )
-        admin = add_user(daemon.data_dir, "root", "admin", "root-password")
-        yield daemon, nodes, admin
+        ) as (daemon, admin):
+            yield daemon, nodes, admin
     finally:
-        if daemon is not None:
-            daemon.stop()
         for node in nodes.values():
             node.stop()
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on ``path`` (the tests run as root),
+    unmounted after."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        check=True,
+        timeout=30,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True, timeout=30)
 
 
 def node_table(daemon: Daemon, admin: str) -> dict[str, dict[str, Any]]:
@@ -59,8 +91,6 @@ def node_table(daemon: Daemon, admin: str) -> dict[str, dict[str, Any]]:
         "GET", "/admin/nodes", Authorization=f"Bearer {admin}"
     )
     assert status == 200, body
-    import json
-
     return {node["id"]: node for node in json.loads(body)["results"]}
 
 
@@ -104,8 +134,6 @@ def test_replicas_redirects_and_a_dead_node(
     data = os.urandom(50 * 1024 * 1024)
     status, _, body = daemon.request("PUT", "/files/movie.bin", data)
     assert status == 201
-    import json
-
     file_id = json.loads(body)["id"]
     holders = eventually(
         lambda: (
@@ -193,3 +221,72 @@ def test_replicas_redirects_and_a_dead_node(
         30,
         "back to exactly two copies",
     )
+
+
+MIB = 1024 * 1024
+
+
+def test_uploads_at_once_never_push_a_node_below_its_reserve(tmp_path: Path) -> None:
+    """20 files of 4 MiB stored at once, 3 copies each, onto a node with
+    24 MiB of room above its reserve (a 40 MiB tmpfs, reserve 16 MiB) and two
+    roomy nodes: the tight node takes what fits and stays at or above its
+    reserve, no rsync fails, and both roomy nodes hold every file."""
+    nodes: dict[str, RunningNode] = {}
+    with tmpfs(tmp_path / "tight" / "files", "40m") as tight_files:
+        try:
+            nodes["tight"] = start_node(tmp_path / "tight", "tight", reserve="16M")
+            for name in ("roomy1", "roomy2"):
+                nodes[name] = start_node(tmp_path / name, name)
+            with uploadd_with(tmp_path, nodes, "--cluster-replicas=3") as (
+                daemon,
+                admin,
+            ):
+                eventually(
+                    lambda: all(
+                        n["health"] == "up" for n in node_table(daemon, admin).values()
+                    ),
+                    10,
+                    "all nodes UP",
+                )
+
+                def upload(index: int) -> str:
+                    data = os.urandom(4 * MIB)
+                    status, _, body = daemon.request("PUT", f"/files/f{index}", data)
+                    assert status == 201, body
+                    file_id: str = json.loads(body)["id"]
+                    return file_id
+
+                with ThreadPoolExecutor(20) as pool:
+                    ids = list(pool.map(upload, range(20)))
+                eventually(
+                    lambda: all(
+                        {"roomy1", "roomy2"}
+                        <= set(daemon.json("GET", f"/files/{i}")["replicas"])
+                        for i in ids
+                    ),
+                    90,
+                    "every file on both roomy nodes",
+                )
+                eventually(
+                    lambda: all(
+                        n.get("in_flight", 0) == 0
+                        for n in node_table(daemon, admin).values()
+                    ),
+                    30,
+                    "no copy on its way",
+                )
+                space = os.statvfs(tight_files)
+                free = space.f_bavail * space.f_frsize
+                held = [p for p in tight_files.rglob("*") if p.is_file()]
+                failed = [
+                    line
+                    for line in daemon.log().splitlines()
+                    if "copy of" in line and "failed" in line
+                ]
+                assert free >= 16 * MIB, (free, len(held))
+                assert failed == []
+                assert 1 <= len(held) <= 6
+                assert node_table(daemon, admin)["tight"]["replicas"] == len(held)
+        finally:
+            for node in nodes.values():
+                node.stop()

@@ -81,9 +81,10 @@ def start_node(
     node_id: str,
     zone: str = "",
     ports: dict[str, int] | None = None,
+    reserve: str = "1M",
 ) -> RunningNode:
     """A noded on loopback; ``ports`` (from an earlier run) to come back on
-    the same AMP and rsync ports."""
+    the same AMP and rsync ports; below ``reserve`` free it takes nothing."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "noded.ports").unlink(missing_ok=True)
     amp_port = ports["amp"] if ports else 0
@@ -98,7 +99,7 @@ def start_node(
             f"--zone={zone}",
             f"--data-dir={data_dir}",
             f"--cluster-secret={SECRET}",
-            "--node-reserve=1M",
+            f"--node-reserve={reserve}",
             f"--amp-port={amp_port}",
             "--http-port=0",
             f"--rsync-port={rsync_port}",

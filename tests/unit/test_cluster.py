@@ -10,10 +10,13 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.protocols import amp
 from twisted.test.iosim import IOPump, connectedServerAndClient
 
 from noded.client import authenticate
+from noded.files import NodeFiles
+from noded.node import Node as NodedNode
 from noded.node import NodeProtocol
 from tests.support import auth, harness, now
 from tests.unit.test_noded import SECRET, make_node
@@ -24,20 +27,44 @@ from uploadd.store.memory import MemoryStore
 
 
 @attrs.define
+class Disk(NodeFiles):
+    """A node twin's files on a disk of ``capacity`` bytes: free space is what
+    the held files leave of it, whatever the real disk has."""
+
+    capacity: int = 0
+
+    def space(self) -> tuple[int, int]:
+        self.files.mkdir(parents=True, exist_ok=True)
+        used = sum(p.stat().st_size for p in self.files.rglob("*") if p.is_file())
+        return self.capacity - used, self.capacity
+
+
+@attrs.define
 class Network:
-    """In-memory nodes reachable by id; a node can be cut off or silenced."""
+    """In-memory nodes (real noded twins over iosim) reachable by id; a node
+    can be cut off or silenced, given a ``reserve`` and a disk of a set
+    ``capacity``. A twin's rsync port is its AMP port, so pushes find it."""
 
     tmp_path: Path
     pumps: list[IOPump] = attrs.field(factory=list)
     dead: set[str] = attrs.field(factory=set)
     silent: set[str] = attrs.field(factory=set)
+    reserve: dict[str, str] = attrs.field(factory=dict)
+    capacity: dict[str, int] = attrs.field(factory=dict)
+    twins: dict[str, NodedNode] = attrs.field(factory=dict)
 
     async def connect(self, record: NodeRecord) -> amp.AMP:
         if record.id in self.dead:
             raise ConnectionRefusedError(record.id)
         node = make_node(
-            self.tmp_path / record.id, node__id=record.id, node__reserve="0"
+            self.tmp_path / record.id,
+            node__id=record.id,
+            node__reserve=self.reserve.get(record.id, "0"),
         )
+        if record.id in self.capacity:
+            node.files = Disk(node.files.root, capacity=self.capacity[record.id])
+        node.rsync_port = record.port
+        self.twins[record.id] = node
         client, _, pump = connectedServerAndClient(lambda: NodeProtocol(node), amp.AMP)
         authenticating = Deferred.fromCoroutine(authenticate(client, SECRET))
         pump.flush()
@@ -121,6 +148,39 @@ def test_a_silent_node_times_out(tmp_path: Path) -> None:
         tick(pinger, network, clock)
     assert health(node) is Health.DOWN
     assert node.failures == 3
+
+
+def test_a_ping_timeout_is_logged_with_a_readable_reason(tmp_path: Path) -> None:
+    """A node that never answers is logged DOWN with why in words ("no
+    answer to Ping within 1 s"), not Deferred's "(1.0, 'Deferred')"."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    network.silent.add("n1")
+    with capturedLogs() as events:
+        for _ in range(3):
+            tick(pinger, network, clock)
+    assert health(registry.get("n1")) is Health.DOWN
+    lines = [formatEvent(event) for event in events]
+    down = [line for line in lines if "DOWN after" in line]
+    assert down == ["node n1 DOWN after 3 failed pings: no answer to Ping within 1 s"]
+    assert not any("'Deferred'" in line for line in lines)
+
+
+def test_downloads_avoid_a_node_from_its_first_failed_ping(tmp_path: Path) -> None:
+    """One failed ping takes a node out of serving while it is still UP (it
+    falls DOWN only after three); its next answer brings it back."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    node = registry.get("n1")
+    tick(pinger, network, clock)
+    tick(pinger, network, clock)
+    assert node.serving
+    network.dead.add("n1")
+    node.drop_connection()
+    tick(pinger, network, clock)
+    assert health(node) is Health.UP
+    assert not node.serving
+    network.dead.clear()
+    tick(pinger, network, clock)
+    assert node.serving
 
 
 @pytest.mark.parametrize(
@@ -312,3 +372,46 @@ async def test_downloads_go_to_the_nearest_serving_node(tmp_path: Path) -> None:
     app.parts.blobs.path(stored["id"]).unlink()
     down = await app.call("GET", path, headers=auth(token), allow_redirects=False)
     assert down.code == 503 and down.header("retry-after") == "10"
+
+
+@pytest_twisted.ensureDeferred()
+async def test_downloads_and_replica_lists_show_only_reachable_copies(
+    tmp_path: Path,
+) -> None:
+    """A node that missed its last ping, is DOWN or is under audit is neither
+    a download target nor listed in the file's ``replicas``; the answering
+    node is, even when the other one is nearer."""
+    app = harness(tmp_path)
+    token = app.user("alice")
+    stored = (
+        await app.call("PUT", "/files/a.txt", data=b"abc", headers=auth(token))
+    ).json()
+    registry = app.parts.registry
+    for name, rtt in [("near", 0.001), ("far", 0.05)]:
+        node = up(name)
+        node.rtt, node.http_url = rtt, f"http://{name}:1"
+        registry.nodes[name] = node
+        await app.store.add_replica(Replica(stored["id"], name, 3, 0.0))
+    path = f"/files/{stored['id']}"
+
+    async def target() -> str:
+        answer = await app.call(
+            "GET", f"{path}/content", headers=auth(token), allow_redirects=False
+        )
+        assert answer.code == 302
+        return (answer.header("location") or "").split("/files/")[0]
+
+    async def listed() -> list[str]:
+        return sorted(
+            (await app.call("GET", path, headers=auth(token))).json()["replicas"]
+        )
+
+    assert await target() == "http://near:1"
+    assert await listed() == ["far", "near"]
+    near = registry.nodes["near"]
+    for state in ({"failures": 1}, {"health": Health.DOWN}, {"auditing": True}):
+        for name, value in state.items():
+            setattr(near, name, value)
+        assert await target() == "http://far:1", state
+        assert await listed() == ["far"], state
+        near.failures, near.health, near.auditing = 0, Health.UP, False

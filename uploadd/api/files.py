@@ -199,7 +199,8 @@ class FilesAPI:
                 }
                 for v in versions
             ],
-            "replicas": [replica.node_id for replica in replicas],
+            # Only copies a download can reach now (see Locator.reachable).
+            "replicas": [node.id for node in self._locator.reachable(replicas)],
             "url": f"{base}/files/{record.id}",
             "download_url": f"{base}/files/{quote(record.id)}/content",
             "rendition_of": record.rendition_of,

@@ -1,5 +1,7 @@
 """Where a client should fetch a file: the nearest node with a verified copy.
 
+Only a node that serves now counts: UP, its last ping answered (a node is
+avoided from its first failed ping, before it is DOWN) and not under audit.
 Nearest means: a node in the zone the client's network maps to (``zones``),
 then the lowest round-trip time, then the lowest load. The answer is a
 signed URL valid for ``download_ttl``. Before any copy exists (or while
@@ -10,6 +12,7 @@ on nodes that are all down, the answer is 503 with Retry-After.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,9 +21,9 @@ from twisted.internet.interfaces import IReactorTime
 
 from noded.signing import BadSignature, signed_query, verify
 from uploadd.api.problems import Problem
-from uploadd.cluster.registry import Registry
+from uploadd.cluster.registry import Node, Registry
 from uploadd.ingest.sink import Runner
-from uploadd.store.interface import FileRecord, IMetadataStore
+from uploadd.store.interface import FileRecord, IMetadataStore, Replica
 
 
 @attrs.define
@@ -48,12 +51,7 @@ class Locator:
     ) -> str | None:
         """A signed node URL for ``record``, or None to serve ``local``."""
         replicas = await self._store.replicas_of(record.id)
-        nodes = [
-            self._registry.nodes[r.node_id]
-            for r in replicas
-            if r.node_id in self._registry.nodes
-        ]
-        serving = [node for node in nodes if node.serving and node.http_url]
+        serving = [node for node in self.reachable(replicas) if node.http_url]
         if not serving:
             if not replicas or await self._run(local.exists):
                 return None
@@ -72,6 +70,16 @@ class Locator:
             ),
         )
         return f"{best.http_url}/files/{quote(record.id)}?{self.sign(record)}"
+
+    def reachable(self, replicas: Iterable[Replica]) -> list[Node]:
+        """The nodes holding ``replicas`` that serve downloads now: UP, their
+        last ping answered, not under audit."""
+        nodes = self._registry.nodes
+        return [
+            nodes[r.node_id]
+            for r in replicas
+            if r.node_id in nodes and nodes[r.node_id].serving
+        ]
 
     def sign(self, record: FileRecord) -> str:
         """A query string that lets its holder fetch ``record`` for ``ttl``."""

@@ -1,7 +1,8 @@
 """The pinger: AMP Ping to every node on a timer; rise/fall make UP and DOWN.
 
 A node is UP after ``rise`` answered pings in a row and DOWN after ``fall``
-unanswered ones (a ping unanswered within ``timeout`` fails). Round-trip
+unanswered ones (a ping unanswered within ``timeout`` fails). Downloads
+avoid a node from its first failed ping (see ``Node.serving``). Round-trip
 time is smoothed (EWMA). A failed ping drops the connection; the next ping
 connects again.
 """
@@ -11,13 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from noded.protocol import Ping
-from uploadd.cluster.registry import Health, Node, Registry
+from uploadd.cluster.registry import Health, Node, Registry, reason
 
 log = Logger()
 
@@ -67,34 +67,19 @@ class Pinger:
     async def ping(self, node: Node) -> None:
         started = self._clock.seconds()
         try:
-            answer = await self._within(self._ask(node))
+            answer = await self._registry.ping(node, self.timeout)
         except Exception as error:
             node.drop_connection()
             self._failed(node, error)
             return
         self._answered(node, answer, self._clock.seconds() - started)
 
-    async def _ask(self, node: Node) -> dict[str, Any]:
-        answer: dict[str, Any] = await self._registry.call(node, Ping)
-        return answer
-
-    async def _within(self, work: Any) -> dict[str, Any]:
-        pending = Deferred.fromCoroutine(work)
-        pending.addTimeout(self.timeout, self._clock)
-        try:
-            answer: dict[str, Any] = await pending
-        except CancelledError:
-            raise TimeoutError(f"no answer within {self.timeout}s") from None
-        return answer
-
     def _answered(self, node: Node, answer: dict[str, Any], rtt: float) -> None:
         node.failures = 0
         node.successes += 1
         node.last_seen = self._clock.seconds()
         node.rtt = rtt if node.rtt is None else node.rtt + SMOOTHING * (rtt - node.rtt)
-        node.reported_state = answer["state"]
-        node.free, node.total = answer["free"], answer["total"]
-        node.reserved, node.load = answer["reserved"], answer["load"]
+        node.reported_state, node.load = answer["state"], answer["load"]
         node.zone, node.rsync_port = answer["zone"], answer["rsync_port"]
         node.http_url = answer["http_url"]
         if node.health is not Health.UP and node.successes >= self.rise:
@@ -103,12 +88,18 @@ class Pinger:
     def _failed(self, node: Node, error: Exception) -> None:
         node.successes = 0
         node.failures += 1
+        if node.health is Health.UP and node.failures == 1:
+            log.info(
+                "node {node_id} missed a ping; downloads avoid it: {error}",
+                node_id=node.id,
+                error=reason(error),
+            )
         if node.health is not Health.DOWN and node.failures >= self.fall:
             log.warn(
                 "node {node_id} DOWN after {count} failed pings: {error}",
                 node_id=node.id,
                 count=node.failures,
-                error=error,
+                error=reason(error),
             )
             self._become(node, Health.DOWN)
 

@@ -2,8 +2,12 @@
 
 Distinct nodes that are UP, active, not read-only or draining, with room for
 the file above their reserve; spread across zones while unused zones remain;
-among those, chosen at random weighted by free space, so fuller nodes fill
-more slowly.
+among those, chosen at random weighted by room, so fuller nodes fill more
+slowly. Room counts the copies already on their way to a node (``in_flight``,
+reserved by the replicator the moment it places a copy), so files stored at
+once cannot together overshoot a node's reserve. ``in_flight`` is this
+process's own count: uploadd instances sharing nodes do not see each other's
+copies on their way until the node reports the space they took.
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ def choose(
     candidates = [
         node
         for node in nodes
-        if node.usable and node.id not in held and node.free - node.reserved > size
+        if node.usable and node.id not in held and node.room >= size
     ]
     chosen: list[Node] = []
     while candidates and len(chosen) < count:
         fresh = [n for n in candidates if not n.zone or n.zone not in zones]
         pool = fresh or candidates
-        weights = [max(1, n.free - n.reserved) for n in pool]
+        weights = [max(1, n.room) for n in pool]
         pick = rng.choices(pool, weights=weights, k=1)[0]
         chosen.append(pick)
         candidates.remove(pick)

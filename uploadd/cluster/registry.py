@@ -12,10 +12,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols import amp
 
+from noded.protocol import Ping
 from uploadd.api.problems import Problem
 from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
 
@@ -51,10 +54,31 @@ class Node:
     http_url: str = ""
     connection: amp.AMP | None = None
     auditing: bool = False
+    # Bytes of copies placed on this node that have not finished yet: room
+    # the last reported ``free`` does not know is taken.
+    in_flight: int = 0
+    # Pings asked, and the newest whose space is known: an answer to an older
+    # ping (it may have been measured before a copy landed) is not applied.
+    pings_asked: int = 0
+    space_asked: int = 0
 
     @property
     def id(self) -> str:
         return self.record.id
+
+    @property
+    def room(self) -> int:
+        """Bytes this node may still take above its reserve, counting the
+        copies already on their way to it."""
+        return self.free - self.reserved - self.in_flight
+
+    def note_space(self, asked: int, answer: dict[str, Any]) -> None:
+        """The space reported by the answer to ping number ``asked``, unless
+        a later ping has been answered already."""
+        if asked > self.space_asked:
+            self.space_asked = asked
+            self.free, self.total = answer["free"], answer["total"]
+            self.reserved = answer["reserved"]
 
     @property
     def usable(self) -> bool:
@@ -68,9 +92,10 @@ class Node:
 
     @property
     def serving(self) -> bool:
-        """May serve downloads: UP and not being audited after an absence
-        (draining and read-only nodes still serve)."""
-        return self.health is Health.UP and not self.auditing
+        """May serve downloads: UP, its last ping answered (a node that stops
+        answering is avoided at once, not only once it is DOWN) and not being
+        audited after an absence (draining and read-only nodes still serve)."""
+        return self.health is Health.UP and self.failures == 0 and not self.auditing
 
     def document(self, replica_count: int | None = None) -> dict[str, Any]:
         return {
@@ -84,6 +109,7 @@ class Node:
             "free": self.free,
             "total": self.total,
             "reserved": self.reserved,
+            "in_flight": self.in_flight,
             "load": self.load,
             "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 2),
             "last_seen": self.last_seen,
@@ -116,6 +142,37 @@ class Registry:
         except ConnectionError:
             node.drop_connection()
             raise
+
+    async def ping(self, node: Node, within: float) -> dict[str, Any]:
+        """``node``'s answer to Ping within ``within`` seconds (TimeoutError
+        after); the space it reports is noted on the node."""
+        node.pings_asked += 1
+        asked = node.pings_asked
+        pending = Deferred.fromCoroutine(self.call(node, Ping))
+        pending.addTimeout(within, self._clock)
+        try:
+            answer: dict[str, Any] = await pending
+        except (DeferredTimeout, CancelledError):
+            # Deferred's own timeout error reads "(1.0, 'Deferred')" in a log.
+            raise TimeoutError(f"no answer to Ping within {within:g} s") from None
+        node.note_space(asked, answer)
+        return answer
+
+    async def refresh_space(self, node: Node, within: float, landed: int) -> None:
+        """Ask ``node`` for its free space after a copy of ``landed`` bytes
+        (0 if it failed) ended; if it does not answer, take ``landed`` off
+        what it last reported, so the copy is not forgotten until it does."""
+        try:
+            await self.ping(node, within)
+        except Exception as error:
+            log.info(
+                "no free space from {node_id} after a copy: {error}",
+                node_id=node.id,
+                error=reason(error),
+            )
+            # An answer to an earlier ping predates the copy: ignore it.
+            node.space_asked = node.pings_asked
+            node.free -= landed
 
     async def refresh(self) -> None:
         """Pick up nodes added or removed in the store by another process
@@ -171,3 +228,8 @@ class Registry:
         await self._store.delete_node(node_id)
         del self.nodes[node_id]
         log.info("node {node_id} removed", node_id=node_id)
+
+
+def reason(error: BaseException) -> str:
+    """An error as a log line can show it: its message, or its kind."""
+    return str(error) or type(error).__name__

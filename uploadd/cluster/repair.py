@@ -12,6 +12,7 @@ audited (every recorded copy Stat-ed) before downloads go to it again.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -72,15 +73,24 @@ def plan(
             steps.append(Step(Verdict.COPY, file_id))
             continue
         # Enough good copies: copies on draining nodes can go, then any
-        # surplus among good ones (the most recently added first).
+        # surplus among good ones (the most recently added first; among nodes
+        # added together, each file its own turn).
         for node in held:
             if node.record.mode == "draining" and node.serving:
                 steps.append(Step(Verdict.DROP, file_id, node.id))
         surplus = len(good) - replicas
-        for node in sorted(good, key=lambda n: -n.record.added_at)[: max(0, surplus)]:
+        order = sorted(good, key=lambda n: (-n.record.added_at, turn(file_id, n.id)))
+        for node in order[: max(0, surplus)]:
             if node.serving:
                 steps.append(Step(Verdict.DROP, file_id, node.id))
     return steps
+
+
+def turn(file_id: str, node_id: str) -> bytes:
+    """A node's place in line to give up a copy of ``file_id``, among nodes
+    that tie otherwise: a hash, so drops spread over the tied nodes and a
+    file's pick is the same on every pass."""
+    return hashlib.sha256(f"{file_id}/{node_id}".encode()).digest()
 
 
 @attrs.define
@@ -124,7 +134,8 @@ class Repairer:
         return running
 
     async def repair(self) -> dict[str, int]:
-        """One pass over every file; returns counts of what it did."""
+        """One pass over every file; returns counts of what it did: files
+        examined, copies made, copies dropped."""
         copied = dropped = examined = 0
         async for page in self._pages():
             examined += len(page)
@@ -140,11 +151,10 @@ class Repairer:
                 consumeErrors=True,
             )
             for step, (ok, done) in zip(steps, outcomes, strict=True):
-                if ok and done:
-                    if step.verdict is Verdict.COPY:
-                        copied += 1
-                    else:
-                        dropped += 1
+                if ok and step.verdict is Verdict.COPY:
+                    copied += done
+                elif ok and done:
+                    dropped += 1
         self.last_pass = {
             "at": self._clock.seconds(),
             "examined": examined,
@@ -165,18 +175,26 @@ class Repairer:
             after = page[-1][0]
             yield page
 
-    def _act(self, step: Step) -> Deferred[bool]:
+    def _act(self, step: Step) -> Deferred[int]:
         if step.verdict is Verdict.COPY:
             return Deferred.fromCoroutine(self._copy(step.file_id))
         return Deferred.fromCoroutine(self._drop(step.file_id, step.node_id))
 
-    async def _copy(self, file_id: str) -> bool:
-        before = len(await self._store.replicas_of(file_id))
-        after = await self._replicator.replicate(
-            file_id,
-            counts=lambda n: healthy(n, self._clock.seconds(), self.repair_after),
+    async def _copy(self, file_id: str) -> int:
+        """How many copies that count were made of ``file_id``: before and
+        after are both counted on healthy nodes only, as the replicator
+        counts (a copy on a dead node is in the store but not in its count)."""
+
+        def counts(node: Node) -> bool:
+            return healthy(node, self._clock.seconds(), self.repair_after)
+
+        nodes = self._registry.nodes
+        replicas = await self._store.replicas_of(file_id)
+        before = sum(
+            1 for r in replicas if r.node_id in nodes and counts(nodes[r.node_id])
         )
-        return after > before
+        after = await self._replicator.replicate(file_id, counts=counts)
+        return max(0, after - before)
 
     async def _drop(self, file_id: str, node_id: str) -> bool:
         node = self._registry.nodes.get(node_id)

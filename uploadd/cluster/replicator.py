@@ -2,10 +2,13 @@
 
 Copies to the chosen nodes run in parallel (at most ``transfers_per_node``
 into one node at once), each an rsync subprocess with --timeout,
---contimeout and a wall-clock deadline. A copy counts only once AMP ``Stat``
-on the node reports the file's size and sha256. Failed copies are retried
-with backoff, on other nodes where the first stays bad. With every copy
-verified, uploadd's own copy may go (``keep_local``).
+--contimeout and a wall-clock deadline. A placed copy's bytes are reserved
+on its node (``Node.in_flight``) until the copy has ended and the node has
+reported its free space after it, so placement never counts the same room
+twice. A copy counts only once AMP ``Stat`` on the node reports the file's
+size and sha256. Failed copies are retried with backoff, on other nodes
+where the first stays bad. With every copy verified, uploadd's own copy may
+go (``keep_local``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class ReplicationSettings:
     keep_local: bool
     password_file: Path
     max_attempts: int = 6
+    ping_timeout: float = 1.0
 
 
 @attrs.define
@@ -105,6 +109,9 @@ class Replicator:
                 )
                 break
             sources = [n for n in recorded if n.serving]
+            for node in targets:
+                # Taken before anything else can be placed; _copy gives it back.
+                node.in_flight += record.size
             copies = await DeferredList(
                 [self._copy(record, node, sources) for node in targets],
                 consumeErrors=True,
@@ -129,13 +136,30 @@ class Replicator:
             if r.node_id in self._registry.nodes
         ]
 
-    def _copy(self, record: FileRecord, node: Node, holders: list[Node]) -> Any:
+    def _copy(
+        self, record: FileRecord, node: Node, holders: list[Node]
+    ) -> Deferred[bool]:
+        return Deferred.fromCoroutine(self._placed_copy(record, node, holders))
+
+    async def _placed_copy(
+        self, record: FileRecord, node: Node, holders: list[Node]
+    ) -> bool:
+        """A copy placed on ``node``, in its lane; the bytes reserved for it
+        are released once the node has reported its space after the copy,
+        whichever way the copy ended."""
         lane = self._lanes.setdefault(
             node.id, DeferredSemaphore(self.settings.transfers_per_node)
         )
-        return lane.run(
-            lambda: Deferred.fromCoroutine(self.copy(record, node, holders))
-        )
+        copied = False
+        try:
+            copied = await lane.run(
+                lambda: Deferred.fromCoroutine(self.copy(record, node, holders))
+            )
+        finally:
+            landed = record.size if copied else 0
+            await self._registry.refresh_space(node, self.settings.ping_timeout, landed)
+            node.in_flight -= record.size
+        return copied
 
     async def copy(self, record: FileRecord, node: Node, holders: list[Node]) -> bool:
         """One copy of ``record`` onto ``node``, verified; False if it failed."""
