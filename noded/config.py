@@ -122,6 +122,12 @@ class HttpSection:
     idle_timeout: float = setting(
         "60s", parse_duration, "close idle download connections", "a duration"
     )
+    shutdown_grace: float = setting(
+        "30s",
+        parse_duration,
+        "on stop, how long downloads in flight may run before they are cut",
+        "a duration",
+    )
 
 
 @attrs.frozen

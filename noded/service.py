@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from twisted.application.service import MultiService
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
@@ -23,6 +23,7 @@ from noded.http import Downloads
 from noded.node import Node, NodeProtocol, cluster_secret
 from noded.rsyncd import supervised
 from noded.signing import url_key
+from uploadd.drain import Drain, DrainedRequest, drained, exit_cleanly
 
 log = Logger()
 
@@ -43,6 +44,7 @@ class NodeService(MultiService):
         self._ports: list[IListeningPort] = []
         self.rsyncd = supervised(config, self.secret, reactor)
         self.rsyncd.setServiceParent(self)
+        self._drain = Drain(reactor)
 
     def startService(self) -> None:
         self._pool.start()
@@ -57,6 +59,7 @@ class NodeService(MultiService):
             timeout=config.http.idle_timeout,
             reactor=self._reactor,
         )
+        site.requestFactory = drained(DrainedRequest, self._drain)
         http_port = self._reactor.listenTCP(
             config.http.port, site, interface=config.http.host
         )
@@ -85,18 +88,24 @@ class NodeService(MultiService):
             **ports,
         )
 
-    def stopService(self) -> Deferred[Any]:
-        stopping: list[Deferred[Any]] = [
-            Deferred.fromCoroutine(_stopped(super().stopService())),
-            Deferred.fromCoroutine(self._children_exited()),
-        ]
-        for port in self._ports:
-            stopped = port.stopListening()
-            if stopped is not None:
-                stopping.append(stopped)
-        self._ports = []
+    def stopService(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        """Stop taking connections, let downloads in flight end (up to the
+        grace), then stop the rsync daemon (transfers it has begun run on in
+        their own processes) and wait for it."""
+        ports, self._ports = self._ports, []
+        for port in ports:
+            closing = port.stopListening()
+            if closing is not None:
+                await closing
+        cut = await self._drain.drain(self.config.http.shutdown_grace)
+        log.info("node stopped ({count} downloads cut short)", count=cut)
+        await _stopped(super().stopService())
+        await self._children_exited()
         self._pool.stop()
-        return DeferredList(stopping)
+        exit_cleanly(self._reactor)
 
     async def _children_exited(self, within: float = 10) -> None:
         """ProcessMonitor signals its children but does not wait for them;

@@ -51,6 +51,13 @@ class HTTPSection:
     idle_timeout: float = setting(
         "60s", parse_duration, "close a connection idle for this long", DURATION
     )
+    shutdown_grace: float = setting(
+        "30s",
+        parse_duration,
+        "on stop, how long requests in flight may run before they are answered "
+        "503 (resumable bodies keep what reached disk)",
+        DURATION,
+    )
     public_url: str = setting(
         "",
         parse_url(("http", "https")),

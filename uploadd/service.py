@@ -50,6 +50,7 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
+from uploadd.drain import Drain, exit_cleanly
 from uploadd.events.amqp import AmqpBus, amqp_bus
 from uploadd.events.bus import InProcessBus
 from uploadd.events.relay import OutboxRelay
@@ -90,6 +91,7 @@ class Parts:
     locator: Locator
     bus: InProcessBus | AmqpBus
     relay: OutboxRelay
+    drain: Drain
 
 
 def build(
@@ -271,9 +273,12 @@ def build(
         OpsAPI(metrics, lambda: gate.in_flight),
         WebAPI(),
     )
+    drain = Drain(reactor)
     site = Site(
         router,
-        requestFactory=request_factory(gate, reactor, Cors(config.http.cors_origins)),
+        requestFactory=request_factory(
+            gate, reactor, Cors(config.http.cors_origins), drain
+        ),
         parsePOSTFormSubmission=False,
         timeout=config.http.idle_timeout,
         reactor=reactor,
@@ -296,6 +301,7 @@ def build(
         locator,
         bus,
         relay,
+        drain,
     )
 
 
@@ -397,8 +403,19 @@ class UploaddService(Service):
         self._reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
         self._reactor.stop()
 
-    def stopService(self) -> Deferred[None] | None:
+    def stopService(self) -> Deferred[None]:
         super().stopService()
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        """Stop taking connections, let requests in flight end (up to the
+        grace), then stop the rest; the store closes last."""
+        port, self._port = self._port, None
+        closing = port.stopListening() if port is not None else None
+        if closing is not None:
+            await closing
+        stopped = await self.parts.drain.drain(self.config.http.shutdown_grace)
+        log.info("uploadd stopped ({count} requests cut short)", count=stopped)
         if self._sweeper.running:
             self._sweeper.stop()
         self.parts.pinger.stop()
@@ -406,8 +423,6 @@ class UploaddService(Service):
         self.parts.relay.stop()
         if isinstance(self.parts.bus, AmqpBus):
             self.parts.bus.stop()
-        port, self._port = self._port, None
-        stopped = port.stopListening() if port is not None else None
         self._pool.stop()
         self._store.close()
-        return stopped
+        exit_cleanly(self._reactor)

@@ -82,9 +82,11 @@ def start_node(
     zone: str = "",
     ports: dict[str, int] | None = None,
     reserve: str = "1M",
+    options: tuple[str, ...] = (),
 ) -> RunningNode:
     """A noded on loopback; ``ports`` (from an earlier run) to come back on
-    the same AMP and rsync ports; below ``reserve`` free it takes nothing."""
+    the same AMP and rsync ports; below ``reserve`` free it takes nothing;
+    ``options`` go to twistd noded as they are."""
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "noded.ports").unlink(missing_ok=True)
     amp_port = ports["amp"] if ports else 0
@@ -103,6 +105,7 @@ def start_node(
             f"--amp-port={amp_port}",
             "--http-port=0",
             f"--rsync-port={rsync_port}",
+            *options,
         ],
     )
     node = RunningNode(data_dir, process, json.loads(ports_file.read_text()))

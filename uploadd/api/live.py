@@ -22,6 +22,7 @@ from twisted.web.iweb import IRequest
 from uploadd.api import problems
 from uploadd.api.access import principal_of
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.drain import endless
 from uploadd.events.bus import IEventBus
 from uploadd.store.interface import Event
 
@@ -113,6 +114,7 @@ class LiveAPI:
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-accel-buffering", b"no")
         request.write(b": connected\n\n")
+        endless(request)
         listener = _Listener(request, principal)
         self._hub.add(listener)
         try:

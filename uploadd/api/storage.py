@@ -149,7 +149,7 @@ class StorageAPI:
 
         return lambda written: Deferred.fromCoroutine(covered(written))
 
-    def _aborted(self, chunk: Chunk, written: int) -> None:
+    def _aborted(self, chunk: Chunk, written: int) -> Deferred[None]:
         """A broken chunk still covers what reached disk; an upload nobody
         knows the id of goes."""
 
@@ -165,7 +165,7 @@ class StorageAPI:
             finally:
                 chunk.release()
 
-        Deferred.fromCoroutine(record()).addErrback(
+        return Deferred.fromCoroutine(record()).addErrback(
             lambda f: log.failure("recording an interrupted chunk failed", f)
         )
 

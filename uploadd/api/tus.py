@@ -307,7 +307,7 @@ class TusAPI:
         cannot be checked now, or it created the upload and the client never
         learnt where it is), then let the next PATCH in."""
 
-        def aborted(written: int) -> None:
+        def aborted(written: int) -> Deferred[None]:
             async def record() -> None:
                 assert append.record is not None and append.lock is not None
                 try:
@@ -322,7 +322,7 @@ class TusAPI:
                 finally:
                     append.lock.release()
 
-            Deferred.fromCoroutine(record()).addErrback(
+            return Deferred.fromCoroutine(record()).addErrback(
                 lambda f: log.failure("recording an interrupted body failed", f)
             )
 

@@ -78,7 +78,7 @@ class BodyPlan:
     max_size: int | None = None
     boundary: bytes | None = None
     context: Any = None
-    on_aborted: Callable[[int], None] = lambda n: None
+    on_aborted: Callable[[int], object] = lambda n: None
     on_checkpoint: Callable[[int], Deferred[None]] | None = None
 
 

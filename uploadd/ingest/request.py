@@ -14,15 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.server import Request
 
 from uploadd.api import problems
 from uploadd.api.cors import Cors
 from uploadd.api.problems import Problem
 from uploadd.api.root import RouteMatch
+from uploadd.drain import DETAIL, RETRY_AFTER, Drain, DrainedRequest, drained, hang_up
 from uploadd.ingest.gate import IngestGate, Upload
 from uploadd.ingest.sink import StreamedContent
 
@@ -45,7 +46,7 @@ class _Drain(StreamedContent):
             self._on_full()
 
 
-class StreamingRequest(Request):
+class StreamingRequest(DrainedRequest):
     """A Request whose body goes where the gate says, as it arrives."""
 
     gate: IngestGate
@@ -93,10 +94,26 @@ class StreamingRequest(Request):
         override = self.requestHeaders.getRawHeaders(b"x-http-method-override")
         if method == b"POST" and override:
             method = override[0].strip().upper()
+        if self.drain.draining:
+            self.reject(shutting_down())
+            return
         try:
             self.gate.admit(self, method, channel._path, length)
         except Problem as problem:
             self.reject(problem)
+
+    def shut_down(self) -> None:
+        """The server stops: a body still arriving is cut where it is (what
+        reached disk is kept) and answered 503; a running handler is hung up."""
+        if self.processing:
+            hang_up(self)
+        else:
+            self.reject(shutting_down())
+
+    def settled(self) -> Deferred[None]:
+        if self.upload is not None and self.upload.sink is not None:
+            return self.upload.sink.settled()
+        return succeed(None)
 
     def reject(self, problem: Problem) -> None:
         """Answer ``problem`` now and stop taking this request's body."""
@@ -164,12 +181,14 @@ class StreamingRequest(Request):
         super().connectionLost(reason)
 
 
+def shutting_down() -> Problem:
+    return Problem(503, DETAIL, headers={"Retry-After": RETRY_AFTER})
+
+
 def request_factory(
-    gate: IngestGate, clock: IReactorTime, cors: Cors
+    gate: IngestGate, clock: IReactorTime, cors: Cors, drain: Drain
 ) -> type[StreamingRequest]:
     """A StreamingRequest class bound to ``gate``, for ``Site.requestFactory``."""
-    return type(
-        "BoundStreamingRequest",
-        (StreamingRequest,),
-        {"gate": gate, "clock": clock, "cors": cors},
-    )
+    bound = drained(StreamingRequest, drain, gate=gate, clock=clock, cors=cors)
+    assert issubclass(bound, StreamingRequest)
+    return bound

@@ -258,7 +258,7 @@ class UploadSink(StreamedContent):
     _limits: FlowLimits
     _on_progress: Callable[[int], None] = lambda n: None
     _on_reject: Callable[[Problem], None] = lambda p: None
-    _on_aborted: Callable[[int], None] = lambda n: None
+    _on_aborted: Callable[[int], object] = lambda n: None
     _checkpoints: Checkpoints | None = None
 
     received: int = 0
@@ -269,6 +269,8 @@ class UploadSink(StreamedContent):
     #: Failed because storage did: keep only what the checkpoints committed.
     _storage_failed: bool = False
     _discarded: bool = False
+    _cleaned: bool = False
+    _settle_waiters: list[Deferred[None]] = attrs.field(factory=list)
     state: SinkState = SinkState.RECEIVING
     _lanes: list[_Lane] = attrs.field(init=False)
     _paused: bool = False
@@ -313,6 +315,22 @@ class UploadSink(StreamedContent):
         else:
             self._done.append(waiter)
         return waiter
+
+    def settled(self) -> Deferred[None]:
+        """Fires once the body is on disk whole, or once a failed body's
+        leftovers are cut back and recorded (``on_aborted`` may return a
+        Deferred)."""
+        waiter: Deferred[None] = Deferred()
+        if self.state is SinkState.DONE or self._cleaned:
+            waiter.callback(None)
+        else:
+            self._settle_waiters.append(waiter)
+        return waiter
+
+    def _settle(self) -> None:
+        waiters, self._settle_waiters = self._settle_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     def abort(self) -> None:
         """The body will never be complete: stop and remove the staging file."""
@@ -416,6 +434,7 @@ class UploadSink(StreamedContent):
         waiters, self._done = self._done, []
         for waiter in waiters:
             waiter.callback(digest)
+        self._settle()
 
     def _fail(self, failure: Failure, reject: bool) -> None:
         if self.state in (SinkState.DONE, SinkState.FAILED):
@@ -439,7 +458,13 @@ class UploadSink(StreamedContent):
         if all(lane.idle for lane in self._lanes) and not self._discarded:
             self._discarded = True
             keep = self.checkpointed if self._storage_failed else None
-            self._run(self._blob.discard, keep).addCallbacks(
-                self._on_aborted,
-                lambda f: log.failure("discarding an upload body failed", f),
+            cleaning = self._run(self._blob.discard, keep)
+            cleaning.addCallback(self._on_aborted)
+            cleaning.addErrback(
+                lambda f: log.failure("discarding an upload body failed", f)
             )
+            cleaning.addCallback(self._was_cleaned)
+
+    def _was_cleaned(self, _: object) -> None:
+        self._cleaned = True
+        self._settle()
