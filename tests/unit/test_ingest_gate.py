@@ -15,10 +15,11 @@ from typing import Any
 import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from tests.support import Harness, harness, now
+from tests.support import Harness, auth, harness, now
 
 HOST = IPv4Address("TCP", "127.0.0.1", 8080)
 
@@ -234,3 +235,62 @@ def test_progress_is_visible_while_the_body_streams(tmp_path: Path) -> None:
     assert document["state"] == "uploading"
     assert (document["received"], document["expected"]) == (100_000, 300_000)
     assert document["percent"] == 33.3
+
+
+def test_long_resumable_bodies_record_checkpoints_as_they_arrive(
+    tmp_path: Path,
+) -> None:
+    """With [uploads] checkpoint = 4K, a tus PATCH and a Content-Range chunk
+    of a known upload record their durable offset every 4 KiB while their
+    bodies still stream, and keep it when the client goes away."""
+    app = harness(tmp_path, settings={("uploads", "checkpoint"): "4K"})
+    token = app.user("alice")
+    tus = now(
+        app.call(
+            "POST",
+            "/uploads/",
+            headers={
+                **auth(token),
+                "Tus-Resumable": ["1.0.0"],
+                "Upload-Length": ["65536"],
+            },
+        )
+    )
+    upload_id = str(tus.header("location")).rsplit("/", 1)[-1]
+    wire = connect(app)
+    wire.send(
+        head(
+            token,
+            f"/uploads/{upload_id}",
+            Content_Length="65536",
+            Tus_Resumable="1.0.0",
+            Upload_Offset="0",
+            Content_Type="application/offset+octet-stream",
+        ).replace(b"PUT ", b"PATCH ", 1)
+    )
+    wire.send(b"a" * 9000)
+    assert now(app.store.get_upload(upload_id)).received >= 8192  # type: ignore[union-attr]
+    wire.protocol.connectionLost(Failure(ConnectionDone()))
+    assert now(app.store.get_upload(upload_id)).received == 9000  # type: ignore[union-attr]
+
+    first = now(
+        app.call(
+            "PUT",
+            "/storage/tmp-upload/",
+            headers={**auth(token), "Content-Range": ["bytes 0-9/65536"]},
+            data=b"0123456789",
+        )
+    )
+    range_id = first.json()["id"]
+    wire = connect(app)
+    wire.send(
+        head(
+            token,
+            f"/storage/tmp-upload/{range_id}/",
+            Content_Length="20000",
+            Content_Range="bytes 10-20009/65536",
+        )
+    )
+    wire.send(b"b" * 9000)
+    ranges = now(app.store.get_upload(range_id)).ranges  # type: ignore[union-attr]
+    assert ranges[0][0] == 0 and ranges[0][1] >= 10 + 8192
