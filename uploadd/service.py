@@ -37,6 +37,7 @@ from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
 from uploadd.api.renditions import RenditionsAPI
 from uploadd.api.root import Router
+from uploadd.api.shares import SharesAPI
 from uploadd.api.slideshow import SlideshowAPI
 from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
@@ -61,6 +62,7 @@ from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics
 from uploadd.renditions import ProfilePolicy, Renditions
+from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import IMetadataStore, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
@@ -222,6 +224,7 @@ def build(
         store, reactor, config.workers.max_attempts, failures=failures
     )
     renditions.on_change.append(relay.kick)
+    links = ShareLinks(store, share_key(secret), reactor)
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
         RenditionsAPI(
@@ -246,6 +249,7 @@ def build(
             config.storage.fsync,
             config.http.public_url,
             config.http.page_size,
+            links=links,
         ),
         TusAPI(resumable, blobs, run, tokens, gate, config.http.public_url),
         StorageAPI(
@@ -263,8 +267,9 @@ def build(
         LiveAPI(hub, tokens),
         WebhooksAPI(store, tokens, reactor),
         SlideshowAPI(
-            store, tokens, hub, relay, reactor, locator, config.http.public_url
+            store, tokens, hub, relay, reactor, locator, links, config.http.public_url
         ),
+        SharesAPI(store, tokens, links, hub, relay, reactor, config.http.public_url),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
         WebAPI(),

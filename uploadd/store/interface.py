@@ -332,8 +332,9 @@ class IMetadataStore(Interface):
     def shares_of(file_id: str) -> Awaitable[list[Share]]:
         """A file's share links, oldest first."""
 
-    def delete_share(share_id: str) -> Awaitable[bool]:
-        """Forget a share link; False if none."""
+    def delete_share(share_id: str, events: Sequence[Event] = ()) -> Awaitable[bool]:
+        """Forget a share link and record ``events`` in the same
+        transaction; False if none."""
 
     def delete_file(file_id: str, events: Sequence[Event] = ()) -> Awaitable[bool]:
         """Forget a file (its versions lose their parent, its share links

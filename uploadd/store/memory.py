@@ -297,8 +297,11 @@ class MemoryStore:
         found = [s for s in self.shares.values() if s.file_id == file_id]
         return sorted(found, key=lambda s: (s.created_at, s.id))
 
-    async def delete_share(self, share_id: str) -> bool:
-        return self.shares.pop(share_id, None) is not None
+    async def delete_share(self, share_id: str, events: Sequence[Event] = ()) -> bool:
+        if self.shares.pop(share_id, None) is None:
+            return False
+        self._append(events)
+        return True
 
     async def delete_file(self, file_id: str, events: Sequence[Event] = ()) -> bool:
         if self.files.pop(file_id, None) is None:

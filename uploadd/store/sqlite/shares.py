@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
-from uploadd.store.interface import Conflict, Share
+from uploadd.store.interface import Conflict, Event, Share
 from uploadd.store.sqlite.base import SQLiteBase
+from uploadd.store.sqlite.rows import _insert_events
 
 
 class Shares(SQLiteBase):
@@ -37,10 +39,13 @@ class Shares(SQLiteBase):
         )
         return [Share(*row) for row in rows]
 
-    async def delete_share(self, share_id: str) -> bool:
+    async def delete_share(self, share_id: str, events: Sequence[Event] = ()) -> bool:
         def run(cursor: sqlite3.Cursor) -> bool:
             cursor.execute("DELETE FROM shares WHERE id = ?", (share_id,))
-            return cursor.rowcount > 0
+            deleted = cursor.rowcount > 0
+            if deleted:
+                _insert_events(cursor, events)
+            return deleted
 
         deleted: bool = await self._write(run)
         return deleted
