@@ -102,6 +102,21 @@ class AuthSection:
     token_ttl: float = setting(
         "1h", parse_duration, "lifetime of tokens from POST /auth/token", DURATION
     )
+    signin_failures_per_user: int = setting(
+        "10", parse_positive_int,
+        "failed sign-ins for one username within signin_window before more get 429",
+        "a positive integer",
+    )  # fmt: skip
+    signin_failures_per_address: int = setting(
+        "50", parse_positive_int,
+        "failed sign-ins from one client address (IPv6: its /64) within"
+        " signin_window before more get 429",
+        "a positive integer",
+    )  # fmt: skip
+    signin_window: float = setting(
+        "15m", parse_duration, "how long a failed sign-in counts against a limit",
+        DURATION,
+    )  # fmt: skip
 
 
 @attrs.frozen

@@ -44,6 +44,7 @@ from uploadd.api.tus import TusAPI
 from uploadd.api.web import WebAPI
 from uploadd.api.webhooks import WebhooksAPI
 from uploadd.auth.secret import token_secret
+from uploadd.auth.throttle import SignInLimits, SignInThrottle
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.cluster.pinger import Pinger
@@ -262,7 +263,20 @@ def build(
             config.http.public_url,
             config.http.page_size,
         ),
-        AuthAPI(store, tokens, run, config.auth.token_ttl),
+        AuthAPI(
+            store,
+            tokens,
+            run,
+            config.auth.token_ttl,
+            SignInThrottle(
+                reactor,
+                SignInLimits(
+                    config.auth.signin_failures_per_user,
+                    config.auth.signin_failures_per_address,
+                    config.auth.signin_window,
+                ),
+            ),
+        ),
         AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
         LiveAPI(hub, tokens),
         WebhooksAPI(store, tokens, reactor),
