@@ -289,6 +289,17 @@ class AmqpSection:
 
 
 @attrs.frozen
+class WebhooksSection:
+    allow_private: bool = setting(
+        "false",
+        parse_bool,
+        "let webhooks go to loopback, private, link-local and multicast"
+        " addresses (tests, private deployments)",
+        "true or false",
+    )
+
+
+@attrs.frozen
 class SmtpSection:
     host: str = setting(
         "", parse_text, "SMTP server for email pushes; empty sends no email", "a host"
@@ -400,6 +411,7 @@ class Config:
     uploads: UploadsSection = attrs.field(factory=UploadsSection)
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
     amqp: AmqpSection = attrs.field(factory=AmqpSection)
+    webhooks: WebhooksSection = attrs.field(factory=WebhooksSection)
     smtp: SmtpSection = attrs.field(factory=SmtpSection)
     workers: WorkersSection = attrs.field(factory=WorkersSection)
 

@@ -279,7 +279,7 @@ def build(
         ),
         AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
         LiveAPI(hub, tokens),
-        WebhooksAPI(store, tokens, reactor),
+        WebhooksAPI(store, tokens, reactor, config.webhooks.allow_private),
         SlideshowAPI(
             store, tokens, hub, relay, reactor, locator, links, config.http.public_url
         ),

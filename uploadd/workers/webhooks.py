@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from uploadd.events.bus import IEventBus, matches
 from uploadd.failures import FailureLog
 from uploadd.store.interface import Delivery, Event, IMetadataStore, Webhook
+from uploadd.workers.targets import PublicEndpoints
 
 log = Logger()
 
@@ -37,16 +38,23 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def treq_poster(reactor: Any, timeout: float = 10.0) -> Poster:
-    """POST with treq on ``reactor``; the status code, or an exception."""
+def treq_poster(
+    reactor: Any, timeout: float = 10.0, allow_private: bool = False
+) -> Poster:
+    """POST with treq on ``reactor``; the status code, or an exception
+    (RefusedTarget for a name that resolves to no public address, unless
+    ``allow_private``). Redirects are not followed: a 3xx is a failure."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent
 
-    client = HTTPClient(Agent(reactor, connectTimeout=timeout))
+    endpoints = PublicEndpoints(reactor, allow_private, timeout)
+    client = HTTPClient(Agent.usingEndpointFactory(reactor, endpoints))
 
     async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
         sent: dict[bytes | str, bytes | str] = {k: v for k, v in headers.items()}
-        response = await client.post(url, data=body, headers=sent, timeout=timeout)
+        response = await client.post(
+            url, data=body, headers=sent, timeout=timeout, allow_redirects=False
+        )
         await response.content()
         code: int = response.code
         return code
