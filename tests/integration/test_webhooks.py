@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -15,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.integration.daemon import Daemon, eventually, start
+from tests.unit.test_webhooks import verify
 
 pytestmark = pytest.mark.integration
 
@@ -88,12 +87,13 @@ def test_signed_deliveries_retries_and_dead_letters(
         while time.monotonic() < deadline and (not good.got or len(bad.got) < 3):
             time.sleep(0.1)
         (headers, body), *_ = good.got
-        expected = hmac.new(hooks["good"]["secret"].encode(), body, hashlib.sha256)
-        assert headers["x-uploadd-signature"] == f"sha256={expected.hexdigest()}"
+        seen: set[str] = set()
+        assert verify(hooks["good"]["secret"], headers, body, time.time(), seen)
+        assert not verify(hooks["good"]["secret"], headers, body, time.time(), seen)
         assert json.loads(body)["data"]["filename"] == "report.pdf"
         assert len(good.got) == 1
         assert len(bad.got) == 3
-        assert len({h["x-uploadd-delivery"] for h, _ in bad.got}) == 1
+        assert len({h["webhook-id"] for h, _ in bad.got}) == 1
         time.sleep(1)
         log = daemon.json("GET", f"/webhooks/{hooks['bad']['id']}/deliveries")[
             "results"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Any
 from urllib.parse import urlparse
@@ -18,6 +17,7 @@ from uploadd.api.http import empty, int_arg, json_body, read_fields, timestamp
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.store.interface import Delivery, IMetadataStore, Webhook
 from uploadd.workers.targets import url_refusal
+from uploadd.workers.webhooks import new_secret
 
 
 def document(hook: Webhook, with_secret: bool = False) -> dict[str, Any]:
@@ -91,7 +91,7 @@ class WebhooksAPI:
             principal.user_id,
             url,
             tuple(events),
-            secrets.token_hex(32),
+            new_secret(),
             self._clock.seconds(),
         )
         await self._store.add_webhook(hook)
