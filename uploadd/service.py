@@ -62,6 +62,7 @@ from uploadd.ingest.request import request_factory
 from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics
+from uploadd.private import private_dir
 from uploadd.renditions import ProfilePolicy, Renditions
 from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore
@@ -322,8 +323,7 @@ class UploaddService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
         self._reactor = reactor
-        data_dir = config.storage.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(config.storage.data_dir)
         self._data_path = str(data_dir.resolve())
         self._secret = token_secret(config.auth.secret, data_dir)
         self._pool = ThreadPool(
