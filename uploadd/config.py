@@ -109,6 +109,21 @@ class AuthSection:
     token_ttl: float = setting(
         "1h", parse_duration, "lifetime of tokens from POST /auth/token", DURATION
     )
+    signin_failures_per_user: int = setting(
+        "10", parse_positive_int,
+        "failed sign-ins for one username within signin_window before more get 429",
+        "a positive integer",
+    )  # fmt: skip
+    signin_failures_per_address: int = setting(
+        "50", parse_positive_int,
+        "failed sign-ins from one client address (IPv6: its /64) within"
+        " signin_window before more get 429",
+        "a positive integer",
+    )  # fmt: skip
+    signin_window: float = setting(
+        "15m", parse_duration, "how long a failed sign-in counts against a limit",
+        DURATION,
+    )  # fmt: skip
 
 
 @attrs.frozen
@@ -288,6 +303,17 @@ class AmqpSection:
 
 
 @attrs.frozen
+class WebhooksSection:
+    allow_private: bool = setting(
+        "false",
+        parse_bool,
+        "let webhooks go to loopback, private, link-local and multicast"
+        " addresses (tests, private deployments)",
+        "true or false",
+    )
+
+
+@attrs.frozen
 class SmtpSection:
     host: str = setting(
         "", parse_text, "SMTP server for email pushes; empty sends no email", "a host"
@@ -399,6 +425,7 @@ class Config:
     uploads: UploadsSection = attrs.field(factory=UploadsSection)
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
     amqp: AmqpSection = attrs.field(factory=AmqpSection)
+    webhooks: WebhooksSection = attrs.field(factory=WebhooksSection)
     smtp: SmtpSection = attrs.field(factory=SmtpSection)
     workers: WorkersSection = attrs.field(factory=WorkersSection)
 

@@ -27,6 +27,7 @@ from uploadd.auth.passwords import hash_password
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
 from uploadd.config import Config, load_config
+from uploadd.private import FILE, private_dir
 from uploadd.settings import ConfigError, parse_duration, parse_host, parse_port
 from uploadd.store.interface import Conflict, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
@@ -129,6 +130,7 @@ def read_password(stdin: TextIO) -> str:
 async def run(
     reactor: Any, options: argparse.Namespace, config: Config, out: TextIO
 ) -> None:
+    private_dir(config.storage.data_dir)
     store = SQLiteStore(config.database_path, reactor)
     try:
         await store.migrate()
@@ -245,7 +247,8 @@ async def bootstrap(
         "admin", hash_password(password), frozenset({"admin"}), reactor.seconds()
     )
     path = config.storage.data_dir / "admin-password"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE)
+    os.fchmod(fd, FILE)  # it may have been there, looser
     with os.fdopen(fd, "w") as handle:
         handle.write(password + "\n")
     out.write(f"created user 'admin' with password {password} (kept in {path})\n")

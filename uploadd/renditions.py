@@ -42,6 +42,21 @@ DEFAULTS = (
 
 PENDING, RUNNING, READY, FAILED = "pending", "running", "ready", "failed"
 
+#: The profile whose outputs are a PDF's slides, in order.
+SLIDES = "pdf-slides"
+
+
+async def slides_of(store: IMetadataStore, source_id: str) -> list[FileRecord]:
+    """The slides of a file, in order: the outputs of its ready ``SLIDES``
+    rendition (none while it is not ready)."""
+    found = await store.get_rendition(source_id, SLIDES)
+    slides = []
+    for output_id in found.outputs if found and found.state == READY else ():
+        output = await store.get_file(output_id) if output_id != MISSING else None
+        if output is not None:
+            slides.append(output)
+    return slides
+
 
 def parse_requested(text: str) -> tuple[str, ...]:
     """Profile names from an uploader (``none`` or nothing: no renditions);

@@ -37,12 +37,14 @@ from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
 from uploadd.api.renditions import RenditionsAPI
 from uploadd.api.root import Router
+from uploadd.api.shares import SharesAPI
 from uploadd.api.slideshow import SlideshowAPI
 from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
 from uploadd.api.web import WebAPI
 from uploadd.api.webhooks import WebhooksAPI
 from uploadd.auth.secret import token_secret
+from uploadd.auth.throttle import SignInLimits, SignInThrottle
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.cluster.pinger import Pinger
@@ -61,7 +63,9 @@ from uploadd.ingest.request import request_factory
 from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics
+from uploadd.private import private_dir
 from uploadd.renditions import ProfilePolicy, Renditions
+from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import IMetadataStore, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
@@ -226,6 +230,7 @@ def build(
         store, reactor, config.workers.max_attempts, failures=failures
     )
     renditions.on_change.append(relay.kick)
+    links = ShareLinks(store, share_key(secret), reactor)
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
         RenditionsAPI(
@@ -250,6 +255,7 @@ def build(
             config.storage.fsync,
             config.http.public_url,
             config.http.page_size,
+            links=links,
         ),
         TusAPI(resumable, blobs, run, tokens, gate, config.http.public_url),
         StorageAPI(
@@ -262,13 +268,27 @@ def build(
             config.http.public_url,
             config.http.page_size,
         ),
-        AuthAPI(store, tokens, run, config.auth.token_ttl),
+        AuthAPI(
+            store,
+            tokens,
+            run,
+            config.auth.token_ttl,
+            SignInThrottle(
+                reactor,
+                SignInLimits(
+                    config.auth.signin_failures_per_user,
+                    config.auth.signin_failures_per_address,
+                    config.auth.signin_window,
+                ),
+            ),
+        ),
         AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
         LiveAPI(hub, tokens),
-        WebhooksAPI(store, tokens, reactor),
+        WebhooksAPI(store, tokens, reactor, config.webhooks.allow_private),
         SlideshowAPI(
-            store, tokens, hub, relay, reactor, locator, config.http.public_url
+            store, tokens, hub, relay, reactor, locator, links, config.http.public_url
         ),
+        SharesAPI(store, tokens, links, hub, relay, reactor, config.http.public_url),
         ProgressAPI(tokens, progress),
         OpsAPI(metrics, lambda: gate.in_flight),
         WebAPI(),
@@ -311,8 +331,7 @@ class UploaddService(Service):
     def __init__(self, config: Config, reactor: Any) -> None:
         self.config = config
         self._reactor = reactor
-        data_dir = config.storage.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = private_dir(config.storage.data_dir)
         self._data_path = str(data_dir.resolve())
         self._secret = token_secret(config.auth.secret, data_dir)
         self._pool = ThreadPool(

@@ -6,10 +6,12 @@ import json
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.integration.daemon import add_user, start
+from tests.integration.daemon import add_user, eventually, start
+from tests.integration.test_transcode_tools import _write_pdf
 
 pytestmark = pytest.mark.integration
 
@@ -43,15 +45,40 @@ def text_frame(sock: socket.socket) -> str:
     return data.decode()
 
 
-def test_listeners_follow_the_presenter(tmp_path: Path) -> None:
-    """The owner's control reaches a WebSocket listener; another user may
-    follow but not control."""
+def close_frame(sock: socket.socket) -> tuple[int, str]:
+    """The code and reason of the server's close frame, skipping any
+    messages before it."""
+    while True:
+        head = sock.recv(2)
+        opcode, length = head[0] & 0x0F, head[1] & 0x7F
+        data = b""
+        while len(data) < length:
+            data += sock.recv(length - len(data))
+        if opcode == 0x8:
+            return int.from_bytes(data[:2], "big"), data[2:].decode()
+
+
+def test_listeners_follow_the_presenter_through_a_share_link(tmp_path: Path) -> None:
+    """A listener with only the deck's share link follows the owner's moves
+    over a WebSocket; another signed-in user can neither follow nor present
+    (404); revoking the link closes the listener's socket and its token
+    stops working."""
+    pdf = tmp_path / "deck.pdf"
+    _write_pdf(pdf, 4)
     daemon = start(tmp_path / "uploadd")
     try:
         bob = add_user(daemon.data_dir, "bob", "read", "bob-password")
-        _, _, body = daemon.request("PUT", "/files/deck.pdf", b"%PDF-1.4 slides")
+        _, _, body = daemon.request(
+            "PUT", "/files/deck.pdf", pdf.read_bytes(),
+            **{"Content-Type": "application/pdf"},
+        )  # fmt: skip
         file_id = json.loads(body)["id"]
-        listener = websocket(daemon.port, f"/files/{file_id}/listen?access_token={bob}")
+        eventually(
+            lambda: daemon.json("GET", f"/files/{file_id}")["status"] == "READY", 60
+        )
+        share = daemon.json("POST", f"/files/{file_id}/shares")
+        listen = urlsplit(share["listen_url"])
+        listener = websocket(daemon.port, f"{listen.path}?{listen.query}")
         time.sleep(0.3)
         status, _, answer = daemon.request(
             "POST",
@@ -62,16 +89,32 @@ def test_listeners_follow_the_presenter(tmp_path: Path) -> None:
         assert status == 200 and json.loads(answer)["current"] == 3
         move = json.loads(text_frame(listener))
         assert move["current"] == 3 and move["updated"]
-        listener.close()
+
+        as_bob = {"Authorization": f"Bearer {bob}"}
+        for method, path in (
+            ("GET", f"/files/{file_id}/control"),
+            ("POST", f"/files/{file_id}/control"),
+        ):
+            status, _, _ = daemon.request(
+                method, path, json.dumps({"current": 4}).encode(),
+                **as_bob, **{"Content-Type": "application/json"},
+            )  # fmt: skip
+            assert status == 404, (method, path)
+        with pytest.raises(AssertionError, match="404"):
+            websocket(daemon.port, f"/files/{file_id}/listen?access_token={bob}")
+
         status, _, _ = daemon.request(
-            "POST",
-            f"/files/{file_id}/control",
-            json.dumps({"current": 4}).encode(),
-            Authorization=f"Bearer {bob}",
-            **{"Content-Type": "application/json"},
+            "DELETE", f"/files/{file_id}/shares/{share['id']}"
         )
-        assert status == 403
+        assert status == 204
+        assert close_frame(listener) == (4403, "the share link was revoked")
+        listener.close()
+        control = urlsplit(share["control_url"])
+        status, _, _ = daemon.request(
+            "GET", f"{control.path}?{control.query}", Authorization=""
+        )
+        assert status == 404
         state = daemon.json("GET", f"/files/{file_id}/control")
-        assert state["current"] == 3
+        assert state["current"] == 3 and len(state["slides"]) == 4
     finally:
         daemon.stop()

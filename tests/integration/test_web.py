@@ -198,11 +198,13 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
             node.stop()
 
 
-def test_a_slideshow_viewer_follows_the_presenter(
+def test_a_slideshow_viewer_follows_the_presenter_through_a_share_link(
     browser: WebDriver, tmp_path: Path
 ) -> None:
-    """bob watches alice's PDF as slides; alice moves to slide 3 and bob's
-    page shows slide 3."""
+    """alice creates a share link on her deck's page and presents; a browser
+    that is not signed in opens the link and shows each slide she moves to,
+    until she revokes the link and the viewer is told so; bob, signed in
+    but without a link, is refused the deck."""
     pdf = tmp_path / "deck.pdf"
     _write_pdf(pdf, 4)
     daemon = start(tmp_path / "uploadd")
@@ -215,44 +217,64 @@ def test_a_slideshow_viewer_follows_the_presenter(
             **{"Content-Type": "application/pdf"},
         )
         file_id = json.loads(answer)["id"]
+        control = f"/files/{file_id}/control"
         eventually(
             lambda: daemon.json("GET", f"/files/{file_id}")["status"] == "READY", 60
         )
-        sign_in(browser, daemon, "bob", "bob-password")
-        browser.get(f"{daemon.base}/#/slides/{file_id}")
-        slide = eventually(lambda: shown(browser, "#slide"))
-        eventually(lambda: slide.get_attribute("data-current") == "0")
-        assert shown(browser, "#following") and not shown(browser, "#presenter")
-        time.sleep(0.5)  # the listen stream is open
-        daemon.json(
-            "POST", f"/files/{file_id}/control", body=b'{"current": 2}',
-            **{"Content-Type": "application/json"},
-        )  # fmt: skip
-        eventually(lambda: slide.get_attribute("data-current") == "2", 15, "slide 3")
-        assert "Slide 3 of 4" in browser.find_element(By.ID, "slide-caption").text
-        loaded = browser.execute_script(
-            "return document.getElementById('slide').naturalWidth"
-        )
-        assert loaded > 0
-        # The owner presents: Next moves everyone, starting from slide 3.
-        browser.find_element(By.ID, "sign-out").click()
+        # The owner presents: a share link from the page, Next moves to 2.
         sign_in(browser, daemon, "alice", PASSWORD)
         browser.get(f"{daemon.base}/#/slides/{file_id}")
         eventually(
             lambda: shown(browser, "#presenter"), what="the presenter's controls"
         )
-        eventually(
-            lambda: (
-                browser.find_element(By.ID, "slide").get_attribute("data-current")
-                == "2"
-            )
-        )
+        browser.find_element(By.ID, "share").click()
+        field = eventually(lambda: shown(browser, "#share-links input"))
+        link = field.get_attribute("value")
+        (share,) = daemon.json("GET", f"/files/{file_id}/shares")["results"]
+        assert link == share["link"]
+        slide = browser.find_element(By.ID, "slide")
+        eventually(lambda: slide.get_attribute("data-current") == "1")
         browser.find_element(By.ID, "next").click()
-        moved = daemon.json("GET", f"/files/{file_id}/control")
-        eventually(
-            lambda: daemon.json("GET", f"/files/{file_id}/control")["current"] == 3
+        eventually(lambda: daemon.json("GET", control)["current"] == 2)
+
+        # A viewer with only the link follows.
+        browser.find_element(By.ID, "sign-out").click()
+        eventually(lambda: shown(browser, "#username"))
+        browser.get(link)
+        slide = eventually(lambda: shown(browser, "#slide"))
+        eventually(lambda: slide.get_attribute("data-current") == "2", 15, "slide 2")
+        assert shown(browser, "#following")
+        assert not shown(browser, "#presenter") and not shown(browser, "#sharing")
+        time.sleep(0.5)  # the listen stream is open
+        daemon.json(
+            "POST", control, body=b'{"current": 3}',
+            **{"Content-Type": "application/json"},
+        )  # fmt: skip
+        eventually(lambda: slide.get_attribute("data-current") == "3", 15, "slide 3")
+        assert "Slide 3 of 4" in browser.find_element(By.ID, "slide-caption").text
+        loaded = browser.execute_script(
+            "return document.getElementById('slide').naturalWidth"
         )
-        assert moved["slides"]
+        assert loaded > 0
+
+        # Revoked: the viewer's stream ends and says so.
+        status, _, _ = daemon.request(
+            "DELETE", f"/files/{file_id}/shares/{share['id']}"
+        )
+        assert status == 204
+
+        def notice() -> str:
+            text: str = browser.find_element(By.ID, "notice").text
+            return text
+
+        eventually(lambda: "revoked" in notice(), 15, "the viewer told")
+        browser.refresh()
+        eventually(lambda: "does not work" in notice(), 15, "the link refused")
+
+        # Signed in without the link: someone else's deck does not exist.
+        sign_in(browser, daemon, "bob", "bob-password")
+        browser.get(f"{daemon.base}/#/slides/{file_id}")
+        eventually(lambda: "no such file" in notice(), 15, "bob refused")
     finally:
         daemon.stop()
 

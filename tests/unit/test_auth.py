@@ -52,7 +52,8 @@ def test_forged_tokens_are_refused() -> None:
 
 
 def test_scopes_grant_what_they_say() -> None:
-    """upload-only creates and nothing else; read lists and reads; admin all."""
+    """upload-only creates and nothing else; read lists and reads; write also
+    deletes and shares; admin all."""
 
     def grants(scope: str) -> set[Action]:
         who = Principal(1, "x", frozenset({scope}))
@@ -60,7 +61,13 @@ def test_scopes_grant_what_they_say() -> None:
 
     assert grants("upload-only") == {Action.CREATE}
     assert grants("read") == {Action.LIST, Action.READ}
-    assert grants("write") == {Action.CREATE, Action.LIST, Action.READ, Action.DELETE}
+    assert grants("write") == {
+        Action.CREATE,
+        Action.LIST,
+        Action.READ,
+        Action.DELETE,
+        Action.SHARE,
+    }
     assert grants("admin") == set(Action)
     with pytest.raises(ValueError, match="unknown scope superuser"):
         check_scopes(["superuser"])

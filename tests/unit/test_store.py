@@ -18,6 +18,7 @@ from uploadd.store.interface import (
     NodeRecord,
     Rendition,
     Replica,
+    Share,
     UploadRecord,
 )
 from uploadd.store.memory import MemoryStore
@@ -117,6 +118,34 @@ async def test_deleting_a_user_deletes_their_file_records(
     await store.add_file(record("a", alice.id, 1.0))
     await store.delete_user("alice")
     assert await store.get_file("a") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_share_links_round_trip_and_go_with_their_file(
+    store: IMetadataStore,
+) -> None:
+    """A file's share links are kept until deleted (with its event, once),
+    listed oldest first, need a known file, and go when their file does."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_file(record("deck", alice.id, 1.0))
+    await store.add_file(record("other", alice.id, 1.0))
+    first, second = Share("s1", "deck", 5.0), Share("s2", "deck", 6.0)
+    await store.add_share(second)
+    await store.add_share(first)
+    await store.add_share(Share("s3", "other", 7.0))
+    assert await store.get_share("s1") == first
+    assert await store.shares_of("deck") == [first, second]
+    with pytest.raises(Conflict):
+        await store.add_share(Share("s4", "nothing", 8.0))
+    revoked = Event("share.revoked", {"share_id": "s1"}, alice.id, 9.0)
+    assert await store.delete_share("s1", [revoked])
+    assert not await store.delete_share("s1", [revoked])
+    assert [e.topic for e in await store.pending_events(10)] == ["share.revoked"]
+    assert await store.get_share("s1") is None
+    assert await store.delete_file("deck")
+    assert await store.get_share("s2") is None
+    assert await store.shares_of("deck") == []
+    assert await store.get_share("s3") is not None
 
 
 @pytest_twisted.ensureDeferred()

@@ -1,4 +1,5 @@
-"""Who is asking: the principal of a request, from its bearer token."""
+"""Who is asking (the principal of a request, from its bearer token) and
+which files they may see."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from urllib.parse import parse_qs
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
-from uploadd.api.problems import Problem, forbidden, unauthorized
+from uploadd.api.problems import Problem, forbidden, not_found, unauthorized
 from uploadd.auth.tokens import (
     Action,
     InvalidToken,
@@ -15,6 +16,7 @@ from uploadd.auth.tokens import (
     TokenIssuer,
     bearer_token,
 )
+from uploadd.store.interface import FileRecord, IMetadataStore
 
 
 def query_value(target: bytes, name: str) -> str | None:
@@ -60,3 +62,15 @@ def owned(principal: Principal, owner_id: int, what: str) -> Problem | None:
     if principal.is_admin or principal.user_id == owner_id:
         return None
     return Problem(404, f"no such {what}")
+
+
+async def file_of(
+    store: IMetadataStore, principal: Principal, file_id: str
+) -> FileRecord:
+    """The file ``file_id`` if ``principal`` may see it; else the same 404 as
+    for a file that does not exist, so ids of other users' files tell
+    nothing."""
+    record = await store.get_file(file_id)
+    if record is None or owned(principal, record.owner_id, "file"):
+        raise not_found(f"no such file: {file_id}")
+    return record

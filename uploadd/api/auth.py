@@ -11,6 +11,7 @@ from twisted.web.iweb import IRequest
 from uploadd.api import problems
 from uploadd.api.http import json_body, read_fields
 from uploadd.auth.passwords import verify_password
+from uploadd.auth.throttle import Refusal, SignInThrottle
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
 from uploadd.ingest.sink import Runner
 from uploadd.store.interface import IMetadataStore
@@ -30,6 +31,7 @@ class AuthAPI:
     _tokens: TokenIssuer
     _run: Runner
     _token_ttl: float
+    _throttle: SignInThrottle
 
     @app.route("/auth/token", methods=["POST"])
     @app.route("/api-token-auth/", methods=["POST"])
@@ -39,12 +41,22 @@ class AuthAPI:
         password = str(fields.get("password") or "")
         if not username or not password:
             raise problems.bad_request("send a username and a password")
+        attempt = self._throttle.admit(username, request.getClientAddress().host)
+        if isinstance(attempt, Refusal):
+            raise problems.Problem(
+                429,
+                attempt.detail,
+                title="Too Many Requests",
+                headers={"Retry-After": str(attempt.retry_after)},
+                extra={"retry_after": attempt.retry_after},
+            )
         user = await self._store.get_user(username)
         matches = await self._run(
             verify_password, password, user.password_hash if user else _NO_USER
         )
         if user is None or not matches:
             raise problems.unauthorized("wrong username or password")
+        self._throttle.forgive(attempt)
         scopes = user.scopes
         if fields.get("scope"):
             try:

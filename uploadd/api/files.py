@@ -26,6 +26,7 @@ from uploadd.ingest.multipart import MultipartSink, boundary_of
 from uploadd.ingest.sink import BlobFile
 from uploadd.library import Library
 from uploadd.renditions import parse_requested
+from uploadd.shares import ShareLinks
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore
 
@@ -61,6 +62,7 @@ class FilesAPI:
     _fsync: bool = True
     _public_url: str = ""
     _page_size: int = 50
+    _links: ShareLinks | None = None
 
     # -- uploads -------------------------------------------------------------
 
@@ -150,7 +152,16 @@ class FilesAPI:
 
     @app.route("/files/<file_id>/content", methods=["GET"])
     async def file_content(self, request: IRequest, file_id: str) -> IResource | bytes:
-        if arg(request, "sig") is None:
+        share = arg(request, "share")
+        if share is not None:
+            # A share link fetches the slides of the deck it names, no more.
+            found = await self._store.get_file(file_id)
+            if found is None or self._links is None:
+                raise problems.not_found(f"no such file: {file_id}")
+            if await self._links.check_slide(share, found) is None:
+                raise problems.not_found(f"no such file: {file_id}")
+            record = found
+        elif arg(request, "sig") is None:
             record = await self._readable(request, file_id, Action.READ)
         else:
             # A signed URL (as handed to a transcode worker) needs no token.

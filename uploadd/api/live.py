@@ -41,6 +41,16 @@ class _Listener:
     principal: Principal
 
 
+@attrs.define(eq=False)
+class Follower:
+    """One listener to a file's presenter: how to send it a move, how to end
+    it, and the share link it came with (None: the owner or an admin)."""
+
+    send: Callable[[dict[str, Any]], None]
+    end: Callable[[], None]
+    share_id: str | None = None
+
+
 @attrs.define
 class LiveHub:
     """Fans events from the bus out to the open streams that may see them."""
@@ -48,22 +58,32 @@ class LiveHub:
     _clock: IReactorTime
     heartbeat: float = 15.0
     listeners: set[_Listener] = attrs.field(factory=set)
-    followers: dict[str, list[Callable[[dict[str, Any]], None]]] = attrs.field(
-        factory=dict
-    )
+    followers: dict[str, list[Follower]] = attrs.field(factory=dict)
     slides: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     _beat: LoopingCall | None = None
 
-    def follow(self, file_id: str, send: Callable[[dict[str, Any]], None]) -> None:
-        """``send`` gets every presenter move on ``file_id``, starting now."""
-        self.followers.setdefault(file_id, []).append(send)
+    def follow(self, file_id: str, follower: Follower) -> None:
+        """``follower`` gets every presenter move on ``file_id``, starting now."""
+        self.followers.setdefault(file_id, []).append(follower)
 
-    def unfollow(self, file_id: str, send: Callable[[dict[str, Any]], None]) -> None:
+    def unfollow(self, file_id: str, follower: Follower) -> None:
         found = self.followers.get(file_id, [])
-        if send in found:
-            found.remove(send)
+        if follower in found:
+            found.remove(follower)
         if not found:
             self.followers.pop(file_id, None)
+
+    def revoke(self, file_id: str, share_id: str) -> None:
+        """End the streams opened with share link ``share_id``."""
+        for follower in list(self.followers.get(file_id, [])):
+            if follower.share_id == share_id:
+                self.unfollow(file_id, follower)
+                log.info(
+                    "ended a listener of {file_id}: share {share_id} revoked",
+                    file_id=file_id,
+                    share_id=share_id,
+                )
+                follower.end()
 
     def attach(self, bus: IEventBus) -> None:
         bus.subscribe("live", "#", self.deliver)
@@ -73,8 +93,11 @@ class LiveHub:
             state = event.payload
             self.slides[state["file_id"]] = state
             move = {"current": state["current"], "updated": state["updated"]}
-            for send in list(self.followers.get(state["file_id"], [])):
-                send(move)
+            for follower in list(self.followers.get(state["file_id"], [])):
+                follower.send(move)
+        if event.topic == "share.revoked":
+            # Every uploadd behind the same bus ends its own listeners.
+            self.revoke(event.payload["file_id"], event.payload["share_id"])
         message = sse(event)
         for listener in list(self.listeners):
             who = listener.principal

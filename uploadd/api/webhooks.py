@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Any
 from urllib.parse import urlparse
@@ -17,6 +16,8 @@ from uploadd.api.access import principal_of
 from uploadd.api.http import empty, int_arg, json_body, read_fields, timestamp
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.store.interface import Delivery, IMetadataStore, Webhook
+from uploadd.workers.targets import url_refusal
+from uploadd.workers.webhooks import new_secret
 
 
 def document(hook: Webhook, with_secret: bool = False) -> dict[str, Any]:
@@ -52,6 +53,7 @@ class WebhooksAPI:
     _store: IMetadataStore
     _tokens: TokenIssuer
     _clock: IReactorTime
+    _allow_private: bool = False
 
     async def _mine(self, principal: Principal, hook_id: str) -> Webhook:
         for hook in await self._store.webhooks_of(principal.user_id):
@@ -64,10 +66,20 @@ class WebhooksAPI:
         principal = principal_of(self._tokens, request, Action.LIST)
         fields = read_fields(request)
         url = str(fields.get("url") or "")
-        parts = urlparse(url)
+        try:
+            parts = urlparse(url)
+        except ValueError:  # an unclosed [ of an IPv6 address
+            raise problems.bad_request("url is not a URL", url=url) from None
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise problems.bad_request(
                 "url must be an http:// or https:// URL", url=url
+            )
+        refused = None if self._allow_private else url_refusal(url)
+        if refused:
+            raise problems.Problem(
+                422,
+                f"{refused}: webhooks go to public addresses only",
+                extra={"url": url},
             )
         events = fields.get("events") or ["#"]
         if isinstance(events, str):
@@ -79,7 +91,7 @@ class WebhooksAPI:
             principal.user_id,
             url,
             tuple(events),
-            secrets.token_hex(32),
+            new_secret(),
             self._clock.seconds(),
         )
         await self._store.add_webhook(hook)

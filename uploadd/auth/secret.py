@@ -8,6 +8,8 @@ from pathlib import Path
 
 from twisted.logger import Logger
 
+from uploadd.private import DIRECTORY, FILE, tighten
+
 log = Logger()
 
 
@@ -19,16 +21,20 @@ def token_secret(
     configured: str, data_dir: Path, name: str = "secret", create: bool = True
 ) -> bytes:
     """``configured`` if set; else ``<data_dir>/<name>``, created 0600 on
-    first use (or NoSecret, when ``create`` is false)."""
+    first use (or NoSecret, when ``create`` is false), and made 0600 if an
+    older version left it looser."""
     if configured:
         return configured.encode("utf-8")
     path = data_dir / name
     try:
-        return path.read_bytes().strip()
+        value = path.read_bytes().strip()
     except FileNotFoundError:
         if not create:
             raise NoSecret(f"no secret configured and none in {path}") from None
-    data_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        tighten(path, FILE)
+        return value
+    data_dir.mkdir(mode=DIRECTORY, parents=True, exist_ok=True)
     value = secrets.token_hex(32).encode("ascii")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

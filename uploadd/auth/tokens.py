@@ -18,13 +18,16 @@ class Action(enum.Enum):
     DELETE = "delete"
     ADMIN = "admin"
     RENDER = "render"
+    SHARE = "share"
 
 
 #: What each scope grants. ``upload-only`` may create files and nothing else,
 #: not even read back its own: the restricted credential handed to browsers.
 GRANTS: dict[str, frozenset[Action]] = {
     "admin": frozenset(Action),
-    "write": frozenset({Action.CREATE, Action.LIST, Action.READ, Action.DELETE}),
+    "write": frozenset(
+        {Action.CREATE, Action.LIST, Action.READ, Action.DELETE, Action.SHARE}
+    ),
     "read": frozenset({Action.LIST, Action.READ}),
     "upload-only": frozenset({Action.CREATE}),
     # Transcode workers: start jobs, report them, send their outputs.

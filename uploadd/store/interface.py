@@ -161,6 +161,16 @@ class Delivery:
 
 
 @attrs.frozen
+class Share:
+    """A share link of a file: whoever holds its token may follow the file's
+    slides. It lasts until its owner deletes it (or the file goes)."""
+
+    id: str
+    file_id: str
+    created_at: float
+
+
+@attrs.frozen
 class Page:
     count: int
     results: list[FileRecord]
@@ -313,9 +323,22 @@ class IMetadataStore(Interface):
     def deliveries_of(webhook_id: str, limit: int) -> Awaitable[list[Delivery]]:
         """A webhook's deliveries, newest first."""
 
+    def add_share(share: Share) -> Awaitable[None]:
+        """Record a share link; Conflict if its file is unknown."""
+
+    def get_share(share_id: str) -> Awaitable[Share | None]:
+        """A share link by its id."""
+
+    def shares_of(file_id: str) -> Awaitable[list[Share]]:
+        """A file's share links, oldest first."""
+
+    def delete_share(share_id: str, events: Sequence[Event] = ()) -> Awaitable[bool]:
+        """Forget a share link and record ``events`` in the same
+        transaction; False if none."""
+
     def delete_file(file_id: str, events: Sequence[Event] = ()) -> Awaitable[bool]:
-        """Forget a file (its versions lose their parent) and record
-        ``events`` in the same transaction. False if none."""
+        """Forget a file (its versions lose their parent, its share links
+        go) and record ``events`` in the same transaction. False if none."""
 
     def add_events(events: Sequence[Event]) -> Awaitable[None]:
         """Events that accompany no other change (a presenter's slide)."""

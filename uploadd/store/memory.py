@@ -17,6 +17,7 @@ from uploadd.store.interface import (
     Page,
     Rendition,
     Replica,
+    Share,
     UploadRecord,
     User,
     Webhook,
@@ -36,6 +37,7 @@ class MemoryStore:
     webhooks: dict[str, Webhook] = attrs.field(factory=dict)
     deliveries: dict[str, Delivery] = attrs.field(factory=dict)
     renditions: dict[tuple[str, str], Rendition] = attrs.field(factory=dict)
+    shares: dict[str, Share] = attrs.field(factory=dict)
     sent: set[int] = attrs.field(factory=set)
     _next_event: int = 0
     _next_user: int = 1
@@ -283,10 +285,30 @@ class MemoryStore:
     async def outbox_depth(self) -> int:
         return len([e for e in self.events if e.id not in self.sent])
 
+    async def add_share(self, share: Share) -> None:
+        if share.file_id not in self.files or share.id in self.shares:
+            raise Conflict(f"share {share.id}: file {share.file_id} is unknown")
+        self.shares[share.id] = share
+
+    async def get_share(self, share_id: str) -> Share | None:
+        return self.shares.get(share_id)
+
+    async def shares_of(self, file_id: str) -> list[Share]:
+        found = [s for s in self.shares.values() if s.file_id == file_id]
+        return sorted(found, key=lambda s: (s.created_at, s.id))
+
+    async def delete_share(self, share_id: str, events: Sequence[Event] = ()) -> bool:
+        if self.shares.pop(share_id, None) is None:
+            return False
+        self._append(events)
+        return True
+
     async def delete_file(self, file_id: str, events: Sequence[Event] = ()) -> bool:
         if self.files.pop(file_id, None) is None:
             return False
         self._append(events)
+        for share in await self.shares_of(file_id):
+            del self.shares[share.id]
         for key in [k for k in self.replicas if k[0] == file_id]:
             del self.replicas[key]
         for child in await self.versions_of(file_id):

@@ -154,6 +154,14 @@ function route() {
   $("#nav").hidden = !signedIn;
   $("#who").hidden = !signedIn;
   $("#admin-link").hidden = !isAdmin();
+  const [, view, id, share] = (location.hash || "#/upload").split("/");
+  if (view === "slides" && id && share) {
+    // A share link: following needs no account.
+    clearInterval(adminTimer);
+    show("slides");
+    openSlides(id, share);
+    return;
+  }
   if (!signedIn) {
     show("signin");
     $("#username").focus();
@@ -161,7 +169,6 @@ function route() {
   }
   $("#who-name").textContent = `Signed in as ${session.name}`;
   if (!liveEvents) follow();
-  const [, view, id] = (location.hash || "#/upload").split("/");
   if (slideEvents && view !== "slides") {
     slideEvents.close();
     slideEvents = null;
@@ -440,35 +447,73 @@ async function loadLibrary() {
 
 // -- slides ----------------------------------------------------------------------------
 
-let deck = { id: null, slides: [], current: 0, owner: false };
+// Slides are numbered from 1, as the API numbers them.
+let deck = { id: null, slides: [], current: 1, owner: false };
 
 function showSlide(current) {
-  deck.current = Math.max(0, Math.min(current, deck.slides.length - 1));
+  deck.current = Math.max(1, Math.min(current, deck.slides.length));
   const image = $("#slide");
-  image.src = deck.slides[deck.current] || "";
-  image.alt = `Slide ${deck.current + 1} of ${deck.filename}`;
+  image.src = deck.slides[deck.current - 1] || "";
+  image.alt = `Slide ${deck.current} of ${deck.filename}`;
   $("#slide-caption").textContent = deck.slides.length
-    ? `Slide ${deck.current + 1} of ${deck.slides.length}` : "No slides yet";
+    ? `Slide ${deck.current} of ${deck.slides.length}` : "No slides yet";
   $("#slide").dataset.current = String(deck.current);
 }
 
-async function openSlides(id) {
-  const state = await api("GET", `/files/${id}/control`);
-  deck = { id, slides: state.slides, filename: state.filename, owner: String(state.owner) === String(session.sub) };
+// The presenter's state: with the owner's token, or with a share link's.
+async function deckState(id, share) {
+  if (!share) return api("GET", `/files/${id}/control`);
+  const response = await fetch(`/files/${id}/control?share=${encodeURIComponent(share)}`);
+  const answer = await response.json();
+  if (!response.ok) throw new Error(response.status === 404
+    ? "This share link does not work: it was revoked, or the deck is gone." : answer.detail);
+  return answer;
+}
+
+async function openSlides(id, share) {
+  const state = await deckState(id, share);
+  const owner = !share && String(state.owner) === String(session.sub);
+  deck = { id, slides: state.slides, filename: state.filename, owner };
   $("#slides-title").textContent = `Slides: ${state.filename}`;
-  $("#presenter").hidden = !deck.owner;
-  $("#following").hidden = deck.owner;
+  $("#presenter").hidden = !owner;
+  $("#sharing").hidden = !owner;
+  $("#following").hidden = owner;
   showSlide(state.current);
+  if (owner) listShares();
   if (slideEvents) slideEvents.close();
-  slideEvents = new EventSource(withToken(`/files/${id}/listen`));
+  const listen = `/files/${id}/listen`;
+  slideEvents = new EventSource(share ? `${listen}?share=${encodeURIComponent(share)}` : withToken(listen));
   slideEvents.addEventListener("control", (event) => showSlide(JSON.parse(event.data).current));
+  slideEvents.addEventListener("revoked", () => {
+    slideEvents.close();
+    slideEvents = null;
+    $("#following").hidden = true;
+    notice("The share link was revoked; the deck is no longer followed.");
+  });
 }
 
 async function move(step) {
   if (!deck.owner) return;
-  const current = Math.max(0, Math.min(deck.current + step, deck.slides.length - 1));
+  const current = Math.max(1, Math.min(deck.current + step, deck.slides.length));
   await api("POST", `/files/${deck.id}/control`, { current });
   showSlide(current);
+}
+
+async function listShares() {
+  const found = await api("GET", `/files/${deck.id}/shares`);
+  $("#share-links").replaceChildren(...found.results.map((share, index) => el("li", { "data-share": share.id },
+    el("input", { readonly: "", value: share.link, "aria-label": `Share link ${index + 1}` }),
+    el("button", { type: "button", onclick: async () => {
+      await api("DELETE", `/files/${deck.id}/shares/${share.id}`);
+      listShares();
+    } }, `Revoke link ${index + 1}`))));
+}
+
+async function createShare() {
+  await api("POST", `/files/${deck.id}/shares`);
+  await listShares();
+  const links = document.querySelectorAll("#share-links input");
+  if (links.length) links[links.length - 1].select();
 }
 
 // -- admin -------------------------------------------------------------------------------
@@ -530,6 +575,7 @@ $("#signin-form").addEventListener("submit", signIn);
 $("#sign-out").addEventListener("click", () => signOut());
 $("#previous").addEventListener("click", () => move(-1));
 $("#next").addEventListener("click", () => move(1));
+$("#share").addEventListener("click", createShare);
 $("#add-node").addEventListener("submit", addNode);
 setUpDrop();
 setUpFallback();

@@ -1,18 +1,25 @@
 """Webhook pushes: every event a user's webhook asks for, POSTed as signed JSON.
 
-The body is signed with HMAC-SHA256 under the webhook's secret, sent as
-``X-Uploadd-Signature: sha256=<hex>``. A delivery's id (event id and webhook
-id) stays the same on every retry, so receivers can drop repeats; a webhook
-that already took an event is not sent it again. A failed delivery fails the
+Signed the Standard Webhooks way (https://www.standardwebhooks.com/):
+``webhook-id`` is the delivery's id (event id and webhook id; the same on
+every retry, so receivers can drop repeats), ``webhook-timestamp`` the Unix
+time of the attempt, and ``webhook-signature`` is ``v1,`` and the base64
+HMAC-SHA256 of ``<id>.<timestamp>.<body>`` under the webhook's secret
+(``whsec_`` and the base64 of the key). The id and the time are inside the
+signed content, so a receiver that refuses old timestamps and ids it has
+seen cannot be fed a replay. A webhook that already took an event is not
+sent it again. A failed delivery fails the
 bus handler, so the bus retries with growing delays and dead-letters it in
 the end; every attempt is in the delivery log.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +30,7 @@ from twisted.logger import Logger
 from uploadd.events.bus import IEventBus, matches
 from uploadd.failures import FailureLog
 from uploadd.store.interface import Delivery, Event, IMetadataStore, Webhook
+from uploadd.workers.targets import PublicEndpoints
 
 log = Logger()
 
@@ -33,20 +41,43 @@ class DeliveryFailed(Exception):
     """At least one webhook did not take the event; the bus will retry."""
 
 
-def signature(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def new_secret() -> str:
+    """A webhook secret as Standard Webhooks writes one: ``whsec_<base64>``."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def treq_poster(reactor: Any, timeout: float = 10.0) -> Poster:
-    """POST with treq on ``reactor``; the status code, or an exception."""
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a webhook secret: the bytes a ``whsec_`` secret
+    encodes, or the text itself for webhooks made before such secrets."""
+    if secret.startswith("whsec_"):
+        return base64.b64decode(secret.removeprefix("whsec_"))
+    return secret.encode("utf-8")
+
+
+def signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` of one attempt."""
+    signed = f"{delivery_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def treq_poster(
+    reactor: Any, timeout: float = 10.0, allow_private: bool = False
+) -> Poster:
+    """POST with treq on ``reactor``; the status code, or an exception
+    (RefusedTarget for a name that resolves to no public address, unless
+    ``allow_private``). Redirects are not followed: a 3xx is a failure."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent
 
-    client = HTTPClient(Agent(reactor, connectTimeout=timeout))
+    endpoints = PublicEndpoints(reactor, allow_private, timeout)
+    client = HTTPClient(Agent.usingEndpointFactory(reactor, endpoints))
 
     async def post(url: str, body: bytes, headers: dict[str, str]) -> int:
         sent: dict[bytes | str, bytes | str] = {k: v for k, v in headers.items()}
-        response = await client.post(url, data=body, headers=sent, timeout=timeout)
+        response = await client.post(
+            url, data=body, headers=sent, timeout=timeout, allow_redirects=False
+        )
         await response.content()
         code: int = response.code
         return code
@@ -89,12 +120,14 @@ class WebhookPusher:
                 "data": event.payload,
             }
         ).encode()
+        sent_at = int(self._clock.seconds())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "uploadd-webhooks",
             "X-Uploadd-Event": event.topic,
-            "X-Uploadd-Delivery": delivery_id,
-            "X-Uploadd-Signature": signature(hook.secret, body),
+            "webhook-id": delivery_id,
+            "webhook-timestamp": str(sent_at),
+            "webhook-signature": signature(hook.secret, delivery_id, sent_at, body),
         }
         status: int | None = None
         try:

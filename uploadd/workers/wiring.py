@@ -54,9 +54,8 @@ def push_role(
 ) -> None:
     """Webhooks always; email when ``[smtp] host`` is set."""
     concurrency = config.workers.push_concurrency
-    WebhookPusher(store, reactor, poster or treq_poster(reactor), failures).attach(
-        bus, concurrency
-    )
+    post = poster or treq_poster(reactor, allow_private=config.webhooks.allow_private)
+    WebhookPusher(store, reactor, post, failures).attach(bus, concurrency)
     smtp = config.smtp
     if smtp.host:
         EmailPusher(

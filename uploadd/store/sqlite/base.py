@@ -9,6 +9,8 @@ from typing import Any
 
 from twisted.enterprise import adbapi
 
+from uploadd.private import private_database
+
 
 def migrations() -> list[tuple[int, str]]:
     """(version, SQL) for every shipped migration, in order."""
@@ -30,8 +32,9 @@ class SQLiteBase:
     """What every part of the store builds on."""
 
     def __init__(self, path: Path, reactor: Any) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+        # Password hashes live here: 0600, and so are the -wal and -shm
+        # files SQLite makes with the database's mode.
+        self.path = private_database(path)
         self._pool = adbapi.ConnectionPool(
             "sqlite3",
             str(path),

@@ -1,0 +1,51 @@
+"""Share links of files. (SQLite)"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from uploadd.store.interface import Conflict, Event, Share
+from uploadd.store.sqlite.base import SQLiteBase
+from uploadd.store.sqlite.rows import _insert_events
+
+
+class Shares(SQLiteBase):
+    """Share links: which viewer tokens exist for which file."""
+
+    async def add_share(self, share: Share) -> None:
+        def run(cursor: sqlite3.Cursor) -> None:
+            try:
+                cursor.execute(
+                    "INSERT INTO shares (id, file_id, created_at) VALUES (?, ?, ?)",
+                    (share.id, share.file_id, share.created_at),
+                )
+            except sqlite3.IntegrityError as error:
+                raise Conflict(f"share {share.id}: {error}") from None
+
+        await self._write(run)
+
+    async def get_share(self, share_id: str) -> Share | None:
+        rows = await self._query(
+            "SELECT id, file_id, created_at FROM shares WHERE id = ?", share_id
+        )
+        return Share(*rows[0]) if rows else None
+
+    async def shares_of(self, file_id: str) -> list[Share]:
+        rows = await self._query(
+            "SELECT id, file_id, created_at FROM shares WHERE file_id = ?"
+            " ORDER BY created_at, id",
+            file_id,
+        )
+        return [Share(*row) for row in rows]
+
+    async def delete_share(self, share_id: str, events: Sequence[Event] = ()) -> bool:
+        def run(cursor: sqlite3.Cursor) -> bool:
+            cursor.execute("DELETE FROM shares WHERE id = ?", (share_id,))
+            deleted = cursor.rowcount > 0
+            if deleted:
+                _insert_events(cursor, events)
+            return deleted
+
+        deleted: bool = await self._write(run)
+        return deleted
