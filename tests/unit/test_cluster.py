@@ -166,8 +166,9 @@ def test_a_ping_timeout_is_logged_with_a_readable_reason(tmp_path: Path) -> None
 
 
 def test_downloads_avoid_a_node_from_its_first_failed_ping(tmp_path: Path) -> None:
-    """One failed ping takes a node out of serving while it is still UP (it
-    falls DOWN only after three); its next answer brings it back."""
+    """One failed ping takes a node out of serving downloads and taking copies
+    while it is still UP (it falls DOWN only after three); its next answer
+    brings it back."""
     registry, pinger, network, clock = setup(tmp_path, "n1")
     node = registry.get("n1")
     tick(pinger, network, clock)
@@ -178,9 +179,11 @@ def test_downloads_avoid_a_node_from_its_first_failed_ping(tmp_path: Path) -> No
     tick(pinger, network, clock)
     assert health(node) is Health.UP
     assert not node.serving
+    assert not node.usable  # and it is sent no new copies
     network.dead.clear()
     tick(pinger, network, clock)
     assert node.serving
+    assert node.usable
 
 
 @pytest.mark.parametrize(

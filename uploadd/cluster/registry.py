@@ -82,9 +82,12 @@ class Node:
 
     @property
     def usable(self) -> bool:
-        """May take new replicas: UP, active, not read-only or draining."""
+        """May take new replicas: UP with its last ping answered (a copy sent
+        to a node that stopped answering would only fail), active, not
+        read-only or draining."""
         return (
             self.health is Health.UP
+            and self.failures == 0
             and self.record.mode == "active"
             and self.reported_state == "up"
             and self.free > self.reserved
