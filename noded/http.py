@@ -13,9 +13,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
+from noded.config import HttpSection
 from noded.files import NodeFiles
 from noded.signing import BadSignature, verify
 from uploadd.api import problems
+from uploadd.api.channel import GuardedSite
 from uploadd.api.download import BlobResource
 from uploadd.api.problems import Problem
 
@@ -55,3 +57,15 @@ class Downloads(Resource):
         return rendered
 
     render_HEAD = render_GET
+
+
+def download_site(
+    files: NodeFiles, key: bytes, reactor: IReactorTime, http: HttpSection
+) -> GuardedSite:
+    """The Site serving a node's downloads, slow clients timed out."""
+    return GuardedSite(
+        Downloads(files, key, reactor),
+        timeout=http.idle_timeout,
+        header_timeout=http.header_timeout,
+        reactor=reactor,
+    )
