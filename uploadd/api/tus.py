@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -42,6 +43,7 @@ EXTENSIONS = (
 )
 CHECKSUMS = ("sha1", "md5", "sha256")
 OFFSET_TYPE = b"application/offset+octet-stream"
+_SIZE = re.compile(r"^[0-9]{1,19}$")
 
 log = Logger()
 
@@ -91,8 +93,11 @@ def encode_metadata(metadata: dict[str, str]) -> str:
 def parse_size(text: str | None, name: str) -> int | None:
     if text is None:
         return None
-    if not text.isdigit():
-        raise bad_request(f"{name} must be a non-negative integer", **{name: text})
+    if not _SIZE.match(text):
+        raise bad_request(
+            f"{name} must be a non-negative integer of at most 19 digits",
+            **{name: text[:40]},
+        )
     return int(text)
 
 
