@@ -22,7 +22,7 @@ from noded.http import download_site
 from noded.node import Node, NodeProtocol, cluster_secret
 from noded.rsyncd import supervised
 from noded.signing import url_key
-from uploadd.drain import Drain, DrainedRequest, drained, exit_cleanly
+from uploadd.drain import Drain, exit_cleanly
 
 log = Logger()
 
@@ -54,9 +54,8 @@ class NodeService(MultiService):
             interface=config.amp.host,
         )
         site = download_site(
-            self.files, url_key(self.secret), self._reactor, config.http
+            self.files, url_key(self.secret), self._reactor, config.http, self._drain
         )
-        site.requestFactory = drained(DrainedRequest, self._drain)
         http_port = self._reactor.listenTCP(
             config.http.port, site, interface=config.http.host
         )

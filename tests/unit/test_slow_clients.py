@@ -18,6 +18,7 @@ from noded.files import NodeFiles
 from noded.http import download_site
 from noded.signing import signed_query, url_key
 from tests.support import Connection, connection, harness
+from uploadd.drain import Drain
 
 FILE_ID = "ab" * 16
 SECRET = b"c" * 40
@@ -65,7 +66,7 @@ def noded(tmp_path: Path) -> Server:
     config = load_node_config(environ={}, options={("node", "data_dir"): "unused"})
     target = f"/files/{FILE_ID}?{query}"
     return Server(
-        download_site(files, key, clock, config.http),
+        download_site(files, key, clock, config.http, Drain(clock)),
         clock,
         f"HEAD {target} HTTP/1.1\r\nHost: node\r\nX-Padding: ".encode() + b"p" * 40,
         lambda: f"GET {target} HTTP/1.1\r\nHost: node\r\n\r\n".encode(),
