@@ -120,7 +120,17 @@ class HttpSection:
         "an http:// or https:// URL",
     )
     idle_timeout: float = setting(
-        "60s", parse_duration, "close idle download connections", "a duration"
+        "60s",
+        parse_duration,
+        "close download connections idle (or not reading) for this long",
+        "a duration",
+    )
+    header_timeout: float = setting(
+        "20s",
+        parse_duration,
+        "a request's line and headers must arrive within this long of its "
+        "first byte; 0 turns the deadline off",
+        "a duration",
     )
     shutdown_grace: float = setting(
         "30s",

@@ -2,7 +2,7 @@
 
 Only a URL signed by uploadd (with the cluster secret) and not yet expired
 is served: 403 otherwise, 404 for a file this node does not hold. Byte
-ranges work as on uploadd itself.
+ranges work as on uploadd itself. Every error is problem+json.
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
+from noded.config import HttpSection
 from noded.files import NodeFiles
 from noded.signing import BadSignature, verify
 from uploadd.api import problems
+from uploadd.api.channel import GuardedSite, ProblemRequest
 from uploadd.api.download import BlobResource
 from uploadd.api.problems import Problem
+from uploadd.drain import Drain, DrainedRequest, drained
 
 
 class Downloads(Resource):
@@ -28,6 +31,19 @@ class Downloads(Resource):
         self._files = files
         self._key = key
         self._clock = clock
+
+    def render(self, request: IRequest) -> bytes | int:
+        if request.method not in (b"GET", b"HEAD"):
+            return problems.apply(
+                request,
+                Problem(
+                    405,
+                    "a node serves downloads only: GET or HEAD",
+                    headers={"Allow": "GET, HEAD"},
+                ),
+            )
+        rendered: bytes | int = super().render(request)
+        return rendered
 
     def render_GET(self, request: IRequest) -> bytes | int:
         segments = [s.decode("utf-8", "replace") for s in request.postpath]
@@ -55,3 +71,25 @@ class Downloads(Resource):
         return rendered
 
     render_HEAD = render_GET
+
+
+class NodeRequest(DrainedRequest, ProblemRequest):
+    """A download: known to the drain at shutdown, its failures problem+json."""
+
+
+def download_site(
+    files: NodeFiles,
+    key: bytes,
+    reactor: IReactorTime,
+    http: HttpSection,
+    drain: Drain,
+) -> GuardedSite:
+    """The Site serving a node's downloads: slow clients timed out, every
+    error (a 405 and a failure too) problem+json, requests drained at stop."""
+    return GuardedSite(
+        Downloads(files, key, reactor),
+        requestFactory=drained(NodeRequest, drain),
+        timeout=http.idle_timeout,
+        header_timeout=http.header_timeout,
+        reactor=reactor,
+    )

@@ -15,15 +15,14 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
-from twisted.web.server import Site
 
 from noded.config import NodeConfig
 from noded.files import NodeFiles
-from noded.http import Downloads
+from noded.http import download_site
 from noded.node import Node, NodeProtocol, cluster_secret
 from noded.rsyncd import supervised
 from noded.signing import url_key
-from uploadd.drain import Drain, DrainedRequest, drained, exit_cleanly
+from uploadd.drain import Drain, exit_cleanly
 
 log = Logger()
 
@@ -54,12 +53,9 @@ class NodeService(MultiService):
             Factory.forProtocol(lambda: NodeProtocol(self.node)),
             interface=config.amp.host,
         )
-        site = Site(
-            Downloads(self.files, url_key(self.secret), self._reactor),
-            timeout=config.http.idle_timeout,
-            reactor=self._reactor,
+        site = download_site(
+            self.files, url_key(self.secret), self._reactor, config.http, self._drain
         )
-        site.requestFactory = drained(DrainedRequest, self._drain)
         http_port = self._reactor.listenTCP(
             config.http.port, site, interface=config.http.host
         )

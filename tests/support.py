@@ -9,9 +9,12 @@ from typing import Any, TypeVar
 
 import attrs
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.web.http_headers import Headers
+from twisted.web.server import Site
 
 from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal
@@ -161,3 +164,36 @@ def multipart(
     )
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}".encode()
+
+
+@attrs.define
+class Connection:
+    """A Site's protocol on an in-memory transport: bytes in, bytes out."""
+
+    protocol: Any
+    transport: StringTransport
+
+    def send(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def output(self) -> bytes:
+        return bytes(self.transport.value())
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers (lower-case names) and body of the first response."""
+        head, _, body = self.output().partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        return (
+            int(lines[0].split()[1]),
+            {name.lower(): value for name, value in headers.items()},
+            body,
+        )
+
+
+def connection(site: Site) -> Connection:
+    """A client connection to ``site`` over a StringTransport."""
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 8080))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
+    protocol.makeConnection(transport)
+    return Connection(protocol, transport)

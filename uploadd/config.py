@@ -49,7 +49,17 @@ class HTTPSection:
         "1M", parse_size, "largest accepted body on non-upload routes", SIZE
     )
     idle_timeout: float = setting(
-        "60s", parse_duration, "close a connection idle for this long", DURATION
+        "60s",
+        parse_duration,
+        "close a connection idle for this long (a body or a response included)",
+        DURATION,
+    )
+    header_timeout: float = setting(
+        "20s",
+        parse_duration,
+        "a request's line and headers must arrive within this long of its "
+        "first byte; 0 turns the deadline off",
+        DURATION,
     )
     shutdown_grace: float = setting(
         "30s",

@@ -30,6 +30,7 @@ from noded.rsync import write_password_file
 from noded.signing import url_key
 from uploadd.api.admin import AdminAPI
 from uploadd.api.auth import AuthAPI
+from uploadd.api.channel import GuardedSite
 from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
 from uploadd.api.live import LiveAPI, LiveHub
@@ -294,13 +295,14 @@ def build(
         WebAPI(),
     )
     drain = Drain(reactor)
-    site = Site(
+    site = GuardedSite(
         router,
         requestFactory=request_factory(
             gate, reactor, Cors(config.http.cors_origins), drain
         ),
         parsePOSTFormSubmission=False,
         timeout=config.http.idle_timeout,
+        header_timeout=config.http.header_timeout,
         reactor=reactor,
     )
     return Parts(

@@ -16,7 +16,9 @@ from uploadd.api import problems
 from uploadd.api.problems import Problem
 from uploadd.store.interface import FileRecord
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_POSITION_DIGITS = 19
+_BEYOND = 10**_POSITION_DIGITS
 
 
 class Unsatisfiable(Exception):
@@ -37,16 +39,23 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise Unsatisfiable()
         return max(0, size - suffix), size - 1
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None
     if start >= size:
         raise Unsatisfiable()
-    return start, min(int(last) if last else size - 1, size - 1)
+    return start, min(_position(last) if last else size - 1, size - 1)
+
+
+def _position(digits: str) -> int:
+    """A byte position, capped where it is past any file: a client may send
+    thousands of digits, more than ``int()`` converts (or needs to)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _POSITION_DIGITS else _BEYOND
 
 
 def content_disposition(filename: str, inline: bool = False) -> str:
@@ -97,7 +106,7 @@ class BlobResource(Resource):
                     request,
                     Problem(
                         416,
-                        f"the range {header.decode('latin-1')} is outside "
+                        f"the range {header.decode('latin-1')[:80]} is outside "
                         f"the file's {size} bytes",
                     ),
                 )

@@ -57,8 +57,10 @@ def read_fields(request: IRequest) -> dict[str, Any]:
 def whole_number(value: Any, minimum: int, problem: str) -> int:
     """``value`` (a JSON integer or a form's digits) if it is at least
     ``minimum``; else a 400 saying ``problem``."""
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        # Past 19 digits it is no count anything here holds (and int() of
+        # thousands of digits raises).
+        value = int(value) if len(value.lstrip("0")) <= 19 else None
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise bad_request(problem)
     return value

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 from klein import Klein
@@ -20,23 +21,28 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 log = Logger()
 
 PROBLEM_TYPE = "application/problem+json"
 _TITLES = {
+    308: "Permanent Redirect",
     400: "Bad Request",
     401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     410: "Gone",
     411: "Length Required",
     413: "Content Too Large",
+    414: "URI Too Long",
     415: "Unsupported Media Type",
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
     507: "Insufficient Storage",
@@ -116,11 +122,14 @@ def apply(request: IRequest, problem: Problem) -> bytes:
     return body
 
 
-def from_failure(failure: Failure) -> Problem:
-    """The problem to show for any failure raised by a handler."""
+def from_failure(failure: Failure, request: IRequest | None = None) -> Problem:
+    """The problem to show for any failure raised by a handler (of
+    ``request``, whose query a redirect keeps)."""
     error = failure.value
     if isinstance(error, Problem):
         return error
+    if isinstance(error, RequestRedirect):
+        return moved(error.new_url, request.uri if request is not None else b"")
     if isinstance(error, MethodNotAllowed):
         allowed = ", ".join(error.valid_methods or ())
         return Problem(
@@ -138,12 +147,32 @@ def from_failure(failure: Failure) -> Problem:
     return Problem(500, f"the server failed; incident {incident} is in its log")
 
 
+def moved(new_url: str, target: bytes) -> Problem:
+    """A 308 to the canonical form of a path (werkzeug's redirect for a missing
+    trailing slash or doubled slashes), keeping the query of ``target``.
+
+    Location is path-absolute: the host a client used (or a proxy in front)
+    stays the client's, and a path cannot begin with ``//`` (which a client
+    would read as another host).
+    """
+    parts = urlsplit(new_url)
+    path = "/" + parts.path.lstrip("/")
+    query = parts.query or target.partition(b"?")[2].decode("latin-1")
+    location = f"{path}?{query}" if query else path
+    return Problem(
+        308,
+        f"this resource is at {path}; repeat the request there",
+        headers={"Location": location},
+        extra={"location": location},
+    )
+
+
 def _plain(text: str) -> str:
     return " ".join(text.replace("<p>", " ").replace("</p>", " ").split())
 
 
 def _handle(self: Any, request: IRequest, failure: Failure) -> bytes:
-    return apply(request, from_failure(failure))
+    return apply(request, from_failure(failure, request))
 
 
 def install(app: Klein) -> None:

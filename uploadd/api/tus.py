@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -42,6 +43,8 @@ EXTENSIONS = (
 )
 CHECKSUMS = ("sha1", "md5", "sha256")
 OFFSET_TYPE = b"application/offset+octet-stream"
+_METADATA_PAIR = re.compile(r"^([^\x00-\x20\x7f,]+)(?: ([A-Za-z0-9+/=]*))?$")
+_SIZE = re.compile(r"^[0-9]{1,19}$")
 
 log = Logger()
 
@@ -61,20 +64,31 @@ def check_version(headers: Headers) -> None:
 
 
 def parse_metadata(text: str | None) -> dict[str, str]:
-    """Upload-Metadata: ``key base64,key2 base64`` -> {key: value}."""
+    """Upload-Metadata: ``key base64,key2 base64,key3`` -> {key: value}.
+
+    Every pair has a key (no spaces, commas or control characters, unique)
+    and optionally one space and a value in canonical base64; spaces around
+    the commas are allowed, an empty pair is not.
+    """
     found: dict[str, str] = {}
-    for pair in (text or "").split(","):
-        if not pair.strip():
-            continue
-        key, _, encoded = pair.strip().partition(" ")
-        if not key or " " in encoded.strip() or key in found:
-            raise bad_request("Upload-Metadata is not 'key base64value,...'")
-        try:
-            raw = base64.b64decode(encoded.strip(), validate=True)
-        except binascii.Error:
+    if not text:
+        return found
+    for pair in text.split(","):
+        match = _METADATA_PAIR.match(pair.strip(" \t"))
+        if match is None:
             raise bad_request(
-                f"Upload-Metadata value of {key!r} is not base64"
-            ) from None
+                "Upload-Metadata is not 'key base64value,...' (keys non-empty, "
+                "one space before each value)"
+            )
+        key, encoded = match.group(1), match.group(2) or ""
+        if key in found:
+            raise bad_request(f"Upload-Metadata names {key!r} twice")
+        try:
+            raw = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raw = None
+        if raw is None or base64.b64encode(raw).decode("ascii") != encoded:
+            raise bad_request(f"Upload-Metadata value of {key!r} is not base64")
         found[key] = raw.decode("utf-8", "surrogateescape")
     return found
 
@@ -91,8 +105,11 @@ def encode_metadata(metadata: dict[str, str]) -> str:
 def parse_size(text: str | None, name: str) -> int | None:
     if text is None:
         return None
-    if not text.isdigit():
-        raise bad_request(f"{name} must be a non-negative integer", **{name: text})
+    if not _SIZE.match(text):
+        raise bad_request(
+            f"{name} must be a non-negative integer of at most 19 digits",
+            **{name: text[:40]},
+        )
     return int(text)
 
 

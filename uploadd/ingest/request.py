@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from uploadd.api import problems
+from uploadd.api.channel import ProblemRequest
 from uploadd.api.cors import Cors
 from uploadd.api.problems import Problem
 from uploadd.api.root import RouteMatch
@@ -46,7 +47,7 @@ class _Drain(StreamedContent):
             self._on_full()
 
 
-class StreamingRequest(DrainedRequest):
+class StreamingRequest(DrainedRequest, ProblemRequest):
     """A Request whose body goes where the gate says, as it arrives."""
 
     gate: IngestGate

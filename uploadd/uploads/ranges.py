@@ -9,7 +9,11 @@ import attrs
 
 from uploadd.api.problems import bad_request
 
-_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$")
+# Positions of at most 19 digits: past any file, and int() of thousands of
+# digits would raise.
+_CONTENT_RANGE = re.compile(
+    r"^\s*bytes\s+([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})\s*$"
+)
 
 
 def merge(spans: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
