@@ -23,6 +23,8 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import RequestRedirect
 
+from uploadd import errors
+
 log = Logger()
 
 PROBLEM_TYPE = "application/problem+json"
@@ -40,6 +42,7 @@ _TITLES = {
     413: "Content Too Large",
     414: "URI Too Long",
     415: "Unsupported Media Type",
+    423: "Locked",
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",
     431: "Request Header Fields Too Large",
@@ -96,12 +99,37 @@ def too_large(limit: int, what: str = "upload") -> Problem:
     )
 
 
-def insufficient_storage() -> Problem:
-    return Problem(
-        507,
-        "the server has no room to store this now; retry later",
-        headers={"Retry-After": "60"},
-    )
+#: The status of each core error, most specific first.
+STATUSES: tuple[tuple[type[errors.UploaddError], int], ...] = (
+    (errors.StorageFull, 507),
+    (errors.Unavailable, 503),
+    (errors.Invalid, 400),
+    (errors.Unauthenticated, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.Gone, 410),
+    (errors.TooLarge, 413),
+    (errors.Unsupported, 415),
+    (errors.Unprocessable, 422),
+    (errors.Busy, 423),
+    (errors.ChecksumMismatch, 460),
+)
+
+
+def problem_of(error: errors.UploaddError) -> Problem:
+    """The HTTP face of a core error: its status, and the headers that let a
+    client act on it (when to retry, where to resume, how to sign in)."""
+    status = next((code for kind, code in STATUSES if isinstance(error, kind)), 500)
+    headers: dict[str, str] = {}
+    if isinstance(error, errors.Unavailable):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, errors.Conflict) and error.offset is not None:
+        headers["Upload-Offset"] = str(error.offset)
+    if isinstance(error, errors.Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="uploadd"'
+    title = "Checksum Mismatch" if status == 460 else ""
+    return Problem(status, error.detail, title, headers, dict(error.extra))
 
 
 def storage_full(error: BaseException) -> bool:
@@ -139,9 +167,11 @@ def from_failure(failure: Failure, request: IRequest | None = None) -> Problem:
         )
     if isinstance(error, HTTPException) and error.code:
         return Problem(error.code, _plain(error.description or error.name))
+    if isinstance(error, errors.UploaddError):
+        return problem_of(error)
     if error is not None and storage_full(error):
         log.warn("storage full: {error}", error=error)
-        return insufficient_storage()
+        return problem_of(errors.StorageFull())
     incident = uuid.uuid4().hex[:12]
     log.failure("unhandled error {incident}", failure, incident=incident)
     return Problem(500, f"the server failed; incident {incident} is in its log")
