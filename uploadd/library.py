@@ -18,7 +18,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from uploadd.api.problems import Problem, bad_request
+from uploadd import errors
 from uploadd.auth.tokens import Principal
 from uploadd.ingest.sink import Digest, Runner
 from uploadd.renditions import PENDING, ProfilePolicy
@@ -43,7 +43,7 @@ def clean_filename(name: str) -> str:
     name = re.split(r"[\\/]", name)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
     if name in ("", ".", ".."):
-        raise bad_request("the file needs a name")
+        raise errors.Invalid("the file needs a name")
     while len(name.encode("utf-8")) > MAX_NAME_BYTES:
         name = name[:-1]
     return name
@@ -54,7 +54,7 @@ def clean_content_type(given: str | None, filename: str) -> str:
     declared = (given or "").split(";")[0].strip().lower()
     if declared and declared != "application/octet-stream":
         if not _CONTENT_TYPE.match(declared):
-            raise bad_request("Content-Type is not a media type", content_type=given)
+            raise errors.Invalid("Content-Type is not a media type", content_type=given)
         return declared
     guessed, _ = mimetypes.guess_type(filename, strict=False)
     return guessed or "application/octet-stream"
@@ -151,15 +151,15 @@ class Library:
                 record, output.profile, output.index, output.attempt, [event]
             )
         except Conflict as error:
-            raise Problem(409, f"this output is not wanted: {error}") from None
+            raise errors.Conflict(f"this output is not wanted: {error}") from None
         if replaced is not None:
             await self._run(self._blobs.remove, replaced)
 
     async def _check_parent(self, owner: Principal, parent: str) -> None:
         found = await self._store.get_file(parent)
         if found is None or (found.owner_id != owner.user_id and not owner.is_admin):
-            raise Problem(
-                422, f"parent {parent} is not a file of yours", extra={"parent": parent}
+            raise errors.Unprocessable(
+                f"parent {parent} is not a file of yours", parent=parent
             )
 
     async def delete(self, record: FileRecord) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from uploadd.api.problems import Problem, bad_request, not_found
+from uploadd import errors
 from uploadd.failures import FailureLog
 from uploadd.store.interface import (
     MISSING,
@@ -66,7 +66,7 @@ def parse_requested(text: str) -> tuple[str, ...]:
         return ()
     unknown = [n for n in names if n not in NAMES]
     if unknown:
-        raise bad_request(
+        raise errors.Invalid(
             f"unknown rendition {', '.join(unknown)}; profiles are"
             f" {', '.join(NAMES)} (or none)",
             renditions=text,
@@ -138,7 +138,7 @@ class Renditions:
         source = await self._store.get_file(source_id)
         rendition = await self._store.get_rendition(source_id, profile)
         if source is None or rendition is None:
-            raise not_found(f"no rendition {profile} of file {source_id}")
+            raise errors.NotFound(f"no rendition {profile} of file {source_id}")
         return source, rendition
 
     async def start(self, source_id: str, profile: str) -> tuple[FileRecord, Rendition]:
@@ -198,8 +198,7 @@ class Renditions:
         source, current = await self.current(source_id, profile, attempt)
         outputs = current.outputs[:count]
         if count < 1 or len(outputs) < count or MISSING in outputs:
-            raise Problem(
-                409,
+            raise errors.Conflict(
                 f"attempt {attempt} has sent {len(outputs) - outputs.count(MISSING)}"
                 f" of {count} outputs",
             )
@@ -247,20 +246,19 @@ class Renditions:
             hook()
 
 
-def _finished(rendition: Rendition) -> Problem:
-    return Problem(
-        409,
+def _finished(rendition: Rendition) -> errors.Conflict:
+    return errors.Conflict(
         f"rendition {rendition.profile} is {rendition.state.upper()} already",
-        extra={"state": rendition.state.upper()},
+        state=rendition.state.upper(),
     )
 
 
-def _superseded(rendition: Rendition, attempt: int) -> Problem:
-    return Problem(
-        409,
+def _superseded(rendition: Rendition, attempt: int) -> errors.Conflict:
+    return errors.Conflict(
         f"attempt {attempt} at {rendition.profile} is not the running one"
         f" (attempt {rendition.attempt}, {rendition.state.upper()})",
-        extra={"state": rendition.state.upper(), "attempt": rendition.attempt},
+        state=rendition.state.upper(),
+        attempt=rendition.attempt,
     )
 
 

@@ -33,10 +33,12 @@ from uploadd.api.auth import AuthAPI
 from uploadd.api.channel import GuardedSite
 from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
+from uploadd.api.gate import IngestGate, IngestLimits
 from uploadd.api.live import LiveAPI, LiveHub
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
 from uploadd.api.renditions import RenditionsAPI
+from uploadd.api.request import request_factory
 from uploadd.api.root import Router
 from uploadd.api.shares import SharesAPI
 from uploadd.api.slideshow import SlideshowAPI
@@ -58,9 +60,7 @@ from uploadd.events.amqp import AmqpBus, amqp_bus
 from uploadd.events.bus import InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
-from uploadd.ingest.gate import IngestGate, IngestLimits
 from uploadd.ingest.progress import ProgressBoard
-from uploadd.ingest.request import request_factory
 from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics

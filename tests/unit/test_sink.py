@@ -13,7 +13,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 from tests.support import multipart
-from uploadd.api.problems import Problem
+from uploadd.api.problems import problem_of
+from uploadd.errors import UploaddError
 from uploadd.ingest.multipart import MultipartSink, boundary_of
 from uploadd.ingest.sink import (
     BlobFile,
@@ -37,8 +38,10 @@ class Flow:
         self.calls.append("resume")
 
 
-def sink(path: Path, max_size: int | None = None) -> tuple[UploadSink, list[Problem]]:
-    refused: list[Problem] = []
+def sink(
+    path: Path, max_size: int | None = None
+) -> tuple[UploadSink, list[UploaddError]]:
+    refused: list[UploaddError] = []
     made = UploadSink(
         BlobFile(path, fsync=True),
         run_inline,
@@ -88,9 +91,9 @@ def test_over_the_limit_refuses_and_removes_the_file(tmp_path: Path) -> None:
     made, refused = sink(target, max_size=10)
     made.write(b"12345")
     made.write(b"678901")
-    assert [p.status for p in refused] == [413]
+    assert [problem_of(p).status for p in refused] == [413]
     assert not target.exists()
-    assert isinstance(failure(made.complete()).value, Problem)
+    assert isinstance(failure(made.complete()).value, UploaddError)
 
 
 def test_abort_removes_the_staging_file(tmp_path: Path) -> None:
@@ -107,7 +110,7 @@ def test_abort_removes_the_staging_file(tmp_path: Path) -> None:
 def test_a_failing_disk_is_a_507(tmp_path: Path) -> None:
     """When the writer fails, the upload is refused with 507 and cleaned up."""
     target = tmp_path / "x.part"
-    refused: list[Problem] = []
+    refused: list[UploaddError] = []
 
     def broken(function: object, /, *args: object) -> Deferred[object]:
         if getattr(function, "__name__", "") == "write_sha256":
@@ -122,7 +125,7 @@ def test_a_failing_disk_is_a_507(tmp_path: Path) -> None:
         on_reject=refused.append,
     )
     made.write(b"data")
-    assert [p.status for p in refused] == [507]
+    assert [problem_of(p).status for p in refused] == [507]
     assert not target.exists()
 
 
@@ -153,7 +156,7 @@ def test_a_truncated_multipart_body_is_refused(tmp_path: Path) -> None:
     inner, _ = sink(target)
     form = MultipartSink(inner, boundary_of(ctype))
     form.write(body[:-20])
-    with pytest.raises(Problem, match="ended early"):
+    with pytest.raises(UploaddError, match="ended early"):
         form.complete()
     assert not target.exists()
 
@@ -161,18 +164,18 @@ def test_a_truncated_multipart_body_is_refused(tmp_path: Path) -> None:
 def test_oversized_form_fields_are_refused_early(tmp_path: Path) -> None:
     """Text fields are capped: a huge one is a 413 while it streams."""
     body, ctype = multipart({"note": "n" * 70_000}, "a.bin", b"x")
-    refused: list[Problem] = []
+    refused: list[UploaddError] = []
     inner, _ = sink(tmp_path / "x.part")
     form = MultipartSink(inner, boundary_of(ctype), on_reject=refused.append)
     form.write(body)
-    assert [p.status for p in refused] == [413]
+    assert [problem_of(p).status for p in refused] == [413]
 
 
 def test_content_types_other_than_form_data_are_415() -> None:
-    with pytest.raises(Problem) as caught:
+    with pytest.raises(UploaddError) as caught:
         boundary_of(b"application/json")
-    assert caught.value.status == 415
-    with pytest.raises(Problem, match="boundary"):
+    assert problem_of(caught.value).status == 415
+    with pytest.raises(UploaddError, match="boundary"):
         boundary_of(b"multipart/form-data")
 
 
@@ -180,7 +183,7 @@ def resuming(
     path: Path,
     runner: object = run_inline,
     every: int = 0,
-    refused: list[Problem] | None = None,
+    refused: list[UploaddError] | None = None,
 ) -> tuple[UploadSink, list[int], list[int]]:
     """A sink appending to an existing 100-byte file from offset 100, with
     checkpoints every ``every`` bytes; (sink, committed offsets, aborted)."""
@@ -240,11 +243,11 @@ def test_a_full_disk_cuts_the_body_back_to_its_last_checkpoint(tmp_path: Path) -
                 return fail(OSError(28, "No space left on device"))
         return run_inline(function, *args)  # type: ignore[arg-type]
 
-    refused: list[Problem] = []
+    refused: list[UploaddError] = []
     made, committed, aborted = resuming(target, filling, 1000, refused)
     for _ in range(13):
         made.write(b"x" * 100)
     assert committed == [1000]
     assert aborted == [1000]
     assert target.stat().st_size == 1100
-    assert [p.status for p in refused] == [507]
+    assert [problem_of(p).status for p in refused] == [507]

@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 
 from tests.support import Harness, Reply, auth, multipart
-from tests.unit.test_ingest_gate import connect, held_app
+from tests.unit.test_gate import connect, held_app
 from uploadd.auth.tokens import Principal
 from uploadd.store.interface import UploadRecord
 

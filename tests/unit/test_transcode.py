@@ -6,7 +6,8 @@ import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 
-from uploadd.api.problems import Problem
+from uploadd.api.problems import problem_of
+from uploadd.errors import UploaddError
 from uploadd.renditions import ProfilePolicy, parse_defaults, parse_requested
 from uploadd.workers.profiles import ToolProcess, TranscodeFailed
 
@@ -60,9 +61,9 @@ def test_the_uploader_chooses_profiles_or_none() -> None:
         "pdf-slides",
         "audio-aac",
     )
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(UploaddError) as refused:
         parse_requested("audio-aac gif")
-    assert refused.value.status == 400
+    assert problem_of(refused.value).status == 400
     assert "gif" in str(refused.value.detail) and "pdf-slides" in refused.value.detail
 
 

@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.python.failure import Failure
 
 from tests.support import Harness, Reply, auth, harness, now
-from tests.unit.test_ingest_gate import connect, held_app
+from tests.unit.test_gate import connect, held_app
 
 TUS = {b"tus-resumable": [b"1.0.0"]}
 BODY = {b"content-type": [b"application/offset+octet-stream"]}

@@ -16,12 +16,12 @@ from twisted.web.resource import IResource
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of, query_value
 from uploadd.api.download import BlobResource
+from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
 from uploadd.api.renditions import renditions_summary
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
-from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.ingest.multipart import MultipartSink, boundary_of
 from uploadd.ingest.sink import BlobFile
 from uploadd.library import Library

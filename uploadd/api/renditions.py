@@ -26,6 +26,7 @@ from twisted.web.iweb import IRequest
 
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of, query_value
+from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import (
     arg,
     base_url,
@@ -37,7 +38,6 @@ from uploadd.api.http import (
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
-from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.ingest.sink import BlobFile, Runner
 from uploadd.library import Library, OutputSlot
 from uploadd.renditions import (

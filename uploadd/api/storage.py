@@ -27,6 +27,7 @@ from twisted.web.resource import IResource
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of
 from uploadd.api.files import serve
+from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import (
     arg,
     base_url,
@@ -39,7 +40,6 @@ from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
-from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.ingest.multipart import MultipartSink, boundary_of
 from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.store.blobs import BlobStore

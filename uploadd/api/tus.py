@@ -26,11 +26,11 @@ from twisted.web.iweb import IRequest
 
 from uploadd.api import problems
 from uploadd.api.access import principal_of
+from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import base_url, empty
 from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
-from uploadd.ingest.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.ingest.sink import BlobFile, Digest, Runner
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import UploadRecord

@@ -14,7 +14,7 @@ import attrs
 from python_multipart.multipart import MultipartParser, parse_options_header
 from twisted.internet.defer import Deferred
 
-from uploadd.api.problems import Problem, bad_request
+from uploadd import errors
 from uploadd.ingest.sink import Digest, StreamedContent, UploadSink
 
 FIELD_LIMIT = 64 * 1024
@@ -24,13 +24,15 @@ HEADER_LIMIT = 8 * 1024
 def boundary_of(content_type: bytes | None) -> bytes:
     """The boundary of a multipart/form-data Content-Type, or a 400 problem."""
     if not content_type:
-        raise bad_request("multipart upload without a Content-Type header")
+        raise errors.Invalid("multipart upload without a Content-Type header")
     kind, options = parse_options_header(content_type)
     if kind != b"multipart/form-data":
-        raise Problem(415, "expected a multipart/form-data body with a 'file' part")
+        raise errors.Unsupported(
+            "expected a multipart/form-data body with a 'file' part"
+        )
     boundary: bytes | None = options.get(b"boundary")
     if not boundary:
-        raise bad_request("the multipart Content-Type has no boundary")
+        raise errors.Invalid("the multipart Content-Type has no boundary")
     return boundary
 
 
@@ -40,14 +42,14 @@ class MultipartSink(StreamedContent):
 
     upload: UploadSink
     boundary: bytes
-    on_reject: Callable[[Problem], None] = lambda problem: None
+    on_reject: Callable[[errors.UploaddError], None] = lambda error: None
     file_field: bytes = b"file"
 
     fields: dict[str, str] = attrs.field(factory=dict)
     filename: str | None = None
     content_type: str | None = None
     received: int = 0
-    _error: Problem | None = None
+    _error: errors.UploaddError | None = None
     _ended: bool = False
     _parser: Any = None
     _part_headers: dict[bytes, bytes] = attrs.field(factory=dict)
@@ -81,10 +83,10 @@ class MultipartSink(StreamedContent):
             return
         try:
             self._parser.write(data)
-        except Problem as problem:
-            self._error = problem
+        except errors.UploaddError as refused:
+            self._error = refused
         except Exception as error:
-            self._error = bad_request(f"malformed multipart body: {error}")
+            self._error = errors.Invalid(f"malformed multipart body: {error}")
         else:
             return
         self.upload.abort()
@@ -96,9 +98,9 @@ class MultipartSink(StreamedContent):
         """The whole body is here: the digest of the file part, or a problem."""
         if self._error is None:
             if not self._ended:
-                self._error = bad_request("the multipart body ended early")
+                self._error = errors.Invalid("the multipart body ended early")
             elif self.filename is None:
-                self._error = bad_request("the multipart body has no 'file' part")
+                self._error = errors.Invalid("the multipart body has no 'file' part")
         if self._error is not None:
             self.upload.abort()
             raise self._error
@@ -123,7 +125,9 @@ class MultipartSink(StreamedContent):
 
     def _check_header(self) -> None:
         if len(self._header_field) + len(self._header_value) > HEADER_LIMIT:
-            raise bad_request(f"a multipart part header exceeds {HEADER_LIMIT} bytes")
+            raise errors.Invalid(
+                f"a multipart part header exceeds {HEADER_LIMIT} bytes"
+            )
 
     def _header_end(self) -> None:
         self._part_headers[self._header_field.lower()] = self._header_value
@@ -135,11 +139,11 @@ class MultipartSink(StreamedContent):
         )
         name = options.get(b"name", b"")
         if disposition != b"form-data" or not name:
-            raise bad_request("a multipart part lacks a form-data name")
+            raise errors.Invalid("a multipart part lacks a form-data name")
         self._part_name = name.decode("utf-8", "replace")
         if name == self.file_field and b"filename" in options:
             if self.filename is not None:
-                raise bad_request("send one 'file' part per request")
+                raise errors.Invalid("send one 'file' part per request")
             self._part_kind = "file"
             self.filename = options[b"filename"].decode("utf-8", "replace")
             ctype = self._part_headers.get(b"content-type")
@@ -154,9 +158,7 @@ class MultipartSink(StreamedContent):
             return
         self._field_bytes += end - start
         if self._field_bytes > FIELD_LIMIT:
-            raise Problem(
-                413, f"form fields other than 'file' exceed {FIELD_LIMIT} bytes"
-            )
+            raise errors.TooLarge(FIELD_LIMIT, "set of form fields besides 'file'")
         self._part_value += data[start:end]
 
     def _part_end(self) -> None:

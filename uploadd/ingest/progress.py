@@ -13,14 +13,14 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from uploadd.api.problems import bad_request
+from uploadd import errors
 
 _KEY = re.compile(r"^[A-Za-z0-9._~-]{1,128}$")
 
 
 def check_key(key: str) -> str:
     if not _KEY.match(key):
-        raise bad_request(
+        raise errors.Invalid(
             "a progress key is 1 to 128 letters, digits or . _ ~ -", key=key[:140]
         )
     return key

@@ -29,7 +29,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from uploadd.api.problems import Problem, too_large
+from uploadd import errors
 
 log = Logger()
 
@@ -257,7 +257,7 @@ class UploadSink(StreamedContent):
     _flow: FlowControl
     _limits: FlowLimits
     _on_progress: Callable[[int], None] = lambda n: None
-    _on_reject: Callable[[Problem], None] = lambda p: None
+    _on_reject: Callable[[errors.UploaddError], None] = lambda error: None
     _on_aborted: Callable[[int], object] = lambda n: None
     _checkpoints: Checkpoints | None = None
 
@@ -291,7 +291,7 @@ class UploadSink(StreamedContent):
         self.received += len(data)
         limit = self._limits.max_size
         if limit is not None and self.received > limit:
-            self._fail(Failure(too_large(limit)), reject=True)
+            self._fail(Failure(errors.TooLarge(limit)), reject=True)
             return
         for lane in self._lanes:
             lane.push(data)
@@ -336,7 +336,7 @@ class UploadSink(StreamedContent):
         """The body will never be complete: stop and remove the staging file."""
         if self.state in (SinkState.DONE, SinkState.FAILED):
             return
-        self._fail(Failure(Problem(400, "the upload was interrupted")), reject=False)
+        self._fail(Failure(errors.Invalid("the upload was interrupted")), reject=False)
 
     # -- internals -----------------------------------------------------------
 
@@ -420,7 +420,8 @@ class UploadSink(StreamedContent):
         log.failure("writing an upload failed", failure)
         self._storage_failed = True
         self._fail(
-            Failure(Problem(507, "the server could not store the upload")), reject=True
+            Failure(errors.StorageFull("the server could not store the upload")),
+            reject=True,
         )
 
     def _closed(self, digest: Digest) -> None:
@@ -445,7 +446,7 @@ class UploadSink(StreamedContent):
             lane.queue, lane.queued = [], 0
         self._cleanup_when_idle()
         if reject:
-            assert isinstance(failure.value, Problem)
+            assert isinstance(failure.value, errors.UploaddError)
             self._on_reject(failure.value)
         waiters, self._done = self._done, []
         for waiter in waiters:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -24,13 +24,15 @@ from twisted.web.http_headers import Headers
 from uploadd.api import problems
 from uploadd.api.access import authenticate, query_value, require
 from uploadd.api.problems import Problem, too_large
-from uploadd.api.root import Router
+from uploadd.api.root import RouteMatch, Router
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.errors import UploaddError
 from uploadd.ingest.multipart import MultipartSink
 from uploadd.ingest.progress import Progress, ProgressBoard, check_key
 from uploadd.ingest.sink import (
     BlobFile,
     Checkpoints,
+    FlowControl,
     FlowLimits,
     Runner,
     SinkState,
@@ -39,14 +41,41 @@ from uploadd.ingest.sink import (
 )
 from uploadd.metrics import Metrics
 
-if TYPE_CHECKING:
-    from uploadd.ingest.request import StreamingRequest
-
 log = Logger()
 
-#: Larger socket reads for bodies: fewer trips through the reactor and the
-#: HTTP parser per gigabyte (Twisted reads 64 KiB by default).
-UPLOAD_READ_SIZE = 256 * 1024
+
+class Admitted(Protocol):
+    """What the gate needs of a request whose body it admits (the Site's
+    ``StreamingRequest``): its headers, a place for the body, and a way to
+    answer, to pause reading and to say the body is moving."""
+
+    requestHeaders: Headers
+    route: RouteMatch | None
+    upload: Upload | None
+    content: Any
+    processing: bool
+
+    @property
+    def gone(self) -> bool:
+        """Answered already, or its client disconnected."""
+
+    def notifyFinish(self) -> Deferred[None]: ...
+
+    def reject(self, error: Problem | UploaddError) -> None:
+        """Answer ``error`` now and stop taking the body."""
+
+    def hold_continue(self) -> None:
+        """Keep ``100 Continue`` back while the gate decides."""
+
+    def release_continue(self) -> None:
+        """Send the ``100 Continue`` held back, if any."""
+
+    def body_flow(self) -> FlowControl | None:
+        """The connection's read side, set up for a large body (None once
+        the connection is gone)."""
+
+    def progressed(self) -> None:
+        """The body moved on (on disk): the connection is not idle."""
 
 
 @attrs.frozen
@@ -117,7 +146,7 @@ def upload_of(request: Any) -> Upload:
     """The upload the ingest gate attached to ``request``."""
     upload: Upload | None = getattr(request, "upload", None)
     if upload is None:
-        # Only a Site whose requestFactory is the StreamingRequest gets here
+        # Only a Site whose requestFactory is the Admitted gets here
         # with an upload; anything else is a wiring fault, not a client's.
         raise RuntimeError("upload route reached without the ingest gate")
     return upload
@@ -178,7 +207,7 @@ class IngestGate:
 
     def admit(
         self,
-        request: StreamingRequest,
+        request: Admitted,
         method: bytes,
         target: bytes,
         length: int | None,
@@ -227,8 +256,7 @@ class IngestGate:
         request.notifyFinish().addBoth(lambda _: self.release(upload))
         if key is not None:
             upload.progress = self._progress.start(key, principal.user_id, length)
-        transport: Any = request.channel.transport
-        transport.bufferSize = UPLOAD_READ_SIZE
+        flow = request.body_flow()
 
         # The plan's outcome, success or failure, is taken here and handed on
         # whole: nothing after this point may turn a failure into a value.
@@ -242,12 +270,13 @@ class IngestGate:
         held = Holding()
         request.content = held
         request.hold_continue()
-        transport.pauseProducing()
+        if flow is not None:
+            flow.pauseProducing()
         planning.addCallback(lambda _: self._planned(request, upload, made[0], held))
 
     def _planned(
         self,
-        request: StreamingRequest,
+        request: Admitted,
         upload: Upload,
         result: BodyPlan | Failure,
         held: Holding | None,
@@ -273,14 +302,14 @@ class IngestGate:
 
     def _attach(
         self,
-        request: StreamingRequest,
+        request: Admitted,
         upload: Upload,
         plan: BodyPlan,
         held: Holding | None,
     ) -> None:
         """Give the admitted body its sink and start (or resume) reading."""
-        transport: Any = request.channel.transport if request.channel else None
-        if request.finished or request._disconnected:
+        flow = request.body_flow()
+        if request.gone or flow is None:
             self._abandon(plan)
             return
         upload.plan = plan
@@ -290,7 +319,7 @@ class IngestGate:
         sink = UploadSink(
             plan.target,
             self._run,
-            transport,
+            flow,
             FlowLimits(self.limits.high_water, self.limits.low_water, max_size),
             on_progress=lambda n: self._advanced(request, n),
             on_reject=request.reject,
@@ -310,8 +339,8 @@ class IngestGate:
             for chunk in held.chunks:
                 body.write(chunk)
             request.release_continue()
-            if transport is not None and sink.state is SinkState.RECEIVING:
-                transport.resumeProducing()
+            if sink.state is SinkState.RECEIVING:
+                flow.resumeProducing()
         upload.ready.callback(plan)
 
     def _abandon(self, plan: BodyPlan) -> None:
@@ -320,7 +349,7 @@ class IngestGate:
             plan.on_aborted, lambda f: log.failure("discarding a body failed", f)
         )
 
-    def _progress_key(self, request: StreamingRequest, target: bytes) -> str | None:
+    def _progress_key(self, request: Admitted, target: bytes) -> str | None:
         header = request.requestHeaders.getRawHeaders(b"x-progress-id")
         key = header[0].decode("latin-1") if header else None
         key = (
@@ -330,14 +359,14 @@ class IngestGate:
         )
         return check_key(key) if key else None
 
-    def _advanced(self, request: StreamingRequest, size: int) -> None:
+    def _advanced(self, request: Admitted, size: int) -> None:
         self._metrics.bytes_received.inc(size)
         upload = request.upload
         if upload is not None and upload.progress is not None and upload.body:
             self._progress.advance(upload.progress, upload.body.received)
         # Reading may be paused while the disk catches up; progress on disk is
         # progress, so the idle timeout starts again.
-        request.channel.resetTimeout()
+        request.progressed()
 
     def stored(self, upload: Upload, file_id: str | None = None) -> None:
         """The handler kept the body (as file ``file_id``, when it made one)."""
