@@ -12,8 +12,8 @@ from pathlib import Path
 
 import attrs
 
-from uploadd import settings
-from uploadd.settings import (
+from noded import settings
+from noded.settings import (
     parse_duration,
     parse_host,
     parse_port,

@@ -13,14 +13,14 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
+from noded import problems
+from noded.channel import GuardedSite, ProblemRequest
 from noded.config import HttpSection
+from noded.download import BlobResource
+from noded.drain import Drain, DrainedRequest, drained
 from noded.files import NodeFiles
+from noded.problems import Problem
 from noded.signing import BadSignature, verify
-from uploadd.api import problems
-from uploadd.api.channel import GuardedSite, ProblemRequest
-from uploadd.api.download import BlobResource
-from uploadd.api.problems import Problem
-from uploadd.drain import Drain, DrainedRequest, drained
 
 
 class Downloads(Resource):

@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.protocols import amp
 
-from noded import rsync
+from noded import __version__, rsync
 from noded.config import NodeConfig
 from noded.files import NodeFiles, check_id
 from noded.protocol import (
@@ -29,8 +29,7 @@ from noded.protocol import (
 )
 from noded.protocol import proof as make_proof
 from noded.rsyncd import write_rsyncd_files
-from uploadd import __version__
-from uploadd.ingest.sink import Runner
+from noded.threads import Runner
 
 log = Logger()
 
@@ -173,7 +172,7 @@ class NodeProtocol(amp.AMP):
 
 def cluster_secret(configured: str, data_dir: Path) -> bytes:
     """The configured cluster secret, or one generated into the data dir."""
-    from uploadd.auth.secret import token_secret
+    from noded.secret import token_secret
 
     if configured:
         return configured.encode("utf-8")

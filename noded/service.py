@@ -17,12 +17,12 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from noded.config import NodeConfig
+from noded.drain import Drain, exit_cleanly
 from noded.files import NodeFiles
 from noded.http import download_site
 from noded.node import Node, NodeProtocol, cluster_secret
 from noded.rsyncd import supervised
 from noded.signing import url_key
-from uploadd.drain import Drain, exit_cleanly
 
 log = Logger()
 

@@ -10,7 +10,7 @@ from typing import Any
 from twisted.application.service import IService
 
 from noded.config import ALIASES, NodeConfig
-from uploadd.settings import twistd_options
+from noded.settings import twistd_options
 
 Options = twistd_options(
     NodeConfig,

@@ -16,10 +16,10 @@ from twisted.internet.testing import StringTransport
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
+from noded.threads import Runner, run_inline
 from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal
 from uploadd.config import load_config
-from uploadd.ingest.sink import Runner, run_inline
 from uploadd.service import Parts, build
 from uploadd.store.memory import MemoryStore
 from uploadd.workers.webhooks import Poster

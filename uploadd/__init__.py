@@ -1,3 +1,5 @@
 """uploadd: an event-driven file server."""
 
-__version__ = "0.1.0"
+from noded import __version__
+
+__all__ = ["__version__"]

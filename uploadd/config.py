@@ -13,10 +13,8 @@ from pathlib import Path
 
 import attrs
 
-from uploadd import settings
-from uploadd.api.cors import parse_origins
-from uploadd.renditions import parse_defaults
-from uploadd.settings import (
+from noded import settings
+from noded.settings import (
     parse_bool,
     parse_duration,
     parse_host,
@@ -28,10 +26,20 @@ from uploadd.settings import (
     parse_url,
     setting,
 )
+from uploadd.renditions import parse_defaults
 from uploadd.workers.profiles import NAMES
 
 SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
 DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"
+
+
+def parse_origins(text: str) -> frozenset[str]:
+    """``*`` or comma-separated ``scheme://host[:port]`` origins; empty: none."""
+    origins = frozenset(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and "://" not in origin:
+            raise ValueError(origin)
+    return origins
 
 
 @attrs.frozen

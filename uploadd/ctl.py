@@ -23,12 +23,12 @@ from typing import Any, TextIO
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
+from noded.private import FILE, private_dir
+from noded.secret import token_secret
+from noded.settings import ConfigError, parse_duration, parse_host, parse_port
 from uploadd.auth.passwords import hash_password
-from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
 from uploadd.config import Config, load_config
-from uploadd.private import FILE, private_dir
-from uploadd.settings import ConfigError, parse_duration, parse_host, parse_port
 from uploadd.store.interface import Conflict, NodeRecord
 from uploadd.store.sqlite import SQLiteStore
 from uploadd.workers.wiring import WORKER

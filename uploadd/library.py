@@ -18,9 +18,10 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from noded.threads import Runner
 from uploadd import errors
 from uploadd.auth.tokens import Principal
-from uploadd.ingest.sink import Digest, Runner
+from uploadd.ingest.sink import Digest
 from uploadd.renditions import PENDING, ProfilePolicy
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import (

@@ -25,12 +25,16 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
+from noded.channel import GuardedSite
 from noded.client import connect
+from noded.drain import Drain, exit_cleanly
+from noded.private import private_dir
 from noded.rsync import write_password_file
+from noded.secret import token_secret
 from noded.signing import url_key
+from noded.threads import Runner
 from uploadd.api.admin import AdminAPI
 from uploadd.api.auth import AuthAPI
-from uploadd.api.channel import GuardedSite
 from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
 from uploadd.api.gate import IngestGate, IngestLimits
@@ -46,7 +50,6 @@ from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
 from uploadd.api.web import WebAPI
 from uploadd.api.webhooks import WebhooksAPI
-from uploadd.auth.secret import token_secret
 from uploadd.auth.throttle import SignInLimits, SignInThrottle
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.cluster.locator import Locator
@@ -55,16 +58,13 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
-from uploadd.drain import Drain, exit_cleanly
 from uploadd.events.amqp import AmqpBus, amqp_bus
 from uploadd.events.bus import InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
-from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics
-from uploadd.private import private_dir
 from uploadd.renditions import ProfilePolicy, Renditions
 from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore

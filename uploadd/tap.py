@@ -11,9 +11,9 @@ from typing import Any
 from twisted.application.service import IService
 from twisted.python import usage
 
-from uploadd.auth.secret import NoSecret
+from noded.secret import NoSecret
+from noded.settings import twistd_options
 from uploadd.config import ALIASES, ROLES, Config
-from uploadd.settings import twistd_options
 
 
 def _check_worker(options: Any) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
+from noded.settings import ConfigError, parse_duration, parse_size
 from uploadd.config import load_config, sample
-from uploadd.settings import ConfigError, parse_duration, parse_size
 from uploadd.tap import Options
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,17 +12,17 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.web.server import Site
 
+from noded.channel import LINGER_SECONDS
 from noded.config import load_config as load_node_config
+from noded.download import Unsatisfiable, parse_range
+from noded.drain import Drain
 from noded.files import NodeFiles
 from noded.http import download_site
 from noded.signing import signed_query, url_key
 from tests.malformed import CASES, Case, Target
 from tests.support import Connection, connection, harness
-from uploadd.api.channel import LINGER_SECONDS
-from uploadd.api.download import Unsatisfiable, parse_range
 from uploadd.api.problems import Problem
 from uploadd.api.tus import parse_metadata
-from uploadd.drain import Drain
 
 FILE_ID = "ab" * 16
 SECRET = b"c" * 40

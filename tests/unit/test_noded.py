@@ -29,8 +29,8 @@ from noded.node import Node, NodeProtocol
 from noded.protocol import Delete, Ping, Stat, Unauthorized, UnknownFile
 from noded.rsyncd import REFUSED, daemon_args, write_rsyncd_files
 from noded.signing import BadSignature, signed_query, url_key, verify
+from noded.threads import run_inline
 from tests.support import pumped
-from uploadd.ingest.sink import run_inline
 
 SECRET = b"c" * 40
 FILE_ID = "ab" * 16

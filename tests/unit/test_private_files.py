@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest_twisted
 
-from uploadd.auth.secret import token_secret
-from uploadd.private import private_dir
+from noded.private import private_dir
+from noded.secret import token_secret
 from uploadd.store.sqlite import SQLiteStore
 
 

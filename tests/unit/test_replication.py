@@ -17,6 +17,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
+from noded.threads import run_inline
 from tests.support import now
 from tests.unit.test_cluster import Network, tick, up
 from uploadd.cluster.pinger import Pinger
@@ -24,7 +25,6 @@ from uploadd.cluster.registry import Health, Registry
 from uploadd.cluster.repair import Repairer, plan
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.failures import FailureLog
-from uploadd.ingest.sink import run_inline
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord
 from uploadd.store.memory import MemoryStore

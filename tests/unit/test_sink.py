@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
+from noded.threads import run_inline
 from tests.support import multipart
 from uploadd.api.problems import problem_of
 from uploadd.errors import UploaddError
@@ -23,7 +24,6 @@ from uploadd.ingest.sink import (
     FlowLimits,
     SinkState,
     UploadSink,
-    run_inline,
 )
 
 

@@ -14,11 +14,11 @@ from twisted.internet.task import Clock
 from twisted.web.server import Site
 
 from noded.config import load_config as load_node_config
+from noded.drain import Drain
 from noded.files import NodeFiles
 from noded.http import download_site
 from noded.signing import signed_query, url_key
 from tests.support import Connection, connection, harness
-from uploadd.drain import Drain
 
 FILE_ID = "ab" * 16
 SECRET = b"c" * 40

@@ -10,6 +10,7 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from noded.settings import parse_host, parse_port
 from uploadd.api import problems
 from uploadd.api.access import principal_of
 from uploadd.api.http import empty, json_body, read_fields
@@ -20,7 +21,6 @@ from uploadd.cluster.replicator import Replicator
 from uploadd.events.amqp import AmqpBus
 from uploadd.events.bus import InProcessBus
 from uploadd.failures import FailureLog
-from uploadd.settings import parse_host, parse_port
 from uploadd.store.interface import IMetadataStore
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

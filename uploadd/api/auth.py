@@ -8,12 +8,12 @@ import attrs
 from klein import Klein
 from twisted.web.iweb import IRequest
 
+from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.http import json_body, read_fields
 from uploadd.auth.passwords import verify_password
 from uploadd.auth.throttle import Refusal, SignInThrottle
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
-from uploadd.ingest.sink import Runner
 from uploadd.store.interface import IMetadataStore
 
 # A hash that never matches, checked when the user does not exist, so a wrong

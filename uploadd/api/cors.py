@@ -19,15 +19,6 @@ _ALLOWED_HEADERS = (
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
-def parse_origins(text: str) -> frozenset[str]:
-    """``*`` or comma-separated ``scheme://host[:port]`` origins; empty: none."""
-    origins = frozenset(o.strip().rstrip("/") for o in text.split(",") if o.strip())
-    for origin in origins:
-        if origin != "*" and "://" not in origin:
-            raise ValueError(origin)
-    return origins
-
-
 @attrs.frozen
 class Cors:
     origins: frozenset[str] = frozenset()

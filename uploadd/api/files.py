@@ -13,9 +13,9 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
+from noded.download import BlobResource
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of, query_value
-from uploadd.api.download import BlobResource
 from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
 from uploadd.api.renditions import renditions_summary
@@ -38,7 +38,7 @@ async def serve(
     uploadd's own copy while no node has one."""
     url = await locator.redirect(record, request.getClientAddress().host, local)
     if url is None:
-        return BlobResource.of(local, record)
+        return BlobResource(local, record.filename, record.content_type, record.sha256)
     request.setHeader(b"cache-control", b"no-store")
     request.redirect(url.encode("ascii"))
     return empty(request, 302)

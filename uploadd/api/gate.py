@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.access import authenticate, query_value, require
 from uploadd.api.problems import Problem, too_large
@@ -34,7 +35,6 @@ from uploadd.ingest.sink import (
     Checkpoints,
     FlowControl,
     FlowLimits,
-    Runner,
     SinkState,
     StreamedContent,
     UploadSink,

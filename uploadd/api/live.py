@@ -19,10 +19,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from noded.drain import endless
 from uploadd.api import problems
 from uploadd.api.access import principal_of
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
-from uploadd.drain import endless
 from uploadd.events.bus import IEventBus
 from uploadd.store.interface import Event
 

@@ -24,6 +24,7 @@ from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
+from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.access import owned, principal_of, query_value
 from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
@@ -38,7 +39,7 @@ from uploadd.api.http import (
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import BlobFile, Runner
+from uploadd.ingest.sink import BlobFile
 from uploadd.library import Library, OutputSlot
 from uploadd.renditions import (
     FAILED,

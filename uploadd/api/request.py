@@ -19,13 +19,13 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from noded.channel import ProblemRequest
+from noded.drain import DETAIL, RETRY_AFTER, Drain, DrainedRequest, drained, hang_up
 from uploadd.api import problems
-from uploadd.api.channel import ProblemRequest
 from uploadd.api.cors import Cors
 from uploadd.api.gate import IngestGate, Upload
 from uploadd.api.problems import Problem
 from uploadd.api.root import RouteMatch
-from uploadd.drain import DETAIL, RETRY_AFTER, Drain, DrainedRequest, drained, hang_up
 from uploadd.errors import UploaddError
 from uploadd.ingest.sink import FlowControl, StreamedContent
 

@@ -24,6 +24,7 @@ from twisted.web.http import datetimeToString
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
+from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.access import principal_of
 from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
@@ -31,7 +32,7 @@ from uploadd.api.http import base_url, empty
 from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import BlobFile, Digest, Runner
+from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import UploadRecord
 from uploadd.uploads.resumable import Lock, Resumable

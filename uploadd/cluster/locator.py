@@ -20,9 +20,9 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from noded.signing import BadSignature, signed_query, verify
+from noded.threads import Runner
 from uploadd.api.problems import Problem
 from uploadd.cluster.registry import Node, Registry
-from uploadd.ingest.sink import Runner
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica
 
 

@@ -24,10 +24,10 @@ from twisted.logger import Logger
 
 from noded import rsync
 from noded.protocol import Replicate, Stat
+from noded.threads import Runner
 from uploadd.cluster.placement import choose
 from uploadd.cluster.registry import Node, Registry
 from uploadd.failures import FailureLog
-from uploadd.ingest.sink import Runner
 from uploadd.library import file_event
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica

@@ -25,21 +25,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from noded.threads import Runner
 from uploadd import errors
 
 log = Logger()
-
-
-class Runner(Protocol):
-    """Runs a blocking callable off the reactor thread, result as a Deferred."""
-
-    def __call__(
-        self, function: Callable[..., Any], /, *args: Any
-    ) -> Deferred[Any]: ...
 
 
 class FlowControl(Protocol):
@@ -48,11 +41,6 @@ class FlowControl(Protocol):
     def pauseProducing(self) -> None: ...
 
     def resumeProducing(self) -> None: ...
-
-
-def run_inline(function: Callable[..., Any], /, *args: Any) -> Deferred[Any]:
-    """A Runner that runs in the calling thread: for unit tests."""
-    return maybeDeferred(function, *args)
 
 
 @attrs.frozen

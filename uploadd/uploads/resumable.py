@@ -22,10 +22,11 @@ from twisted.internet.defer import DeferredLock
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from noded.threads import Runner
 from uploadd.api.access import owned
 from uploadd.api.problems import Problem, bad_request, not_found
 from uploadd.auth.tokens import Principal
-from uploadd.ingest.sink import BlobFile, Digest, Hashes, Runner
+from uploadd.ingest.sink import BlobFile, Digest, Hashes
 from uploadd.library import Library
 from uploadd.renditions import parse_requested
 from uploadd.store.blobs import BlobStore

@@ -21,7 +21,8 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
-from uploadd.ingest.sink import BlobFile, Digest, FlowLimits, Runner, UploadSink
+from noded.threads import Runner
+from uploadd.ingest.sink import BlobFile, Digest, FlowLimits, UploadSink
 
 
 class JobOver(Exception):

@@ -26,7 +26,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from uploadd.ingest.sink import Runner
+from noded.threads import Runner
 
 log = Logger()
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from uploadd.auth.secret import token_secret
+from noded.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.config import Config
 from uploadd.events.amqp import amqp_bus

@@ -21,8 +21,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from noded.threads import Runner
 from uploadd.events.bus import IEventBus
-from uploadd.ingest.sink import Runner
 from uploadd.store.interface import Event
 from uploadd.workers.client import Job, JobOver, RenditionsClient
 from uploadd.workers.profiles import (

@@ -13,11 +13,11 @@ from typing import Any
 from treq.client import HTTPClient
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from noded.threads import Runner
 from uploadd.auth.tokens import Principal, TokenIssuer
 from uploadd.config import Config
 from uploadd.events.bus import IEventBus
 from uploadd.failures import FailureLog
-from uploadd.ingest.sink import Runner
 from uploadd.store.interface import IMetadataStore
 from uploadd.workers.client import RenditionsClient
 from uploadd.workers.email import EmailPusher, smtp_mailer

@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.enterprise import adbapi
 
-from uploadd.private import private_database
+from noded.private import private_database
 
 
 def migrations() -> list[tuple[int, str]]:

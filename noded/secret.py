@@ -8,7 +8,7 @@ from pathlib import Path
 
 from twisted.logger import Logger
 
-from uploadd.private import DIRECTORY, FILE, tighten
+from noded.private import DIRECTORY, FILE, tighten
 
 log = Logger()
 

@@ -12,9 +12,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from uploadd.api import problems
-from uploadd.api.problems import Problem
-from uploadd.store.interface import FileRecord
+from noded import problems
+from noded.problems import Problem
 
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
 _POSITION_DIGITS = 19
@@ -82,10 +81,6 @@ class BlobResource(Resource):
         self._filename = filename
         self._content_type = content_type
         self._etag = etag
-
-    @classmethod
-    def of(cls, path: Path, record: FileRecord) -> BlobResource:
-        return cls(path, record.filename, record.content_type, record.sha256)
 
     def render_GET(self, request: IRequest) -> bytes | int:
         try:

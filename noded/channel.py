@@ -41,8 +41,8 @@ from twisted.web.http import (
 )
 from twisted.web.server import Request, Site
 
-from uploadd.api import problems
-from uploadd.api.problems import Problem
+from noded import problems
+from noded.problems import Problem
 
 log = Logger()
 
@@ -431,7 +431,7 @@ class ProblemRequest(Request):
     """A Request whose resource failures are answered as problem+json."""
 
     def processingFailed(self, reason: Failure) -> Failure:
-        problem = problems.from_failure(reason)  # logs it with an incident id
+        problem = problems.unexpected(reason)  # logs it with an incident id
         if self.startedWriting:
             # Too late for a status: end the connection so the client sees a
             # truncated response rather than a complete-looking one.
