@@ -26,6 +26,7 @@ from noded.settings import (
     parse_url,
     setting,
 )
+from uploadd.events import topics
 from uploadd.renditions import parse_defaults
 from uploadd.workers.profiles import NAMES
 
@@ -345,7 +346,7 @@ class SmtpSection:
         "uploadd@localhost", parse_text, "the From address", "an email address"
     )
     events: str = setting(
-        "file.stored",
+        topics.FILE_STORED,
         parse_text,
         "which events are mailed to their user",
         "topic patterns, space separated",

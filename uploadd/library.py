@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from noded.threads import Runner
 from uploadd import errors
 from uploadd.auth.tokens import Principal
+from uploadd.events import topics
 from uploadd.ingest.sink import Digest
 from uploadd.renditions import PENDING, ProfilePolicy
 from uploadd.store.blobs import BlobStore
@@ -119,7 +120,7 @@ class Library:
                 await self._add_output(record, output)
             else:
                 profiles = self.policy.choose(record.content_type, renditions)
-                event = file_event("file.stored", record, self._clock)
+                event = file_event(topics.FILE_STORED, record, self._clock)
                 event.payload["renditions"] = list(profiles)
                 await self._store.add_file(
                     record,
@@ -145,7 +146,7 @@ class Library:
         return record
 
     async def _add_output(self, record: FileRecord, output: OutputSlot) -> None:
-        event = file_event("file.stored", record, self._clock)
+        event = file_event(topics.FILE_STORED, record, self._clock)
         event.payload["profile"] = output.profile
         try:
             replaced = await self._store.add_output(
@@ -173,7 +174,7 @@ class Library:
                 if output is not None:
                     await self.delete(output)
         await self._store.delete_file(
-            record.id, [file_event("file.deleted", record, self._clock)]
+            record.id, [file_event(topics.FILE_DELETED, record, self._clock)]
         )
         for hook in self.on_deleted:
             hook(record)

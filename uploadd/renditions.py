@@ -22,6 +22,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from uploadd import errors
+from uploadd.events import topics
 from uploadd.failures import FailureLog
 from uploadd.store.interface import (
     MISSING,
@@ -154,7 +155,7 @@ class Renditions:
                 state=FAILED,
                 error=f"gave up after {current.attempt} attempts that did not finish",
             )
-            await self._save(source, current, failed, "transcode.failed")
+            await self._save(source, current, failed, topics.TRANSCODE_FAILED)
             raise _finished(failed)
         started = attrs.evolve(
             current,
@@ -164,7 +165,7 @@ class Renditions:
             error=None,
             started_at=now,
         )
-        await self._save(source, current, started, "transcode.started")
+        await self._save(source, current, started, topics.TRANSCODE_STARTED)
         return source, started
 
     async def progress(
@@ -175,7 +176,7 @@ class Renditions:
             current,
             percent=round(min(100.0, max(0.0, percent)), 1),
         )
-        await self._save(source, current, moved, "transcode.progress")
+        await self._save(source, current, moved, topics.TRANSCODE_PROGRESS)
         return moved
 
     async def fail(
@@ -187,7 +188,7 @@ class Renditions:
             state=FAILED,
             error=error.strip()[:2000] or "the transcode failed",
         )
-        await self._save(source, current, failed, "transcode.failed")
+        await self._save(source, current, failed, topics.TRANSCODE_FAILED)
         return failed
 
     async def finish(
@@ -209,7 +210,7 @@ class Renditions:
             percent=100.0,
             outputs=outputs,
         )
-        await self._save(source, current, ready, "transcode.done", drop=extra)
+        await self._save(source, current, ready, topics.TRANSCODE_DONE, drop=extra)
         return ready, extra
 
     async def current(

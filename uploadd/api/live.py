@@ -23,6 +23,7 @@ from noded.drain import endless
 from uploadd.api import problems
 from uploadd.api.access import principal_of
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
+from uploadd.events import topics
 from uploadd.events.bus import IEventBus
 from uploadd.store.interface import Event
 
@@ -89,13 +90,13 @@ class LiveHub:
         bus.subscribe("live", "#", self.deliver)
 
     async def deliver(self, event: Event) -> None:
-        if event.topic == "slideshow.control":
+        if event.topic == topics.SLIDESHOW_CONTROL:
             state = event.payload
             self.slides[state["file_id"]] = state
             move = {"current": state["current"], "updated": state["updated"]}
             for follower in list(self.followers.get(state["file_id"], [])):
                 follower.send(move)
-        if event.topic == "share.revoked":
+        if event.topic == topics.SHARE_REVOKED:
             # Every uploadd behind the same bus ends its own listeners.
             self.revoke(event.payload["file_id"], event.payload["share_id"])
         message = sse(event)

@@ -25,6 +25,7 @@ from uploadd.api.access import file_of, principal_of
 from uploadd.api.http import base_url, empty, json_body, timestamp
 from uploadd.api.live import LiveHub
 from uploadd.auth.tokens import Action, TokenIssuer
+from uploadd.events import topics
 from uploadd.events.relay import OutboxRelay
 from uploadd.shares import ShareLinks
 from uploadd.store.interface import Event, FileRecord, IMetadataStore, Share
@@ -87,7 +88,9 @@ class SharesAPI:
         if share is None or share.file_id != file_id:
             raise problems.not_found(f"no such share link: {share_id}")
         payload = {"file_id": file_id, "share_id": share_id}
-        event = Event("share.revoked", payload, record.owner_id, self._clock.seconds())
+        event = Event(
+            topics.SHARE_REVOKED, payload, record.owner_id, self._clock.seconds()
+        )
         if not await self._store.delete_share(share_id, [event]):
             raise problems.not_found(f"no such share link: {share_id}")
         # Here at once; other uploadd processes when the event reaches them.

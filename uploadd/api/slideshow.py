@@ -33,6 +33,7 @@ from uploadd.api.http import arg, base_url, json_body, read_fields, timestamp
 from uploadd.api.live import Follower, LiveHub
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
+from uploadd.events import topics
 from uploadd.events.relay import OutboxRelay
 from uploadd.renditions import slides_of
 from uploadd.shares import ShareLinks
@@ -126,7 +127,14 @@ class SlideshowAPI:
             "updated": timestamp(self._clock.seconds()),
         }
         await self._store.add_events(
-            [Event("slideshow.control", state, record.owner_id, self._clock.seconds())]
+            [
+                Event(
+                    topics.SLIDESHOW_CONTROL,
+                    state,
+                    record.owner_id,
+                    self._clock.seconds(),
+                )
+            ]
         )
         self._relay.kick()
         self._hub.slides[file_id] = state

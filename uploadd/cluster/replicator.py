@@ -27,6 +27,7 @@ from noded.protocol import Replicate, Stat
 from noded.threads import Runner
 from uploadd.cluster.placement import choose
 from uploadd.cluster.registry import Node, Registry
+from uploadd.events import topics
 from uploadd.failures import FailureLog
 from uploadd.library import file_event
 from uploadd.store.blobs import BlobStore
@@ -180,7 +181,7 @@ class Replicator:
             self._failed(record.id, node, "the copy does not match", str(held))
             return False
         replica = Replica(record.id, node.id, record.size, self._reactor.seconds())
-        event = file_event("file.replicated", record, self._reactor)
+        event = file_event(topics.FILE_REPLICATED, record, self._reactor)
         event.payload["node_id"] = node.id
         await self._store.add_replica(replica, [event])
         for hook in self.on_change:

@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from noded.threads import Runner
+from uploadd.events import topics
 from uploadd.events.bus import IEventBus
 from uploadd.store.interface import Event
 from uploadd.workers.client import Job, JobOver, RenditionsClient
@@ -70,7 +71,7 @@ class TranscodeWorker:
     progress_interval: float = 1.0
 
     def attach(self, bus: IEventBus, concurrency: int | None = None) -> None:
-        bus.subscribe("transcode", "file.stored", self.handle, concurrency)
+        bus.subscribe("transcode", topics.FILE_STORED, self.handle, concurrency)
         # Scratch folders of workers that died mid-job, once surely abandoned.
         self._run(_sweep, self._work_dir, 2 * self.settings.time_limit).addErrback(
             lambda f: log.failure("sweeping the work folder failed", f)

@@ -1,0 +1,21 @@
+"""Every event topic uploadd publishes, by name: what a consumer binds to.
+
+A file's life: ``file.stored`` (with its record, in the transaction that
+stores it), ``file.replicated`` (one per verified copy), ``file.deleted``.
+A rendition's: ``transcode.started``, ``.progress``, ``.done``, ``.failed``.
+A presenter's: ``slideshow.control``; a share link's end: ``share.revoked``.
+"""
+
+from __future__ import annotations
+
+FILE_STORED = "file.stored"
+FILE_REPLICATED = "file.replicated"
+FILE_DELETED = "file.deleted"
+
+TRANSCODE_STARTED = "transcode.started"
+TRANSCODE_PROGRESS = "transcode.progress"
+TRANSCODE_DONE = "transcode.done"
+TRANSCODE_FAILED = "transcode.failed"
+
+SLIDESHOW_CONTROL = "slideshow.control"
+SHARE_REVOKED = "share.revoked"
