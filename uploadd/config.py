@@ -27,8 +27,7 @@ from noded.settings import (
     setting,
 )
 from uploadd.events import topics
-from uploadd.renditions import parse_defaults
-from uploadd.workers.profiles import NAMES
+from uploadd.renditions import NAMES, parse_defaults
 
 SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
 DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"

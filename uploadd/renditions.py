@@ -32,7 +32,9 @@ from uploadd.store.interface import (
     IMetadataStore,
     Rendition,
 )
-from uploadd.workers.profiles import NAMES
+
+#: Every transcode profile, by name (the workers hold what each one runs).
+NAMES = ("audio-aac", "video-desilence", "pdf-slides")
 
 #: The media types each profile is made for unless the uploader says otherwise.
 DEFAULTS = (

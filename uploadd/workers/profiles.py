@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from noded.threads import Runner
+from uploadd.renditions import NAMES
 
 log = Logger()
 
@@ -64,9 +65,6 @@ PROFILES = {
 
 #: The media types of what the profiles make (not left to the host's mime.types).
 OUTPUT_TYPES = {".m4a": "audio/mp4", ".jpg": "image/jpeg", ".mp4": "video/mp4"}
-
-#: Every profile, by name.
-NAMES = ("audio-aac", "video-desilence", "pdf-slides")
 
 
 @attrs.frozen
