@@ -109,7 +109,9 @@ def test_a_chunked_body_is_stored(daemon: Daemon) -> None:
     assert (stored["size"], stored["sha256"]) == (total, digest.hexdigest())
 
 
-def test_curl_multipart_upload(daemon: Daemon, tmp_path: Path) -> None:
+def test_curl_stores_a_multipart_form_under_its_own_name(
+    daemon: Daemon, tmp_path: Path
+) -> None:
     """curl -F file=@x stores the file under its own name."""
     source = tmp_path / "photo.jpg"
     with source.open("wb") as handle:
@@ -176,7 +178,7 @@ def test_refusals_arrive_before_the_body_is_sent(
     assert daemon.staged() == []
 
 
-def test_range_download(daemon: Daemon) -> None:
+def test_a_stored_file_comes_back_whole_and_as_a_byte_range(daemon: Daemon) -> None:
     """A stored file comes back whole and as a single byte range."""
     data = b"".join(blocks(3 * MIB))
     status, _, body = daemon.request("PUT", "/files/r.bin", data)

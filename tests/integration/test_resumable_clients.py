@@ -70,7 +70,7 @@ def test_tuspy_resumes_from_its_url_storage(daemon: Daemon, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("parallel", "chunk"), [(1, 0), (1, 512 * 1024), (4, 0)])
-def test_tus_js_client(
+def test_tus_js_client_uploads_whole_chunked_and_in_parallel(
     daemon: Daemon, tmp_path: Path, parallel: int, chunk: int
 ) -> None:
     """tus-js-client under node, whole, chunked, and with parallelUploads: 4

@@ -143,7 +143,9 @@ async def test_a_malformed_progress_key_is_refused_before_the_body(
 
 
 @pytest_twisted.ensureDeferred()
-async def test_health_and_metrics(app: Harness) -> None:
+async def test_health_shows_no_uploads_in_flight_and_metrics_count_a_stored_upload(
+    app: Harness,
+) -> None:
     """/health is JSON; /metrics is Prometheus text counting uploaded bytes."""
     token = app.user("alice")
     await app.call("PUT", "/files/a.bin", data=b"q" * 1234, headers=auth(token))

@@ -99,14 +99,14 @@ def test_the_shipped_sample_lists_every_key() -> None:
     ("text", "size"),
     [("10", 10), ("64k", 65536), ("512M", 512 * 1024**2), ("2GiB", 2 * 1024**3)],
 )
-def test_sizes(text: str, size: int) -> None:
+def test_a_size_is_read_with_its_binary_suffix(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
 @pytest.mark.parametrize(
     ("text", "seconds"), [("30", 30), ("500ms", 0.5), ("5m", 300), ("1h", 3600)]
 )
-def test_durations(text: str, seconds: float) -> None:
+def test_a_duration_is_read_with_its_unit(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 

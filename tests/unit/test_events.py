@@ -30,7 +30,9 @@ from uploadd.store.memory import MemoryStore
         ("file.*", "upload.stored", False),
     ],
 )
-def test_topic_patterns(pattern: str, topic: str, hit: bool) -> None:
+def test_a_topic_pattern_matches_topics_by_wildcard(
+    pattern: str, topic: str, hit: bool
+) -> None:
     assert matches(pattern, topic) is hit
 
 

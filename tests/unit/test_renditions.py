@@ -174,7 +174,9 @@ async def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(
 
 
 @pytest_twisted.ensureDeferred()
-async def test_uploaders_choose_renditions(tmp_path: Path) -> None:
+async def test_uploaders_choose_renditions_and_an_unknown_one_is_refused_before_the_body(
+    tmp_path: Path,
+) -> None:
     """?renditions= names profiles (or none); an unknown one is refused
     before the body; tus carries it in Upload-Metadata; a plain text file
     gets none by default."""

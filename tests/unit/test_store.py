@@ -57,7 +57,9 @@ def record(
 
 
 @pytest_twisted.ensureDeferred()
-async def test_provides_the_interface(store: IMetadataStore) -> None:
+async def test_each_store_provides_the_metadata_interface(
+    store: IMetadataStore,
+) -> None:
     assert verifyObject(IMetadataStore, store)
 
 
@@ -98,7 +100,9 @@ async def test_files_list_newest_first_per_owner(store: IMetadataStore) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_versions_and_deletion(store: IMetadataStore) -> None:
+async def test_versions_list_oldest_first_and_outlive_their_deleted_parent(
+    store: IMetadataStore,
+) -> None:
     """versions_of lists children oldest first; deleting a parent orphans them."""
     alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
     await store.add_file(record("root", alice.id, 1.0))
@@ -193,7 +197,9 @@ async def test_uploads_round_trip_and_expire(store: IMetadataStore) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_nodes_and_replicas(store: IMetadataStore) -> None:
+async def test_nodes_and_replicas_are_recorded_and_go_with_their_file_or_node(
+    store: IMetadataStore,
+) -> None:
     """Nodes are added, changed and removed; replicas are recorded per file
     and node, mapped for repair, and go with their file or node."""
     alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
