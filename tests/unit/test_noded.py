@@ -152,7 +152,7 @@ class FakeTransport:
         self.signals.append(name)
 
 
-def test_an_rsync_exit_code_is_read_with_its_meaning_and_a_deadline_kill_is_minus_one() -> (
+def test_an_rsync_exit_is_read_with_its_meaning_and_a_deadline_kill_is_minus_one() -> (
     None
 ):
     """Exit codes come back with their meaning; a kill at the deadline is -1."""

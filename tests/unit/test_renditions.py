@@ -174,7 +174,7 @@ async def test_a_job_whose_workers_keep_dying_fails_after_max_attempts(
 
 
 @pytest_twisted.ensureDeferred()
-async def test_uploaders_choose_renditions_and_an_unknown_one_is_refused_before_the_body(
+async def test_uploaders_choose_renditions_and_unknown_ones_are_refused_early(
     tmp_path: Path,
 ) -> None:
     """?renditions= names profiles (or none); an unknown one is refused
