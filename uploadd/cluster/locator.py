@@ -4,9 +4,11 @@ Only a node that serves now counts: UP, its last ping answered (a node is
 avoided from its first failed ping, before it is DOWN) and not under audit.
 Nearest means: a node in the zone the client's network maps to (``zones``),
 then the lowest round-trip time, then the lowest load. The answer is a
-signed URL valid for ``download_ttl``. Before any copy exists (or while
-uploadd still has its own) uploadd serves the bytes itself; with copies only
-on nodes that are all down, the answer is 503 with Retry-After.
+URL the node's client signs, valid for ``download_ttl``. Before any copy
+exists (or while uploadd still has its own) uploadd serves the bytes itself;
+with copies only on nodes that are all down, the answer is 503 with
+Retry-After. uploadd's own signed URLs (for workers fetching a source)
+are made and checked here too, with the same key.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import quote
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -51,8 +52,13 @@ class Locator:
     ) -> str | None:
         """A signed node URL for ``record``, or None to serve ``local``."""
         replicas = await self._store.replicas_of(record.id)
-        serving = [node for node in self.reachable(replicas) if node.http_url]
-        if not serving:
+        expires = self._expires()
+        offers = [
+            (node, url)
+            for node in self.reachable(replicas)
+            if (url := node.client.download_url(record, expires)) is not None
+        ]
+        if not offers:
             if not replicas or await self._run(local.exists):
                 return None
             raise Problem(
@@ -61,15 +67,13 @@ class Locator:
                 headers={"Retry-After": "10"},
             )
         zone = self.zone_of(client)
-        best = min(
-            serving,
-            key=lambda n: (
-                0 if zone and n.zone == zone else 1,
-                n.rtt if n.rtt is not None else float("inf"),
-                n.load,
-            ),
-        )
-        return f"{best.http_url}/files/{quote(record.id)}?{self.sign(record)}"
+
+        def nearness(offer: tuple[Node, str]) -> tuple[int, float, float]:
+            node = offer[0]
+            rtt = node.rtt if node.rtt is not None else float("inf")
+            return (0 if zone and node.zone == zone else 1, rtt, node.load)
+
+        return min(offers, key=nearness)[1]
 
     def reachable(self, replicas: Iterable[Replica]) -> list[Node]:
         """The nodes holding ``replicas`` that serve downloads now: UP, their
@@ -81,9 +85,13 @@ class Locator:
             if r.node_id in nodes and nodes[r.node_id].serving
         ]
 
+    def _expires(self) -> int:
+        return int(self._clock.seconds() + self.ttl)
+
     def sign(self, record: FileRecord) -> str:
-        """A query string that lets its holder fetch ``record`` for ``ttl``."""
-        expires = int(self._clock.seconds() + self.ttl)
+        """A query string that lets its holder fetch ``record`` from uploadd
+        for ``ttl``."""
+        expires = self._expires()
         return signed_query(
             self._key, record.id, expires, record.filename, record.content_type
         )
