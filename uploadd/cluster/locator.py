@@ -6,8 +6,8 @@ Nearest means: a node in the zone the client's network maps to (``zones``),
 then the lowest round-trip time, then the lowest load. The answer is a
 URL the node's client signs, valid for ``download_ttl``. Before any copy
 exists (or while uploadd still has its own) uploadd serves the bytes itself;
-with copies only on nodes that are all down, the answer is 503 with
-Retry-After. uploadd's own signed URLs (for workers fetching a source)
+with copies only on nodes that are all down, :class:`uploadd.errors.Unavailable`
+says when to retry. uploadd's own signed URLs (for workers fetching a source)
 are made and checked here too, with the same key.
 """
 
@@ -21,7 +21,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from noded.signing import BadSignature, signed_query, verify
-from uploadd.api.problems import Problem
+from uploadd import errors
 from uploadd.cluster.registry import Node, Registry
 from uploadd.ingest.sink import Runner
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica
@@ -61,10 +61,9 @@ class Locator:
         if not offers:
             if not replicas or await self._run(local.exists):
                 return None
-            raise Problem(
-                503,
+            raise errors.Unavailable(
                 "every node holding this file is down; try again shortly",
-                headers={"Retry-After": "10"},
+                retry_after=10,
             )
         zone = self.zone_of(client)
 
@@ -97,8 +96,9 @@ class Locator:
         )
 
     def check(self, record: FileRecord, query: dict[str, str]) -> None:
-        """403 unless ``query`` is a valid, unexpired signature for ``record``."""
+        """Forbidden unless ``query`` is a valid, unexpired signature for
+        ``record``."""
         try:
             verify(self._key, record.id, query, self._clock.seconds())
         except BadSignature as error:
-            raise Problem(403, str(error)) from None
+            raise errors.Forbidden(str(error)) from None

@@ -18,7 +18,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from uploadd.api.problems import Problem
+from uploadd import errors
 from uploadd.cluster.interface import INodeClient, NodeClientFactory, NodeStatus
 from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
 
@@ -188,7 +188,7 @@ class Registry:
         try:
             await self._store.add_node(record)
         except Conflict:
-            raise Problem(409, f"node {node_id!r} is registered already") from None
+            raise errors.Conflict(f"node {node_id!r} is registered already") from None
         node = self.nodes[node_id] = self._node(record)
         log.info(
             "node {node_id} added at {host}:{port}",
@@ -201,7 +201,7 @@ class Registry:
     def get(self, node_id: str) -> Node:
         node = self.nodes.get(node_id)
         if node is None:
-            raise Problem(404, f"no such node: {node_id}")
+            raise errors.NotFound(f"no such node: {node_id}")
         return node
 
     async def set_mode(self, node_id: str, mode: str) -> Node:
