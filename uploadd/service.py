@@ -52,6 +52,7 @@ from uploadd.api.web import WebAPI
 from uploadd.api.webhooks import WebhooksAPI
 from uploadd.auth.throttle import SignInLimits, SignInThrottle
 from uploadd.auth.tokens import TokenIssuer
+from uploadd.cluster.amp_rsync import AmpRsyncNodes, RsyncSettings
 from uploadd.cluster.locator import Locator
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Registry
@@ -141,7 +142,14 @@ def build(
             )
         )
 
-    registry = Registry(store, reactor, connector)
+    rsync = RsyncSettings(
+        password_file=config.storage.data_dir / "rsync.password",
+        timeout=cluster.rsync_timeout,
+        contimeout=cluster.rsync_contimeout,
+        deadline=cluster.rsync_deadline,
+    )
+    nodes = AmpRsyncNodes(connector, reactor, url_key(cluster_secret), rsync)
+    registry = Registry(store, reactor, nodes)
     pinger = Pinger(
         registry,
         reactor,
@@ -161,12 +169,7 @@ def build(
         ReplicationSettings(
             replicas=cluster.replicas,
             transfers_per_node=cluster.transfers_per_node,
-            rsync_binary="rsync",
-            rsync_timeout=cluster.rsync_timeout,
-            rsync_contimeout=cluster.rsync_contimeout,
-            rsync_deadline=cluster.rsync_deadline,
             keep_local=cluster.keep_local,
-            password_file=config.storage.data_dir / "rsync.password",
             ping_timeout=cluster.ping_timeout,
         ),
         failures=failures,

@@ -1,4 +1,6 @@
-"""The cluster in memory: registry, pinger rise/fall over iosim, with a Clock."""
+"""The cluster in memory: registry and pinger rise/fall against real noded
+twins reached by the AMP + rsync client over iosim, placement, repair
+planning, and downloads located on in-memory node twins; time on a Clock."""
 
 from __future__ import annotations
 
@@ -18,8 +20,11 @@ from noded.client import authenticate
 from noded.files import NodeFiles
 from noded.node import Node as NodedNode
 from noded.node import NodeProtocol
+from noded.signing import url_key
 from tests.support import auth, harness, now
 from tests.unit.test_noded import SECRET, make_node
+from uploadd.cluster.amp_rsync import AmpRsyncNodes, RsyncSettings
+from uploadd.cluster.memory import MemoryNode
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Health, Node, Registry
 from uploadd.store.interface import NodeRecord, Replica
@@ -43,7 +48,9 @@ class Disk(NodeFiles):
 class Network:
     """In-memory nodes (real noded twins over iosim) reachable by id; a node
     can be cut off or silenced, given a ``reserve`` and a disk of a set
-    ``capacity``. A twin's rsync port is its AMP port, so pushes find it."""
+    ``capacity``. A twin's rsync port is its AMP port, so pushes find it;
+    it serves downloads at ``http://<id>.test``; its own pushes (a relay)
+    run on ``processes`` when set."""
 
     tmp_path: Path
     pumps: list[IOPump] = attrs.field(factory=list)
@@ -52,6 +59,7 @@ class Network:
     reserve: dict[str, str] = attrs.field(factory=dict)
     capacity: dict[str, int] = attrs.field(factory=dict)
     twins: dict[str, NodedNode] = attrs.field(factory=dict)
+    processes: Any = None
 
     async def connect(self, record: NodeRecord) -> amp.AMP:
         if record.id in self.dead:
@@ -61,9 +69,12 @@ class Network:
             node__id=record.id,
             node__reserve=self.reserve.get(record.id, "0"),
         )
+        if self.processes is not None:
+            node = attrs.evolve(node, reactor=self.processes)
         if record.id in self.capacity:
             node.files = Disk(node.files.root, capacity=self.capacity[record.id])
         node.rsync_port = record.port
+        node.http_url = f"http://{record.id}.test"
         self.twins[record.id] = node
         client, _, pump = connectedServerAndClient(lambda: NodeProtocol(node), amp.AMP)
         authenticating = Deferred.fromCoroutine(authenticate(client, SECRET))
@@ -77,6 +88,14 @@ class Network:
         for pump in self.pumps:
             pump.flush()
 
+    def clients(self, reactor: Any) -> AmpRsyncNodes:
+        """The AMP + rsync clients uploadd uses, connecting to these twins;
+        ``reactor`` runs their rsync pushes."""
+        password_file = self.tmp_path / "rsync.password"
+        return AmpRsyncNodes(
+            self.connect, reactor, url_key(SECRET), RsyncSettings(password_file)
+        )
+
 
 def health(node: Node) -> Health:
     """The node's health now (a call, so checks after a tick are not narrowed)."""
@@ -87,7 +106,7 @@ def setup(tmp_path: Path, *ids: str) -> tuple[Registry, Pinger, Network, Clock]:
     clock = Clock()
     store = MemoryStore()
     network = Network(tmp_path)
-    registry = Registry(store, clock, network.connect)
+    registry = Registry(store, clock, network.clients(clock))
     now(registry.load(tuple((i, "127.0.0.1", 7000 + n) for n, i in enumerate(ids))))
     pinger = Pinger(registry, clock, 2.0, 1.0, rise=2, fall=3)
     return registry, pinger, network, clock
@@ -123,7 +142,7 @@ def test_an_unreachable_node_falls_down_after_three_failures(tmp_path: Path) -> 
     tick(pinger, network, clock)
     assert health(node) is Health.UP
     network.dead.add("n1")
-    node.drop_connection()
+    node.client.disconnect()
     tick(pinger, network, clock)
     tick(pinger, network, clock)
     assert health(node) is Health.UP
@@ -175,7 +194,7 @@ def test_downloads_avoid_a_node_from_its_first_failed_ping(tmp_path: Path) -> No
     tick(pinger, network, clock)
     assert node.serving
     network.dead.add("n1")
-    node.drop_connection()
+    node.client.disconnect()
     tick(pinger, network, clock)
     assert health(node) is Health.UP
     assert not node.serving
@@ -200,6 +219,7 @@ def test_only_up_active_nodes_with_room_take_replicas(
 ) -> None:
     node = Node(
         NodeRecord("n", "h", 1, 0.0),
+        MemoryNode("n"),
         health=Health.UP,
         reported_state="up",
         free=1000,
@@ -210,6 +230,7 @@ def test_only_up_active_nodes_with_room_take_replicas(
     assert node.usable is usable
     drained = Node(
         NodeRecord("n", "h", 1, 0.0, mode="draining"),
+        MemoryNode("n"),
         health=Health.UP,
         reported_state="up",
         free=1000,
@@ -218,8 +239,10 @@ def test_only_up_active_nodes_with_room_take_replicas(
 
 
 def up(node_id: str, zone: str = "", free: int = 10**9, **extra: Any) -> Node:
+    """An UP node on an in-memory twin (serving downloads at ``http_url``)."""
     return Node(
         NodeRecord(node_id, "h", 1, 0.0, mode=extra.pop("mode", "active")),
+        MemoryNode(node_id, zone=zone, http_url=extra.pop("http_url", "")),
         health=extra.pop("health", Health.UP),
         reported_state=extra.pop("state", "up"),
         free=free,
@@ -358,8 +381,8 @@ async def test_downloads_go_to_the_nearest_serving_node(tmp_path: Path) -> None:
         ("w2", "west", 0.01, 5.0),
         ("w3", "west", 0.01, 1.0),
     ]:
-        node = up(name, zone)
-        node.rtt, node.load, node.http_url = rtt, load, f"http://{name}:1"
+        node = up(name, zone, http_url=f"http://{name}:1")
+        node.rtt, node.load = rtt, load
         registry.nodes[name] = node
         await app.store.add_replica(Replica(stored["id"], name, 3, 0.0))
     path = f"/files/{stored['id']}/content"
@@ -391,8 +414,8 @@ async def test_downloads_and_replica_lists_show_only_reachable_copies(
     ).json()
     registry = app.parts.registry
     for name, rtt in [("near", 0.001), ("far", 0.05)]:
-        node = up(name)
-        node.rtt, node.http_url = rtt, f"http://{name}:1"
+        node = up(name, http_url=f"http://{name}:1")
+        node.rtt = rtt
         registry.nodes[name] = node
         await app.store.add_replica(Replica(stored["id"], name, 3, 0.0))
     path = f"/files/{stored['id']}"

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 from noded.threads import run_inline
 from tests.support import now
 from tests.unit.test_cluster import Network, tick, up
+from uploadd.cluster.interface import NodeStatus
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Health, Registry
 from uploadd.cluster.repair import Repairer, plan
@@ -114,18 +115,13 @@ def cluster(tmp_path: Path, replicas: int, network: Network, *ids: str) -> Clust
     clock = Pushes(network)
     store = MemoryStore()
     blobs = BlobStore(tmp_path / "uploadd")
-    registry = Registry(store, clock, network.connect)
+    registry = Registry(store, clock, network.clients(clock))
     now(registry.load(tuple((i, "127.0.0.1", 7000 + n) for n, i in enumerate(ids))))
     pinger = Pinger(registry, clock, 2.0, 1.0, rise=2, fall=3)
     settings = ReplicationSettings(
         replicas=replicas,
         transfers_per_node=2,
-        rsync_binary="rsync",
-        rsync_timeout=60,
-        rsync_contimeout=10,
-        rsync_deadline=3600,
         keep_local=True,
-        password_file=tmp_path / "rsync.password",
     )
     replicator = Replicator(
         registry, store, blobs, run_inline, clock, settings, failures=FailureLog(clock)
@@ -176,7 +172,7 @@ def test_a_node_silent_after_a_copy_is_charged_for_it(tmp_path: Path) -> None:
     running.clock.advance(1.0)
     assert refreshing.called
     assert node.free == before - 4 * KIB
-    node.note_space(node.pings_asked - 1, {"free": before, "total": 1, "reserved": 0})
+    node.note_space(node.pings_asked - 1, NodeStatus("n1", "up", before, 1, 0, 0.0))
     assert node.free == before - 4 * KIB
 
 
@@ -193,7 +189,7 @@ def test_a_repair_pass_counts_the_copies_it_made(tmp_path: Path) -> None:
     assert len(holders) == 2
     dead = holders[1]
     network.dead.add(dead)
-    running.registry.get(dead).drop_connection()
+    running.registry.get(dead).client.disconnect()
     running.settle(140)  # 70 s: DOWN, then past repair_after
     assert running.registry.get(dead).health is Health.DOWN
     repairer = Repairer(

@@ -4,9 +4,11 @@ Only a node that serves now counts: UP, its last ping answered (a node is
 avoided from its first failed ping, before it is DOWN) and not under audit.
 Nearest means: a node in the zone the client's network maps to (``zones``),
 then the lowest round-trip time, then the lowest load. The answer is a
-signed URL valid for ``download_ttl``. Before any copy exists (or while
-uploadd still has its own) uploadd serves the bytes itself; with copies only
-on nodes that are all down, the answer is 503 with Retry-After.
+URL the node's client signs, valid for ``download_ttl``. Before any copy
+exists (or while uploadd still has its own) uploadd serves the bytes itself;
+with copies only on nodes that are all down, :class:`uploadd.errors.Unavailable`
+says when to retry. uploadd's own signed URLs (for workers fetching a source)
+are made and checked here too, with the same key.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import quote
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
 from noded.signing import BadSignature, signed_query, verify
 from noded.threads import Runner
-from uploadd.api.problems import Problem
+from uploadd import errors
 from uploadd.cluster.registry import Node, Registry
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica
 
@@ -51,25 +52,27 @@ class Locator:
     ) -> str | None:
         """A signed node URL for ``record``, or None to serve ``local``."""
         replicas = await self._store.replicas_of(record.id)
-        serving = [node for node in self.reachable(replicas) if node.http_url]
-        if not serving:
+        expires = self._expires()
+        offers = [
+            (node, url)
+            for node in self.reachable(replicas)
+            if (url := node.client.download_url(record, expires)) is not None
+        ]
+        if not offers:
             if not replicas or await self._run(local.exists):
                 return None
-            raise Problem(
-                503,
+            raise errors.Unavailable(
                 "every node holding this file is down; try again shortly",
-                headers={"Retry-After": "10"},
+                retry_after=10,
             )
         zone = self.zone_of(client)
-        best = min(
-            serving,
-            key=lambda n: (
-                0 if zone and n.zone == zone else 1,
-                n.rtt if n.rtt is not None else float("inf"),
-                n.load,
-            ),
-        )
-        return f"{best.http_url}/files/{quote(record.id)}?{self.sign(record)}"
+
+        def nearness(offer: tuple[Node, str]) -> tuple[int, float, float]:
+            node = offer[0]
+            rtt = node.rtt if node.rtt is not None else float("inf")
+            return (0 if zone and node.zone == zone else 1, rtt, node.load)
+
+        return min(offers, key=nearness)[1]
 
     def reachable(self, replicas: Iterable[Replica]) -> list[Node]:
         """The nodes holding ``replicas`` that serve downloads now: UP, their
@@ -81,16 +84,21 @@ class Locator:
             if r.node_id in nodes and nodes[r.node_id].serving
         ]
 
+    def _expires(self) -> int:
+        return int(self._clock.seconds() + self.ttl)
+
     def sign(self, record: FileRecord) -> str:
-        """A query string that lets its holder fetch ``record`` for ``ttl``."""
-        expires = int(self._clock.seconds() + self.ttl)
+        """A query string that lets its holder fetch ``record`` from uploadd
+        for ``ttl``."""
+        expires = self._expires()
         return signed_query(
             self._key, record.id, expires, record.filename, record.content_type
         )
 
     def check(self, record: FileRecord, query: dict[str, str]) -> None:
-        """403 unless ``query`` is a valid, unexpired signature for ``record``."""
+        """Forbidden unless ``query`` is a valid, unexpired signature for
+        ``record``."""
         try:
             verify(self._key, record.id, query, self._clock.seconds())
         except BadSignature as error:
-            raise Problem(403, str(error)) from None
+            raise errors.Forbidden(str(error)) from None

@@ -1,15 +1,15 @@
-"""The pinger: AMP Ping to every node on a timer; rise/fall make UP and DOWN.
+"""The pinger: a ping to every node on a timer; rise/fall make UP and DOWN.
 
 A node is UP after ``rise`` answered pings in a row and DOWN after ``fall``
 unanswered ones (a ping unanswered within ``timeout`` fails). Downloads
 avoid a node from its first failed ping (see ``Node.serving``). Round-trip
-time is smoothed (EWMA). A failed ping drops the connection; the next ping
-connects again.
+time is smoothed (EWMA). A failed ping lets go of the node's connection; the
+next ping connects again.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList
@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from uploadd.cluster.interface import NodeStatus
 from uploadd.cluster.registry import Health, Node, Registry, reason
 
 log = Logger()
@@ -33,7 +34,8 @@ class Pinger:
     rise: int
     fall: int
     _loop: LoopingCall | None = None
-    on_change: list[Any] = attrs.field(factory=list)
+    # Told of every change of health: (node, its health before).
+    on_change: list[Callable[[Node, Health], object]] = attrs.field(factory=list)
 
     def start(self) -> None:
         self._loop = LoopingCall(self.ping_all)
@@ -46,9 +48,9 @@ class Pinger:
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         for node in self._registry.nodes.values():
-            node.drop_connection()
+            node.client.disconnect()
 
-    def ping_all(self) -> Deferred[Any]:
+    def ping_all(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._round())
 
     async def _round(self) -> None:
@@ -69,19 +71,18 @@ class Pinger:
         try:
             answer = await self._registry.ping(node, self.timeout)
         except Exception as error:
-            node.drop_connection()
+            node.client.disconnect()
             self._failed(node, error)
             return
         self._answered(node, answer, self._clock.seconds() - started)
 
-    def _answered(self, node: Node, answer: dict[str, Any], rtt: float) -> None:
+    def _answered(self, node: Node, answer: NodeStatus, rtt: float) -> None:
         node.failures = 0
         node.successes += 1
         node.last_seen = self._clock.seconds()
         node.rtt = rtt if node.rtt is None else node.rtt + SMOOTHING * (rtt - node.rtt)
-        node.reported_state, node.load = answer["state"], answer["load"]
-        node.zone, node.rsync_port = answer["zone"], answer["rsync_port"]
-        node.http_url = answer["http_url"]
+        node.reported_state, node.load = answer.state, answer.load
+        node.zone = answer.zone
         if node.health is not Health.UP and node.successes >= self.rise:
             self._become(node, Health.UP)
 

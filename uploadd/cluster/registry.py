@@ -2,13 +2,14 @@
 
 Records (id, address, mode) persist in the metadata store; health (UP or
 DOWN by rise/fall, space, load, round-trip time, last seen) lives in memory
-and is what placement, downloads and repair read.
+and is what placement, downloads and repair read. Each node is reached
+through its :class:`~uploadd.cluster.interface.INodeClient`, made by the
+factory the registry is given; nothing here knows what kind of node it is.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -16,15 +17,12 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.protocols import amp
 
-from noded.protocol import Ping
-from uploadd.api.problems import Problem
+from uploadd import errors
+from uploadd.cluster.interface import INodeClient, NodeClientFactory, NodeStatus
 from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
 
 log = Logger()
-
-Connector = Callable[[NodeRecord], Awaitable[amp.AMP]]
 
 
 class Health(enum.Enum):
@@ -35,9 +33,10 @@ class Health(enum.Enum):
 
 @attrs.define(eq=False)
 class Node:
-    """One node: its record and its latest health."""
+    """One node: its record, how to reach it, and its latest health."""
 
     record: NodeRecord
+    client: INodeClient
     health: Health = Health.UNKNOWN
     reported_state: str = "unknown"
     free: int = 0
@@ -50,9 +49,6 @@ class Node:
     down_since: float | None = None
     successes: int = 0
     failures: int = 0
-    rsync_port: int = 0
-    http_url: str = ""
-    connection: amp.AMP | None = None
     auditing: bool = False
     # Bytes of copies placed on this node that have not finished yet: room
     # the last reported ``free`` does not know is taken.
@@ -72,13 +68,13 @@ class Node:
         copies already on their way to it."""
         return self.free - self.reserved - self.in_flight
 
-    def note_space(self, asked: int, answer: dict[str, Any]) -> None:
+    def note_space(self, asked: int, answer: NodeStatus) -> None:
         """The space reported by the answer to ping number ``asked``, unless
         a later ping has been answered already."""
         if asked > self.space_asked:
             self.space_asked = asked
-            self.free, self.total = answer["free"], answer["total"]
-            self.reserved = answer["reserved"]
+            self.free, self.total = answer.free, answer.total
+            self.reserved = answer.reserved
 
     @property
     def usable(self) -> bool:
@@ -121,40 +117,30 @@ class Node:
             "replicas": replica_count,
         }
 
-    def drop_connection(self) -> None:
-        connection, self.connection = self.connection, None
-        if connection is not None and connection.transport is not None:
-            connection.transport.loseConnection()
-
 
 @attrs.define
 class Registry:
     _store: IMetadataStore
     _clock: IReactorTime
-    _connect: Connector
+    _client_for: NodeClientFactory
     nodes: dict[str, Node] = attrs.field(factory=dict)
 
-    async def call(
-        self, node: Node, command: type[amp.Command], **arguments: Any
-    ) -> Any:
-        """``command`` on ``node``, over its connection (made when missing)."""
-        if node.connection is None or node.connection.transport is None:
-            node.connection = await self._connect(node.record)
-        try:
-            return await node.connection.callRemote(command, **arguments)
-        except ConnectionError:
-            node.drop_connection()
-            raise
+    def _node(self, record: NodeRecord) -> Node:
+        return Node(record, self._client_for(record))
 
-    async def ping(self, node: Node, within: float) -> dict[str, Any]:
-        """``node``'s answer to Ping within ``within`` seconds (TimeoutError
+    async def ping(self, node: Node, within: float) -> NodeStatus:
+        """``node``'s answer to a ping within ``within`` seconds (TimeoutError
         after); the space it reports is noted on the node."""
         node.pings_asked += 1
         asked = node.pings_asked
-        pending = Deferred.fromCoroutine(self.call(node, Ping))
+
+        async def asking() -> NodeStatus:
+            return await node.client.ping()
+
+        pending = Deferred.fromCoroutine(asking())
         pending.addTimeout(within, self._clock)
         try:
-            answer: dict[str, Any] = await pending
+            answer = await pending
         except (DeferredTimeout, CancelledError):
             # Deferred's own timeout error reads "(1.0, 'Deferred')" in a log.
             raise TimeoutError(f"no answer to Ping within {within:g} s") from None
@@ -182,17 +168,17 @@ class Registry:
         (uploadctl), so they are used without a restart."""
         records = {record.id: record for record in await self._store.list_nodes()}
         for node_id in set(self.nodes) - set(records):
-            self.nodes.pop(node_id).drop_connection()
+            self.nodes.pop(node_id).client.disconnect()
         for node_id, record in records.items():
             if node_id in self.nodes:
                 self.nodes[node_id].record = record
             else:
-                self.nodes[node_id] = Node(record)
+                self.nodes[node_id] = self._node(record)
 
     async def load(self, seeds: tuple[tuple[str, str, int], ...]) -> None:
         """Nodes from the store, plus any configured seed not there yet."""
         for record in await self._store.list_nodes():
-            self.nodes[record.id] = Node(record)
+            self.nodes[record.id] = self._node(record)
         for node_id, host, port in seeds:
             if node_id not in self.nodes:
                 await self.add(node_id, host, port)
@@ -202,8 +188,8 @@ class Registry:
         try:
             await self._store.add_node(record)
         except Conflict:
-            raise Problem(409, f"node {node_id!r} is registered already") from None
-        node = self.nodes[node_id] = Node(record)
+            raise errors.Conflict(f"node {node_id!r} is registered already") from None
+        node = self.nodes[node_id] = self._node(record)
         log.info(
             "node {node_id} added at {host}:{port}",
             node_id=node_id,
@@ -215,7 +201,7 @@ class Registry:
     def get(self, node_id: str) -> Node:
         node = self.nodes.get(node_id)
         if node is None:
-            raise Problem(404, f"no such node: {node_id}")
+            raise errors.NotFound(f"no such node: {node_id}")
         return node
 
     async def set_mode(self, node_id: str, mode: str) -> Node:
@@ -227,7 +213,7 @@ class Registry:
 
     async def remove(self, node_id: str) -> None:
         node = self.get(node_id)
-        node.drop_connection()
+        node.client.disconnect()
         await self._store.delete_node(node_id)
         del self.nodes[node_id]
         log.info("node {node_id} removed", node_id=node_id)

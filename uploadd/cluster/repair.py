@@ -6,7 +6,8 @@ A copy counts while its node is healthy: UP, or DOWN for less than
 file a page at a time, plans, and acts: copy the file to new nodes (from
 uploadd's own copy or a surviving node), or drop a copy that is surplus,
 preferring to drop from draining nodes. A node returning from DOWN is
-audited (every recorded copy Stat-ed) before downloads go to it again.
+audited (every recorded copy checked with ``stat``) before downloads go to
+it again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from noded.protocol import Delete, Stat
 from uploadd.cluster.registry import Health, Node, Registry
 from uploadd.cluster.replicator import Replicator
 from uploadd.store.interface import IMetadataStore
@@ -201,7 +201,7 @@ class Repairer:
         if node is None:
             return False
         try:
-            await self._registry.call(node, Delete, file_id=file_id)
+            await node.client.delete(file_id)
         except Exception as error:
             log.warn(
                 "dropping {file_id} from {node_id} failed: {error}",
@@ -241,8 +241,8 @@ class Repairer:
                 if record is None:
                     continue
                 try:
-                    held = await self._registry.call(node, Stat, file_id=file_id)
-                    good = (held["size"], held["sha256"]) == (
+                    held = await node.client.stat(file_id)
+                    good = (held.size, held.sha256) == (
                         record.size,
                         record.sha256,
                     )

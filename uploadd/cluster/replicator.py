@@ -1,30 +1,29 @@
-"""Fan-out: every stored file copied to ``replicas`` nodes by rsync, verified.
+"""Fan-out: every stored file copied to ``replicas`` nodes, verified.
 
 Copies to the chosen nodes run in parallel (at most ``transfers_per_node``
-into one node at once), each an rsync subprocess with --timeout,
---contimeout and a wall-clock deadline. A placed copy's bytes are reserved
+into one node at once), each through the node's client (for noded, an rsync
+push with its own timeouts and deadline). A placed copy's bytes are reserved
 on its node (``Node.in_flight``) until the copy has ended and the node has
 reported its free space after it, so placement never counts the same room
-twice. A copy counts only once AMP ``Stat`` on the node reports the file's
-size and sha256. Failed copies are retried with backoff, on other nodes
-where the first stays bad. With every copy verified, uploadd's own copy may
+twice. A copy counts only once the node's ``stat`` reports the file's size
+and sha256. Failed copies are retried with backoff, on other nodes where the
+first stays bad. With uploadd's own copy gone, a node holding the file is
+asked to copy it (repair). With every copy verified, uploadd's own copy may
 go (``keep_local``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from noded import rsync
-from noded.protocol import Replicate, Stat
 from noded.threads import Runner
+from uploadd.cluster.interface import CopyOutcome
 from uploadd.cluster.placement import choose
 from uploadd.cluster.registry import Node, Registry
 from uploadd.events import topics
@@ -40,12 +39,7 @@ log = Logger()
 class ReplicationSettings:
     replicas: int
     transfers_per_node: int
-    rsync_binary: str
-    rsync_timeout: int
-    rsync_contimeout: int
-    rsync_deadline: float
     keep_local: bool
-    password_file: Path
     max_attempts: int = 6
     ping_timeout: float = 1.0
 
@@ -56,7 +50,7 @@ class Replicator:
     _store: IMetadataStore
     _blobs: BlobStore
     _run: Runner
-    _reactor: Any
+    _clock: IReactorTime
     settings: ReplicationSettings
     _lanes: dict[str, DeferredSemaphore] = attrs.field(factory=dict)
     _busy: set[str] = attrs.field(factory=set)
@@ -123,7 +117,7 @@ class Replicator:
                 else:
                     bad.add(node.id)
             if len(holders) < self.settings.replicas:
-                await deferLater(self._reactor, min(30.0, 0.5 * 2**attempt))
+                await deferLater(self._clock, min(30.0, 0.5 * 2**attempt))
         if len(holders) >= self.settings.replicas and not self.settings.keep_local:
             await self._run(self._blobs.remove, file_id)
             log.info("{file_id} fully replicated; local copy removed", file_id=file_id)
@@ -166,22 +160,22 @@ class Replicator:
         """One copy of ``record`` onto ``node``, verified; False if it failed."""
         source = self._blobs.path(record.id)
         if await self._run(source.exists):
-            outcome = await self._push(source, node, record.id)
+            outcome = await node.client.put(record.id, source)
         else:
             outcome = await self._relay(record.id, node, holders)
         if not outcome.ok:
-            self._failed(record.id, node, f"rsync: {outcome.meaning}", outcome.stderr)
+            self._failed(record.id, node, outcome.reason, outcome.detail)
             return False
         try:
-            held = await self._registry.call(node, Stat, file_id=record.id)
+            held = await node.client.stat(record.id)
         except Exception as error:
             self._failed(record.id, node, f"verification failed: {error}", "")
             return False
-        if (held["size"], held["sha256"]) != (record.size, record.sha256):
+        if (held.size, held.sha256) != (record.size, record.sha256):
             self._failed(record.id, node, "the copy does not match", str(held))
             return False
-        replica = Replica(record.id, node.id, record.size, self._reactor.seconds())
-        event = file_event(topics.FILE_REPLICATED, record, self._reactor)
+        replica = Replica(record.id, node.id, record.size, self._clock.seconds())
+        event = file_event(topics.FILE_REPLICATED, record, self._clock)
         event.payload["node_id"] = node.id
         await self._store.add_replica(replica, [event])
         for hook in self.on_change:
@@ -189,44 +183,22 @@ class Replicator:
         log.info("{file_id} verified on {node_id}", file_id=record.id, node_id=node.id)
         return True
 
-    async def _push(self, source: Path, node: Node, file_id: str) -> rsync.Outcome:
-        settings = self.settings
-        args = rsync.push_args(
-            settings.rsync_binary,
-            source,
-            node.record.host,
-            node.rsync_port,
-            file_id,
-            settings.password_file,
-            settings.rsync_timeout,
-            settings.rsync_contimeout,
-        )
-        return await rsync.run(self._reactor, args, settings.rsync_deadline)
-
     async def _relay(
         self, file_id: str, node: Node, holders: list[Node]
-    ) -> rsync.Outcome:
-        """No local copy: ask a node that holds it to push it (repair)."""
+    ) -> CopyOutcome:
+        """No local copy: ask a node that holds it to copy it (repair)."""
         for holder in holders:
             if not holder.serving:
                 continue
             try:
-                answer = await self._registry.call(
-                    holder,
-                    Replicate,
-                    file_id=file_id,
-                    host=node.record.host,
-                    port=node.rsync_port,
-                )
+                return await node.client.copy_from(file_id, holder.client)
             except Exception as error:
                 log.warn(
                     "relay via {node_id} failed: {error}",
                     node_id=holder.id,
                     error=error,
                 )
-                continue
-            return rsync.Outcome(answer["exit_code"], answer["meaning"])
-        return rsync.Outcome(rsync.KILLED, "no copy to relay from")
+        return CopyOutcome(False, "no copy to relay from")
 
     def _failed(self, file_id: str, node: Node, reason: str, detail: str) -> None:
         log.warn(
