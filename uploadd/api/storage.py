@@ -10,11 +10,14 @@
 Chunks may arrive out of order and at once as long as they do not overlap;
 completion checks that every byte is covered. Clients that number bytes from
 1 (``bytes 1-N/N``) are recognised on their first chunk.
+
+This module translates Content-Range headers and form fields to and from the
+resumable core's spans (``uploadd/uploads/``), which holds the rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
 from typing import Any, ClassVar
 
 import attrs
@@ -36,34 +39,66 @@ from uploadd.api.http import (
     read_fields,
     timestamp,
 )
-from uploadd.api.problems import Problem, bad_request
+from uploadd.api.problems import bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
 from uploadd.ingest.multipart import MultipartSink, boundary_of
-from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, UploadRecord
-from uploadd.uploads.ranges import covered_prefix, missing, parse_content_range
+from uploadd.uploads.ranges import covered_prefix
 from uploadd.uploads.resumable import Resumable
+from uploadd.uploads.rules import SpanAsk
+from uploadd.uploads.spans import SpanWrite, begin_span, complete, create_with_span
 
 UPLOADING, COMPLETE = 1, 2
+# Positions of at most 19 digits: past any file, and int() of thousands of
+# digits would raise.
+_CONTENT_RANGE = re.compile(
+    r"^\s*bytes\s+([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})\s*$"
+)
 
 log = Logger()
 
 
-@attrs.define
-class Chunk:
-    """One chunk while its body streams: where it goes and what it claimed.
-    ``created``: this request made the upload, so only its answer tells the
-    client the upload's id."""
+@attrs.frozen
+class ContentRange:
+    """A parsed ``Content-Range: bytes first-last/total`` of an upload chunk."""
 
-    record: UploadRecord
-    start: int
-    end: int | None
-    target: BlobFile
-    release: Any
-    created: bool
+    first: int
+    last: int
+    total: int
+
+    def ask(self, base: int) -> SpanAsk:
+        """The chunk as the core's span, for a client numbering bytes from
+        ``base``."""
+        return SpanAsk(
+            self.first - base, self.last - base + 1, self.total, named="Content-Range"
+        )
+
+    def guess_base(self) -> int:
+        """1 for clients that count bytes from 1 (``bytes 1-N/N``), else 0."""
+        return 1 if self.first >= 1 and self.last == self.total else 0
+
+
+def parse_content_range(header: bytes | None) -> ContentRange:
+    if header is None:
+        raise bad_request(
+            "a chunk needs a Content-Range: bytes FIRST-LAST/TOTAL header"
+        )
+    match = _CONTENT_RANGE.match(header.decode("latin-1"))
+    if not match:
+        raise bad_request(
+            "Content-Range must be bytes FIRST-LAST/TOTAL",
+            content_range=header.decode("latin-1"),
+        )
+    first, last, total = (int(group) for group in match.groups())
+    if last < first or last > total:
+        raise bad_request(
+            "Content-Range is not a span of the total",
+            content_range=header.decode("latin-1"),
+        )
+    return ContentRange(first, last, total)
 
 
 @attrs.define(slots=False)
@@ -89,92 +124,48 @@ class StorageAPI:
 
     async def plan_body(self, admission: Admission) -> BodyPlan:
         headers, owner = admission.headers, admission.principal
+        limit = admission.max_upload_size
         ctype = headers.getRawHeaders(b"content-type")
         boundary = None
         if ctype and ctype[0].lower().startswith(b"multipart/"):
             boundary = boundary_of(ctype[0])
         header = headers.getRawHeaders(b"content-range")
         if admission.endpoint == "post_whole" and header is None:
-            record = await self._uploads.create(owner, "range", None, {})
-            start, end = 0, None
+            ask = SpanAsk(0, None, None, named="Content-Range")
+            write = await create_with_span(self._uploads, owner, "range", ask, limit)
         else:
             content_range = parse_content_range(header[0] if header else None)
             if admission.endpoint == "put_chunk":
                 record = await self._uploads.load(
                     owner, admission.arguments["upload_id"]
                 )
-                if record.state != "open":
-                    raise Problem(409, f"upload {record.id} is already complete")
-                if record.length != content_range.total:
-                    raise bad_request(
-                        f"Content-Range total {content_range.total} is not the "
-                        f"upload's length {record.length}"
-                    )
+                ask = content_range.ask(record.base)
+                write = begin_span(self._uploads, record, ask, limit)
             else:
-                if content_range.total > admission.max_upload_size:
-                    raise problems.too_large(admission.max_upload_size)
-                record = await self._uploads.create(
-                    owner,
-                    "range",
-                    content_range.total,
-                    {},
-                    base=content_range.guess_base(),
+                base = content_range.guess_base()
+                write = await create_with_span(
+                    self._uploads, owner, "range", content_range.ask(base), limit, base
                 )
-            start, end = content_range.span(record.base)
-            if start < 0 or end > content_range.total:
-                raise bad_request("Content-Range lies outside the file")
-        release = self._uploads.reserve(record, start, end or admission.max_upload_size)
-        try:
-            target = self._uploads.span_target(record, start)
-        except BaseException:
-            release()
-            raise
-        created = admission.endpoint != "put_chunk"
-        chunk = Chunk(record, start, end, target, release, created)
+        end = write.ask.end
         return BodyPlan(
-            target,
-            max_size=None if end is None else end - start,
+            write.target,
+            max_size=None if end is None else end - write.ask.start,
             boundary=boundary,
-            context=chunk,
-            on_aborted=lambda written: self._aborted(chunk, written),
-            on_checkpoint=None if created else self._checkpoint(chunk),
-        )
-
-    def _checkpoint(self, chunk: Chunk) -> Callable[[int], Deferred[None]]:
-        """Record the part of a long chunk that is durable so far."""
-
-        async def covered(written: int) -> None:
-            digest = Digest(written, "", "")
-            await self._uploads.covered(chunk.record.id, chunk.start, None, digest)
-
-        return lambda written: Deferred.fromCoroutine(covered(written))
-
-    def _aborted(self, chunk: Chunk, written: int) -> Deferred[None]:
-        """A broken chunk still covers what reached disk; an upload nobody
-        knows the id of goes."""
-
-        async def record() -> None:
-            try:
-                if chunk.created:
-                    await self._uploads.terminate(chunk.record)
-                elif written:
-                    digest = Digest(written, "", "")
-                    await self._uploads.covered(
-                        chunk.record.id, chunk.start, chunk.target, digest
-                    )
-            finally:
-                chunk.release()
-
-        return Deferred.fromCoroutine(record()).addErrback(
-            lambda f: log.failure("recording an interrupted chunk failed", f)
+            context=write,
+            on_aborted=lambda written: Deferred.fromCoroutine(write.aborted(written)),
+            on_checkpoint=(
+                (lambda written: Deferred.fromCoroutine(write.checkpoint(written)))
+                if write.checkpoints
+                else None
+            ),
         )
 
     async def _chunk_landed(
         self, request: IRequest
-    ) -> tuple[UploadRecord, Any, dict[str, str]]:
+    ) -> tuple[UploadRecord, Principal, dict[str, str]]:
         upload = upload_of(request)
         plan, body, digest = await upload.complete()
-        chunk: Chunk = plan.context
+        write: SpanWrite = plan.context
         fields = dict(body.fields) if isinstance(body, MultipartSink) else {}
         for name in ("filename", "parent", "md5"):
             value = arg(request, name)
@@ -189,34 +180,13 @@ class StorageAPI:
         if isinstance(body, MultipartSink) and body.content_type:
             fields.setdefault("content_type", body.content_type)
 
-        async def land() -> UploadRecord:
-            try:
-                expected = None if chunk.end is None else chunk.end - chunk.start
-                if expected is not None and digest.size != expected:
-                    raise bad_request(
-                        f"the chunk has {digest.size} bytes but its Content-Range "
-                        f"says {expected}"
-                    )
-                return await self._uploads.covered(
-                    chunk.record.id,
-                    chunk.start,
-                    chunk.target,
-                    digest,
-                    metadata={
-                        k: v
-                        for k, v in fields.items()
-                        if k in ("filename", "parent", "content_type", "renditions")
-                    },
-                    length=digest.size if chunk.end is None else None,
-                )
-            except Exception:
-                if chunk.created:
-                    await self._uploads.terminate(chunk.record)
-                raise
-            finally:
-                chunk.release()
-
-        record = await shield(Deferred.fromCoroutine(land()))
+        metadata = {
+            k: v
+            for k, v in fields.items()
+            if k in ("filename", "parent", "content_type", "renditions")
+        }
+        landing = write.land(digest, metadata)
+        record = await shield(Deferred.fromCoroutine(landing))
         self._gate.stored(upload)
         return record, upload.principal, fields
 
@@ -235,12 +205,8 @@ class StorageAPI:
     @app.route("/storage/tmp-upload/", methods=["POST"], endpoint="post_whole")
     async def post_whole(self, request: IRequest) -> bytes:
         record, owner, fields = await self._chunk_landed(request)
-        try:
-            record, _ = await self._complete(owner, record, fields.get("md5"))
-        except Exception:
-            # The client never learns this upload's id: nobody can finish it.
-            await self._uploads.terminate(record)
-            raise
+        # The client never learns this upload's id unless it completes.
+        record, _ = await self._complete(owner, record, fields.get("md5"), True)
         return json_body(request, 200, await self._document(request, record))
 
     # -- completion ------------------------------------------------------------
@@ -255,29 +221,14 @@ class StorageAPI:
         return json_body(request, 200, await self._document(request, record))
 
     async def _complete(
-        self, owner: Principal, record: UploadRecord, md5: str | None
+        self,
+        owner: Principal,
+        record: UploadRecord,
+        md5: str | None,
+        created: bool = False,
     ) -> tuple[UploadRecord, FileRecord | None]:
-        if record.state == "complete":
-            return record, None
-        length = record.length or 0
-        gaps = missing(record.ranges, length)
-        if gaps:
-            listed = ", ".join(f"{a}-{b - 1}" for a, b in gaps[:10])
-            raise bad_request(
-                f"bytes {listed} have not arrived",
-                missing=[list(g) for g in gaps[:100]],
-            )
-        digest = await self._uploads.digest(record, length)
-        if md5 and md5.lower() != digest.md5:
-            raise bad_request(
-                f"md5 {md5.lower()} given, but the upload's md5 is {digest.md5}; "
-                "the upload is kept for another try",
-                given=md5.lower(),
-                actual=digest.md5,
-            )
-        return await shield(
-            Deferred.fromCoroutine(self._uploads.finish(owner, record, digest))
-        )
+        ending = complete(self._uploads, owner, record, md5, created)
+        return await shield(Deferred.fromCoroutine(ending))
 
     async def _document(
         self, request: IRequest, record: UploadRecord

@@ -4,6 +4,10 @@ Core (HEAD, PATCH), creation, creation-with-upload, creation-defer-length,
 expiration, checksum (sha1, md5, sha256), termination and concatenation.
 Two PATCHes on one upload never interleave: the second is answered 423
 Locked while the first runs (HEAD shows how far the first got).
+
+This module translates tus headers to and from the resumable core
+(``uploadd/uploads/``), which holds every rule of offsets, lengths, writers,
+expiry and completion; what is left here is the protocol's syntax.
 """
 
 from __future__ import annotations
@@ -13,8 +17,7 @@ import binascii
 import hashlib
 import re
 import uuid
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import attrs
 from klein import Klein
@@ -32,10 +35,13 @@ from uploadd.api.http import base_url, empty
 from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.ingest.sink import BlobFile
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import UploadRecord
-from uploadd.uploads.resumable import Lock, Resumable
+from uploadd.uploads import rules
+from uploadd.uploads.appends import Append, BodyCheck, appendable, begin_append
+from uploadd.uploads.resumable import Resumable
+from uploadd.uploads.rules import AppendAsk
 
 VERSION = "1.0.0"
 EXTENSIONS = (
@@ -114,8 +120,8 @@ def parse_size(text: str | None, name: str) -> int | None:
     return int(text)
 
 
-def parse_checksum(text: str | None) -> tuple[Any, bytes] | None:
-    """Upload-Checksum: ``algorithm base64`` -> (hasher, expected digest)."""
+def parse_checksum(text: str | None) -> BodyCheck | None:
+    """Upload-Checksum: ``algorithm base64`` -> the check of one body."""
     if text is None:
         return None
     algorithm, _, encoded = text.partition(" ")
@@ -128,23 +134,21 @@ def parse_checksum(text: str | None) -> tuple[Any, bytes] | None:
         expected = base64.b64decode(encoded.strip(), validate=True)
     except binascii.Error:
         raise bad_request("Upload-Checksum is not 'algorithm base64digest'") from None
-    return hashlib.new(algorithm, usedforsecurity=False), expected
+    hasher = hashlib.new(algorithm, usedforsecurity=False)
+    return BodyCheck(hasher, expected, named="Upload-Checksum")
 
 
 def upload_id_of(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
-@attrs.define
-class Append:
-    """The state of one PATCH (or creation-with-upload) while its body streams."""
+@attrs.frozen
+class Concatenation:
+    """The creation of a final upload: no body (its empty file only makes the
+    gate refuse one), the partial uploads it joins."""
 
-    record: UploadRecord | None
-    lock: Lock | None
     target: BlobFile
-    checksum: bytes | None
-    created: bool = False
-    final_parts: tuple[str, ...] = ()
+    parts: tuple[str, ...]
 
 
 @attrs.define(slots=False)
@@ -216,100 +220,62 @@ class TusAPI:
                 raise bad_request("Upload-Concat: final;URL URL... names no uploads")
             for part in urls:
                 await self._uploads.load(owner, upload_id_of(part))
-            # A final upload takes no body; its (empty) plan only makes the
-            # gate refuse one.
             staging = BlobFile(self._blobs.staging_path(uuid.uuid4().hex), fsync=False)
             parts = tuple(upload_id_of(u) for u in urls)
-            return BodyPlan(
-                staging,
-                max_size=0,
-                context=Append(None, None, staging, None, final_parts=parts),
-            )
+            return BodyPlan(staging, max_size=0, context=Concatenation(staging, parts))
         if concat not in (None, "partial"):
             raise bad_request("Upload-Concat is 'partial' or 'final;URL URL...'")
         if length is None and deferred != "1":
             raise bad_request("send Upload-Length, or Upload-Defer-Length: 1")
         if length is not None and deferred is not None:
             raise bad_request("send Upload-Length or Upload-Defer-Length, not both")
-        if length is not None and length > limit:
-            raise problems.too_large(limit)
+        rules.check_length(length, limit)
         checksum = parse_checksum(header(headers, "Upload-Checksum"))
         if has_body:
             self._check_offset_type(headers)
         record = await self._uploads.create(
             owner, "tus", length, metadata, concat=concat
         )
-        lock = self._uploads.lock(record.id)
-        target = self._uploads.append_target(record, checksum[0] if checksum else None)
-        append = Append(record, lock, target, checksum[1] if checksum else None, True)
-        return BodyPlan(
-            target,
-            max_size=length if length is not None else limit,
-            context=append,
-            on_aborted=self._aborted(append),
+        append = begin_append(
+            self._uploads, record, AppendAsk(0), limit, checksum, created=True
         )
+        return self._plan(append)
 
     async def _plan_patch(self, admission: Admission) -> BodyPlan:
         headers, owner = admission.headers, admission.principal
         self._check_offset_type(headers)
-        record = await self._uploads.load(owner, admission.arguments["upload_id"])
-        if record.concat == "final":
-            raise problems.forbidden("a final (concatenated) upload takes no PATCH")
+        record = await appendable(
+            self._uploads, owner, admission.arguments["upload_id"]
+        )
         offset = parse_size(header(headers, "Upload-Offset"), "Upload-Offset")
         if offset is None:
             raise bad_request("PATCH needs an Upload-Offset header")
-        new_length = parse_size(header(headers, "Upload-Length"), "Upload-Length")
-        checksum = parse_checksum(header(headers, "Upload-Checksum"))
-        lock = self._uploads.lock(record.id)
-        try:
-            if offset != record.received:
-                raise Problem(
-                    409,
-                    f"Upload-Offset {offset} is not the upload's offset "
-                    f"{record.received}; HEAD it and resume from there",
-                    headers={"Upload-Offset": str(record.received)},
-                    extra={"offset": record.received},
-                )
-            if new_length is not None:
-                if record.length is not None and new_length != record.length:
-                    raise bad_request("Upload-Length is already set")
-                if (
-                    new_length < record.received
-                    or new_length > admission.max_upload_size
-                ):
-                    raise problems.too_large(admission.max_upload_size)
-                record = attrs.evolve(record, length=new_length)
-            room = (
-                record.length - record.received
-                if record.length is not None
-                else admission.max_upload_size - record.received
-            )
-            if admission.length is not None and admission.length > room:
-                raise Problem(
-                    413,
-                    f"the chunk of {admission.length} bytes runs past the upload's "
-                    f"length; {room} bytes remain",
-                )
-            target = self._uploads.append_target(
-                record, checksum[0] if checksum else None
-            )
-        except BaseException:
-            lock.release()
-            raise
-        append = Append(record, lock, target, checksum[1] if checksum else None)
-        return BodyPlan(
-            target,
-            max_size=room,
-            context=append,
-            on_aborted=self._aborted(append),
-            # A body under a checksum is only good once all of it is checked.
-            on_checkpoint=None if checksum else self._checkpoint(record),
+        ask = AppendAsk(
+            offset,
+            length=parse_size(header(headers, "Upload-Length"), "Upload-Length"),
+            body_length=admission.length,
+            named="Upload-Offset",
         )
+        checksum = parse_checksum(header(headers, "Upload-Checksum"))
+        append = begin_append(
+            self._uploads, record, ask, admission.max_upload_size, checksum
+        )
+        return self._plan(append)
 
-    def _checkpoint(self, record: UploadRecord) -> Callable[[int], Deferred[None]]:
-        """Record the offset a long PATCH has made durable so far."""
-        return lambda written: Deferred.fromCoroutine(
-            self._uploads.checkpoint(record, written)
+    @staticmethod
+    def _plan(append: Append) -> BodyPlan:
+        """The body goes into the upload's file; an interrupted one is
+        recorded by the core, and a long one checkpointed where it may be."""
+        return BodyPlan(
+            append.target,
+            max_size=append.terms.room,
+            context=append,
+            on_aborted=lambda written: Deferred.fromCoroutine(append.aborted(written)),
+            on_checkpoint=(
+                (lambda written: Deferred.fromCoroutine(append.checkpoint(written)))
+                if append.checkpoints
+                else None
+            ),
         )
 
     @staticmethod
@@ -320,62 +286,21 @@ class TusAPI:
                 415, "a tus body is Content-Type: application/offset+octet-stream"
             )
 
-    def _aborted(self, append: Append) -> Any:
-        """Keep what an interrupted body wrote (unless it had a checksum, which
-        cannot be checked now, or it created the upload and the client never
-        learnt where it is), then let the next PATCH in."""
-
-        def aborted(written: int) -> Deferred[None]:
-            async def record() -> None:
-                assert append.record is not None and append.lock is not None
-                try:
-                    if append.created:
-                        await self._uploads.terminate(append.record)
-                    elif append.checksum is None:
-                        append.record = await self._uploads.interrupted(
-                            append.record, written
-                        )
-                    else:
-                        await self._uploads.rewind(append.record)
-                finally:
-                    append.lock.release()
-
-            return Deferred.fromCoroutine(record()).addErrback(
-                lambda f: log.failure("recording an interrupted body failed", f)
-            )
-
-        return aborted
-
     @app.route("/uploads/", methods=["POST"], endpoint="create")
     async def create(self, request: IRequest) -> bytes:
         upload = upload_of(request)
         plan, _, digest = await upload.complete()
-        append: Append = plan.context
-        if append.final_parts:
-            await self._run(append.target.path.unlink, True)
-            record, stored = await shield(
-                Deferred.fromCoroutine(
-                    self._uploads.assemble(
-                        upload.principal,
-                        append.final_parts,
-                        parse_metadata(
-                            header(request.requestHeaders, "Upload-Metadata")
-                        ),
-                    )
-                )
+        context: Append | Concatenation = plan.context
+        if isinstance(context, Concatenation):
+            await self._run(context.target.path.unlink, True)
+            metadata = parse_metadata(header(request.requestHeaders, "Upload-Metadata"))
+            assembling = self._uploads.assemble(
+                upload.principal, context.parts, metadata
             )
+            record, stored = await shield(Deferred.fromCoroutine(assembling))
         else:
-            try:
-                record, stored = await shield(
-                    Deferred.fromCoroutine(
-                        self._landed(upload.principal, append, digest)
-                    )
-                )
-            except Exception:
-                # The client is not told where the upload is: nobody resumes it.
-                assert append.record is not None
-                await self._uploads.terminate(append.record)
-                raise
+            landing = context.land(upload.principal, digest)
+            record, stored = await shield(Deferred.fromCoroutine(landing))
         self._gate.stored(upload, stored.id if stored else None)
         self._tus_headers(request, record)
         location = f"{base_url(request, self._public_url)}/uploads/{record.id}"
@@ -389,35 +314,12 @@ class TusAPI:
         upload = upload_of(request)
         plan, _, digest = await upload.complete()
         append: Append = plan.context
-        record, stored = await shield(
-            Deferred.fromCoroutine(self._landed(upload.principal, append, digest))
-        )
+        landing = append.land(upload.principal, digest)
+        record, stored = await shield(Deferred.fromCoroutine(landing))
         self._gate.stored(upload, stored.id if stored else None)
         self._tus_headers(request, record)
         request.setHeader(b"upload-offset", b"%d" % record.received)
         return empty(request, 204)
-
-    async def _landed(
-        self, owner: Principal, append: Append, digest: Digest
-    ) -> tuple[UploadRecord, Any]:
-        """A body is durable: check its checksum, advance, finish if complete."""
-        assert append.record is not None and append.lock is not None
-        try:
-            record = append.record
-            if append.checksum is not None and digest.check != append.checksum:
-                await self._uploads.rewind(record)
-                raise Problem(
-                    460,
-                    "the body does not match its Upload-Checksum; it was discarded",
-                    title="Checksum Mismatch",
-                )
-            record = await self._uploads.appended(record, append.target, digest)
-            if record.length is not None and record.received == record.length:
-                whole = await self._uploads.digest(record, record.length)
-                return await self._uploads.finish(owner, record, whole)
-            return record, None
-        finally:
-            append.lock.release()
 
     # -- state -----------------------------------------------------------------
 
@@ -446,11 +348,6 @@ class TusAPI:
     @app.route("/uploads/<upload_id>", methods=["DELETE"])
     async def terminate(self, request: IRequest, upload_id: str) -> bytes:
         owner = self._principal(request, Action.CREATE)
-        record = await self._uploads.load(owner, upload_id)
-        lock = self._uploads.lock(record.id)
-        try:
-            await self._uploads.terminate(record)
-        finally:
-            lock.release()
+        await self._uploads.delete(owner, upload_id)
         self._tus_headers(request)
         return empty(request, 204)

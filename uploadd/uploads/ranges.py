@@ -1,19 +1,8 @@
-"""Byte spans as half-open ``(start, end)`` pairs, and Content-Range headers."""
+"""Byte spans as half-open ``(start, end)`` pairs: merging, gaps, overlaps."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-
-import attrs
-
-from uploadd.api.problems import bad_request
-
-# Positions of at most 19 digits: past any file, and int() of thousands of
-# digits would raise.
-_CONTENT_RANGE = re.compile(
-    r"^\s*bytes\s+([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})\s*$"
-)
 
 
 def merge(spans: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
@@ -47,40 +36,3 @@ def missing(spans: Iterable[tuple[int, int]], length: int) -> list[tuple[int, in
 
 def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
-
-
-@attrs.frozen
-class ContentRange:
-    """A parsed ``Content-Range: bytes first-last/total`` of an upload chunk."""
-
-    first: int
-    last: int
-    total: int
-
-    def span(self, base: int) -> tuple[int, int]:
-        """The chunk as ``[start, end)`` for a client numbering bytes from ``base``."""
-        return self.first - base, self.last - base + 1
-
-    def guess_base(self) -> int:
-        """1 for clients that count bytes from 1 (``bytes 1-N/N``), else 0."""
-        return 1 if self.first >= 1 and self.last == self.total else 0
-
-
-def parse_content_range(header: bytes | None) -> ContentRange:
-    if header is None:
-        raise bad_request(
-            "a chunk needs a Content-Range: bytes FIRST-LAST/TOTAL header"
-        )
-    match = _CONTENT_RANGE.match(header.decode("latin-1"))
-    if not match:
-        raise bad_request(
-            "Content-Range must be bytes FIRST-LAST/TOTAL",
-            content_range=header.decode("latin-1"),
-        )
-    first, last, total = (int(group) for group in match.groups())
-    if last < first or last > total:
-        raise bad_request(
-            "Content-Range is not a span of the total",
-            content_range=header.decode("latin-1"),
-        )
-    return ContentRange(first, last, total)

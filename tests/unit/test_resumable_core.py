@@ -1,0 +1,487 @@
+"""The resumable core without HTTP: the rules every protocol adapter shares
+(offsets, lengths, deferred and stated-complete lengths, one writer per
+upload, spans, expiry, completion), on a memory store and a Clock."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import pytest
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+
+from noded.threads import run_inline
+from uploadd import errors
+from uploadd.auth.tokens import Principal
+from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.library import Library
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import UploadRecord
+from uploadd.store.memory import MemoryStore
+from uploadd.uploads import rules, spans
+from uploadd.uploads.appends import Append, BodyCheck, appendable, begin_append
+from uploadd.uploads.resumable import Resumable
+from uploadd.uploads.rules import AppendAsk, SpanAsk
+from uploadd.uploads.writers import Writers
+
+T = TypeVar("T")
+ALICE = Principal(1, "alice", frozenset({"write"}))
+BOB = Principal(2, "bob", frozenset({"write"}))
+ADMIN = Principal(3, "root", frozenset({"admin"}))
+LIMIT = 1000
+DAY = 24 * 3600.0
+
+
+def now(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The outcome of a coroutine that completes without waiting (a memory
+    store, inline threads): its result, or its error raised here."""
+    outcome: list[Any] = []
+    Deferred.fromCoroutine(coroutine).addBoth(outcome.append)
+    assert outcome, "the coroutine waited on something"
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    result: T = outcome[0]
+    return result
+
+
+def upload(**fields: Any) -> UploadRecord:
+    """An open upload record of alice's, changed by ``fields``."""
+    record = UploadRecord("u1", 1, "test", None, 0.0, DAY)
+    return attrs.evolve(record, **fields)
+
+
+@attrs.define
+class Core:
+    uploads: Resumable
+    store: MemoryStore
+    blobs: BlobStore
+    clock: Clock
+
+    def create(
+        self, length: int | None, metadata: dict[str, str] | None = None
+    ) -> UploadRecord:
+        return now(self.uploads.create(ALICE, "test", length, metadata or {}))
+
+    def record(self, upload_id: str) -> UploadRecord:
+        return self.store.uploads[upload_id]
+
+    def bytes_of(self, upload_id: str) -> bytes:
+        return self.blobs.upload_path(upload_id).read_bytes()
+
+
+@pytest.fixture
+def core(tmp_path: Path) -> Core:
+    store, clock = MemoryStore(), Clock()
+    blobs = BlobStore(tmp_path)
+    blobs.prepare()
+    library = Library(store, blobs, run_inline, clock)
+    return Core(
+        Resumable(store, blobs, library, run_inline, clock, DAY), store, blobs, clock
+    )
+
+
+def written(target: BlobFile, data: bytes) -> Digest:
+    """Write ``data`` as one body into ``target`` the way the writer threads
+    do, and close it durably."""
+    target.write_sha256([data])
+    target.update_md5([data])
+    return target.close()
+
+
+def append(core: Core, upload_id: str, offset: int, data: bytes, **ask: Any) -> Any:
+    """Admit, write and land one append of ``data`` at ``offset``."""
+    record = now(appendable(core.uploads, ALICE, upload_id))
+    admitted = begin_append(core.uploads, record, AppendAsk(offset, **ask), LIMIT)
+    return now(admitted.land(ALICE, written(admitted.target, data)))
+
+
+# -- the rules, as pure functions ------------------------------------------------
+
+
+def test_an_append_must_start_at_the_upload_offset_and_the_conflict_names_it() -> None:
+    """An append from any offset but the upload's is a Conflict carrying the
+    offset to resume from, in the words the client used."""
+    record = upload(length=10, received=4)
+    with pytest.raises(errors.Conflict) as stale:
+        rules.admit_append(record, AppendAsk(3, named="Upload-Offset"), LIMIT)
+    assert stale.value.offset == 4
+    assert stale.value.detail.startswith("Upload-Offset 3 is not")
+    terms = rules.admit_append(record, AppendAsk(4), LIMIT)
+    assert (terms.length, terms.room) == (10, 6)
+
+
+def test_a_deferred_length_is_stated_once_and_then_must_agree() -> None:
+    """An upload without a length takes one stated with an append; after
+    that the same length is accepted and another is Invalid."""
+    open_ended = upload(received=3)
+    assert rules.admit_append(open_ended, AppendAsk(3), LIMIT).length is None
+    stated = rules.admit_append(open_ended, AppendAsk(3, length=6), LIMIT)
+    assert (stated.length, stated.room) == (6, 3)
+    known = upload(length=6, received=3)
+    assert rules.admit_append(known, AppendAsk(3, length=6), LIMIT).length == 6
+    with pytest.raises(errors.Invalid):
+        rules.admit_append(known, AppendAsk(3, length=7), LIMIT)
+
+
+def test_a_stated_length_covers_what_arrived_and_stays_within_the_limit() -> None:
+    """A length below the bytes already here, or over the limit, is TooLarge
+    naming the limit; so is a declared length over the limit at creation."""
+    record = upload(received=5)
+    for length in (4, LIMIT + 1):
+        with pytest.raises(errors.TooLarge) as refused:
+            rules.admit_append(record, AppendAsk(5, length=length), LIMIT)
+        assert refused.value.limit == LIMIT
+    with pytest.raises(errors.TooLarge):
+        rules.check_length(LIMIT + 1, LIMIT)
+    rules.check_length(LIMIT, LIMIT)
+    rules.check_length(None, LIMIT)
+
+
+def test_a_body_may_carry_only_the_room_the_length_leaves() -> None:
+    """With a length the room is what it leaves; without one, what the limit
+    leaves. A body known to be larger is TooLarge naming that room."""
+    assert rules.admit_append(upload(received=2), AppendAsk(2), LIMIT).room == 998
+    record = upload(length=10, received=4)
+    assert rules.admit_append(record, AppendAsk(4, body_length=6), LIMIT).room == 6
+    with pytest.raises(errors.TooLarge) as refused:
+        rules.admit_append(record, AppendAsk(4, body_length=7), LIMIT)
+    assert refused.value.limit == 6
+
+
+def test_a_complete_flag_states_the_length_where_the_body_ends() -> None:
+    """A last body of known size states the upload's length (offset + size),
+    under the same rules as a stated length; of unknown size, the upload
+    ends wherever the body does."""
+    record = upload(received=4)
+    known = rules.admit_append(
+        record, AppendAsk(4, complete=True, body_length=3), LIMIT
+    )
+    assert (known.length, known.room, known.ends_upload) == (7, 3, False)
+    unknown = rules.admit_append(record, AppendAsk(4, complete=True), LIMIT)
+    assert (unknown.length, unknown.ends_upload) == (None, True)
+    with pytest.raises(errors.Invalid):
+        rules.admit_append(
+            upload(length=10, received=4),
+            AppendAsk(4, complete=True, body_length=3),
+            LIMIT,
+        )
+
+
+def test_a_final_upload_takes_no_appends() -> None:
+    """A concatenated upload is made of its parts: an append is Forbidden."""
+    with pytest.raises(errors.Forbidden):
+        rules.admit_append(upload(concat="final", length=5), AppendAsk(0), LIMIT)
+    rules.check_appendable(upload(concat="partial"))
+
+
+def test_a_span_states_the_upload_length_and_lies_inside_it() -> None:
+    """A span whose total is not the upload's length, or that reaches past
+    it or before 0, is Invalid in the client's words."""
+    record = upload(length=10)
+    rules.admit_span(record, SpanAsk(0, 10, 10))
+    with pytest.raises(errors.Invalid) as other_total:
+        rules.admit_span(record, SpanAsk(0, 5, 11, named="Content-Range"))
+    assert other_total.value.detail.startswith("Content-Range total 11")
+    for start, end in ((-1, 5), (5, 11)):
+        with pytest.raises(errors.Invalid):
+            rules.admit_span(record, SpanAsk(start, end, 10))
+
+
+def test_a_span_on_a_complete_upload_is_a_conflict() -> None:
+    """Bytes for an upload that has ended are a Conflict, without an offset."""
+    with pytest.raises(errors.Conflict) as ended:
+        rules.admit_span(upload(length=10, state="complete"), SpanAsk(0, 5, 10))
+    assert ended.value.offset is None
+
+
+def test_a_span_body_fills_its_span_exactly() -> None:
+    """A body shorter or longer than the span it stated is Invalid; an
+    open-ended span takes any size."""
+    rules.check_span_filled(SpanAsk(3, 7, 10), 4)
+    for size in (3, 5):
+        with pytest.raises(errors.Invalid):
+            rules.check_span_filled(SpanAsk(3, 7, 10, named="Content-Range"), size)
+    rules.check_span_filled(SpanAsk(0, None, None), 12345)
+
+
+def test_completion_lists_the_bytes_that_have_not_arrived() -> None:
+    """An upload with gaps is not complete: Invalid listing the gaps."""
+    with pytest.raises(errors.Invalid) as gaps:
+        rules.check_covered(upload(length=30, ranges=((0, 10), (20, 30))))
+    assert gaps.value.extra["missing"] == [[10, 20]]
+    rules.check_covered(upload(length=30, ranges=((0, 30),)))
+    assert rules.is_complete(upload(length=3, received=3))
+    assert not rules.is_complete(upload(received=3))
+
+
+def test_an_md5_given_at_completion_must_be_the_uploads() -> None:
+    """A wrong md5 is Invalid naming both; the right one in any case, or
+    none, passes."""
+    actual = hashlib.md5(b"abc").hexdigest()
+    with pytest.raises(errors.Invalid) as wrong:
+        rules.check_md5("0" * 32, actual)
+    assert wrong.value.extra == {"given": "0" * 32, "actual": actual}
+    rules.check_md5(actual.upper(), actual)
+    rules.check_md5(None, actual)
+
+
+def test_an_open_upload_expires_once_idle_past_its_time() -> None:
+    """Open past ``expires_at`` (or marked expired) is expired; a complete
+    upload never is."""
+    assert not rules.has_expired(upload(expires_at=10.0), 9.9)
+    assert rules.has_expired(upload(expires_at=10.0), 10.0)
+    assert rules.has_expired(upload(state="expired"), 0.0)
+    assert not rules.has_expired(upload(state="complete", expires_at=10.0), 99.0)
+
+
+def test_only_the_owner_or_an_admin_sees_an_upload() -> None:
+    assert rules.visible_to(ALICE, 1)
+    assert rules.visible_to(ADMIN, 1)
+    assert not rules.visible_to(BOB, 1)
+
+
+def test_only_complete_partial_uploads_join_a_final_one() -> None:
+    """A part that is not partial is Invalid; one still open a Conflict."""
+    rules.check_part(upload(concat="partial", state="complete"))
+    with pytest.raises(errors.Invalid):
+        rules.check_part(upload(state="complete"))
+    with pytest.raises(errors.Conflict):
+        rules.check_part(upload(concat="partial"))
+
+
+def test_one_appender_per_upload_and_spans_that_do_not_overlap() -> None:
+    """A second appender is Busy until the first releases; a span over one
+    still arriving is a Conflict, a disjoint one is not."""
+    writers = Writers()
+    first = writers.claim("u1")
+    with pytest.raises(errors.Busy):
+        writers.claim("u1")
+    writers.claim("u2").release()
+    first.release()
+    first.release()
+    writers.claim("u1").release()
+    release = writers.reserve("u3", 0, 100)
+    with pytest.raises(errors.Conflict):
+        writers.reserve("u3", 50, 150)
+    writers.reserve("u3", 100, 200)()
+    assert writers.busy("u3")
+    release()
+    assert not writers.busy("u3")
+
+
+# -- the core on a memory store ------------------------------------------------
+
+
+def test_appends_advance_the_offset_and_the_last_makes_the_file(core: Core) -> None:
+    """Two appends fill an upload; the first leaves it open at its offset,
+    the second finishes it into a file with the hashes of the whole."""
+    record = core.create(6, metadata={"filename": "six.txt"})
+    opened, stored = append(core, record.id, 0, b"abc")
+    assert (opened.received, opened.state, stored) == (3, "open", None)
+    done, stored = append(core, record.id, 3, b"def")
+    assert done.state == "complete" and stored is not None
+    assert stored.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+    assert core.store.files[record.id].filename == "six.txt"
+
+
+def test_a_stale_append_and_a_second_writer_change_nothing(core: Core) -> None:
+    """While an append streams, another is Busy and so is deleting the
+    upload; an append at a stale offset is a Conflict. The first lands."""
+    record = core.create(6)
+    first = begin_append(core.uploads, record, AppendAsk(0), LIMIT)
+    with pytest.raises(errors.Busy):
+        begin_append(core.uploads, record, AppendAsk(0), LIMIT)
+    with pytest.raises(errors.Busy):
+        now(core.uploads.delete(ALICE, record.id))
+    landed, _ = now(first.land(ALICE, written(first.target, b"abc")))
+    assert landed.received == 3
+    with pytest.raises(errors.Conflict) as stale:
+        begin_append(core.uploads, landed, AppendAsk(0), LIMIT)
+    assert stale.value.offset == 3
+    assert core.record(record.id).received == 3
+
+
+def test_an_interrupted_append_keeps_its_durable_bytes(core: Core) -> None:
+    """A body that breaks off keeps what reached disk, and the next append
+    continues from there."""
+    record = core.create(6)
+    broken = begin_append(core.uploads, record, AppendAsk(0), LIMIT)
+    broken.target.write_sha256([b"ab"])
+    kept = broken.target.discard()
+    now(broken.aborted(kept))
+    assert core.record(record.id).received == 2
+    done, stored = append(core, record.id, 2, b"cdef")
+    assert done.state == "complete" and stored is not None
+    assert stored.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_a_checksum_mismatch_discards_the_body_and_keeps_the_offset(
+    core: Core,
+) -> None:
+    """A body that is not what its checksum vouched for is ChecksumMismatch;
+    its bytes are cut off and the offset stays. An interrupted body under a
+    checksum keeps nothing."""
+    record = core.create(6)
+    append(core, record.id, 0, b"abc")
+    vouched = BodyCheck(hashlib.sha1(), hashlib.sha1(b"xyz").digest())
+    current = core.record(record.id)
+    wrong = begin_append(core.uploads, current, AppendAsk(3), LIMIT, vouched)
+    with pytest.raises(errors.ChecksumMismatch):
+        now(wrong.land(ALICE, written(wrong.target, b"def")))
+    assert core.record(record.id).received == 3
+    assert core.bytes_of(record.id) == b"abc"
+    vouched = BodyCheck(hashlib.sha1(), hashlib.sha1(b"def").digest())
+    broken = begin_append(core.uploads, current, AppendAsk(3), LIMIT, vouched)
+    assert not broken.checkpoints
+    broken.target.write_sha256([b"de"])
+    now(broken.aborted(broken.target.discard()))
+    assert core.record(record.id).received == 3
+    assert core.bytes_of(record.id) == b"abc"
+
+
+def test_an_upload_created_with_its_body_goes_when_the_body_fails(
+    core: Core,
+) -> None:
+    """Nobody knows an upload made by the request whose body failed: it is
+    removed, records and bytes, whether the body broke off or was refused."""
+    for fail in ("abort", "checksum"):
+        record = core.create(3)
+        vouched = BodyCheck(hashlib.sha1(), b"not it")
+        made: Append = begin_append(
+            core.uploads, record, AppendAsk(0), LIMIT, vouched, created=True
+        )
+        if fail == "abort":
+            now(made.aborted(made.target.discard()))
+        else:
+            with pytest.raises(errors.ChecksumMismatch):
+                now(made.land(ALICE, written(made.target, b"abc")))
+        assert record.id not in core.store.uploads
+        assert not core.blobs.upload_path(record.id).exists()
+
+
+def test_a_complete_flag_of_unknown_size_ends_the_upload_with_its_body(
+    core: Core,
+) -> None:
+    """An upload of unknown length, sent a last body whose size was not
+    known in advance, becomes a file of exactly the bytes that arrived."""
+    record = core.create(None)
+    append(core, record.id, 0, b"abc")
+    done, stored = append(core, record.id, 3, b"de", complete=True)
+    assert (done.length, done.state) == (5, "complete")
+    assert stored is not None and stored.size == 5
+
+
+def test_expired_uploads_are_gone_and_the_sweeper_spares_busy_ones(
+    core: Core,
+) -> None:
+    """Past its time an upload is Gone; the sweeper frees its bytes, but not
+    while a body is still being written to it."""
+    idle, busy = core.create(10), core.create(10)
+    writing = begin_append(core.uploads, busy, AppendAsk(0), LIMIT)
+    core.clock.advance(DAY + 1)
+    with pytest.raises(errors.Gone):
+        now(core.uploads.load(ALICE, idle.id))
+    assert now(core.uploads.sweep()) == 2
+    assert not core.blobs.upload_path(idle.id).exists()
+    assert core.record(idle.id).state == "expired"
+    assert core.blobs.upload_path(busy.id).exists()
+    now(writing.aborted(writing.target.discard()))
+    now(core.uploads.sweep())
+    assert not core.blobs.upload_path(busy.id).exists()
+
+
+def test_someone_elses_upload_is_not_found(core: Core) -> None:
+    """Another user's upload looks like none; an admin sees it."""
+    record = core.create(10)
+    with pytest.raises(errors.NotFound):
+        now(core.uploads.load(BOB, record.id))
+    with pytest.raises(errors.NotFound):
+        now(appendable(core.uploads, BOB, record.id))
+    assert now(core.uploads.load(ADMIN, record.id)).id == record.id
+
+
+def test_spans_land_in_any_order_and_complete_once_all_arrived(
+    core: Core,
+) -> None:
+    """Spans sent last-first land side by side; completion refuses while a
+    gap remains, refuses a wrong md5 and keeps the upload, then finishes."""
+    data = b"0123456789" * 3
+    first = now(
+        spans.create_with_span(core.uploads, ALICE, "test", SpanAsk(20, 30, 30), LIMIT)
+    )
+    record = now(first.land(written(first.target, data[20:]), {"filename": "f"}))
+    second = spans.begin_span(core.uploads, record, SpanAsk(0, 10, 30), LIMIT)
+    record = now(second.land(written(second.target, data[:10]), {}))
+    with pytest.raises(errors.Invalid) as early:
+        now(spans.complete(core.uploads, ALICE, record))
+    assert early.value.extra["missing"] == [[10, 20]]
+    third = spans.begin_span(core.uploads, record, SpanAsk(10, 20, 30), LIMIT)
+    record = now(third.land(written(third.target, data[10:20]), {}))
+    assert record.received == 30
+    with pytest.raises(errors.Invalid):
+        now(spans.complete(core.uploads, ALICE, record, "0" * 32))
+    assert core.record(record.id).state == "open"
+    md5 = hashlib.md5(data).hexdigest()
+    done, stored = now(spans.complete(core.uploads, ALICE, record, md5))
+    assert done.state == "complete" and stored is not None
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_a_short_span_covers_nothing_and_frees_its_span(core: Core) -> None:
+    """A body shorter than its span is Invalid and covers nothing; the span
+    is free again for a retry."""
+    record = core.create(10)
+    short = spans.begin_span(core.uploads, record, SpanAsk(0, 5, 10), LIMIT)
+    with pytest.raises(errors.Invalid):
+        now(short.land(written(short.target, b"abc"), {}))
+    assert core.record(record.id).ranges == ()
+    retry = spans.begin_span(core.uploads, record, SpanAsk(0, 5, 10), LIMIT)
+    assert now(retry.land(written(retry.target, b"abcde"), {})).ranges == ((0, 5),)
+
+
+def test_an_open_ended_span_sets_the_length_to_its_size(core: Core) -> None:
+    """A whole body of unknown size makes an upload of exactly that size,
+    complete once it lands; an invalid first span creates no upload."""
+    whole = now(
+        spans.create_with_span(
+            core.uploads, ALICE, "test", SpanAsk(0, None, None), LIMIT
+        )
+    )
+    record = now(whole.land(written(whole.target, b"hello"), {}))
+    assert (record.length, record.received) == (5, 5)
+    before = set(core.store.uploads)
+    with pytest.raises(errors.Invalid):
+        now(
+            spans.create_with_span(
+                core.uploads, ALICE, "test", SpanAsk(0, 11, 10), LIMIT
+            )
+        )
+    with pytest.raises(errors.TooLarge):
+        now(
+            spans.create_with_span(
+                core.uploads, ALICE, "test", SpanAsk(0, 5, LIMIT + 1), LIMIT
+            )
+        )
+    assert set(core.store.uploads) == before
+
+
+def test_the_core_does_not_import_the_http_edge() -> None:
+    """Nothing in ``uploadd/uploads/`` imports ``uploadd.api``: the core
+    speaks in its own errors, and protocols adapt to it from above."""
+    import uploadd.uploads
+
+    package = Path(uploadd.uploads.__file__).parent
+    imported = set()
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert not [name for name in imported if name.startswith("uploadd.api")]

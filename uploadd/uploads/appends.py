@@ -1,0 +1,171 @@
+"""Appends: bodies that continue an upload's bytes in order from its offset.
+
+A protocol adapter turns its request into an :class:`AppendAsk` and asks
+:func:`begin_append` for an :class:`Append`: the upload's one writer (a
+second is Busy), admitted on the terms of :func:`rules.admit_append`, with
+the data file its body streams into. When the body is durable the adapter
+calls :meth:`Append.land`; when it breaks off, :meth:`Append.aborted`, and
+while a long one streams, :meth:`Append.checkpoint`. Which bytes an
+interrupted body keeps, and when an upload is complete, is decided here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.logger import Logger
+
+from uploadd.auth.tokens import Principal
+from uploadd.errors import ChecksumMismatch
+from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.store.interface import UploadRecord
+from uploadd.uploads import rules
+from uploadd.uploads.resumable import Finished, Resumable
+from uploadd.uploads.rules import AppendAsk, AppendTerms
+from uploadd.uploads.writers import Writer
+
+log = Logger()
+
+
+@attrs.frozen
+class BodyCheck:
+    """A checksum the client vouched for one body with: the hasher the body
+    runs through, the digest it must end with, and what the client called it."""
+
+    hasher: Any
+    expected: bytes
+    named: str = "checksum"
+
+
+async def appendable(
+    uploads: Resumable, owner: Principal, upload_id: str
+) -> UploadRecord:
+    """The upload, if ``owner`` may append to it: else NotFound, Gone, or
+    Forbidden for a final upload."""
+    record = await uploads.load(owner, upload_id)
+    rules.check_appendable(record)
+    return record
+
+
+def begin_append(
+    uploads: Resumable,
+    record: UploadRecord,
+    ask: AppendAsk,
+    limit: int,
+    check: BodyCheck | None = None,
+    created: bool = False,
+) -> Append:
+    """Admit a body appending to ``record`` as its one writer (else Busy),
+    on the terms of :func:`rules.admit_append` under the size ``limit``.
+    ``created``: the same request made the upload."""
+    writer = uploads.writers.claim(record.id)
+    try:
+        terms = rules.admit_append(record, ask, limit)
+        record = attrs.evolve(record, length=terms.length)
+        target = uploads.data(
+            record.id,
+            record.received,
+            uploads.running(record.id, record.received),
+            check.hasher if check is not None else None,
+        )
+    except BaseException:
+        writer.release()
+        raise
+    return Append(uploads, record, terms, target, writer, check, created)
+
+
+@attrs.define(eq=False)
+class Append:
+    """One body continuing an upload, from its admission until it lands or
+    is aborted. ``created``: the same request made the upload, so nobody
+    else knows its id and it goes if the body fails. With a ``check`` the
+    body counts whole or not at all."""
+
+    _uploads: Resumable
+    record: UploadRecord
+    terms: AppendTerms
+    target: BlobFile
+    _writer: Writer
+    check: BodyCheck | None = None
+    created: bool = False
+
+    @property
+    def checkpoints(self) -> bool:
+        """Whether the durable part of a long body may be recorded while it
+        streams (not under a checksum, nor for an upload nobody can resume)."""
+        return not self.created and self.check is None
+
+    async def land(self, owner: Principal, digest: Digest) -> Finished:
+        """The body is durable: check it against its checksum (a mismatch is
+        discarded), advance the offset, and finish the upload when every byte
+        is here. The writer is released however this ends."""
+        uploads = self._uploads
+        try:
+            record = self.record
+            if self.check is not None and digest.check != self.check.expected:
+                await uploads.rewind(record)
+                raise ChecksumMismatch(
+                    f"the body does not match its {self.check.named}; it was discarded"
+                )
+            uploads.keep_running(record.id, self.target.hashes)
+            received = record.received + digest.size
+            record = attrs.evolve(
+                record,
+                received=received,
+                length=received if self.terms.ends_upload else record.length,
+                expires_at=uploads.expiry(),
+            )
+            await uploads.save(record)
+            if rules.is_complete(record):
+                whole = await uploads.digest(record, received)
+                return await uploads.finish(owner, record, whole)
+            return record, None
+        except Exception:
+            if self.created:
+                await uploads.terminate(self.record)
+            raise
+        finally:
+            self._writer.release()
+
+    async def checkpoint(self, written: int) -> None:
+        """``written`` bytes of the body still streaming are durable: record
+        them (:meth:`land` or :meth:`aborted` follows)."""
+        uploads = self._uploads
+        await uploads.save(
+            attrs.evolve(
+                self.record,
+                received=self.record.received + written,
+                expires_at=uploads.expiry(),
+            )
+        )
+
+    async def aborted(self, written: int) -> None:
+        """The body broke off after ``written`` durable bytes: they are kept,
+        unless a checksum vouched for the whole body (which cannot be checked
+        now) or nobody knows the upload. Then the next writer may come."""
+        uploads = self._uploads
+        try:
+            if self.created:
+                await uploads.terminate(self.record)
+            elif self.check is not None:
+                await uploads.rewind(self.record)
+            else:
+                # The two hash lanes may have stopped at different bytes.
+                uploads.keep_running(self.record.id, None)
+                if written:
+                    self.record = attrs.evolve(
+                        self.record,
+                        received=self.record.received + written,
+                        expires_at=uploads.expiry(),
+                    )
+                    await uploads.save(self.record)
+                    log.info(
+                        "upload {upload_id} interrupted at {offset}",
+                        upload_id=self.record.id,
+                        offset=self.record.received,
+                    )
+        except Exception:
+            log.failure("recording an interrupted body failed")
+        finally:
+            self._writer.release()
