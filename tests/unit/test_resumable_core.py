@@ -4,7 +4,6 @@ upload, spans, expiry, completion), on a memory store and a Clock."""
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from collections.abc import Coroutine
 from pathlib import Path
@@ -469,19 +468,3 @@ def test_an_open_ended_span_sets_the_length_to_its_size(core: Core) -> None:
             )
         )
     assert set(core.store.uploads) == before
-
-
-def test_the_core_does_not_import_the_http_edge() -> None:
-    """Nothing in ``uploadd/uploads/`` imports ``uploadd.api``: the core
-    speaks in its own errors, and protocols adapt to it from above."""
-    import uploadd.uploads
-
-    package = Path(uploadd.uploads.__file__).parent
-    imported = set()
-    for module in package.glob("*.py"):
-        for node in ast.walk(ast.parse(module.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module)
-            elif isinstance(node, ast.Import):
-                imported.update(alias.name for alias in node.names)
-    assert not [name for name in imported if name.startswith("uploadd.api")]
