@@ -297,7 +297,7 @@ def test_placement_prefers_free_space() -> None:
     assert 0.85 < share < 0.95
 
 
-def test_repair_planning() -> None:
+def test_repair_counts_copies_on_healthy_nodes_and_drops_surplus() -> None:
     """Copies on healthy nodes count; a node DOWN past repair_after does not,
     a blip does; draining copies go once enough others exist; surplus goes."""
     from uploadd.cluster.repair import Step, Verdict, plan
@@ -331,7 +331,9 @@ def test_repair_planning() -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_admin_nodes_api(tmp_path: Path) -> None:
+async def test_admins_add_drain_and_remove_nodes_and_others_get_403(
+    tmp_path: Path,
+) -> None:
     """Admins list, add, drain and remove nodes; others get 403."""
     app = harness(tmp_path)
     root, alice = app.user("root", "admin"), app.user("alice")

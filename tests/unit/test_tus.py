@@ -99,7 +99,9 @@ async def test_create_patch_head_and_the_finished_file(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_protocol_errors(app: Harness) -> None:
+async def test_each_protocol_mistake_is_refused_with_its_own_status(
+    app: Harness,
+) -> None:
     """412 for another tus version, 415 for another body type, 409 for a wrong
     offset, 413 over the limit, 404 for someone else's upload."""
     token, other = app.user("alice"), app.user("bob")
@@ -132,7 +134,7 @@ async def test_protocol_errors(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_creation_with_upload(app: Harness) -> None:
+async def test_a_post_with_a_body_creates_and_fills_an_upload(app: Harness) -> None:
     """POST with a body creates and fills in one request."""
     token = app.user("alice")
     response = await app.call(
@@ -146,7 +148,7 @@ async def test_creation_with_upload(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_deferred_length(app: Harness) -> None:
+async def test_a_deferred_length_is_stated_by_a_later_patch(app: Harness) -> None:
     """Upload-Defer-Length: 1, then a PATCH that states the length."""
     token = app.user("alice")
     path = await create(app, token, Upload_Defer_Length="1")
@@ -159,7 +161,7 @@ async def test_deferred_length(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_checksums(app: Harness) -> None:
+async def test_a_body_is_kept_only_when_it_matches_its_checksum(app: Harness) -> None:
     """A matching Upload-Checksum is taken; a wrong one is 460 and the chunk
     discarded; an unknown algorithm is 400."""
     token = app.user("alice")
@@ -200,7 +202,7 @@ async def test_expiry_answers_410_and_the_sweeper_frees_the_bytes(
 
 
 @pytest_twisted.ensureDeferred()
-async def test_termination(app: Harness) -> None:
+async def test_delete_ends_an_upload_and_frees_its_bytes(app: Harness) -> None:
     """DELETE ends an upload: 204, then 404, and its bytes are gone."""
     token = app.user("alice")
     path = await create(app, token, Upload_Length="10")
@@ -211,7 +213,9 @@ async def test_termination(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_concatenation(app: Harness) -> None:
+async def test_partial_uploads_join_into_one_file_that_takes_no_patch(
+    app: Harness,
+) -> None:
     """Two partial uploads and a final one make one file of both; the final
     takes no PATCH and HEAD names its parts."""
     token = app.user("alice")
@@ -240,7 +244,7 @@ async def test_concatenation(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
-async def test_method_override(app: Harness) -> None:
+async def test_a_post_overridden_to_patch_appends(app: Harness) -> None:
     """POST with X-HTTP-Method-Override: PATCH is a PATCH."""
     token = app.user("alice")
     path = await create(app, token, Upload_Length="3")
