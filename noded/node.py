@@ -30,7 +30,8 @@ from noded.protocol import (
 from noded.protocol import proof as make_proof
 from noded.rsyncd import write_rsyncd_files
 from uploadd import __version__
-from uploadd.ingest.sink import Runner
+from uploadd.reactor import IReactor
+from uploadd.threads import Runner
 
 log = Logger()
 
@@ -43,7 +44,7 @@ class Node:
     files: NodeFiles
     secret: bytes
     _run: Runner
-    _reactor: Any
+    _reactor: IReactor
     http_url: str = ""
     rsync_port: int = 0
     accepting: bool = True

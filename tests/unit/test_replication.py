@@ -14,26 +14,25 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from tests.support import now
+from tests.support import FakeReactor, now
 from tests.unit.test_cluster import Network, tick, up
 from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Health, Registry
 from uploadd.cluster.repair import Repairer, plan
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.failures import FailureLog
-from uploadd.ingest.sink import run_inline
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord
 from uploadd.store.memory import MemoryStore
+from uploadd.threads import run_inline
 
 KIB = 1024
 
 
-class Pushes(Clock):
-    """A Clock that also runs processes: each rsync push waits for ``land()``,
+class Pushes(FakeReactor):
+    """A reactor whose processes are rsync pushes: each waits for ``land()``,
     then lands in the node twin its URL names, or fails as rsync would
     (5 when the node's module is closed, 11 when its disk has no room)."""
 
@@ -42,7 +41,7 @@ class Pushes(Clock):
         self.network = network
         self.waiting: list[tuple[ProcessProtocol, list[str]]] = []
 
-    def spawnProcess(
+    def spawnProcess(  # type: ignore[override]  # no transport: land() ends it
         self, protocol: ProcessProtocol, executable: str, args: list[str], **_: Any
     ) -> None:
         self.waiting.append((protocol, list(args)))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
@@ -29,6 +28,7 @@ from uploadd.cluster.registry import Node, Registry
 from uploadd.failures import FailureLog
 from uploadd.ingest.sink import Runner
 from uploadd.library import file_event
+from uploadd.reactor import IReactor
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica
 
@@ -55,7 +55,7 @@ class Replicator:
     _store: IMetadataStore
     _blobs: BlobStore
     _run: Runner
-    _reactor: Any
+    _reactor: IReactor
     settings: ReplicationSettings
     _lanes: dict[str, DeferredSemaphore] = attrs.field(factory=dict)
     _busy: set[str] = attrs.field(factory=set)

@@ -25,21 +25,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from uploadd.api.problems import Problem, too_large
 
+# Runner lives in uploadd.threads (noded needs it without ingest); the
+# modules that still import it from here follow as their owners move them.
+from uploadd.threads import Runner as Runner
+from uploadd.threads import run_inline as run_inline
+
 log = Logger()
-
-
-class Runner(Protocol):
-    """Runs a blocking callable off the reactor thread, result as a Deferred."""
-
-    def __call__(
-        self, function: Callable[..., Any], /, *args: Any
-    ) -> Deferred[Any]: ...
 
 
 class FlowControl(Protocol):
@@ -48,11 +45,6 @@ class FlowControl(Protocol):
     def pauseProducing(self) -> None: ...
 
     def resumeProducing(self) -> None: ...
-
-
-def run_inline(function: Callable[..., Any], /, *args: Any) -> Deferred[Any]:
-    """A Runner that runs in the calling thread: for unit tests."""
-    return maybeDeferred(function, *args)
 
 
 @attrs.frozen

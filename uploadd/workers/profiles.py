@@ -26,7 +26,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from uploadd.ingest.sink import Runner
+from uploadd.reactor import IReactor
+from uploadd.threads import Runner
 
 log = Logger()
 
@@ -154,7 +155,7 @@ def keep_expression(silences: list[tuple[float, float]]) -> str:
 
 
 async def desilence(
-    reactor: Any,
+    reactor: IReactor,
     run: Runner,
     source: Path,
     out: Path,
@@ -228,7 +229,7 @@ async def desilence(
 
 
 async def _spawn(
-    reactor: Any, process: ToolProcess, args: list[str], limit: float
+    reactor: IReactor, process: ToolProcess, args: list[str], limit: float
 ) -> None:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
     reactor.spawnProcess(process, args[0], args, env=env)
@@ -241,7 +242,7 @@ async def _spawn(
 
 
 async def run_profile(
-    reactor: Any,
+    reactor: IReactor,
     run: Runner,
     profile: Profile,
     source: Path,
@@ -263,7 +264,7 @@ async def run_profile(
 
 async def transcode(
     name: str,
-    reactor: Any,
+    reactor: IReactor,
     run: Runner,
     source: Path,
     out: Path,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -22,8 +21,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from uploadd.events.bus import IEventBus
-from uploadd.ingest.sink import Runner
+from uploadd.reactor import IReactor
 from uploadd.store.interface import Event
+from uploadd.threads import Runner
 from uploadd.workers.client import Job, JobOver, RenditionsClient
 from uploadd.workers.profiles import (
     OUTPUT_TYPES,
@@ -63,7 +63,7 @@ class _Reporter:
 @attrs.define
 class TranscodeWorker:
     _client: RenditionsClient
-    _reactor: Any
+    _reactor: IReactor
     _run: Runner
     _work_dir: Path
     settings: ToolSettings = attrs.field(factory=ToolSettings)
