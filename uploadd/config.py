@@ -28,6 +28,7 @@ from uploadd.settings import (
     parse_url,
     setting,
 )
+from uploadd.store.factory import sqlite_path
 from uploadd.workers.profiles import NAMES
 
 SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
@@ -447,11 +448,7 @@ class Config:
 
     @property
     def database_path(self) -> Path:
-        url = self.database.url
-        if not url:
-            return self.storage.data_dir / "uploadd.sqlite3"
-        # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy
-        return Path(url[len("sqlite:///") :])
+        return sqlite_path(self.database.url, self.storage.data_dir)
 
     @property
     def work_dir(self) -> Path:

@@ -7,7 +7,6 @@ starts it: migrate the store, clear crashed staging files, then listen.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from typing import Any, cast
@@ -19,7 +18,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -54,22 +52,23 @@ from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
 from uploadd.drain import Drain, exit_cleanly
-from uploadd.events.amqp import AmqpBus, amqp_bus
-from uploadd.events.bus import InProcessBus
+from uploadd.events.bus import IEventBus
+from uploadd.events.factory import open_bus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.gate import IngestGate, IngestLimits
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.ingest.request import request_factory
-from uploadd.ingest.sink import Runner
 from uploadd.library import Library
 from uploadd.metrics import Metrics
 from uploadd.private import private_dir
+from uploadd.reactor import IReactor
 from uploadd.renditions import ProfilePolicy, Renditions
 from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore
+from uploadd.store.factory import open_store
 from uploadd.store.interface import IMetadataStore, NodeRecord
-from uploadd.store.sqlite import SQLiteStore
+from uploadd.threads import Runner, pool_runner
 from uploadd.uploads.resumable import Resumable
 from uploadd.workers.webhooks import Poster
 from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
@@ -94,14 +93,14 @@ class Parts:
     replicator: Replicator
     repairer: Repairer
     locator: Locator
-    bus: InProcessBus | AmqpBus
+    bus: IEventBus
     relay: OutboxRelay
     drain: Drain
 
 
 def build(
     config: Config,
-    reactor: Any,
+    reactor: IReactor,
     store: IMetadataStore,
     secret: bytes,
     run: Runner,
@@ -172,11 +171,7 @@ def build(
         failures=failures,
     )
     library.on_stored.append(replicator.stored)
-    bus: InProcessBus | AmqpBus
-    if config.amqp.url:
-        bus = amqp_bus(reactor, config.amqp)
-    else:
-        bus = InProcessBus(reactor, max_attempts=config.amqp.max_attempts)
+    bus = open_bus(config.amqp, reactor)
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)
@@ -339,8 +334,8 @@ class UploaddService(Service):
         self._pool = ThreadPool(
             minthreads=0, maxthreads=config.ingest.writer_threads, name="uploadd-io"
         )
-        self._store = SQLiteStore(config.database_path, reactor)
-        run: Runner = functools.partial(deferToThreadPool, reactor, self._pool)
+        self._store = open_store(config.database.url, config.storage.data_dir, reactor)
+        run = pool_runner(reactor, self._pool)
         self._cluster_secret = token_secret(
             config.cluster.secret, data_dir, name="cluster-secret"
         )
@@ -373,8 +368,7 @@ class UploaddService(Service):
         await self.parts.registry.load(self.config.cluster.nodes)
         self.parts.pinger.start()
         self.parts.repairer.start()
-        if isinstance(self.parts.bus, AmqpBus):
-            self.parts.bus.start()
+        self.parts.bus.start()
         self.parts.relay.start()
         removed = self.parts.blobs.prepare()
         if removed:
@@ -442,8 +436,7 @@ class UploaddService(Service):
         self.parts.pinger.stop()
         self.parts.repairer.stop()
         self.parts.relay.stop()
-        if isinstance(self.parts.bus, AmqpBus):
-            self.parts.bus.stop()
+        self.parts.bus.stop()
         self._pool.stop()
         self._store.close()
         exit_cleanly(self._reactor)

@@ -10,13 +10,10 @@ their queues, and a message whose worker dies goes to another.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -24,8 +21,11 @@ from twisted.python.threadpool import ThreadPool
 from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.config import Config
-from uploadd.events.amqp import amqp_bus
-from uploadd.store.sqlite import SQLiteStore
+from uploadd.events.factory import open_bus
+from uploadd.reactor import IReactor
+from uploadd.store.factory import open_store
+from uploadd.store.interface import IMetadataStore
+from uploadd.threads import pool_runner
 from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
 
 log = Logger()
@@ -51,16 +51,18 @@ def api_url(config: Config) -> Callable[[], str]:
 
 
 class WorkerService(Service):
-    def __init__(self, config: Config, role: str, reactor: Any) -> None:
+    def __init__(self, config: Config, role: str, reactor: IReactor) -> None:
         self.config = config
         self.role = role
         self._reactor = reactor
         self._pool = ThreadPool(minthreads=0, maxthreads=4, name="uploadd-worker")
-        self._run = functools.partial(deferToThreadPool, reactor, self._pool)
-        self.bus = amqp_bus(reactor, config.amqp)
-        self._store: SQLiteStore | None = None
+        self._run = pool_runner(reactor, self._pool)
+        self.bus = open_bus(config.amqp, reactor)
+        self._store: IMetadataStore | None = None
         if role == "push":
-            self._store = SQLiteStore(config.database_path, reactor)
+            self._store = open_store(
+                config.database.url, config.storage.data_dir, reactor
+            )
             push_role(config, reactor, self._store, self.bus)
         else:
             transcode_role(
@@ -85,12 +87,10 @@ class WorkerService(Service):
         if self._store is not None:
             await self._store.migrate()
         self.bus.start()
-        address = self.bus.address
         log.info(
-            "uploadd {role} worker consuming from amqp://{host}:{port}",
+            "uploadd {role} worker consuming from {bus}",
             role=self.role,
-            host=address.host,
-            port=address.port,
+            bus=self.bus.describe(),
         )
 
     def _failed(self, failure: Failure) -> None:
