@@ -19,6 +19,7 @@ from uploadd.renditions import parse_defaults
 from uploadd.settings import (
     parse_bool,
     parse_duration,
+    parse_endpoint,
     parse_host,
     parse_port,
     parse_positive_int,
@@ -42,6 +43,14 @@ class HTTPSection:
     )
     port: int = setting(
         "8080", parse_port, "TCP port; 0 picks a free one", "an integer from 0 to 65535"
+    )
+    endpoint: str = setting(
+        "",
+        parse_endpoint,
+        "where to listen, instead of host and port: tcp:8080:interface=0.0.0.0,"
+        " ssl:8443:privateKey=key.pem:certKey=cert.pem or unix:/run/uploadd.sock;"
+        " empty: tcp on host and port",
+        "a Twisted server endpoint string",
     )
     max_upload_size: int = setting(
         "10G", parse_size, "largest accepted upload body", SIZE
@@ -84,6 +93,11 @@ class HTTPSection:
     page_size: int = setting(
         "50", parse_positive_int, "default page size of listings", "a positive integer"
     )
+
+    @property
+    def listen_on(self) -> str:
+        """The endpoint string uploadd listens on."""
+        return settings.listen_on(self.endpoint, self.host, self.port)
 
 
 @attrs.frozen

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -22,9 +20,9 @@ from uploadd.auth.secret import token_secret
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.config import Config
 from uploadd.events.factory import open_bus
+from uploadd.lifecycle import InOrder, Step
 from uploadd.reactor import IReactor
 from uploadd.store.factory import open_store
-from uploadd.store.interface import IMetadataStore
 from uploadd.threads import pool_runner
 from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
 
@@ -50,24 +48,34 @@ def api_url(config: Config) -> Callable[[], str]:
     return here
 
 
-class WorkerService(Service):
+class WorkerService(InOrder):
+    """A worker process: a tree whose children start in this order and stop
+    in the reverse one: ``store`` (push only: migrate / close), ``threads``,
+    ``bus`` (connects to RabbitMQ and consumes)."""
+
     def __init__(self, config: Config, role: str, reactor: IReactor) -> None:
+        super().__init__()
+        self.name = f"uploadd {role} worker"
         self.config = config
         self.role = role
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=4, name="uploadd-worker")
-        self._run = pool_runner(reactor, self._pool)
+        pool = ThreadPool(minthreads=0, maxthreads=4, name="uploadd-worker")
         self.bus = open_bus(config.amqp, reactor)
-        self._store: IMetadataStore | None = None
         if role == "push":
-            self._store = open_store(
-                config.database.url, config.storage.data_dir, reactor
-            )
-            push_role(config, reactor, self._store, self.bus)
+            store = open_store(config.database.url, config.storage.data_dir, reactor)
+            push_role(config, reactor, store, self.bus)
+            Step("store", store.migrate, store.close).setServiceParent(self)
         else:
             transcode_role(
-                config, reactor, self._run, self.bus, api_url(config), self._token()
+                config,
+                reactor,
+                pool_runner(reactor, pool),
+                self.bus,
+                api_url(config),
+                self._token(),
             )
+        Step("threads", pool.start, pool.stop).setServiceParent(self)
+        Step("bus", self._consume, self.bus.stop).setServiceParent(self)
 
     def _token(self) -> Callable[[], str]:
         token = self.config.workers.token
@@ -80,12 +88,10 @@ class WorkerService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._pool.start()
-        Deferred.fromCoroutine(self._start()).addErrback(self._failed)
+        assert self.started is not None
+        self.started.addErrback(self._failed)
 
-    async def _start(self) -> None:
-        if self._store is not None:
-            await self._store.migrate()
+    def _consume(self) -> None:
         self.bus.start()
         log.info(
             "uploadd {role} worker consuming from {bus}",
@@ -96,10 +102,3 @@ class WorkerService(Service):
     def _failed(self, failure: Failure) -> None:
         log.failure("the worker failed to start", failure)
         self._reactor.stop()
-
-    def stopService(self) -> None:
-        super().stopService()
-        self.bus.stop()
-        self._pool.stop()
-        if self._store is not None:
-            self._store.close()
