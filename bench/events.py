@@ -27,16 +27,18 @@ from common import HERE, machine, server, uploadd, write_section
 
 sys.path.insert(0, str(HERE.parent))
 
+from twisted.internet.interfaces import IReactorTime
+
 from tests.integration.broker import Broker, free_port
 from tests.integration.daemon import EventStream
 from uploadd.events.amqp import AmqpAddress, AmqpBus
-from uploadd.events.bus import InProcessBus
+from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.store.interface import Event
 
 BATCH = 200
 
 
-async def measure(reactor: Any, bus: Any, count: int) -> float:
+async def measure(reactor: IReactorTime, bus: IEventBus, count: int) -> float:
     """Seconds from the first publish until every event was handled."""
     from twisted.internet.defer import Deferred
     from twisted.internet.task import deferLater

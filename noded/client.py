@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IReactorTCP
 from twisted.protocols import amp
 
 from noded.protocol import Authenticate, Hello, proof
 
 
 async def connect(
-    reactor: Any, host: str, port: int, secret: bytes, connect_within: float = 5
+    reactor: IReactorTCP, host: str, port: int, secret: bytes, connect_within: float = 5
 ) -> amp.AMP:
     """An authenticated AMP connection to the node at ``host:port``."""
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=connect_within)

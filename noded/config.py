@@ -15,6 +15,7 @@ import attrs
 from noded import settings
 from noded.settings import (
     parse_duration,
+    parse_endpoint,
     parse_host,
     parse_port,
     parse_positive_int,
@@ -87,6 +88,17 @@ class ClusterSection:
 class AmpSection:
     host: str = setting("127.0.0.1", parse_host, "AMP address", "an IP address")
     port: int = setting("7001", parse_port, "AMP port; 0 picks one", "0 to 65535")
+    endpoint: str = setting(
+        "",
+        parse_endpoint,
+        "where AMP listens, instead of host and port (tcp:7001:interface=10.0.0.5,"
+        " ssl:..., unix:...); empty: tcp on host and port",
+        "a Twisted server endpoint string",
+    )
+
+    @property
+    def listen_on(self) -> str:
+        return settings.listen_on(self.endpoint, self.host, self.port)
 
 
 @attrs.frozen
@@ -138,6 +150,18 @@ class HttpSection:
         "on stop, how long downloads in flight may run before they are cut",
         "a duration",
     )
+    endpoint: str = setting(
+        "",
+        parse_endpoint,
+        "where downloads are served, instead of host and port"
+        " (tcp:7080:interface=10.0.0.5, ssl:..., unix:... behind a proxy: set"
+        " public_url); empty: tcp on host and port",
+        "a Twisted server endpoint string",
+    )
+
+    @property
+    def listen_on(self) -> str:
+        return settings.listen_on(self.endpoint, self.host, self.port)
 
 
 @attrs.frozen

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -158,12 +158,13 @@ class DrainedRequest(Request):
         super().process()
 
 
-def exit_cleanly(reactor: Any) -> None:
+def exit_cleanly(reactor: IReactorCore) -> None:
     """After a drained stop, let twistd exit 0: it otherwise re-raises the
     stop signal on itself once the reactor ends (the reactor records it as
     ``_exitSignal``, see ``_ISupportsExitSignalCapturing``)."""
-    if getattr(reactor, "_exitSignal", None) is not None:
-        reactor._exitSignal = None
+    capturing: Any = reactor
+    if getattr(capturing, "_exitSignal", None) is not None:
+        capturing._exitSignal = None
 
 
 def endless(request: Any) -> None:

@@ -28,6 +28,7 @@ from noded.protocol import (
     UnknownFile,
 )
 from noded.protocol import proof as make_proof
+from noded.reactor import IReactor
 from noded.rsyncd import write_rsyncd_files
 from noded.threads import Runner
 
@@ -42,7 +43,7 @@ class Node:
     files: NodeFiles
     secret: bytes
     _run: Runner
-    _reactor: Any
+    _reactor: IReactor
     http_url: str = ""
     rsync_port: int = 0
     accepting: bool = True

@@ -21,6 +21,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from noded.reactor import IReactor
+
 log = Logger()
 
 USER = "uploadd"
@@ -141,7 +143,7 @@ class RsyncProcess(ProcessProtocol):
         )
 
 
-async def run(reactor: Any, args: list[str], deadline: float) -> Outcome:
+async def run(reactor: IReactor, args: list[str], deadline: float) -> Outcome:
     """Run rsync with ``args``; kill it after ``deadline`` seconds."""
     process = RsyncProcess()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from twisted.runner.procmon import ProcessMonitor
 
 from noded.config import NodeConfig
+from noded.reactor import IReactor
 from noded.rsync import MODULE, USER, password
 
 REFUSED = (
@@ -97,7 +97,7 @@ def daemon_args(config: NodeConfig, conf: Path) -> list[str]:
 
 
 def supervised(
-    config: NodeConfig, cluster_secret: bytes, reactor: Any
+    config: NodeConfig, cluster_secret: bytes, reactor: IReactor
 ) -> ProcessMonitor:
     """A ProcessMonitor that keeps this node's rsync daemon running."""
     conf = write_rsyncd_files(config, cluster_secret)

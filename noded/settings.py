@@ -101,6 +101,29 @@ def parse_secret(text: str) -> str:
     return text
 
 
+_ENDPOINT = re.compile(r"^[a-z][a-z0-9]*:\S+$")
+
+
+def parse_endpoint(text: str) -> str:
+    """Empty, or a Twisted server endpoint string (``TYPE:ARGUMENTS``, such
+    as ``tcp:8080:interface=127.0.0.1`` or ``unix:/run/x.sock``). Its
+    arguments are checked when the daemon starts listening on it."""
+    text = text.strip()
+    if text and not _ENDPOINT.match(text):
+        raise ValueError(text)
+    return text
+
+
+def listen_on(endpoint: str, host: str, port: int) -> str:
+    """The endpoint string to listen on: ``endpoint``, else TCP on ``host``
+    and ``port`` (the shorthand)."""
+    if endpoint:
+        return endpoint
+    # An IPv6 address's colons are escaped in an endpoint string.
+    interface = host.replace(":", "\\:")
+    return f"tcp:{port}:interface={interface}"
+
+
 def parse_url(schemes: tuple[str, ...]) -> Parser:
     def parse(text: str) -> str:
         text = text.strip()

@@ -1,16 +1,16 @@
 """``twistd noded``: command-line options and the service they make.
 
-The only noded module that imports the global reactor (inside makeService).
+The only noded module that imports the global reactor (inside makeService);
+it goes down from here typed as :class:`noded.reactor.IReactor`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application.service import IService
 
 from noded.config import ALIASES, NodeConfig
-from noded.settings import twistd_options
+from noded.reactor import IReactor, checked
+from noded.settings import ConfiguredOptions, twistd_options
 
 Options = twistd_options(
     NodeConfig,
@@ -23,11 +23,14 @@ Options = twistd_options(
 )
 
 
-def makeService(options: Any, reactor: Any = None) -> IService:
+def makeService(
+    options: ConfiguredOptions, reactor: IReactor | None = None
+) -> IService:
+    """The node's service tree (see :class:`noded.service.NodeService`)."""
     from noded.service import NodeService
 
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
-        reactor = global_reactor
+        reactor = checked(global_reactor)
     return NodeService(options.config, reactor)

@@ -1,11 +1,21 @@
-"""Blocking work off the reactor thread, as both daemons do it."""
+"""Running blocking work off the reactor thread.
+
+A :class:`Runner` is how every part that touches the disk or a blocking
+library (hashing, fsync, SQLite, scrypt) runs it: in a thread pool, its
+result as a Deferred. Both daemons import it from here; tests run work
+inline with :func:`run_inline`.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 
 class Runner(Protocol):
@@ -19,3 +29,8 @@ class Runner(Protocol):
 def run_inline(function: Callable[..., Any], /, *args: Any) -> Deferred[Any]:
     """A Runner that runs in the calling thread: for unit tests."""
     return maybeDeferred(function, *args)
+
+
+def pool_runner(reactor: IReactorFromThreads, pool: ThreadPool) -> Runner:
+    """A Runner on ``pool`` (which its owner starts and stops)."""
+    return functools.partial(deferToThreadPool, reactor, pool)

@@ -11,11 +11,14 @@ import attrs
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProcessProtocol, IProcessTransport
 from twisted.internet.task import Clock, deferLater
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
+from zope.interface import implementer
 
+from noded.reactor import IReactor
 from noded.threads import Runner, run_inline
 from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal
@@ -35,6 +38,35 @@ def now(coroutine: Coroutine[Any, Any, T]) -> T:
     Deferred.fromCoroutine(coroutine).addCallback(results.append)
     assert results, "the coroutine waited on something"
     return results[0]
+
+
+@implementer(IReactor)
+class FakeReactor(MemoryReactorClock):
+    """Every part of IReactor in memory, for parts that need more than a
+    Clock: time as a Clock, listens and connects recorded (MemoryReactor),
+    processes recorded and never run, thread results delivered at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[tuple[bytes | str, list[Any]]] = []
+
+    def spawnProcess(
+        self,
+        processProtocol: IProcessProtocol,
+        executable: bytes | str,
+        args: Any,
+        env: Any = None,
+        path: Any = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        usePTY: bool = False,
+        childFDs: Any = None,
+    ) -> IProcessTransport:
+        self.spawned.append((executable, list(args)))
+        raise NotImplementedError("a FakeReactor runs no processes")
+
+    def callFromThread(self, callable: Any, *args: Any, **kwargs: Any) -> None:
+        callable(*args, **kwargs)
 
 
 @attrs.frozen
@@ -126,7 +158,7 @@ def harness(
             **(settings or {}),
         },
     )
-    clock = Clock()
+    clock = FakeReactor()
     store = store if store is not None else MemoryStore()
     parts = build(
         config, clock, store, SECRET, runner, cluster_secret=SECRET, poster=poster

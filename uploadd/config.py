@@ -17,6 +17,7 @@ from noded import settings
 from noded.settings import (
     parse_bool,
     parse_duration,
+    parse_endpoint,
     parse_host,
     parse_port,
     parse_positive_int,
@@ -28,6 +29,7 @@ from noded.settings import (
 )
 from uploadd.events import topics
 from uploadd.renditions import NAMES, parse_defaults
+from uploadd.store.factory import sqlite_path
 
 SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
 DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"
@@ -49,6 +51,14 @@ class HTTPSection:
     )
     port: int = setting(
         "8080", parse_port, "TCP port; 0 picks a free one", "an integer from 0 to 65535"
+    )
+    endpoint: str = setting(
+        "",
+        parse_endpoint,
+        "where to listen, instead of host and port: tcp:8080:interface=0.0.0.0,"
+        " ssl:8443:privateKey=key.pem:certKey=cert.pem or unix:/run/uploadd.sock;"
+        " empty: tcp on host and port",
+        "a Twisted server endpoint string",
     )
     max_upload_size: int = setting(
         "10G", parse_size, "largest accepted upload body", SIZE
@@ -91,6 +101,11 @@ class HTTPSection:
     page_size: int = setting(
         "50", parse_positive_int, "default page size of listings", "a positive integer"
     )
+
+    @property
+    def listen_on(self) -> str:
+        """The endpoint string uploadd listens on."""
+        return settings.listen_on(self.endpoint, self.host, self.port)
 
 
 @attrs.frozen
@@ -455,11 +470,7 @@ class Config:
 
     @property
     def database_path(self) -> Path:
-        url = self.database.url
-        if not url:
-            return self.storage.data_dir / "uploadd.sqlite3"
-        # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy
-        return Path(url[len("sqlite:///") :])
+        return sqlite_path(self.database.url, self.storage.data_dir)
 
     @property
     def work_dir(self) -> Path:

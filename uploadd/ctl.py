@@ -18,19 +18,22 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import react
+from twisted.python.failure import Failure
 
 from noded.private import FILE, private_dir
+from noded.reactor import IReactor, checked
 from noded.secret import token_secret
 from noded.settings import ConfigError, parse_duration, parse_host, parse_port
 from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
 from uploadd.config import Config, load_config
-from uploadd.store.interface import Conflict, NodeRecord
-from uploadd.store.sqlite import SQLiteStore
+from uploadd.store.factory import open_store
+from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
 from uploadd.workers.wiring import WORKER
 
 
@@ -106,7 +109,9 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _issue(reactor: Any, config: Config, principal: Principal, ttl: str) -> str:
+def _issue(
+    reactor: IReactorTime, config: Config, principal: Principal, ttl: str
+) -> str:
     try:
         seconds = parse_duration(ttl)
     except ValueError:
@@ -128,10 +133,10 @@ def read_password(stdin: TextIO) -> str:
 
 
 async def run(
-    reactor: Any, options: argparse.Namespace, config: Config, out: TextIO
+    reactor: IReactor, options: argparse.Namespace, config: Config, out: TextIO
 ) -> None:
     private_dir(config.storage.data_dir)
-    store = SQLiteStore(config.database_path, reactor)
+    store = open_store(config.database.url, config.storage.data_dir, reactor)
     try:
         await store.migrate()
         await _dispatch(reactor, options, config, store, out)
@@ -140,10 +145,10 @@ async def run(
 
 
 async def _dispatch(
-    reactor: Any,
+    reactor: IReactorTime,
     options: argparse.Namespace,
     config: Config,
-    store: SQLiteStore,
+    store: IMetadataStore,
     out: TextIO,
 ) -> None:
     name: str = getattr(options, "name", "")
@@ -200,7 +205,10 @@ async def _dispatch(
 
 
 async def nodes(
-    reactor: Any, options: argparse.Namespace, store: SQLiteStore, out: TextIO
+    reactor: IReactorTime,
+    options: argparse.Namespace,
+    store: IMetadataStore,
+    out: TextIO,
 ) -> None:
     """Node records in the store; a running uploadd picks changes up on its
     next ping round."""
@@ -237,7 +245,7 @@ async def nodes(
 
 
 async def bootstrap(
-    reactor: Any, config: Config, store: SQLiteStore, out: TextIO
+    reactor: IReactorTime, config: Config, store: IMetadataStore, out: TextIO
 ) -> None:
     """A first admin for a fresh install; its password is kept 0600 in data_dir."""
     if await store.list_users():
@@ -264,10 +272,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (ConfigError, argparse.ArgumentTypeError) as error:
         top.exit(2, f"uploadctl: {error}\n")
 
-    def start(reactor: Any) -> Deferred[None]:
-        done = Deferred.fromCoroutine(run(reactor, options, config, sys.stdout))
+    def start(reactor: object) -> Deferred[None]:
+        done = Deferred.fromCoroutine(
+            run(checked(reactor), options, config, sys.stdout)
+        )
 
-        def explain(failure: Any) -> None:
+        def explain(failure: Failure) -> None:
             failure.trap(CommandError)
             sys.stderr.write(f"uploadctl: {failure.value}\n")
             raise SystemExit(2)

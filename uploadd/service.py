@@ -2,37 +2,32 @@
 
 :func:`build` assembles the parts (store, ingest gate, library, HTTP families,
 Site) so tests can build the same graph with fakes; :class:`UploaddService`
-starts it: migrate the store, clear crashed staging files, then listen.
+is the tree of services that starts and stops them in order (see its
+docstring).
 """
 
 from __future__ import annotations
 
-import functools
-import os
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import attrs
-from twisted.application.service import Service
-from twisted.internet.address import IPv4Address
+from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort
-from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from twisted.web.server import Site
 
 from noded.channel import GuardedSite
 from noded.client import connect
 from noded.drain import Drain, exit_cleanly
+from noded.lifecycle import InOrder, Listener, Step, fail_start
 from noded.private import private_dir
+from noded.reactor import IReactor
 from noded.rsync import write_password_file
 from noded.secret import token_secret
 from noded.signing import url_key
-from noded.threads import Runner
+from noded.threads import Runner, pool_runner
 from uploadd.api.admin import AdminAPI
 from uploadd.api.auth import AuthAPI
 from uploadd.api.cors import Cors
@@ -59,8 +54,8 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
-from uploadd.events.amqp import AmqpBus, amqp_bus
-from uploadd.events.bus import InProcessBus
+from uploadd.events.bus import IEventBus
+from uploadd.events.factory import open_bus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
@@ -69,8 +64,8 @@ from uploadd.metrics import Metrics
 from uploadd.renditions import ProfilePolicy, Renditions
 from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore
+from uploadd.store.factory import open_store
 from uploadd.store.interface import IMetadataStore, NodeRecord
-from uploadd.store.sqlite import SQLiteStore
 from uploadd.uploads.resumable import Resumable
 from uploadd.workers.webhooks import Poster
 from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
@@ -95,14 +90,14 @@ class Parts:
     replicator: Replicator
     repairer: Repairer
     locator: Locator
-    bus: InProcessBus | AmqpBus
+    bus: IEventBus
     relay: OutboxRelay
     drain: Drain
 
 
 def build(
     config: Config,
-    reactor: Any,
+    reactor: IReactor,
     store: IMetadataStore,
     secret: bytes,
     run: Runner,
@@ -175,11 +170,7 @@ def build(
         failures=failures,
     )
     library.on_stored.append(replicator.stored)
-    bus: InProcessBus | AmqpBus
-    if config.amqp.url:
-        bus = amqp_bus(reactor, config.amqp)
-    else:
-        bus = InProcessBus(reactor, max_attempts=config.amqp.max_attempts)
+    bus = open_bus(config.amqp, reactor)
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)
@@ -330,55 +321,90 @@ def build(
     )
 
 
-class UploaddService(Service):
-    """The uploadd daemon: ``twistd uploadd``."""
+class UploaddService(InOrder):
+    """The uploadd daemon, ``twistd uploadd``: a tree whose children start
+    in this order, each once the one before is ready, and stop in the
+    reverse order:
 
-    def __init__(self, config: Config, reactor: Any) -> None:
+    - ``store``: migrate (start), close (stop: last of all)
+    - ``threads``: the writer thread pool
+    - ``cluster``: the rsync password file, the nodes from store and config
+    - ``pinger``, ``repair``: node health and re-replication timers
+    - ``bus``: the event bus (RabbitMQ connects; in-process: nothing)
+    - ``outbox relay``: events from the store to the bus
+    - ``uploads``: clear staging files a crash left, reconcile ``uploads/``
+    - ``sweeper``: expires idle resumable uploads (a TimerService)
+    - ``http``: the listener on ``[http] endpoint`` (or host and port); its
+      stop closes the port, then lets requests in flight finish
+      (``[http] shutdown_grace``) before anything above it stops
+
+    Once all are up, ``<data_dir>/uploadd.port`` is written; a start that
+    fails logs a critical line and exits 1.
+    """
+
+    def __init__(self, config: Config, reactor: IReactor) -> None:
+        super().__init__()
+        self.name = "uploadd"
         self.config = config
         self._reactor = reactor
         data_dir = private_dir(config.storage.data_dir)
         self._data_path = str(data_dir.resolve())
-        self._secret = token_secret(config.auth.secret, data_dir)
-        self._pool = ThreadPool(
+        pool = ThreadPool(
             minthreads=0, maxthreads=config.ingest.writer_threads, name="uploadd-io"
         )
-        self._store = SQLiteStore(config.database_path, reactor)
-        run: Runner = functools.partial(deferToThreadPool, reactor, self._pool)
+        store = open_store(config.database.url, config.storage.data_dir, reactor)
         self._cluster_secret = token_secret(
             config.cluster.secret, data_dir, name="cluster-secret"
         )
-        self._listening_at = ""
+        self._version = 0
         self.parts = build(
             config,
             reactor,
-            self._store,
-            self._secret,
-            run,
+            store,
+            token_secret(config.auth.secret, data_dir),
+            pool_runner(reactor, pool),
             self._cluster_secret,
-            api_url=lambda: self._listening_at,
+            # The in-process transcode worker talks to this listener (over
+            # TCP; on a UNIX socket, to [workers] api_url).
+            api_url=lambda: self.http.url() or config.workers.api_url,
         )
-        self._port: IListeningPort | None = None
-        self._sweeper = LoopingCall(self._sweep)
-        self._sweeper.clock = reactor
-        self.started: Deferred[None] | None = None
+        parts = self.parts
+        sweeper = TimerService(config.uploads.sweep_interval, self._sweep)
+        sweeper.clock = reactor
+        sweeper.name = "sweeper"
+        self.http = Listener(
+            "http", reactor, config.http.listen_on, parts.site, self._drain
+        )
+        for child in (
+            Step("store", self._migrate, store.close),
+            Step("threads", pool.start, pool.stop),
+            Step("cluster", self._load_nodes),
+            Step("pinger", parts.pinger.start, parts.pinger.stop),
+            Step("repair", parts.repairer.start, parts.repairer.stop),
+            Step("bus", parts.bus.start, parts.bus.stop),
+            Step("outbox relay", parts.relay.start, parts.relay.stop),
+            Step("uploads", self._reconcile),
+            sweeper,
+            self.http,
+        ):
+            child.setServiceParent(self)
 
     def startService(self) -> None:
         super().startService()
-        self._pool.start()
-        self.started = Deferred.fromCoroutine(self._start())
-        self.started.addErrback(self._failed)
+        assert self.started is not None
+        self.started.addCallback(lambda _: self._listening())
+        self.started.addErrback(fail_start, "uploadd", self._reactor)
 
-    async def _start(self) -> None:
-        version = await self._store.migrate()
+    async def _migrate(self) -> None:
+        self._version = await self.parts.store.migrate()
+
+    async def _load_nodes(self) -> None:
         write_password_file(
             self.config.storage.data_dir / "rsync.password", self._cluster_secret
         )
         await self.parts.registry.load(self.config.cluster.nodes)
-        self.parts.pinger.start()
-        self.parts.repairer.start()
-        if isinstance(self.parts.bus, AmqpBus):
-            self.parts.bus.start()
-        self.parts.relay.start()
+
+    async def _reconcile(self) -> None:
         removed = self.parts.blobs.prepare()
         if removed:
             log.info("removed {count} interrupted uploads", count=removed)
@@ -390,63 +416,36 @@ class UploaddService(Service):
                 removed=removed,
                 cut=cut,
             )
-        self._sweeper.start(self.config.uploads.sweep_interval, now=True)
-        http = self.config.http
-        self._port = self._reactor.listenTCP(
-            http.port, self.parts.site, interface=http.host
-        )
-        address = cast(IPv4Address, self._port.getHost())
-        self._listening_at = f"http://{address.host}:{address.port}"
-        self._write_port_file(address.port)
-        log.info(
-            "uploadd listening on http://{host}:{port} (schema {version}, data {data})",
-            host=address.host,
-            port=address.port,
-            version=version,
-            data=self._data_path,
-        )
 
     def _sweep(self) -> Deferred[int]:
         sweeping = Deferred.fromCoroutine(self.parts.resumable.sweep())
         sweeping.addErrback(lambda f: log.failure("sweeping expired uploads failed", f))
         return sweeping
 
-    def _write_port_file(self, port: int) -> None:
-        """Tell tools which port was taken (useful with port = 0)."""
+    def _listening(self) -> None:
+        self._write_port_file()
+        log.info(
+            "uploadd listening on {at} (schema {version}, data {data})",
+            at=self.http.url() or self.http.description,
+            version=self._version,
+            data=self._data_path,
+        )
+
+    def _write_port_file(self) -> None:
+        """Tell tools where uploadd listens: the TCP port (useful with
+        port = 0), or the UNIX socket's path."""
         final = self.config.storage.data_dir / "uploadd.port"
         partial = final.with_suffix(".port.tmp")
-        partial.write_text(f"{port}\n")
+        partial.write_text(f"{self.http.port_or_path()}\n")
         partial.replace(final)
 
-    def _failed(self, failure: Failure) -> None:
-        if failure.check(CannotListenError):
-            log.critical("uploadd cannot start: {error}", error=failure.value)
-        else:
-            log.failure("uploadd failed to start", failure)
-        # twistd exits 0 after a plain stop; a daemon that never served must not.
-        self._reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-        self._reactor.stop()
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        return Deferred.fromCoroutine(self._stop())
-
-    async def _stop(self) -> None:
-        """Stop taking connections, let requests in flight end (up to the
-        grace), then stop the rest; the store closes last."""
-        port, self._port = self._port, None
-        closing = port.stopListening() if port is not None else None
-        if closing is not None:
-            await closing
+    async def _drain(self) -> None:
+        """The listener has closed: let requests in flight end (up to the
+        grace) before the rest of the tree stops."""
         stopped = await self.parts.drain.drain(self.config.http.shutdown_grace)
         log.info("uploadd stopped ({count} requests cut short)", count=stopped)
-        if self._sweeper.running:
-            self._sweeper.stop()
-        self.parts.pinger.stop()
-        self.parts.repairer.stop()
-        self.parts.relay.stop()
-        if isinstance(self.parts.bus, AmqpBus):
-            self.parts.bus.stop()
-        self._pool.stop()
-        self._store.close()
-        exit_cleanly(self._reactor)
+
+    def stopService(self) -> Deferred[None]:
+        stopping = super().stopService()
+        stopping.addCallback(lambda _: exit_cleanly(self._reactor))
+        return stopping

@@ -1,22 +1,22 @@
 """``twistd uploadd`` (and ``twistd uploadd worker``): options and services.
 
 The only module that imports the global reactor (and only inside
-:func:`makeService`, when twistd has installed it).
+:func:`makeService`, when twistd has installed it); it goes down from here
+typed as :class:`noded.reactor.IReactor`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application.service import IService
 from twisted.python import usage
 
+from noded.reactor import IReactor, checked
 from noded.secret import NoSecret
-from noded.settings import twistd_options
+from noded.settings import ConfiguredOptions, twistd_options
 from uploadd.config import ALIASES, ROLES, Config
 
 
-def _check_worker(options: Any) -> None:
+def _check_worker(options: ConfiguredOptions) -> None:
     if options["role"] not in ROLES:
         raise usage.UsageError(f"--role is one of {', '.join(ROLES)}")
     if not options.config.amqp.url:
@@ -49,11 +49,15 @@ Options = twistd_options(
 )
 
 
-def makeService(options: Any, reactor: Any = None) -> IService:
+def makeService(
+    options: ConfiguredOptions, reactor: IReactor | None = None
+) -> IService:
+    """uploadd's service tree (see :class:`uploadd.service.UploaddService`),
+    or a worker's with ``worker``."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
-        reactor = global_reactor
+        reactor = checked(global_reactor)
     if options.subCommand == "worker":
         from uploadd.workers.service import WorkerService
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from noded.reactor import checked
 from uploadd.workers.profiles import PROFILES, TranscodeFailed, run_profile
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ async def test_audio_becomes_aac_in_mp4_with_progress(tmp_path: Path) -> None:
     tone_with_gaps(source)
     seen: list[float] = []
     made = await run_profile(
-        reactor,
+        checked(reactor),
         threads,
         PROFILES["audio-aac"],
         source,
@@ -82,7 +83,12 @@ async def test_bad_media_fails_the_job_not_the_worker(tmp_path: Path) -> None:
     source.write_bytes(b"this is not audio at all" * 100)
     with pytest.raises(TranscodeFailed, match="exit"):
         await run_profile(
-            reactor, threads, PROFILES["audio-aac"], source, tmp_path / "out", 60
+            checked(reactor),
+            threads,
+            PROFILES["audio-aac"],
+            source,
+            tmp_path / "out",
+            60,
         )
 
 
@@ -94,7 +100,7 @@ async def test_pdf_pages_become_jpegs(tmp_path: Path) -> None:
     pdf = tmp_path / "deck.pdf"
     _write_pdf(pdf, 3)
     made = await run_profile(
-        reactor, threads, PROFILES["pdf-slides"], pdf, tmp_path / "out", 60
+        checked(reactor), threads, PROFILES["pdf-slides"], pdf, tmp_path / "out", 60
     )
     assert [p.name for p in made] == ["slide-1.jpg", "slide-2.jpg", "slide-3.jpg"]
 
@@ -137,7 +143,7 @@ async def test_desilence_cuts_silence_from_video_and_audio_alike(
 
     seen: list[float] = []
     (made,) = await desilence(
-        reactor, threads, video, tmp_path / "out", 120, on_progress=seen.append
+        checked(reactor), threads, video, tmp_path / "out", 120, on_progress=seen.append
     )
     video_length = float(probe(made, "stream=duration").split()[0])
     audio_length = float(probe(made, "stream=duration").split()[1])

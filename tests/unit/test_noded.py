@@ -30,7 +30,7 @@ from noded.protocol import Delete, Ping, Stat, Unauthorized, UnknownFile
 from noded.rsyncd import REFUSED, daemon_args, write_rsyncd_files
 from noded.signing import BadSignature, signed_query, url_key, verify
 from noded.threads import run_inline
-from tests.support import pumped
+from tests.support import FakeReactor, pumped
 
 SECRET = b"c" * 40
 FILE_ID = "ab" * 16
@@ -46,7 +46,7 @@ def make_node(tmp_path: Path, **settings: str) -> Node:
             **{tuple(k.split("__")): v for k, v in settings.items()},  # type: ignore[misc]
         },
     )
-    return Node(config, NodeFiles(tmp_path), SECRET, run_inline, Clock())
+    return Node(config, NodeFiles(tmp_path), SECRET, run_inline, FakeReactor())
 
 
 def put(node: Node, file_id: str, data: bytes) -> None:

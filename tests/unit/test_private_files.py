@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest_twisted
 
 from noded.private import private_dir
+from noded.reactor import checked
 from noded.secret import token_secret
 from uploadd.store.sqlite import SQLiteStore
 
@@ -24,7 +25,7 @@ async def test_a_new_database_and_its_journals_are_owner_only(tmp_path: Path) ->
     from twisted.internet import reactor
 
     path = tmp_path / "data" / "uploadd.sqlite3"
-    store = SQLiteStore(path, reactor)
+    store = SQLiteStore(path, checked(reactor))
     try:
         await store.migrate()
         await store.add_user("alice", "hash", frozenset({"write"}), 0.0)
@@ -43,14 +44,14 @@ async def test_a_database_left_readable_is_made_owner_only(tmp_path: Path) -> No
     from twisted.internet import reactor
 
     path = tmp_path / "uploadd.sqlite3"
-    first = SQLiteStore(path, reactor)
+    first = SQLiteStore(path, checked(reactor))
     await first.migrate()
     first.close()
     path.chmod(0o644)
     wal = path.with_name(path.name + "-wal")
     wal.touch(mode=0o644)
     wal.chmod(0o644)
-    again = SQLiteStore(path, reactor)
+    again = SQLiteStore(path, checked(reactor))
     try:
         await again.list_users()
         assert (mode(path), mode(wal)) == (0o600, 0o600)

@@ -14,11 +14,10 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from noded.threads import run_inline
-from tests.support import now
+from tests.support import FakeReactor, now
 from tests.unit.test_cluster import Network, tick, up
 from uploadd.cluster.interface import NodeStatus
 from uploadd.cluster.pinger import Pinger
@@ -33,8 +32,8 @@ from uploadd.store.memory import MemoryStore
 KIB = 1024
 
 
-class Pushes(Clock):
-    """A Clock that also runs processes: each rsync push waits for ``land()``,
+class Pushes(FakeReactor):
+    """A reactor whose processes are rsync pushes: each waits for ``land()``,
     then lands in the node twin its URL names, or fails as rsync would
     (5 when the node's module is closed, 11 when its disk has no room)."""
 
@@ -43,7 +42,7 @@ class Pushes(Clock):
         self.network = network
         self.waiting: list[tuple[ProcessProtocol, list[str]]] = []
 
-    def spawnProcess(
+    def spawnProcess(  # type: ignore[override]  # no transport: land() ends it
         self, protocol: ProcessProtocol, executable: str, args: list[str], **_: Any
     ) -> None:
         self.waiting.append((protocol, list(args)))

@@ -10,6 +10,7 @@ import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
+from noded.reactor import checked
 from uploadd.store.interface import (
     Conflict,
     Event,
@@ -34,7 +35,7 @@ async def store(
         return
     from twisted.internet import reactor
 
-    made = SQLiteStore(tmp_path / "meta.sqlite3", reactor)
+    made = SQLiteStore(tmp_path / "meta.sqlite3", checked(reactor))
     await made.migrate()
     yield made
     made.close()
@@ -157,7 +158,7 @@ async def test_sqlite_migrations_are_versioned_and_idempotent(tmp_path: Path) ->
     """migrate() brings a new file to the newest version and is safe to repeat."""
     from twisted.internet import reactor
 
-    made = SQLiteStore(tmp_path / "m.sqlite3", reactor)
+    made = SQLiteStore(tmp_path / "m.sqlite3", checked(reactor))
     newest = migrations()[-1][0]
     assert await made.migrate() == newest
     assert await made.migrate() == newest

@@ -14,10 +14,9 @@ import pytest_twisted
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHostnameResolver, IResolutionReceiver
-from twisted.internet.testing import MemoryReactorClock
 from zope.interface import implementer
 
-from tests.support import auth, harness
+from tests.support import FakeReactor, auth, harness
 from uploadd.workers.targets import RefusedTarget, refusal
 from uploadd.workers.webhooks import treq_poster
 
@@ -148,8 +147,8 @@ def started(pending: Awaitable[int]) -> Deferred[int]:
     return Deferred.fromCoroutine(wait())
 
 
-def reactor_with(answers: dict[str, list[list[str]]]) -> MemoryReactorClock:
-    reactor = MemoryReactorClock()
+def reactor_with(answers: dict[str, list[list[str]]]) -> FakeReactor:
+    reactor = FakeReactor()
     reactor.nameResolver = Resolver(answers)
     return reactor
 

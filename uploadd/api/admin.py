@@ -18,8 +18,7 @@ from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import Replicator
-from uploadd.events.amqp import AmqpBus
-from uploadd.events.bus import InProcessBus
+from uploadd.events.bus import IEventBus
 from uploadd.failures import FailureLog
 from uploadd.store.interface import IMetadataStore
 
@@ -36,7 +35,7 @@ class AdminAPI:
     _repairer: Repairer
     _store: IMetadataStore
     _tokens: TokenIssuer
-    _bus: InProcessBus | AmqpBus
+    _bus: IEventBus
     _failures: FailureLog
 
     @app.route("/admin/status", methods=["GET"])
@@ -48,10 +47,10 @@ class AdminAPI:
             200,
             {
                 "outbox": await self._store.outbox_depth(),
-                "bus": "in-process" if isinstance(bus, InProcessBus) else "rabbitmq",
+                "bus": bus.kind,
                 "published": bus.published,
-                # The broker keeps its own queues; in process they are here.
-                "queues": bus.depth() if isinstance(bus, InProcessBus) else None,
+                # The broker keeps its own queues (None); in process they are here.
+                "queues": bus.depth(),
                 "recent_failures": self._failures.recent(20),
             },
         )

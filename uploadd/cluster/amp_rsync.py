@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from noded import rsync
 from noded.protocol import Delete, Ping, Replicate, Stat, UnknownFile
+from noded.reactor import IReactor
 from noded.signing import signed_query
 from uploadd.cluster.interface import CopyOutcome, Held, INodeClient, NodeStatus
 from uploadd.errors import NotFound, Unprocessable
@@ -54,7 +55,7 @@ class AmpRsyncClient:
     record: NodeRecord
     _connect: Connector
     # Spawns rsync and times its deadline: IReactorProcess + IReactorTime.
-    _reactor: Any
+    _reactor: IReactor
     # Signs download URLs (noded checks them with the same key).
     _key: bytes
     _rsync: RsyncSettings
@@ -149,7 +150,7 @@ class AmpRsyncNodes:
     nodes: every client shares one connector, reactor, key and rsync settings."""
 
     _connect: Connector
-    _reactor: Any
+    _reactor: IReactor
     _key: bytes
     _rsync: RsyncSettings
 

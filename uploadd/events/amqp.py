@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import attrs
@@ -28,12 +28,10 @@ from txamqp.content import Content
 from txamqp.protocol import AMQClient
 from zope.interface import implementer
 
+from noded.reactor import IReactor
 from uploadd.events.bus import Handler, IEventBus
 from uploadd.events.spec import amqp_spec
 from uploadd.store.interface import Event
-
-if TYPE_CHECKING:
-    from uploadd.config import AmqpSection
 
 log = Logger()
 
@@ -87,7 +85,7 @@ class _Subscription:
 @implementer(IEventBus)
 @attrs.define
 class AmqpBus:
-    _reactor: Any
+    _reactor: IReactor
     address: AmqpAddress
     exchange: str = "uploadd"
     prefetch: int = 8
@@ -101,6 +99,7 @@ class AmqpBus:
     _retry: float = 1.0
     _stopped: bool = False
     published: int = 0
+    kind: str = "rabbitmq"
 
     # -- connection ----------------------------------------------------------
 
@@ -111,6 +110,13 @@ class AmqpBus:
         self._stopped = True
         if self._client is not None and self._client.transport is not None:
             self._client.transport.loseConnection()
+
+    def describe(self) -> str:
+        return f"amqp://{self.address.host}:{self.address.port}"
+
+    def depth(self) -> dict[str, int] | None:
+        """The broker keeps the queues."""
+        return None
 
     def _connect_soon(self, delay: float) -> None:
         if not self._stopped:
@@ -289,17 +295,6 @@ class AmqpBus:
                 channel.basic_nack(delivery_tag=message.delivery_tag, requeue=True)
                 return
         channel.basic_ack(delivery_tag=message.delivery_tag)
-
-
-def amqp_bus(reactor: Any, settings: AmqpSection) -> AmqpBus:
-    """The bus ``[amqp]`` describes (its url set)."""
-    return AmqpBus(
-        reactor,
-        AmqpAddress.parse(settings.url),
-        settings.exchange,
-        settings.prefetch,
-        settings.max_attempts,
-    )
 
 
 def _envelope(event: Event) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 from uploadd.store.interface import Event
 
@@ -41,6 +41,22 @@ def _match(pattern: list[str], words: list[str]) -> bool:
 
 
 class IEventBus(Interface):
+    kind = Attribute("'in-process' or 'rabbitmq': where events travel")
+    published = Attribute("how many events this bus has taken, an int")
+
+    def start() -> None:
+        """Begin (reach the broker); its owner calls it once, at start."""
+
+    def stop() -> None:
+        """Stop delivering and let the broker go; nothing is published after."""
+
+    def describe() -> str:
+        """Where events travel, for logs: ``amqp://host:port`` or in-process."""
+
+    def depth() -> dict[str, int] | None:
+        """Messages waiting per queue when this process holds the queues;
+        None when a broker holds them."""
+
     def publish(event: Event) -> Deferred[None]:
         """Hand ``event`` to the bus; fires once the bus holds it."""
 
@@ -74,6 +90,16 @@ class InProcessBus:
     queues: dict[str, _Queue] = attrs.field(factory=dict)
     dead_letters: list[tuple[str, Event, str]] = attrs.field(factory=list)
     published: int = 0
+    kind: str = "in-process"
+
+    def start(self) -> None:
+        """Nothing to reach: the queues are here."""
+
+    def stop(self) -> None:
+        """Nothing to let go of."""
+
+    def describe(self) -> str:
+        return "the in-process bus"
 
     def publish(self, event: Event) -> Deferred[None]:
         self.published += 1

@@ -186,6 +186,9 @@ class IMetadataStore(Interface):
     def migrate() -> Awaitable[int]:
         """Bring the schema to the newest version; return that version."""
 
+    def close() -> None:
+        """Release the connections; nothing is asked of the store after it."""
+
     def add_user(
         username: str, password_hash: str, scopes: frozenset[str], now: float
     ) -> Awaitable[User]:

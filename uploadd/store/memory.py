@@ -45,6 +45,9 @@ class MemoryStore:
     async def migrate(self) -> int:
         return 1
 
+    def close(self) -> None:
+        pass
+
     async def add_user(
         self, username: str, password_hash: str, scopes: frozenset[str], now: float
     ) -> User:

@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 from twisted.logger import Logger
 
+from noded.reactor import IReactor
 from uploadd.events.bus import IEventBus, matches
 from uploadd.store.interface import Event, IMetadataStore
 
@@ -22,7 +23,7 @@ Mailer = Callable[[str, list[str], bytes], Awaitable[Any]]
 
 
 def smtp_mailer(
-    reactor: Any, host: str, port: int, username: str, password: str
+    reactor: IReactor, host: str, port: int, username: str, password: str
 ) -> Mailer:
     """Send with twisted.mail's client on ``reactor``."""
 

@@ -26,6 +26,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from noded.reactor import IReactor
 from noded.threads import Runner
 from uploadd.renditions import NAMES
 
@@ -152,7 +153,7 @@ def keep_expression(silences: list[tuple[float, float]]) -> str:
 
 
 async def desilence(
-    reactor: Any,
+    reactor: IReactor,
     run: Runner,
     source: Path,
     out: Path,
@@ -226,7 +227,7 @@ async def desilence(
 
 
 async def _spawn(
-    reactor: Any, process: ToolProcess, args: list[str], limit: float
+    reactor: IReactor, process: ToolProcess, args: list[str], limit: float
 ) -> None:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
     reactor.spawnProcess(process, args[0], args, env=env)
@@ -239,7 +240,7 @@ async def _spawn(
 
 
 async def run_profile(
-    reactor: Any,
+    reactor: IReactor,
     run: Runner,
     profile: Profile,
     source: Path,
@@ -261,7 +262,7 @@ async def run_profile(
 
 async def transcode(
     name: str,
-    reactor: Any,
+    reactor: IReactor,
     run: Runner,
     source: Path,
     out: Path,

@@ -10,22 +10,20 @@ their queues, and a message whose worker dies goes to another.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
+from noded.lifecycle import InOrder, Step
+from noded.reactor import IReactor
 from noded.secret import token_secret
+from noded.threads import pool_runner
 from uploadd.auth.tokens import TokenIssuer
 from uploadd.config import Config
-from uploadd.events.amqp import amqp_bus
-from uploadd.store.sqlite import SQLiteStore
+from uploadd.events.factory import open_bus
+from uploadd.store.factory import open_store
 from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
 
 log = Logger()
@@ -50,22 +48,34 @@ def api_url(config: Config) -> Callable[[], str]:
     return here
 
 
-class WorkerService(Service):
-    def __init__(self, config: Config, role: str, reactor: Any) -> None:
+class WorkerService(InOrder):
+    """A worker process: a tree whose children start in this order and stop
+    in the reverse one: ``store`` (push only: migrate / close), ``threads``,
+    ``bus`` (connects to RabbitMQ and consumes)."""
+
+    def __init__(self, config: Config, role: str, reactor: IReactor) -> None:
+        super().__init__()
+        self.name = f"uploadd {role} worker"
         self.config = config
         self.role = role
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=4, name="uploadd-worker")
-        self._run = functools.partial(deferToThreadPool, reactor, self._pool)
-        self.bus = amqp_bus(reactor, config.amqp)
-        self._store: SQLiteStore | None = None
+        pool = ThreadPool(minthreads=0, maxthreads=4, name="uploadd-worker")
+        self.bus = open_bus(config.amqp, reactor)
         if role == "push":
-            self._store = SQLiteStore(config.database_path, reactor)
-            push_role(config, reactor, self._store, self.bus)
+            store = open_store(config.database.url, config.storage.data_dir, reactor)
+            push_role(config, reactor, store, self.bus)
+            Step("store", store.migrate, store.close).setServiceParent(self)
         else:
             transcode_role(
-                config, reactor, self._run, self.bus, api_url(config), self._token()
+                config,
+                reactor,
+                pool_runner(reactor, pool),
+                self.bus,
+                api_url(config),
+                self._token(),
             )
+        Step("threads", pool.start, pool.stop).setServiceParent(self)
+        Step("bus", self._consume, self.bus.stop).setServiceParent(self)
 
     def _token(self) -> Callable[[], str]:
         token = self.config.workers.token
@@ -78,28 +88,17 @@ class WorkerService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._pool.start()
-        Deferred.fromCoroutine(self._start()).addErrback(self._failed)
+        assert self.started is not None
+        self.started.addErrback(self._failed)
 
-    async def _start(self) -> None:
-        if self._store is not None:
-            await self._store.migrate()
+    def _consume(self) -> None:
         self.bus.start()
-        address = self.bus.address
         log.info(
-            "uploadd {role} worker consuming from amqp://{host}:{port}",
+            "uploadd {role} worker consuming from {bus}",
             role=self.role,
-            host=address.host,
-            port=address.port,
+            bus=self.bus.describe(),
         )
 
     def _failed(self, failure: Failure) -> None:
         log.failure("the worker failed to start", failure)
         self._reactor.stop()
-
-    def stopService(self) -> None:
-        super().stopService()
-        self.bus.stop()
-        self._pool.stop()
-        if self._store is not None:
-            self._store.close()

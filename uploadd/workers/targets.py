@@ -41,6 +41,8 @@ from twisted.web.client import URI, BrowserLikePolicyForHTTPS
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
+from noded.reactor import IReactor
+
 _NUMERIC = re.compile(r"[0-9a-fA-FxX.]+")
 
 
@@ -117,7 +119,7 @@ def resolve(resolver: Any, host: str, port: int) -> Deferred[list[IAddress]]:
 class CheckedEndpoint:
     """Resolve once, check every address, connect only to allowed ones."""
 
-    _reactor: Any
+    _reactor: IReactor
     _host: str
     _port: int
     _https: bool
@@ -172,7 +174,7 @@ class CheckedEndpoint:
 class PublicEndpoints:
     """An Agent's endpoints for webhook deliveries (``Agent.usingEndpointFactory``)."""
 
-    _reactor: Any
+    _reactor: IReactor
     _allow_private: bool = False
     _timeout: float = 10.0
     _tls: Any = attrs.field(factory=BrowserLikePolicyForHTTPS)

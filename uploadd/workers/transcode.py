@@ -14,13 +14,13 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from noded.reactor import IReactor
 from noded.threads import Runner
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus
@@ -64,7 +64,7 @@ class _Reporter:
 @attrs.define
 class TranscodeWorker:
     _client: RenditionsClient
-    _reactor: Any
+    _reactor: IReactor
     _run: Runner
     _work_dir: Path
     settings: ToolSettings = attrs.field(factory=ToolSettings)

@@ -21,12 +21,12 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from noded.reactor import IReactor
 from uploadd.events.bus import IEventBus, matches
 from uploadd.failures import FailureLog
 from uploadd.store.interface import Delivery, Event, IMetadataStore, Webhook
@@ -62,7 +62,7 @@ def signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str
 
 
 def treq_poster(
-    reactor: Any, timeout: float = 10.0, allow_private: bool = False
+    reactor: IReactor, timeout: float = 10.0, allow_private: bool = False
 ) -> Poster:
     """POST with treq on ``reactor``; the status code, or an exception
     (RefusedTarget for a name that resolves to no public address, unless

@@ -8,11 +8,12 @@ way a role is the same objects subscribed the same way.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from treq.client import HTTPClient
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from noded.reactor import IReactor
 from noded.threads import Runner
 from uploadd.auth.tokens import Principal, TokenIssuer
 from uploadd.config import Config
@@ -30,7 +31,7 @@ WORKER = Principal(0, "worker", frozenset({"worker"}))
 
 
 def minted_tokens(
-    tokens: TokenIssuer, clock: Any, ttl: float = 3600.0
+    tokens: TokenIssuer, clock: IReactorTime, ttl: float = 3600.0
 ) -> Callable[[], str]:
     """Worker tokens signed here, renewed when half their life is gone."""
     held: list[tuple[float, str]] = []
@@ -46,7 +47,7 @@ def minted_tokens(
 
 def push_role(
     config: Config,
-    reactor: Any,
+    reactor: IReactor,
     store: IMetadataStore,
     bus: IEventBus,
     poster: Poster | None = None,
@@ -68,7 +69,7 @@ def push_role(
 
 def transcode_role(
     config: Config,
-    reactor: Any,
+    reactor: IReactor,
     run: Runner,
     bus: IEventBus,
     api_url: Callable[[], str],

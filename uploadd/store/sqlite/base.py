@@ -10,6 +10,7 @@ from typing import Any
 from twisted.enterprise import adbapi
 
 from noded.private import private_database
+from noded.reactor import IReactor
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -31,7 +32,7 @@ def _open(connection: sqlite3.Connection) -> None:
 class SQLiteBase:
     """What every part of the store builds on."""
 
-    def __init__(self, path: Path, reactor: Any) -> None:
+    def __init__(self, path: Path, reactor: IReactor) -> None:
         # Password hashes live here: 0600, and so are the -wal and -shm
         # files SQLite makes with the database's mode.
         self.path = private_database(path)
