@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,7 +13,11 @@ import attrs
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IProcessProtocol, IProcessTransport
+from twisted.internet.interfaces import (
+    IProcessProtocol,
+    IProcessTransport,
+    IReactorTime,
+)
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.web.http_headers import Headers
@@ -24,6 +30,8 @@ from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal
 from uploadd.config import load_config
 from uploadd.service import Parts, build
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import FileRecord
 from uploadd.store.memory import MemoryStore
 from uploadd.workers.webhooks import Poster
 
@@ -229,3 +237,25 @@ def connection(site: Site) -> Connection:
     transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
     protocol.makeConnection(transport)
     return Connection(protocol, transport)
+
+
+def stored_file(
+    store: MemoryStore, blobs: BlobStore, clock: IReactorTime, data: bytes
+) -> FileRecord:
+    """A file of alice's (user 1) with ``data`` as its bytes in ``blobs``,
+    recorded in ``store`` and replicated nowhere yet."""
+    record = FileRecord(
+        uuid.uuid4().hex,
+        1,
+        "f.bin",
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+        hashlib.md5(data).hexdigest(),
+        "application/octet-stream",
+        clock.seconds(),
+    )
+    now(store.add_file(record))
+    path = blobs.path(record.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return record

@@ -16,10 +16,9 @@ import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from tests.support import Harness, auth, harness, now
+from tests.support import Connection, Harness, auth, connection, harness, now
 
 HOST = IPv4Address("TCP", "127.0.0.1", 8080)
 
@@ -44,23 +43,8 @@ class HeldRunner:
         return len(jobs)
 
 
-@attrs.define
-class Wire:
-    protocol: Any
-    transport: StringTransport
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def output(self) -> bytes:
-        return bytes(self.transport.value())
-
-
-def connect(app: Harness) -> Wire:
-    protocol = app.parts.site.buildProtocol(HOST)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", 50000))
-    protocol.makeConnection(transport)
-    return Wire(protocol, transport)
+def connect(app: Harness) -> Connection:
+    return connection(app.parts.site)
 
 
 def head(token: str | None, path: str = "/files/a.bin", **headers: str) -> bytes:

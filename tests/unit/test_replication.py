@@ -4,8 +4,6 @@ time on a Clock."""
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from noded.threads import run_inline
-from tests.support import FakeReactor, now
+from tests.support import FakeReactor, now, stored_file
 from tests.unit.test_cluster import Network, tick, up
 from uploadd.cluster.interface import NodeStatus
 from uploadd.cluster.pinger import Pinger
@@ -88,21 +86,7 @@ class Cluster:
             tick(self.pinger, self.network, self.clock, 0.5)
 
     def add_file(self, data: bytes) -> FileRecord:
-        record = FileRecord(
-            uuid.uuid4().hex,
-            1,
-            "f.bin",
-            len(data),
-            hashlib.sha256(data).hexdigest(),
-            hashlib.md5(data).hexdigest(),
-            "application/octet-stream",
-            self.clock.seconds(),
-        )
-        now(self.store.add_file(record))
-        path = self.blobs.path(record.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return record
+        return stored_file(self.store, self.blobs, self.clock, data)
 
     def held_by(self, node_id: str) -> list[str]:
         return sorted(f for (f, n) in self.store.replicas if n == node_id)

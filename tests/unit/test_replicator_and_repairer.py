@@ -4,8 +4,6 @@ in the middle of a copy. Time on a Clock; nothing leaves the process."""
 
 from __future__ import annotations
 
-import hashlib
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
 from noded.threads import run_inline
-from tests.support import now
+from tests.support import now, stored_file
 from tests.unit.test_cluster import health
 from uploadd.cluster.memory import MemoryNode, MemoryNodes
 from uploadd.cluster.pinger import Pinger
@@ -45,21 +43,7 @@ class Cluster:
 
     def add_file(self, data: bytes) -> FileRecord:
         """A stored file, with uploadd's own copy and no replica yet."""
-        record = FileRecord(
-            uuid.uuid4().hex,
-            1,
-            "f.bin",
-            len(data),
-            hashlib.sha256(data).hexdigest(),
-            hashlib.md5(data).hexdigest(),
-            "application/octet-stream",
-            self.clock.seconds(),
-        )
-        now(self.store.add_file(record))
-        path = self.blobs.path(record.id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return record
+        return stored_file(self.store, self.blobs, self.clock, data)
 
     def replicate(self, record: FileRecord) -> Deferred[int]:
         return Deferred.fromCoroutine(self.replicator.replicate(record.id))
