@@ -93,6 +93,18 @@ def parse_text(text: str) -> str:
     return text.strip()
 
 
+def parse_choice(choices: Sequence[str]) -> Parser:
+    """A parser taking one of ``choices`` (any case), as written there."""
+
+    def parse(text: str) -> str:
+        lowered = text.strip().lower()
+        if lowered not in choices:
+            raise ValueError(text)
+        return lowered
+
+    return parse
+
+
 def parse_secret(text: str) -> str:
     """Empty (generate one) or at least 32 characters."""
     text = text.strip()

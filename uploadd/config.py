@@ -16,6 +16,7 @@ import attrs
 from noded import settings
 from noded.settings import (
     parse_bool,
+    parse_choice,
     parse_duration,
     parse_endpoint,
     parse_host,
@@ -332,6 +333,13 @@ class AmqpSection:
         parse_positive_int,
         "deliveries of a failing message before it is dead-lettered",
         "a positive integer",
+    )
+    queue_type: str = setting(
+        "classic",
+        parse_choice(("classic", "quorum")),
+        "type of the shared work queues: quorum replicates them across a "
+        "RabbitMQ cluster (an existing queue keeps the type it was made with)",
+        "classic or quorum",
     )
 
 

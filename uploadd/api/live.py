@@ -87,7 +87,8 @@ class LiveHub:
                 follower.end()
 
     def attach(self, bus: IEventBus) -> None:
-        bus.subscribe("live", "#", self.deliver)
+        # Every instance serves its own /events clients: each needs every event.
+        bus.subscribe("live", "#", self.deliver, each_instance=True)
 
     async def deliver(self, event: Event) -> None:
         if event.topic == topics.SLIDESHOW_CONTROL:

@@ -80,6 +80,10 @@ class _Subscription:
     pattern: str
     handler: Handler
     concurrency: int | None = None
+    each_instance: bool = False
+    #: The queue as the broker named it (each-instance queues are named by
+    #: the broker, anew on every connection).
+    declared: str = ""
 
 
 @implementer(IEventBus)
@@ -90,6 +94,9 @@ class AmqpBus:
     exchange: str = "uploadd"
     prefetch: int = 8
     max_attempts: int = 5
+    #: ``classic`` or ``quorum`` (RabbitMQ's replicated queues) for the shared,
+    #: durable queues; a queue of one instance is always classic and exclusive.
+    queue_type: str = "classic"
     retry_delay: float = 1.0
     _client: Any = None
     _publisher: Any = None
@@ -117,6 +124,11 @@ class AmqpBus:
     def depth(self) -> dict[str, int] | None:
         """The broker keeps the queues."""
         return None
+
+    def _type_arguments(self) -> dict[str, str]:
+        """Declaration arguments of a shared queue: its type, when not the
+        broker's default (a classic queue declared before keeps working)."""
+        return {} if self.queue_type == "classic" else {"x-queue-type": self.queue_type}
 
     def _connect_soon(self, delay: float) -> None:
         if not self._stopped:
@@ -154,7 +166,9 @@ class AmqpBus:
             await publisher.exchange_declare(
                 exchange=DEAD_EXCHANGE, type="fanout", durable=True
             )
-            await publisher.queue_declare(queue=DEAD_QUEUE, durable=True)
+            await publisher.queue_declare(
+                queue=DEAD_QUEUE, durable=True, arguments=self._type_arguments()
+            )
             await publisher.queue_bind(queue=DEAD_QUEUE, exchange=DEAD_EXCHANGE)
             await publisher.tx_select()
         except Exception as error:
@@ -231,22 +245,39 @@ class AmqpBus:
     # -- consuming -----------------------------------------------------------
 
     def subscribe(
-        self, queue: str, pattern: str, handler: Handler, concurrency: int | None = None
+        self,
+        queue: str,
+        pattern: str,
+        handler: Handler,
+        concurrency: int | None = None,
+        each_instance: bool = False,
     ) -> None:
-        subscription = _Subscription(queue, pattern, handler, concurrency)
+        subscription = _Subscription(
+            queue, pattern, handler, concurrency, each_instance
+        )
         self._subscriptions.append(subscription)
         if self._client is not None:
             Deferred.fromCoroutine(self._consume(subscription))
 
     async def _consume(self, subscription: _Subscription) -> None:
         channel = await self._open(self._client)
-        await channel.queue_declare(
-            queue=subscription.queue,
-            durable=True,
-            arguments={"x-dead-letter-exchange": DEAD_EXCHANGE},
-        )
+        if subscription.each_instance:
+            declared = await channel.queue_declare(
+                queue="", durable=False, exclusive=True, auto_delete=True
+            )
+            subscription.declared = declared.queue
+        else:
+            await channel.queue_declare(
+                queue=subscription.queue,
+                durable=True,
+                arguments={
+                    "x-dead-letter-exchange": DEAD_EXCHANGE,
+                    **self._type_arguments(),
+                },
+            )
+            subscription.declared = subscription.queue
         await channel.queue_bind(
-            queue=subscription.queue,
+            queue=subscription.declared,
             exchange=self.exchange,
             routing_key=subscription.pattern,
         )
@@ -255,7 +286,7 @@ class AmqpBus:
         await channel.basic_qos(
             prefetch_count=subscription.concurrency or self.prefetch
         )
-        reply = await channel.basic_consume(queue=subscription.queue, no_ack=False)
+        reply = await channel.basic_consume(queue=subscription.declared, no_ack=False)
         incoming = await self._client.queue(reply.consumer_tag)
         Deferred.fromCoroutine(self._serve(subscription, channel, incoming))
 
@@ -290,7 +321,7 @@ class AmqpBus:
             try:
                 # Held (unacknowledged) for a growing pause, then sent again.
                 await deferLater(self._reactor, self.retry_delay * 2 ** (attempts - 1))
-                await self._publish(event, attempts, queue=subscription.queue)
+                await self._publish(event, attempts, queue=subscription.declared)
             except Exception:
                 channel.basic_nack(delivery_tag=message.delivery_tag, requeue=True)
                 return

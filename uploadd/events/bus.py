@@ -64,10 +64,19 @@ class IEventBus(Interface):
         """Hand ``events`` to the bus in order; fires once it holds them all."""
 
     def subscribe(
-        queue: str, pattern: str, handler: Handler, concurrency: int | None = None
+        queue: str,
+        pattern: str,
+        handler: Handler,
+        concurrency: int | None = None,
+        each_instance: bool = False,
     ) -> None:
         """Deliver events whose topic matches ``pattern`` to ``handler``, at
-        most ``concurrency`` at once (None: the bus's default)."""
+        most ``concurrency`` at once (None: the bus's default).
+
+        Instances subscribing to one ``queue`` share its work: each event
+        reaches one of them. With ``each_instance`` every instance gets every
+        event on a queue of its own that lives as long as its connection
+        (live streams, which each instance serves to its own clients)."""
 
 
 @attrs.define
@@ -115,8 +124,14 @@ class InProcessBus:
         return succeed(None)
 
     def subscribe(
-        self, queue: str, pattern: str, handler: Handler, concurrency: int | None = None
+        self,
+        queue: str,
+        pattern: str,
+        handler: Handler,
+        concurrency: int | None = None,
+        each_instance: bool = False,
     ) -> None:
+        # One process is the only instance: a queue of its own is the queue.
         self.queues[queue] = _Queue(pattern, handler, concurrency or 1)
 
     def _drain(self, name: str) -> None:

@@ -21,5 +21,6 @@ def open_bus(settings: AmqpSection, reactor: IReactor) -> IEventBus:
             settings.exchange,
             settings.prefetch,
             settings.max_attempts,
+            settings.queue_type,
         )
     return InProcessBus(reactor, max_attempts=settings.max_attempts)
