@@ -126,9 +126,11 @@ class StorageSection:
 class DatabaseSection:
     url: str = setting(
         "",
-        parse_url(("sqlite",)),
-        "metadata store; empty means sqlite:///<data_dir>/uploadd.sqlite3",
-        "a sqlite:///PATH URL",
+        parse_url(("sqlite", "postgresql", "postgres")),
+        "metadata store; empty means sqlite:///<data_dir>/uploadd.sqlite3;"
+        " postgresql://USER@HOST:PORT/DB shares one database between instances"
+        " (password in the URL, PGPASSWORD or ~/.pgpass)",
+        "a sqlite:///PATH or postgresql:// URL",
     )
 
 

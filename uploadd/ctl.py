@@ -92,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
         node_actions.add_parser(action, help=text).add_argument("name")
 
     commands.add_parser(
+        "migrate",
+        help="bring the database to the newest schema and print its version"
+        " (every command does this first; run it alone before starting instances)",
+    )
+    commands.add_parser(
         "bootstrap",
         help="on a database with no users, create 'admin' with a random password",
     )
@@ -138,7 +143,10 @@ async def run(
     private_dir(config.storage.data_dir)
     store = open_store(config.database.url, config.storage.data_dir, reactor)
     try:
-        await store.migrate()
+        version = await store.migrate()
+        if options.command == "migrate":
+            out.write(f"schema version {version}\n")
+            return
         await _dispatch(reactor, options, config, store, out)
     finally:
         store.close()

@@ -15,6 +15,7 @@ from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.events.factory import open_bus
 from uploadd.store.factory import open_store
 from uploadd.store.interface import IMetadataStore
+from uploadd.store.postgres import PostgresStore
 from uploadd.store.sqlite import SQLiteStore
 
 
@@ -41,9 +42,26 @@ def test_the_store_is_the_sqlite_file_the_url_names(
         store.close()
 
 
+@pytest.mark.parametrize(
+    "url", ["postgresql://uploadd@db:5432/uploadd", "postgres://db/uploadd"]
+)
+def test_a_postgresql_url_opens_the_postgresql_store_without_connecting(
+    url: str,
+) -> None:
+    """Both libpq URL schemes name the PostgreSQL store; nothing connects
+    until the first query, so opening needs no server."""
+    store = open_store(url, Path("data"), FakeReactor())
+    try:
+        assert isinstance(store, PostgresStore)
+        assert verifyObject(IMetadataStore, store)
+        assert store.url == url
+    finally:
+        store.close()
+
+
 def test_a_store_url_nobody_serves_is_refused() -> None:
-    with pytest.raises(ValueError, match="postgresql"):
-        open_store("postgresql://db/uploadd", Path("data"), FakeReactor())
+    with pytest.raises(ValueError, match="mysql"):
+        open_store("mysql://db/uploadd", Path("data"), FakeReactor())
 
 
 def test_the_bus_is_rabbitmq_with_an_amqp_url_and_in_process_without() -> None:

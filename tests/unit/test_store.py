@@ -1,4 +1,5 @@
-"""The metadata store contract, run against SQLite and the in-memory fake."""
+"""The metadata store contract, run against SQLite, PostgreSQL (a private
+cluster, started only when these tests run) and the in-memory fake."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 import attrs
 import pytest
 import pytest_twisted
+from twisted.internet.defer import Deferred, DeferredList
 from zope.interface.verify import verifyObject
 
 from noded.reactor import checked
+from tests.postgres import empty_tables
 from uploadd.store.interface import (
     Conflict,
     Event,
@@ -23,10 +26,12 @@ from uploadd.store.interface import (
     UploadRecord,
 )
 from uploadd.store.memory import MemoryStore
+from uploadd.store.postgres import PostgresStore
+from uploadd.store.postgres import migrations as postgres_migrations
 from uploadd.store.sqlite import SQLiteStore, migrations
 
 
-@pytest_twisted.async_yield_fixture(params=["sqlite", "memory"])
+@pytest_twisted.async_yield_fixture(params=["sqlite", "memory", "postgresql"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[IMetadataStore]:
@@ -35,10 +40,20 @@ async def store(
         return
     from twisted.internet import reactor
 
-    made = SQLiteStore(tmp_path / "meta.sqlite3", checked(reactor))
+    made: SQLiteStore | PostgresStore
+    if request.param == "postgresql":
+        # This module's database, emptied after each test.
+        url = request.getfixturevalue("postgres_url")
+        made = PostgresStore(url, checked(reactor))
+    else:
+        made = SQLiteStore(tmp_path / "meta.sqlite3", checked(reactor))
     await made.migrate()
-    yield made
-    made.close()
+    try:
+        yield made
+    finally:
+        made.close()
+        if request.param == "postgresql":
+            empty_tables(url)
 
 
 def record(
@@ -163,6 +178,41 @@ async def test_sqlite_migrations_are_versioned_and_idempotent(tmp_path: Path) ->
     assert await made.migrate() == newest
     assert await made.migrate() == newest
     made.close()
+
+
+def test_both_dialects_share_one_set_of_migration_versions() -> None:
+    """Every version exists once for each dialect; PostgreSQL replaces the
+    SQL of some versions (its types differ) and shares the rest."""
+    sqlite = migrations()
+    postgresql = postgres_migrations()
+    assert [v for v, _ in sqlite] == [v for v, _ in postgresql]
+    assert [v for v, _ in sqlite] == list(range(1, len(sqlite) + 1))
+    shared = [v for (v, a), (_, b) in zip(sqlite, postgresql, strict=True) if a == b]
+    assert 6 in shared and 1 not in shared
+
+
+@pytest_twisted.ensureDeferred()
+async def test_postgresql_migrations_are_versioned_idempotent_and_concurrent(
+    postgres_url: str,
+) -> None:
+    """Two stores migrating one database at once (as two instances starting
+    together) both end on the newest version, and again is a no-op."""
+    from twisted.internet import reactor
+
+    first = PostgresStore(postgres_url, checked(reactor))
+    second = PostgresStore(postgres_url, checked(reactor))
+    try:
+        newest = postgres_migrations()[-1][0]
+        both = await DeferredList(
+            [Deferred.fromCoroutine(s.migrate()) for s in (first, second)],
+            consumeErrors=True,
+        )
+        assert both == [(True, newest), (True, newest)]
+        assert await first.migrate() == newest
+    finally:
+        first.close()
+        second.close()
+        empty_tables(postgres_url)
 
 
 @pytest_twisted.ensureDeferred()

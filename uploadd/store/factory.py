@@ -1,7 +1,7 @@
 """The one place a metadata store is made from ``[database] url``.
 
 uploadd, its worker processes and uploadctl all open their store here, so
-a new kind of store (PostgreSQL) is one more branch here and nowhere else.
+a new kind of store is one more branch here and nowhere else.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from noded.reactor import IReactor
 from uploadd.store.interface import IMetadataStore
 
 SQLITE = "sqlite:///"
+POSTGRESQL = ("postgresql://", "postgres://")
 
 
 def sqlite_path(url: str, data_dir: Path) -> Path:
@@ -30,4 +31,10 @@ def open_store(url: str, data_dir: Path, reactor: IReactor) -> IMetadataStore:
         from uploadd.store.sqlite import SQLiteStore
 
         return SQLiteStore(sqlite_path(url, data_dir), reactor)
+    if url.startswith(POSTGRESQL):
+        # libpq reads the URL itself: a password in it, else PGPASSWORD or
+        # ~/.pgpass; host, port, sslmode and the rest as query parameters.
+        from uploadd.store.postgres import PostgresStore
+
+        return PostgresStore(url, reactor)
     raise ValueError(f"[database] url: no store for {url!r}")

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import sqlite3
-from importlib import resources
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
 
 from noded.private import private_database
 from noded.reactor import IReactor
+from uploadd.store.sql.base import Cursor, SQLBase
+from uploadd.store.sql.base import migrations as _migrations
+
+T = TypeVar("T")
 
 
 def migrations() -> list[tuple[int, str]]:
-    """(version, SQL) for every shipped migration, in order."""
-    found = []
-    for entry in resources.files("uploadd.store").joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text("utf-8")))
-    return sorted(found)
+    """(version, SQL) for every shipped migration, in order, for SQLite."""
+    return _migrations("sqlite")
 
 
 def _open(connection: sqlite3.Connection) -> None:
@@ -29,8 +29,11 @@ def _open(connection: sqlite3.Connection) -> None:
     connection.execute("PRAGMA busy_timeout=5000")
 
 
-class SQLiteBase:
+class SQLiteBase(SQLBase):
     """What every part of the store builds on."""
+
+    _integrity_errors = (sqlite3.IntegrityError,)
+    _string_agg = "group_concat"
 
     def __init__(self, path: Path, reactor: IReactor) -> None:
         # Password hashes live here: 0600, and so are the -wal and -shm
@@ -54,7 +57,9 @@ class SQLiteBase:
         return await self._pool.runWithConnection(function, *args)
 
     @staticmethod
-    def _transaction(connection: sqlite3.Connection, statements: Any) -> Any:
+    def _transaction(
+        connection: sqlite3.Connection, statements: Callable[[Cursor], T]
+    ) -> T:
         cursor = connection.cursor()
         cursor.execute("BEGIN IMMEDIATE")
         try:
@@ -65,19 +70,21 @@ class SQLiteBase:
         cursor.execute("COMMIT")
         return result
 
-    async def _write(self, statements: Any) -> Any:
-        return await self._run(self._transaction, statements)
+    async def _write(self, statements: Callable[[Cursor], T]) -> T:
+        result: T = await self._run(self._transaction, statements)
+        return result
 
-    async def _query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        def run(connection: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return connection.execute(sql, params).fetchall()
+    async def _read(self, statements: Callable[[Cursor], T]) -> T:
+        def run(connection: sqlite3.Connection) -> T:
+            return statements(connection.cursor())
 
-        rows: list[tuple[Any, ...]] = await self._run(run)
-        return rows
+        result: T = await self._run(run)
+        return result
 
     async def migrate(self) -> int:
-        def run(cursor: sqlite3.Cursor) -> int:
-            current: int = cursor.execute("PRAGMA user_version").fetchone()[0]
+        def run(cursor: Cursor) -> int:
+            cursor.execute("PRAGMA user_version")
+            current: int = cursor.fetchone()[0]
             for version, sql in migrations():
                 if version > current:
                     for statement in sql.split(";"):
@@ -87,5 +94,4 @@ class SQLiteBase:
                     current = version
             return current
 
-        version: int = await self._write(run)
-        return version
+        return await self._write(run)

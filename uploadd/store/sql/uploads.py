@@ -1,33 +1,31 @@
-"""Resumable uploads. (SQLite)"""
+"""Resumable uploads."""
 
 from __future__ import annotations
-
-import sqlite3
 
 from uploadd.store.interface import (
     Conflict,
     UploadRecord,
 )
-from uploadd.store.sqlite.base import SQLiteBase
-from uploadd.store.sqlite.rows import (
+from uploadd.store.sql.base import Cursor, SQLBase
+from uploadd.store.sql.rows import (
     _UPLOAD_COLUMNS,
     _upload,
     _upload_values,
 )
 
 
-class Uploads(SQLiteBase):
+class Uploads(SQLBase):
     """Resumable uploads."""
 
     async def add_upload(self, record: UploadRecord) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             try:
                 cursor.execute(
                     f"INSERT INTO uploads ({_UPLOAD_COLUMNS})"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     _upload_values(record),
                 )
-            except sqlite3.IntegrityError as error:
+            except self._integrity_errors as error:
                 raise Conflict(f"upload {record.id}: {error}") from None
 
         await self._write(run)
@@ -41,7 +39,7 @@ class Uploads(SQLiteBase):
     async def save_upload(self, record: UploadRecord) -> None:
         values = _upload_values(record)
 
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             names = [name.strip() for name in _UPLOAD_COLUMNS.split(",")][1:]
             assignments = ", ".join(f"{name} = ?" for name in names)
             cursor.execute(
@@ -52,7 +50,7 @@ class Uploads(SQLiteBase):
         await self._write(run)
 
     async def delete_upload(self, upload_id: str) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
             return cursor.rowcount > 0
 

@@ -1,9 +1,8 @@
-"""Rows to records and back, shared by the SQLite store's parts."""
+"""Rows to records and back, shared by the SQL store's parts."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from uploadd.store.interface import (
     UploadRecord,
     User,
 )
+from uploadd.store.sql.base import Cursor
 
 _FILE_COLUMNS = (
     "id, owner_id, filename, size, sha256, md5, content_type, created_at, parent,"
@@ -39,7 +39,7 @@ def _file(row: tuple[Any, ...]) -> FileRecord:
     return FileRecord(*row)
 
 
-def _insert_file(cursor: sqlite3.Cursor, record: FileRecord) -> None:
+def _insert_file(cursor: Cursor, record: FileRecord) -> None:
     cursor.execute(
         f"INSERT INTO files ({_FILE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         attrs.astuple(record),
@@ -89,7 +89,7 @@ def _delivery(row: tuple[Any, ...]) -> Delivery:
     )
 
 
-def _insert_events(cursor: sqlite3.Cursor, events: Sequence[Event]) -> None:
+def _insert_events(cursor: Cursor, events: Sequence[Event]) -> None:
     cursor.executemany(
         "INSERT INTO events (topic, owner_id, payload, created_at) VALUES (?, ?, ?, ?)",
         [(e.topic, e.owner_id, json.dumps(e.payload), e.created_at) for e in events],

@@ -1,26 +1,25 @@
-"""Share links of files. (SQLite)"""
+"""Share links of files."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from uploadd.store.interface import Conflict, Event, Share
-from uploadd.store.sqlite.base import SQLiteBase
-from uploadd.store.sqlite.rows import _insert_events
+from uploadd.store.sql.base import Cursor, SQLBase
+from uploadd.store.sql.rows import _insert_events
 
 
-class Shares(SQLiteBase):
+class Shares(SQLBase):
     """Share links: which viewer tokens exist for which file."""
 
     async def add_share(self, share: Share) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             try:
                 cursor.execute(
                     "INSERT INTO shares (id, file_id, created_at) VALUES (?, ?, ?)",
                     (share.id, share.file_id, share.created_at),
                 )
-            except sqlite3.IntegrityError as error:
+            except self._integrity_errors as error:
                 raise Conflict(f"share {share.id}: {error}") from None
 
         await self._write(run)
@@ -40,7 +39,7 @@ class Shares(SQLiteBase):
         return [Share(*row) for row in rows]
 
     async def delete_share(self, share_id: str, events: Sequence[Event] = ()) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute("DELETE FROM shares WHERE id = ?", (share_id,))
             deleted = cursor.rowcount > 0
             if deleted:

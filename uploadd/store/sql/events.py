@@ -1,9 +1,8 @@
-"""The outbox, webhooks and their deliveries. (SQLite)"""
+"""The outbox, webhooks and their deliveries."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 
 import attrs
@@ -13,15 +12,15 @@ from uploadd.store.interface import (
     Event,
     Webhook,
 )
-from uploadd.store.sqlite.base import SQLiteBase
-from uploadd.store.sqlite.rows import (
+from uploadd.store.sql.base import Cursor, SQLBase
+from uploadd.store.sql.rows import (
     _DELIVERY_COLUMNS,
     _delivery,
     _insert_events,
 )
 
 
-class EventsAndWebhooks(SQLiteBase):
+class EventsAndWebhooks(SQLBase):
     """The outbox, webhooks and their deliveries."""
 
     async def add_events(self, events: Sequence[Event]) -> None:
@@ -39,7 +38,7 @@ class EventsAndWebhooks(SQLiteBase):
         ]
 
     async def mark_sent(self, event_ids: Sequence[int], now: float) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             cursor.executemany(
                 "UPDATE events SET sent_at = ? WHERE id = ?",
                 [(now, event_id) for event_id in event_ids],
@@ -53,7 +52,7 @@ class EventsAndWebhooks(SQLiteBase):
         return count
 
     async def add_webhook(self, webhook: Webhook) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             cursor.execute(
                 "INSERT INTO webhooks (id, owner_id, url, events, secret, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -80,7 +79,7 @@ class EventsAndWebhooks(SQLiteBase):
         ]
 
     async def delete_webhook(self, webhook_id: str) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute("DELETE FROM deliveries WHERE webhook_id = ?", (webhook_id,))
             cursor.execute("DELETE FROM webhooks WHERE id = ?", (webhook_id,))
             return cursor.rowcount > 0
@@ -89,11 +88,14 @@ class EventsAndWebhooks(SQLiteBase):
         return deleted
 
     async def save_delivery(self, delivery: Delivery) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             cursor.execute(
-                "INSERT OR REPLACE INTO deliveries (id, webhook_id, event_id, topic,"
-                " attempts, status, error, delivered, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                + ", ".join(
+                    f" {name} = excluded.{name}"
+                    for name in _DELIVERY_COLUMNS.split(", ")[1:]
+                ),
                 attrs.astuple(delivery),
             )
 

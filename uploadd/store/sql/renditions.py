@@ -1,8 +1,7 @@
-"""Renditions: transcode jobs of a file and the files they made. (SQLite)"""
+"""Renditions: transcode jobs of a file and the files they made."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from uploadd.store.interface import (
@@ -12,8 +11,8 @@ from uploadd.store.interface import (
     Rendition,
     place_output,
 )
-from uploadd.store.sqlite.base import SQLiteBase
-from uploadd.store.sqlite.rows import (
+from uploadd.store.sql.base import Cursor, SQLBase
+from uploadd.store.sql.rows import (
     _RENDITION_COLUMNS,
     _insert_events,
     _insert_file,
@@ -22,7 +21,7 @@ from uploadd.store.sqlite.rows import (
 )
 
 
-class Renditions(SQLiteBase):
+class Renditions(SQLBase):
     """Renditions and their outputs."""
 
     async def renditions_of(self, source_id: str) -> list[Rendition]:
@@ -49,7 +48,7 @@ class Renditions(SQLiteBase):
         events: Sequence[Event] = (),
         drop: Sequence[str] = (),
     ) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             values = _rendition_values(rendition)
             cursor.execute(
                 "UPDATE renditions SET state = ?, created_at = ?, updated_at = ?,"
@@ -77,7 +76,7 @@ class Renditions(SQLiteBase):
         attempt: int,
         events: Sequence[Event] = (),
     ) -> str | None:
-        def run(cursor: sqlite3.Cursor) -> str | None:
+        def run(cursor: Cursor) -> str | None:
             found = cursor.execute(
                 "SELECT attempt, outputs FROM renditions"
                 " WHERE source_id = ? AND profile = ?",
@@ -93,7 +92,7 @@ class Renditions(SQLiteBase):
                 cursor.execute("DELETE FROM files WHERE id = ?", (replaced,))
             try:
                 _insert_file(cursor, record)
-            except sqlite3.IntegrityError as error:
+            except self._integrity_errors as error:
                 raise Conflict(f"file {record.id}: {error}") from None
             cursor.execute(
                 "UPDATE renditions SET outputs = ? WHERE source_id = ? AND profile = ?",

@@ -1,8 +1,7 @@
-"""Users and their files. (SQLite)"""
+"""Users and their files."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from uploadd.store.interface import (
@@ -13,8 +12,8 @@ from uploadd.store.interface import (
     Rendition,
     User,
 )
-from uploadd.store.sqlite.base import SQLiteBase
-from uploadd.store.sqlite.rows import (
+from uploadd.store.sql.base import Cursor, SQLBase
+from uploadd.store.sql.rows import (
     _FILE_COLUMNS,
     _RENDITION_COLUMNS,
     _file,
@@ -25,23 +24,23 @@ from uploadd.store.sqlite.rows import (
 )
 
 
-class UsersAndFiles(SQLiteBase):
+class UsersAndFiles(SQLBase):
     """Users and their files."""
 
     async def add_user(
         self, username: str, password_hash: str, scopes: frozenset[str], now: float
     ) -> User:
-        def run(cursor: sqlite3.Cursor) -> int:
+        def run(cursor: Cursor) -> int:
             try:
                 cursor.execute(
                     "INSERT INTO users (username, password_hash, scopes, created_at)"
-                    " VALUES (?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?) RETURNING id",
                     (username, password_hash, " ".join(sorted(scopes)), now),
                 )
-            except sqlite3.IntegrityError:
+            except self._integrity_errors:
                 raise Conflict(f"user {username!r} exists") from None
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+            user_id: int = cursor.fetchone()[0]
+            return user_id
 
         user_id = await self._write(run)
         return User(user_id, username, password_hash, scopes, now)
@@ -52,7 +51,7 @@ class UsersAndFiles(SQLiteBase):
         password_hash: str | None = None,
         scopes: frozenset[str] | None = None,
     ) -> User | None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             if password_hash is not None:
                 cursor.execute(
                     "UPDATE users SET password_hash = ? WHERE username = ?",
@@ -68,7 +67,7 @@ class UsersAndFiles(SQLiteBase):
         return await self.get_user(username)
 
     async def set_email(self, username: str, email: str | None) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute(
                 "UPDATE users SET email = ? WHERE username = ?", (email, username)
             )
@@ -101,7 +100,7 @@ class UsersAndFiles(SQLiteBase):
         return [_user(row) for row in rows]
 
     async def delete_user(self, username: str) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute("DELETE FROM users WHERE username = ?", (username,))
             return cursor.rowcount > 0
 
@@ -114,10 +113,10 @@ class UsersAndFiles(SQLiteBase):
         events: Sequence[Event] = (),
         renditions: Sequence[Rendition] = (),
     ) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             try:
                 _insert_file(cursor, record)
-            except sqlite3.IntegrityError as error:
+            except self._integrity_errors as error:
                 raise Conflict(f"file {record.id}: {error}") from None
             cursor.executemany(
                 f"INSERT INTO renditions ({_RENDITION_COLUMNS})"
@@ -139,19 +138,17 @@ class UsersAndFiles(SQLiteBase):
         if owner_id:
             where, params = f"{where} AND owner_id = ?", [owner_id]
 
-        def run(connection: sqlite3.Connection) -> Page:
-            count = connection.execute(
-                f"SELECT COUNT(*) FROM files {where}", params
-            ).fetchone()[0]
-            rows = connection.execute(
+        def run(cursor: Cursor) -> Page:
+            cursor.execute(f"SELECT COUNT(*) FROM files {where}", params)
+            count = cursor.fetchone()[0]
+            cursor.execute(
                 f"SELECT {_FILE_COLUMNS} FROM files {where}"
                 " ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
                 [*params, limit, offset],
-            ).fetchall()
-            return Page(count, [_file(row) for row in rows])
+            )
+            return Page(count, [_file(row) for row in cursor.fetchall()])
 
-        page: Page = await self._run(run)
-        return page
+        return await self._read(run)
 
     async def versions_of(self, file_id: str) -> list[FileRecord]:
         rows = await self._query(
@@ -162,7 +159,7 @@ class UsersAndFiles(SQLiteBase):
         return [_file(row) for row in rows]
 
     async def delete_file(self, file_id: str, events: Sequence[Event] = ()) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute("DELETE FROM files WHERE id = ?", (file_id,))
             deleted = cursor.rowcount > 0
             if deleted:

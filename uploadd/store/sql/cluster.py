@@ -1,8 +1,7 @@
-"""Storage nodes and the replicas they hold. (SQLite)"""
+"""Storage nodes and the replicas they hold."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from uploadd.store.interface import (
@@ -11,28 +10,28 @@ from uploadd.store.interface import (
     NodeRecord,
     Replica,
 )
-from uploadd.store.sqlite.base import SQLiteBase
-from uploadd.store.sqlite.rows import _insert_events
+from uploadd.store.sql.base import Cursor, SQLBase
+from uploadd.store.sql.rows import _insert_events
 
 
-class Cluster(SQLiteBase):
+class Cluster(SQLBase):
     """Storage nodes and the replicas they hold."""
 
     async def add_node(self, record: NodeRecord) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             try:
                 cursor.execute(
                     "INSERT INTO nodes (id, host, port, mode, added_at)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (record.id, record.host, record.port, record.mode, record.added_at),
                 )
-            except sqlite3.IntegrityError:
+            except self._integrity_errors:
                 raise Conflict(f"node {record.id!r} exists") from None
 
         await self._write(run)
 
     async def save_node(self, record: NodeRecord) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             cursor.execute(
                 "UPDATE nodes SET host = ?, port = ?, mode = ? WHERE id = ?",
                 (record.host, record.port, record.mode, record.id),
@@ -41,7 +40,7 @@ class Cluster(SQLiteBase):
         await self._write(run)
 
     async def delete_node(self, node_id: str) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute("DELETE FROM replicas WHERE node_id = ?", (node_id,))
             cursor.execute("DELETE FROM nodes WHERE id = ?", (node_id,))
             return cursor.rowcount > 0
@@ -56,10 +55,11 @@ class Cluster(SQLiteBase):
         return [NodeRecord(*row) for row in rows]
 
     async def add_replica(self, replica: Replica, events: Sequence[Event] = ()) -> None:
-        def run(cursor: sqlite3.Cursor) -> None:
+        def run(cursor: Cursor) -> None:
             cursor.execute(
-                "INSERT OR REPLACE INTO replicas (file_id, node_id, size, verified_at)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO replicas (file_id, node_id, size, verified_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (file_id, node_id) DO UPDATE"
+                " SET size = excluded.size, verified_at = excluded.verified_at",
                 (replica.file_id, replica.node_id, replica.size, replica.verified_at),
             )
             _insert_events(cursor, events)
@@ -67,7 +67,7 @@ class Cluster(SQLiteBase):
         await self._write(run)
 
     async def remove_replica(self, file_id: str, node_id: str) -> bool:
-        def run(cursor: sqlite3.Cursor) -> bool:
+        def run(cursor: Cursor) -> bool:
             cursor.execute(
                 "DELETE FROM replicas WHERE file_id = ? AND node_id = ?",
                 (file_id, node_id),
@@ -89,7 +89,7 @@ class Cluster(SQLiteBase):
         self, after_id: str, limit: int
     ) -> list[tuple[str, list[str]]]:
         rows = await self._query(
-            "SELECT f.id, group_concat(r.node_id) FROM"
+            f"SELECT f.id, {self._string_agg}(r.node_id, ',') FROM"
             " (SELECT id FROM files WHERE id > ? ORDER BY id LIMIT ?) AS f"
             " LEFT JOIN replicas AS r ON r.file_id = f.id"
             " GROUP BY f.id ORDER BY f.id",
