@@ -3,17 +3,22 @@ cluster, started only when these tests run) and the in-memory fake."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import attrs
 import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from zope.interface.verify import verifyObject
 
 from noded.reactor import checked
 from tests.postgres import empty_tables
+from uploadd.events.bus import IEventBus, InProcessBus
+from uploadd.events.relay import OutboxRelay
 from uploadd.store.interface import (
     Conflict,
     Event,
@@ -350,3 +355,79 @@ async def test_renditions_fence_attempts_and_replace_outputs(
     assert await store.get_file("o2") is None
     assert await store.renditions_of("src") == []
     assert await store.get_rendition("src", "audio-aac") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_one_instance_leads_a_duty_and_another_takes_over_when_it_goes(
+    postgres_url: str,
+) -> None:
+    """Of two stores on one PostgreSQL (two uploadd instances), one leads a
+    duty and keeps leading it; duties are led apart; when the leader's
+    store closes (its process died), the other leads at its next ask."""
+    from twisted.internet import reactor
+
+    first = PostgresStore(postgres_url, checked(reactor))
+    second = PostgresStore(postgres_url, checked(reactor))
+    try:
+        assert await first.leads("outbox relay")
+        assert not await second.leads("outbox relay")
+        assert await first.leads("outbox relay")
+        assert await second.leads("repair")
+        assert not await first.leads("repair")
+    finally:
+        first.close()
+    try:
+        assert await second.leads("outbox relay")
+    finally:
+        second.close()
+
+
+@attrs.define
+class SlowBus:
+    """A bus that takes a while to accept what it is given."""
+
+    _bus: InProcessBus
+    _clock: IReactorTime
+
+    async def _later(self, events: Sequence[Event]) -> None:
+        await deferLater(self._clock, 0.3)
+        await self._bus.publish_many(events)
+
+    def publish_many(self, events: Sequence[Event]) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._later(events))
+
+
+@pytest_twisted.ensureDeferred()
+async def test_two_relays_on_one_outbox_publish_each_event_once(
+    postgres_url: str,
+) -> None:
+    """Relays of two instances sharing a PostgreSQL outbox, running at once
+    (the bus slow enough that each reads the outbox before either has marked
+    anything sent), put each event on the bus exactly once."""
+    from twisted.internet import reactor
+
+    stores = [PostgresStore(postgres_url, checked(reactor)) for _ in range(2)]
+    published: list[int] = []
+    bus = InProcessBus(checked(reactor))
+
+    async def heard(event: Event) -> None:
+        published.append(event.payload["n"])
+
+    bus.subscribe("all", "#", heard)
+    try:
+        await stores[0].migrate()
+        alice = await stores[0].add_user("alice", "h", frozenset({"write"}), 0)
+        await stores[0].add_events(
+            [Event("file.stored", {"n": n}, alice.id, 0.0) for n in range(30)]
+        )
+        # The relay asks only publish_many of its bus.
+        slow = cast(IEventBus, SlowBus(bus, checked(reactor)))
+        relays = [OutboxRelay(store, slow, checked(reactor)) for store in stores]
+        for _ in range(3):
+            await DeferredList([Deferred.fromCoroutine(r.relay()) for r in relays])
+        await deferLater(reactor, 0.2)  # the in-process bus delivers
+        assert sorted(published) == list(range(30))
+    finally:
+        for store in stores:
+            store.close()
+        empty_tables(postgres_url)

@@ -135,8 +135,12 @@ class Repairer:
 
     async def repair(self) -> dict[str, int]:
         """One pass over every file; returns counts of what it did: files
-        examined, copies made, copies dropped."""
+        examined, copies made, copies dropped. On a store several instances
+        share, only the one that leads repair makes the pass, so each lost
+        copy is made once and each surplus one dropped once."""
         copied = dropped = examined = 0
+        if not await self._store.leads("repair"):
+            return {"examined": 0, "copied": 0, "dropped": 0}
         async for page in self._pages():
             examined += len(page)
             steps = plan(

@@ -22,6 +22,8 @@ from uploadd.store.interface import IMetadataStore
 log = Logger()
 
 BATCH = 200
+#: The duty name under which one instance relays the shared outbox.
+RELAY = "outbox relay"
 
 
 @attrs.define
@@ -61,8 +63,11 @@ class OutboxRelay:
             self.kick()
 
     async def relay(self) -> int:
-        """Publish pending events in order until none wait or the bus fails."""
+        """Publish pending events in order until none wait or the bus fails
+        (on the instance that leads the relay; the others leave it to it)."""
         sent = 0
+        if not await self._store.leads(RELAY):
+            return sent
         while events := await self._store.pending_events(BATCH):
             try:
                 # One broker transaction per batch: all of it or none.

@@ -189,6 +189,13 @@ class IMetadataStore(Interface):
     def close() -> None:
         """Release the connections; nothing is asked of the store after it."""
 
+    def leads(duty: str) -> Awaitable[bool]:
+        """Whether this process runs ``duty`` (the outbox relay, the expiry
+        sweep, repair) now. A store only one process uses always says yes;
+        a store several uploadd instances share names one leader per duty,
+        and a dead leader's duty passes to another instance at its next ask.
+        """
+
     def add_user(
         username: str, password_hash: str, scopes: frozenset[str], now: float
     ) -> Awaitable[User]:

@@ -48,6 +48,9 @@ class MemoryStore:
     def close(self) -> None:
         pass
 
+    async def leads(self, duty: str) -> bool:
+        return True  # one process's memory: the only instance
+
     async def add_user(
         self, username: str, password_hash: str, scopes: frozenset[str], now: float
     ) -> User:

@@ -220,7 +220,10 @@ class Resumable:
 
     async def sweep(self) -> int:
         """Expire open uploads past their time and reclaim their disk; an
-        upload someone is writing waits for the next sweep."""
+        upload someone is writing waits for the next sweep. Only the
+        instance that leads the sweep sweeps a shared store."""
+        if not await self._store.leads("expiry sweep"):
+            return 0
         expired = await self._store.expired_uploads(self._clock.seconds())
         for record in expired:
             if self.writers.busy(record.id):

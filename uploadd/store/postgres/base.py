@@ -3,6 +3,8 @@ serializable write transactions, migrations under an advisory lock."""
 
 from __future__ import annotations
 
+import threading
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -26,6 +28,8 @@ POOL_SIZE = 4
 RETRIES = 10
 # pg_advisory_xact_lock key that lets one instance at a time migrate.
 MIGRATION_LOCK = 0x75706C64  # "upld"
+# First key of the session advisory locks that name each duty's leader.
+DUTY_LOCKS = 0x64757479  # "duty"
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -95,10 +99,46 @@ class PostgresBase(SQLBase):
         )
         self._threads = ThreadPool(1, POOL_SIZE, "uploadd-postgres")
         self._threads.start()
+        # A duty's leader holds a session advisory lock on a connection of
+        # its own, kept open while it leads: if the process dies, PostgreSQL
+        # ends the session and the lock is free for another instance.
+        self._duties: dict[str, psycopg.Connection[Any]] = {}
+        self._duty_lock = threading.Lock()
 
     def close(self) -> None:
         self._threads.stop()
+        with self._duty_lock:
+            for connection in self._duties.values():
+                connection.close()
+            self._duties.clear()
         self._pool.close()
+
+    async def leads(self, duty: str) -> bool:
+        key = zlib.crc32(duty.encode("utf-8")) & 0x7FFFFFFF
+
+        def ask() -> bool:
+            with self._duty_lock:
+                held = self._duties.get(duty)
+                if held is not None:
+                    try:
+                        held.execute("SELECT 1")
+                        return True
+                    except psycopg.Error:
+                        # The session (and the lock with it) is gone.
+                        self._duties.pop(duty, None)
+                        held.close()
+                connection = psycopg.connect(self.url, autocommit=True)
+                row = connection.execute(
+                    "SELECT pg_try_advisory_lock(%s, %s)", (DUTY_LOCKS, key)
+                ).fetchone()
+                if row is not None and row[0]:
+                    self._duties[duty] = connection
+                    log.info("this instance leads {duty}", duty=duty)
+                    return True
+                connection.close()
+                return False
+
+        return await self._in_thread(ask)
 
     async def _in_thread(self, function: Callable[[], T]) -> T:
         result: T = await deferToThreadPool(self._reactor, self._threads, function)

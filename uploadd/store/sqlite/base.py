@@ -53,6 +53,9 @@ class SQLiteBase(SQLBase):
     def close(self) -> None:
         self._pool.close()
 
+    async def leads(self, duty: str) -> bool:
+        return True  # a SQLite file has one uploadd: the only instance
+
     async def _run(self, function: Any, *args: Any) -> Any:
         return await self._pool.runWithConnection(function, *args)
 
