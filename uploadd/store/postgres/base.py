@@ -103,6 +103,7 @@ class PostgresBase(SQLBase):
         # its own, kept open while it leads: if the process dies, PostgreSQL
         # ends the session and the lock is free for another instance.
         self._duties: dict[str, psycopg.Connection[Any]] = {}
+        self._leading: set[str] = set()
         self._duty_lock = threading.Lock()
 
     def close(self) -> None:
@@ -111,6 +112,7 @@ class PostgresBase(SQLBase):
             for connection in self._duties.values():
                 connection.close()
             self._duties.clear()
+            self._leading.clear()
         self._pool.close()
 
     async def leads(self, duty: str) -> bool:
@@ -118,24 +120,30 @@ class PostgresBase(SQLBase):
 
         def ask() -> bool:
             with self._duty_lock:
-                held = self._duties.get(duty)
-                if held is not None:
-                    try:
-                        held.execute("SELECT 1")
-                        return True
-                    except psycopg.Error:
-                        # The session (and the lock with it) is gone.
-                        self._duties.pop(duty, None)
-                        held.close()
-                connection = psycopg.connect(self.url, autocommit=True)
-                row = connection.execute(
-                    "SELECT pg_try_advisory_lock(%s, %s)", (DUTY_LOCKS, key)
-                ).fetchone()
-                if row is not None and row[0]:
+                # One session per duty, kept whether or not it leads, so an
+                # instance that does not lead asks again without reconnecting.
+                connection = self._duties.get(duty)
+                if connection is None or connection.closed:
+                    connection = psycopg.connect(self.url, autocommit=True)
                     self._duties[duty] = connection
+                    self._leading.discard(duty)
+                try:
+                    if duty in self._leading:
+                        connection.execute("SELECT 1")
+                        return True
+                    row = connection.execute(
+                        "SELECT pg_try_advisory_lock(%s, %s)", (DUTY_LOCKS, key)
+                    ).fetchone()
+                except psycopg.Error:
+                    # The session (and a lock it held) is gone; ask anew later.
+                    self._duties.pop(duty, None)
+                    self._leading.discard(duty)
+                    connection.close()
+                    return False
+                if row is not None and row[0]:
+                    self._leading.add(duty)
                     log.info("this instance leads {duty}", duty=duty)
                     return True
-                connection.close()
                 return False
 
         return await self._in_thread(ask)
