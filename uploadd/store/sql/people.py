@@ -16,6 +16,7 @@ from uploadd.store.sql.base import Cursor, SQLBase
 from uploadd.store.sql.rows import (
     _FILE_COLUMNS,
     _RENDITION_COLUMNS,
+    _delete_row,
     _file,
     _insert_events,
     _insert_file,
@@ -159,12 +160,7 @@ class UsersAndFiles(SQLBase):
         return [_file(row) for row in rows]
 
     async def delete_file(self, file_id: str, events: Sequence[Event] = ()) -> bool:
-        def run(cursor: Cursor) -> bool:
-            cursor.execute("DELETE FROM files WHERE id = ?", (file_id,))
-            deleted = cursor.rowcount > 0
-            if deleted:
-                _insert_events(cursor, events)
-            return deleted
-
-        deleted: bool = await self._write(run)
+        deleted: bool = await self._write(
+            lambda cursor: _delete_row(cursor, "files", file_id, events)
+        )
         return deleted

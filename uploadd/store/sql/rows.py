@@ -132,3 +132,15 @@ def _upload_values(record: UploadRecord) -> tuple[Any, ...]:
         record.file_id,
         record.base,
     )
+
+
+def _delete_row(
+    cursor: Cursor, table: str, row_id: str, events: Sequence[Event]
+) -> bool:
+    """Delete the row of ``table`` with ``row_id``; its ``events`` are written
+    in the same transaction if there was one. Whether there was."""
+    cursor.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))
+    deleted = cursor.rowcount > 0
+    if deleted:
+        _insert_events(cursor, events)
+    return deleted

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from uploadd.store.interface import Conflict, Event, Share
 from uploadd.store.sql.base import Cursor, SQLBase
-from uploadd.store.sql.rows import _insert_events
+from uploadd.store.sql.rows import _delete_row
 
 
 class Shares(SQLBase):
@@ -39,12 +39,7 @@ class Shares(SQLBase):
         return [Share(*row) for row in rows]
 
     async def delete_share(self, share_id: str, events: Sequence[Event] = ()) -> bool:
-        def run(cursor: Cursor) -> bool:
-            cursor.execute("DELETE FROM shares WHERE id = ?", (share_id,))
-            deleted = cursor.rowcount > 0
-            if deleted:
-                _insert_events(cursor, events)
-            return deleted
-
-        deleted: bool = await self._write(run)
+        deleted: bool = await self._write(
+            lambda cursor: _delete_row(cursor, "shares", share_id, events)
+        )
         return deleted
