@@ -104,7 +104,17 @@ class LiveHub:
         for listener in list(self.listeners):
             who = listener.principal
             if who.is_admin or event.owner_id == who.user_id:
-                listener.request.write(message)
+                self._send(listener, message)
+
+    def _send(self, listener: _Listener, message: bytes) -> None:
+        """Write to one stream; a stream whose client is gone is dropped
+        rather than failing the delivery, which the bus would then repeat
+        to every other stream."""
+        try:
+            listener.request.write(message)
+        except Exception as error:
+            log.info("dropped a live stream that is gone: {error}", error=error)
+            self.remove(listener)
 
     def add(self, listener: _Listener) -> None:
         self.listeners.add(listener)
@@ -121,7 +131,7 @@ class LiveHub:
 
     def _ping(self) -> None:
         for listener in list(self.listeners):
-            listener.request.write(b": keep-alive\n\n")
+            self._send(listener, b": keep-alive\n\n")
 
 
 @attrs.define(slots=False)
