@@ -97,7 +97,7 @@ async def test_work_is_shared_and_live_events_reach_every_instance(
             ]
             return buses["a"].publish_many(stored + moves)
 
-        await until(lambda: all(b._client for b in buses.values()), 30, "connected")
+        await until(lambda: all(b._publisher for b in buses.values()), 30, "connected")
         await deferLater(reactor, 0.5)  # consumers declared
         await send(1)
         await until(lambda: len(work) == 20, 30, "20 work events handled")
@@ -114,7 +114,9 @@ async def test_work_is_shared_and_live_events_reach_every_instance(
         broker.stop()  # blocks the reactor: the buses notice once it turns
         await until(lambda: not any(b._client for b in buses.values()), 30, "lost")
         broker.start()
-        await until(lambda: all(b._client for b in buses.values()), 60, "reconnected")
+        await until(
+            lambda: all(b._publisher for b in buses.values()), 60, "reconnected"
+        )
         await deferLater(reactor, 1.0)  # consumers declared again
         await send(21)
         await until(lambda: len(work) == 40, 30, "work after the restart")

@@ -182,14 +182,18 @@ class AmqpBus:
             self._connect_soon(self._retry)
             return BusUnavailable(str(error))
         client.on_lost = self._lost
-        self._client, self._publisher, self._retry = client, publisher, 1.0
+        self._client, self._retry = client, 1.0
+        # Queues first, publishing after: an instance's own live queue is new
+        # on every connection, and events published before it is bound would
+        # never reach that instance's streams.
+        for subscription in self._subscriptions:
+            await self._consume(subscription)
+        self._publisher = publisher
         log.info(
             "connected to the broker at {host}:{port}",
             host=address.host,
             port=address.port,
         )
-        for subscription in self._subscriptions:
-            await self._consume(subscription)
         return client
 
     async def _open(self, client: Any) -> Any:
