@@ -8,6 +8,7 @@ Read with :func:`load_config`: an INI file (``--config`` or ``UPLOADD_CONFIG``)
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -221,6 +222,17 @@ def parse_nodes(text: str) -> tuple[tuple[str, str, int], ...]:
     return tuple(nodes)
 
 
+_INSTANCE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def parse_instance(text: str) -> str:
+    """Empty (the host name) or a name of letters, digits, '.', '_', '-'."""
+    text = text.strip()
+    if text and not _INSTANCE.match(text):
+        raise ValueError(text)
+    return text
+
+
 def parse_zones(text: str) -> tuple[tuple[str, str], ...]:
     """``CIDR=zone, ...`` -> ((CIDR, zone), ...), CIDRs checked."""
     zones = []
@@ -306,6 +318,20 @@ class ClusterSection:
         parse_bool,
         "keep uploadd's own copy once every replica is verified",
         "true or false",
+    )
+    instance: str = setting(
+        "",
+        parse_instance,
+        "this uploadd instance's name among those sharing one database "
+        "(each unique); empty: the host name",
+        "letters, digits, '.', '_' or '-'",
+    )
+    instance_url: str = setting(
+        "",
+        parse_url(("http",)),
+        "where the other instances reach this one, to continue a resumable "
+        "upload whose bytes are here; empty: http://<[http] host>:<port>",
+        "an http://host:port URL",
     )
     zones: tuple[tuple[str, str], ...] = setting(
         "",
