@@ -232,11 +232,15 @@ class Listener(StreamServerEndpointService):
         return f"{scheme}://{where(address)}"
 
 
+class CannotStart(Exception):
+    """A start refused for a reason its message says in full (no traceback)."""
+
+
 def fail_start(failure: Failure, daemon: str, reactor: IReactorCore) -> None:
     """A daemon that could not start: say why (one critical line when it
     could not listen), stop, and exit 1 (twistd exits 0 after a plain stop;
     a daemon that never served must not)."""
-    if failure.check(CannotListenError, BadEndpoint):
+    if failure.check(CannotListenError, BadEndpoint, CannotStart):
         log.critical(
             "{daemon} cannot start: {error}", daemon=daemon, error=failure.value
         )

@@ -5,6 +5,8 @@
     uploadctl user scopes NAME SCOPE...
     uploadctl token NAME [--scope SCOPE] [--ttl 1h]
     uploadctl worker-token [--ttl 30d]
+    uploadctl node add NAME HOST:PORT | node list | node drain|activate|remove NAME
+    uploadctl instance list | instance retire NAME
 
 A password is read from the terminal (asked twice), or from the first line of
 standard input when it is not a terminal.
@@ -91,6 +93,19 @@ def parser() -> argparse.ArgumentParser:
     ):
         node_actions.add_parser(action, help=text).add_argument("name")
 
+    instance = commands.add_parser(
+        "instance", help="uploadd instances sharing this database"
+    )
+    instance_actions = instance.add_subparsers(dest="action", required=True)
+    instance_actions.add_parser(
+        "list", help="list instances, their URLs and whether they run"
+    )
+    instance_actions.add_parser(
+        "retire",
+        help="a stopped instance leaves for good: cancel the uploads whose "
+        "bytes it held (their clients get 410)",
+    ).add_argument("name")
+
     commands.add_parser(
         "migrate",
         help="bring the database to the newest schema and print its version"
@@ -164,6 +179,9 @@ async def _dispatch(
         await bootstrap(reactor, config, store, out)
     elif options.command == "node":
         await nodes(reactor, options, store, out)
+    elif options.command == "instance":
+        shared = config.database.url.startswith("postgresql")
+        await instances(reactor, options, store, out, shared)
     elif options.command == "worker-token":
         out.write(_issue(reactor, config, WORKER, options.ttl) + "\n")
     elif options.command == "token":
@@ -250,6 +268,41 @@ async def nodes(
             NodeRecord(found.id, found.host, found.port, found.added_at, mode)
         )
         out.write(f"node {name} is {mode}\n")
+
+
+async def instances(
+    reactor: IReactorTime,
+    options: argparse.Namespace,
+    store: IMetadataStore,
+    out: TextIO,
+    shared: bool,
+) -> None:
+    """The instances that registered in the store; retiring one that has
+    stopped for good. On a shared (PostgreSQL) store a running instance
+    holds a lock on its name, which tells whether it runs."""
+    if options.action == "list":
+        for record in await store.list_instances():
+            if record.retired_at is not None:
+                state = "retired"
+            elif not shared:
+                state = "-"
+            elif await store.leads(f"instance {record.name}"):
+                state = "stopped"
+            else:
+                state = "running"
+            out.write(f"{record.name}\t{record.url or '-'}\t{state}\n")
+        return
+    name: str = options.name
+    found = await store.get_instance(name)
+    if found is None:
+        raise CommandError(f"no instance {name!r}")
+    if found.retired_at is not None:
+        raise CommandError(f"instance {name!r} was retired already")
+    # A running instance holds its name's lock (on PostgreSQL) for its life.
+    if not await store.leads(f"instance {name}"):
+        raise CommandError(f"instance {name!r} is running; stop it first")
+    cancelled = await store.retire_instance(name, reactor.seconds())
+    out.write(f"retired instance {name}: {cancelled} unfinished uploads cancelled\n")
 
 
 async def bootstrap(

@@ -97,3 +97,14 @@ class StorageFull(Unavailable):
         retry_after: int = 60,
     ) -> None:
         super().__init__(detail, retry_after)
+
+
+class Elsewhere(Unavailable):
+    """The upload's bytes are on another uploadd instance (``holder``): the
+    request goes on there, or, where nothing can take it there, waits."""
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(
+            f"this upload's bytes are on instance {holder!r}", 5, holder=holder
+        )
+        self.holder = holder

@@ -8,6 +8,7 @@ docstring).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,7 @@ from twisted.web.server import Site
 from noded.channel import GuardedSite
 from noded.client import connect
 from noded.drain import Drain, exit_cleanly
-from noded.lifecycle import InOrder, Listener, Step, fail_start
+from noded.lifecycle import CannotStart, InOrder, Listener, Step, fail_start
 from noded.private import private_dir
 from noded.reactor import IReactor
 from noded.rsync import write_password_file
@@ -32,6 +33,7 @@ from uploadd.api.admin import AdminAPI
 from uploadd.api.auth import AuthAPI
 from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
+from uploadd.api.forward import Forwarder
 from uploadd.api.gate import IngestGate, IngestLimits
 from uploadd.api.live import LiveAPI, LiveHub
 from uploadd.api.ops import OpsAPI
@@ -65,7 +67,7 @@ from uploadd.renditions import ProfilePolicy, Renditions
 from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore
 from uploadd.store.factory import open_store
-from uploadd.store.interface import IMetadataStore, NodeRecord
+from uploadd.store.interface import IMetadataStore, InstanceRecord, NodeRecord
 from uploadd.uploads.resumable import Resumable
 from uploadd.workers.webhooks import Poster
 from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
@@ -124,6 +126,7 @@ def build(
         reactor,
         config.uploads.expire_after,
         config.storage.fsync,
+        instance_name(config),
     )
 
     def connector(record: NodeRecord) -> Deferred[Any]:
@@ -220,6 +223,7 @@ def build(
             fsync=config.storage.fsync,
             checkpoint=config.uploads.checkpoint,
         ),
+        forwarder=Forwarder.over_tcp(store, reactor, instance_name(config)),
     )
     renditions = Renditions(
         store, reactor, config.workers.max_attempts, failures=failures
@@ -321,12 +325,29 @@ def build(
     )
 
 
+def reachable(url: str) -> str:
+    """``url`` of a listener as another host reaches it: a wildcard
+    address becomes this host's name."""
+    for wildcard in ("//0.0.0.0:", "//[::]:"):
+        if wildcard in url:
+            return url.replace(wildcard, f"//{socket.getfqdn()}:")
+    return url
+
+
+def instance_name(config: Config) -> str:
+    """This instance's name among those sharing its database."""
+    return config.cluster.instance or socket.gethostname()
+
+
 class UploaddService(InOrder):
     """The uploadd daemon, ``twistd uploadd``: a tree whose children start
     in this order, each once the one before is ready, and stop in the
     reverse order:
 
     - ``store``: migrate (start), close (stop: last of all)
+    - ``instance``: no live or retired instance on the database has this
+      one's ``[cluster] instance`` name (on PostgreSQL an advisory lock held
+      for the process's life)
     - ``threads``: the writer thread pool
     - ``cluster``: the rsync password file, the nodes from store and config
     - ``pinger``, ``repair``: node health and re-replication timers
@@ -338,7 +359,8 @@ class UploaddService(InOrder):
       stop closes the port, then lets requests in flight finish
       (``[http] shutdown_grace``) before anything above it stops
 
-    Once all are up, ``<data_dir>/uploadd.port`` is written; a start that
+    Once all are up, the instance registers the URL the others reach it at
+    and ``<data_dir>/uploadd.port`` is written; a start that
     fails logs a critical line and exits 1.
     """
 
@@ -377,6 +399,7 @@ class UploaddService(InOrder):
         )
         for child in (
             Step("store", self._migrate, store.close),
+            Step("instance", self._claim_name),
             Step("threads", pool.start, pool.stop),
             Step("cluster", self._load_nodes),
             Step("pinger", parts.pinger.start, parts.pinger.stop),
@@ -392,11 +415,35 @@ class UploaddService(InOrder):
     def startService(self) -> None:
         super().startService()
         assert self.started is not None
-        self.started.addCallback(lambda _: self._listening())
+        self.started.addCallback(lambda _: Deferred.fromCoroutine(self._listening()))
         self.started.addErrback(fail_start, "uploadd", self._reactor)
 
     async def _migrate(self) -> None:
         self._version = await self.parts.store.migrate()
+
+    async def _claim_name(self) -> None:
+        """Make sure no other live instance on this database has this
+        instance's name (the bytes of its uploads would be mixed up), and
+        that it was not retired."""
+        name, store = self.parts.resumable.instance, self.parts.store
+        if not await store.leads(f"instance {name}"):
+            raise CannotStart(
+                f"another uploadd instance named {name!r} runs on this database; "
+                "give each instance its own [cluster] instance"
+            )
+        known = await store.get_instance(name)
+        if known is not None and known.retired_at is not None:
+            raise CannotStart(
+                f"instance {name!r} was retired; start this one under a new "
+                "[cluster] instance name"
+            )
+
+    async def _register(self) -> None:
+        """Tell the other instances where this one is reached."""
+        url = self.config.cluster.instance_url or reachable(self.http.url())
+        await self.parts.store.register_instance(
+            InstanceRecord(self.parts.resumable.instance, url, self._reactor.seconds())
+        )
 
     async def _load_nodes(self) -> None:
         write_password_file(
@@ -422,7 +469,8 @@ class UploaddService(InOrder):
         sweeping.addErrback(lambda f: log.failure("sweeping expired uploads failed", f))
         return sweeping
 
-    def _listening(self) -> None:
+    async def _listening(self) -> None:
+        await self._register()
         self._write_port_file()
         log.info(
             "uploadd listening on {at} (schema {version}, data {data})",

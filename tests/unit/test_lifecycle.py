@@ -267,6 +267,7 @@ def test_uploadd_is_a_tree_in_its_start_order(tmp_path: Path) -> None:
     service = UploaddService(config, FakeReactor())
     assert names(service) == [
         "store",
+        "instance",
         "threads",
         "cluster",
         "pinger",

@@ -24,6 +24,7 @@ from uploadd.store.interface import (
     Event,
     FileRecord,
     IMetadataStore,
+    InstanceRecord,
     NodeRecord,
     Rendition,
     Replica,
@@ -237,6 +238,7 @@ async def test_uploads_round_trip_and_expire(store: IMetadataStore) -> None:
         concat="partial",
         parts=("x", "y"),
         base=1,
+        holder="uploadd-1",
     )
     await store.add_upload(upload)
     assert await store.get_upload("u1") == upload
@@ -247,9 +249,57 @@ async def test_uploads_round_trip_and_expire(store: IMetadataStore) -> None:
     await store.add_upload(
         UploadRecord("u3", alice.id, "tus", 5, 1.0, 10.0, state="complete")
     )
-    assert [u.id for u in await store.expired_uploads(60.0)] == ["u2"]
+    await store.add_upload(
+        UploadRecord("u4", alice.id, "tus", 5, 1.0, 10.0, holder="uploadd-2")
+    )
+    # Each instance sweeps what it holds, and what no instance holds.
+    assert [u.id for u in await store.expired_uploads(60.0, "uploadd-1")] == ["u2"]
+    expired = await store.expired_uploads(60.0, "uploadd-2")
+    assert sorted(u.id for u in expired) == ["u2", "u4"]
     assert await store.delete_upload("u2")
     assert await store.get_upload("u2") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_instances_register_and_retiring_one_cancels_the_uploads_it_holds(
+    store: IMetadataStore,
+) -> None:
+    """An instance registers (again after a restart, at a new URL); retiring
+    it cancels its open and complete partial uploads, no other's, and it
+    cannot register again."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.register_instance(InstanceRecord("a", "http://127.0.0.1:1", 1.0))
+    await store.register_instance(InstanceRecord("b", "http://127.0.0.1:2", 2.0))
+    await store.register_instance(InstanceRecord("a", "http://127.0.0.1:3", 3.0))
+    assert await store.list_instances() == [
+        InstanceRecord("a", "http://127.0.0.1:3", 3.0),
+        InstanceRecord("b", "http://127.0.0.1:2", 2.0),
+    ]
+    held = [
+        UploadRecord("open-a", alice.id, "tus", 9, 1.0, 99.0, holder="a"),
+        UploadRecord(
+            "part-a", alice.id, "tus", 9, 1.0, 99.0, "complete", concat="partial"
+        ),
+        UploadRecord("done-a", alice.id, "tus", 9, 1.0, 99.0, "complete"),
+        UploadRecord("open-b", alice.id, "tus", 9, 1.0, 99.0, holder="b"),
+    ]
+    held[1] = attrs.evolve(held[1], holder="a")
+    held[2] = attrs.evolve(held[2], holder="a")
+    for record in held:
+        await store.add_upload(record)
+    assert await store.retire_instance("a", 10.0) == 2
+    assert await store.retire_instance("nobody", 10.0) == 0
+    states = {r.id: (await store.get_upload(r.id)).state for r in held}  # type: ignore[union-attr]
+    assert states == {
+        "open-a": "cancelled",
+        "part-a": "cancelled",
+        "done-a": "complete",
+        "open-b": "open",
+    }
+    retired = await store.get_instance("a")
+    assert retired is not None and retired.retired_at == 10.0
+    with pytest.raises(Conflict):
+        await store.register_instance(InstanceRecord("a", "http://x:1", 11.0))
 
 
 @pytest_twisted.ensureDeferred()

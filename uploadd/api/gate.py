@@ -24,10 +24,11 @@ from twisted.web.http_headers import Headers
 from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.access import authenticate, query_value, require
+from uploadd.api.forward import ForwardedBody, Forwarder, Relayed
 from uploadd.api.problems import Problem, too_large
 from uploadd.api.root import RouteMatch, Router
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
-from uploadd.errors import UploaddError
+from uploadd.errors import Elsewhere, UploaddError
 from uploadd.ingest.multipart import MultipartSink
 from uploadd.ingest.progress import Progress, ProgressBoard, check_key
 from uploadd.ingest.sink import (
@@ -61,6 +62,8 @@ class Admitted(Protocol):
 
     def notifyFinish(self) -> Deferred[None]: ...
 
+    def getClientAddress(self) -> Any: ...
+
     def reject(self, error: Problem | UploaddError) -> None:
         """Answer ``error`` now and stop taking the body."""
 
@@ -76,6 +79,10 @@ class Admitted(Protocol):
 
     def progressed(self) -> None:
         """The body moved on (on disk): the connection is not idle."""
+
+    def relay(self, outcome: Relayed | Failure) -> None:
+        """Answer with what the instance holding the upload said (or the
+        problem of not reaching it), whether or not the body has ended."""
 
 
 @attrs.frozen
@@ -127,10 +134,13 @@ class Upload:
     started: float
     expected: int | None
     ready: Deferred[BodyPlan]
+    request_line: tuple[bytes, bytes] = (b"", b"")
     plan: BodyPlan | None = None
     sink: UploadSink | None = None
-    body: UploadSink | MultipartSink | None = None
+    body: UploadSink | MultipartSink | ForwardedBody | None = None
     progress: Progress | None = None
+    #: The request as it goes on to the instance holding the upload.
+    forwarded: Deferred[Relayed] | None = None
     file_id: str | None = None
     succeeded: bool = False
     ended: bool = False
@@ -138,8 +148,9 @@ class Upload:
     async def complete(self) -> tuple[BodyPlan, UploadSink | MultipartSink, Any]:
         """Wait for the plan and the whole body; (plan, body, digest)."""
         plan = await self.ready
-        assert self.body is not None
-        return plan, self.body, await self.body.complete()
+        body = self.body
+        assert isinstance(body, UploadSink | MultipartSink)
+        return plan, body, await body.complete()
 
 
 def upload_of(request: Any) -> Upload:
@@ -204,6 +215,8 @@ class IngestGate:
     _clock: IReactorTime
     limits: IngestLimits
     in_flight: int = 0
+    #: Sends on a request for an upload another instance holds.
+    forwarder: Forwarder | None = None
 
     def admit(
         self,
@@ -262,6 +275,7 @@ class IngestGate:
         # whole: nothing after this point may turn a failure into a value.
         made: list[BodyPlan | Failure] = []
         planning.addBoth(made.append)
+        upload.request_line = (method, target)
         if made:
             self._planned(request, upload, made[0], held=None)
             return
@@ -291,6 +305,16 @@ class IngestGate:
                 failure = Failure()
                 self._abandon(result)
                 result = failure
+        elsewhere = result.value if isinstance(result.value, Elsewhere) else None
+        if elsewhere is not None and self.forwarder is not None:
+            if not request.processing:
+                self._forward(request, upload, elsewhere.holder, held)
+                return
+            # The whole body came with the headers: the handler sends it
+            # on with the rest of the request.
+            request.content = io.BytesIO(b"".join(held.chunks if held else ()))
+            upload.ready.errback(result)
+            return
         problem = problems.from_failure(result)
         upload.ready.errback(Failure(problem))
         if request.processing:
@@ -343,6 +367,30 @@ class IngestGate:
                 flow.resumeProducing()
         upload.ready.callback(plan)
 
+    def _forward(
+        self, request: Admitted, upload: Upload, holder: str, held: Holding | None
+    ) -> None:
+        """The upload's bytes are on ``holder``: stream the body there as it
+        arrives, and answer with what it answers."""
+        assert self.forwarder is not None
+        flow = request.body_flow()
+        if request.gone or flow is None:
+            return
+        # Read on once the holder's connection takes bytes.
+        flow.pauseProducing()
+        body = ForwardedBody(flow, upload.expected)
+        upload.body = body
+        request.content = body
+        for chunk in held.chunks if held is not None else ():
+            body.write(chunk)
+        request.release_continue()
+        method, target = upload.request_line
+        sending = Deferred.fromCoroutine(
+            self.forwarder.send(request, method, target, holder, body)
+        )
+        upload.forwarded = sending
+        sending.addBoth(request.relay)
+
     def _abandon(self, plan: BodyPlan) -> None:
         """The client left while the plan was made: undo the plan's file."""
         self._run(plan.target.discard).addCallbacks(
@@ -385,6 +433,8 @@ class IngestGate:
             assert upload.body is not None
             upload.body.abort()
         outcome = "stored" if upload.succeeded else "failed"
+        if upload.forwarded is not None:
+            outcome = "forwarded"
         self._metrics.uploads.labels(outcome).inc()
         if upload.progress is not None:
             error = None if upload.succeeded else "the upload did not complete"

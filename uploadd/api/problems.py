@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from klein import Klein
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -32,6 +33,7 @@ from noded.problems import (
     unexpected,
 )
 from uploadd import errors
+from uploadd.api.forward import relay_buffered
 
 __all__ = [
     "PROBLEM_TYPE",
@@ -139,7 +141,16 @@ def _plain(text: str) -> str:
     return " ".join(text.replace("<p>", " ").replace("</p>", " ").split())
 
 
-def _handle(self: Any, request: IRequest, failure: Failure) -> bytes:
+def _handle(self: Any, request: IRequest, failure: Failure) -> bytes | Deferred[bytes]:
+    forwarder = getattr(request, "forwarder", None)
+    if isinstance(failure.value, errors.Elsewhere) and forwarder is not None:
+        # An upload whose bytes another instance holds: the request goes on
+        # there, and its answer is this one.
+        relaying = relay_buffered(forwarder, request, failure.value.holder)
+        return relaying.addCallbacks(
+            lambda relayed: relayed.apply(request),
+            lambda failed: apply(request, from_failure(failed, request)),
+        )
     return apply(request, from_failure(failure, request))
 
 

@@ -23,6 +23,7 @@ from noded.channel import ProblemRequest
 from noded.drain import DETAIL, RETRY_AFTER, Drain, DrainedRequest, drained, hang_up
 from uploadd.api import problems
 from uploadd.api.cors import Cors
+from uploadd.api.forward import ForwardedBody, Forwarder, Relayed
 from uploadd.api.gate import IngestGate, Upload
 from uploadd.api.problems import Problem
 from uploadd.api.root import RouteMatch
@@ -80,6 +81,7 @@ class StreamingRequest(DrainedRequest, ProblemRequest):
     _rejected = False
     _continue_held = False
     _linger: IDelayedCall | None = None
+    _relayed: Relayed | Failure | None = None
 
     def hold_continue(self) -> None:
         """Do not answer ``Expect: 100-continue`` yet (the gate is still deciding)."""
@@ -94,6 +96,11 @@ class StreamingRequest(DrainedRequest, ProblemRequest):
             self._continue_held = False
             if pending_request_line(channel)[2] == b"HTTP/1.1":
                 channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    @property
+    def forwarder(self) -> Forwarder | None:
+        """What sends on a request for an upload another instance holds."""
+        return self.gate.forwarder
 
     @property
     def gone(self) -> bool:
@@ -111,6 +118,15 @@ class StreamingRequest(DrainedRequest, ProblemRequest):
 
     def process(self) -> None:
         self.processing = True
+        upload = self.upload
+        if upload is not None and isinstance(upload.body, ForwardedBody):
+            # The body went on to the instance holding the upload; its answer
+            # (which may have come already) is this request's.
+            upload.body.complete()
+            self.cors.decorate(self)
+            if self._relayed is not None:
+                self._answer(self._relayed)
+            return
         override = self.getHeader(b"x-http-method-override")
         if self.method == b"POST" and override:
             # Clients behind proxies that only pass GET and POST (tus).
@@ -148,9 +164,40 @@ class StreamingRequest(DrainedRequest, ProblemRequest):
             return self.upload.sink.settled()
         return succeed(None)
 
+    def relay(self, outcome: Relayed | Failure) -> None:
+        """The instance holding the upload answered (or could not be
+        reached): answer so, now if the body has all arrived, else at once
+        and stop taking the body."""
+        if self.finished or self._disconnected:
+            return
+        if self.processing:
+            self._answer(outcome)
+        elif isinstance(outcome, Failure):
+            self.reject(problems.from_failure(outcome, self))
+        else:
+            self._refuse(lambda: outcome.apply(self), f"{outcome.code} from the holder")
+        self._relayed = outcome
+
+    def _answer(self, outcome: Relayed | Failure) -> None:
+        if self.finished or self._disconnected:
+            return
+        if isinstance(outcome, Failure):
+            body = problems.apply(self, problems.from_failure(outcome, self))
+        else:
+            body = outcome.apply(self)
+        self.write(body)
+        self.finish()
+
     def reject(self, error: Problem | UploaddError) -> None:
         """Answer ``error`` now and stop taking this request's body."""
         problem = error if isinstance(error, Problem) else problems.problem_of(error)
+        self._refuse(
+            lambda: problems.apply(self, problem), f"{problem.status} {problem.detail}"
+        )
+
+    def _refuse(self, answer: Callable[[], bytes], summary: str) -> None:
+        """Write ``answer()`` (status, headers, body) now, close the
+        connection after it and drop what is left of the body."""
         if self._rejected or self.finished or self._disconnected or self.processing:
             # Once the handler runs, it answers (a failed body fails its await).
             return
@@ -169,7 +216,7 @@ class StreamingRequest(DrainedRequest, ProblemRequest):
             self.method, self.uri, self.clientproto = pending_request_line(channel)
             self.requestHeaders.removeHeader(b"expect")
             self.cors.decorate(self)
-            body = problems.apply(self, problem)
+            body = answer()
             self.setHeader(b"connection", b"close")
             self.write(body)
         channel.persistent = False
@@ -178,11 +225,10 @@ class StreamingRequest(DrainedRequest, ProblemRequest):
             # the lingering connection closes.
             self.gate.release(self.upload)
         log.info(
-            "refused {method} {uri}: {status} {detail}",
+            "refused {method} {uri}: {summary}",
             method=self.method,
             uri=self.uri,
-            status=problem.status,
-            detail=problem.detail,
+            summary=summary,
         )
         if waiting:
             self._hang_up()

@@ -95,6 +95,19 @@ class UploadRecord:
     parts: tuple[str, ...] = ()
     file_id: str | None = None
     base: int = 0
+    #: The instance whose disk holds the bytes ('': the only instance).
+    holder: str = ""
+
+
+@attrs.frozen
+class InstanceRecord:
+    """An uploadd instance sharing the store: its name, where the other
+    instances reach it, and when it last started (or was retired)."""
+
+    name: str
+    url: str
+    started_at: float
+    retired_at: float | None = None
 
 
 @attrs.frozen
@@ -282,8 +295,24 @@ class IMetadataStore(Interface):
     def delete_upload(upload_id: str) -> Awaitable[bool]:
         """Forget an upload; False if there was none."""
 
-    def expired_uploads(now: float) -> Awaitable[list[UploadRecord]]:
-        """Open uploads whose expiry is at or before ``now``."""
+    def expired_uploads(now: float, holder: str) -> Awaitable[list[UploadRecord]]:
+        """Open uploads ``holder`` holds (or that name no holder) whose
+        expiry is at or before ``now``."""
+
+    def register_instance(record: InstanceRecord) -> Awaitable[None]:
+        """Record that the instance ``record.name`` runs at ``record.url``;
+        Conflict if that name was retired."""
+
+    def get_instance(name: str) -> Awaitable[InstanceRecord | None]:
+        """The instance called ``name``."""
+
+    def list_instances() -> Awaitable[list[InstanceRecord]]:
+        """Every instance that ever registered, by name."""
+
+    def retire_instance(name: str, now: float) -> Awaitable[int]:
+        """Mark ``name`` retired and cancel the uploads whose bytes it holds
+        (open ones, and complete partial ones); how many were cancelled. An
+        unknown name changes nothing (0)."""
 
     def add_node(record: NodeRecord) -> Awaitable[None]:
         """Register a node; Conflict if the id is taken."""

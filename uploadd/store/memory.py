@@ -13,6 +13,7 @@ from uploadd.store.interface import (
     Event,
     FileRecord,
     IMetadataStore,
+    InstanceRecord,
     NodeRecord,
     Page,
     Rendition,
@@ -32,6 +33,7 @@ class MemoryStore:
     files: dict[str, FileRecord] = attrs.field(factory=dict)
     uploads: dict[str, UploadRecord] = attrs.field(factory=dict)
     nodes: dict[str, NodeRecord] = attrs.field(factory=dict)
+    instances: dict[str, InstanceRecord] = attrs.field(factory=dict)
     replicas: dict[tuple[str, str], Replica] = attrs.field(factory=dict)
     events: list[Event] = attrs.field(factory=list)
     webhooks: dict[str, Webhook] = attrs.field(factory=dict)
@@ -202,12 +204,41 @@ class MemoryStore:
     async def delete_upload(self, upload_id: str) -> bool:
         return self.uploads.pop(upload_id, None) is not None
 
-    async def expired_uploads(self, now: float) -> list[UploadRecord]:
+    async def expired_uploads(self, now: float, holder: str) -> list[UploadRecord]:
         return [
             u
             for u in self.uploads.values()
-            if u.state == "open" and u.expires_at is not None and u.expires_at <= now
+            if u.state == "open"
+            and u.expires_at is not None
+            and u.expires_at <= now
+            and u.holder in (holder, "")
         ]
+
+    async def register_instance(self, record: InstanceRecord) -> None:
+        known = self.instances.get(record.name)
+        if known is not None and known.retired_at is not None:
+            raise Conflict(f"instance {record.name!r} was retired")
+        self.instances[record.name] = record
+
+    async def get_instance(self, name: str) -> InstanceRecord | None:
+        return self.instances.get(name)
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        return [self.instances[name] for name in sorted(self.instances)]
+
+    async def retire_instance(self, name: str, now: float) -> int:
+        if name not in self.instances:
+            return 0
+        self.instances[name] = attrs.evolve(self.instances[name], retired_at=now)
+        held = [
+            u
+            for u in self.uploads.values()
+            if u.holder == name
+            and (u.state == "open" or (u.state, u.concat) == ("complete", "partial"))
+        ]
+        for upload in held:
+            self.uploads[upload.id] = attrs.evolve(upload, state="cancelled")
+        return len(held)
 
     async def add_node(self, record: NodeRecord) -> None:
         if record.id in self.nodes:

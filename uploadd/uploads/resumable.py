@@ -27,7 +27,7 @@ from twisted.logger import Logger
 
 from noded.threads import Runner
 from uploadd.auth.tokens import Principal
-from uploadd.errors import Gone, NotFound
+from uploadd.errors import Elsewhere, Gone, NotFound
 from uploadd.ingest.sink import BlobFile, Digest, Hashes
 from uploadd.library import Library
 from uploadd.renditions import parse_requested
@@ -53,11 +53,14 @@ class Resumable:
     _clock: IReactorTime
     expire_after: float
     fsync: bool = True
+    #: This instance's name: where the bytes of the uploads it opens are.
+    instance: str = ""
     writers: Writers = attrs.field(factory=Writers)
     _hashes: dict[str, Hashes] = attrs.field(factory=dict)
     _record_locks: dict[str, DeferredLock] = attrs.field(factory=dict)
-    # Open uploads as last stored: this process is the store's only writer,
-    # so a PATCH need not read back what the previous one wrote.
+    # Open uploads as last stored: only the instance holding an upload's
+    # bytes writes its record, so a PATCH need not read back what the
+    # previous one wrote.
     _records: dict[str, UploadRecord] = attrs.field(factory=dict)
 
     # -- records, data files, running hashes ---------------------------------
@@ -68,14 +71,18 @@ class Resumable:
         if cached is not None:
             return cached
         record = await self._store.get_upload(upload_id)
-        if record is not None and record.state == rules.OPEN:
+        if record is not None and record.state == rules.OPEN and self.holds(record):
             self._records[upload_id] = record
         return record
+
+    def holds(self, record: UploadRecord) -> bool:
+        """Whether the upload's bytes are on this instance's disk."""
+        return record.holder in ("", self.instance)
 
     async def save(self, record: UploadRecord) -> None:
         """Store ``record`` (and keep it at hand while it is open)."""
         await self._store.save_upload(record)
-        if record.state == rules.OPEN:
+        if record.state == rules.OPEN and self.holds(record):
             self._records[record.id] = record
         else:
             self._records.pop(record.id, None)
@@ -141,6 +148,7 @@ class Resumable:
             concat=concat,
             parts=parts,
             base=base,
+            holder=self.instance,
         )
         try:
             await self._store.add_upload(record)
@@ -160,12 +168,20 @@ class Resumable:
 
     async def load(self, owner: Principal, upload_id: str) -> UploadRecord:
         """The upload, if ``owner`` may touch it: else NotFound, or Gone once
-        expired."""
+        expired or cancelled; Elsewhere while another instance holds its
+        bytes (the request goes on there)."""
         record = await self.current(upload_id)
         if record is None or not rules.visible_to(owner, record.owner_id):
             raise NotFound(f"no such upload: {upload_id}")
         if rules.has_expired(record, self._clock.seconds()):
             raise Gone(f"upload {upload_id} expired and its bytes are gone")
+        if record.state == rules.CANCELLED:
+            raise Gone(
+                f"upload {upload_id} was cancelled: the instance holding its "
+                f"bytes ({record.holder}) was retired; start it again"
+            )
+        if rules.keeps_bytes(record) and not self.holds(record):
+            raise Elsewhere(record.holder)
         return record
 
     async def terminate(self, record: UploadRecord) -> None:
@@ -193,9 +209,8 @@ class Resumable:
         removed = cut = 0
         for upload_id, size in await self._run(self._blobs.upload_files):
             record = await self._store.get_upload(upload_id)
-            keep = record is not None and (
-                record.state == rules.OPEN
-                or (record.state == rules.COMPLETE and record.concat == rules.PARTIAL)
+            keep = (
+                record is not None and self.holds(record) and rules.keeps_bytes(record)
             )
             if record is None or not keep:
                 await self._run(self._blobs.remove_upload, upload_id)
@@ -220,11 +235,11 @@ class Resumable:
 
     async def sweep(self) -> int:
         """Expire open uploads past their time and reclaim their disk; an
-        upload someone is writing waits for the next sweep. Only the
-        instance that leads the sweep sweeps a shared store."""
-        if not await self._store.leads("expiry sweep"):
-            return 0
-        expired = await self._store.expired_uploads(self._clock.seconds())
+        upload someone is writing waits for the next sweep. Each instance
+        sweeps the uploads whose bytes it holds."""
+        expired = await self._store.expired_uploads(
+            self._clock.seconds(), self.instance
+        )
         for record in expired:
             if self.writers.busy(record.id):
                 continue

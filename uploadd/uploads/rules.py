@@ -21,8 +21,9 @@ from uploadd.errors import Conflict, Forbidden, Invalid, TooLarge
 from uploadd.store.interface import UploadRecord
 from uploadd.uploads.ranges import missing
 
-#: States of an upload's record.
-OPEN, COMPLETE, EXPIRED = "open", "complete", "expired"
+#: States of an upload's record; ``cancelled``: the instance holding its
+#: bytes was retired.
+OPEN, COMPLETE, EXPIRED, CANCELLED = "open", "complete", "expired", "cancelled"
 #: Kinds of concatenation (tus): a part of a final upload, and the final one.
 PARTIAL, FINAL = "partial", "final"
 
@@ -42,6 +43,14 @@ def has_expired(record: UploadRecord, now: float) -> bool:
         record.state == OPEN
         and record.expires_at is not None
         and record.expires_at <= now
+    )
+
+
+def keeps_bytes(record: UploadRecord) -> bool:
+    """Whether the upload's bytes are still on its holder's disk: while it
+    is open, and a complete partial upload until a final one joins it."""
+    return record.state == OPEN or (
+        record.state == COMPLETE and record.concat == PARTIAL
     )
 
 

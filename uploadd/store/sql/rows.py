@@ -66,7 +66,7 @@ def _rendition_values(rendition: Rendition) -> tuple[Any, ...]:
 
 _UPLOAD_COLUMNS = (
     "id, owner_id, protocol, length, created_at, expires_at, state, received,"
-    " ranges, metadata, concat, parts, file_id, base"
+    " ranges, metadata, concat, parts, file_id, base, holder"
 )
 
 
@@ -112,6 +112,7 @@ def _upload(row: tuple[Any, ...]) -> UploadRecord:
         parts=tuple(json.loads(row[11])),
         file_id=row[12],
         base=row[13],
+        holder=row[14],
     )
 
 
@@ -131,6 +132,7 @@ def _upload_values(record: UploadRecord) -> tuple[Any, ...]:
         json.dumps(list(record.parts)),
         record.file_id,
         record.base,
+        record.holder,
     )
 
 

@@ -1,9 +1,10 @@
-"""Resumable uploads."""
+"""Resumable uploads, and the uploadd instances holding their bytes."""
 
 from __future__ import annotations
 
 from uploadd.store.interface import (
     Conflict,
+    InstanceRecord,
     UploadRecord,
 )
 from uploadd.store.sql.base import Cursor, SQLBase
@@ -22,7 +23,7 @@ class Uploads(SQLBase):
             try:
                 cursor.execute(
                     f"INSERT INTO uploads ({_UPLOAD_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     _upload_values(record),
                 )
             except self._integrity_errors as error:
@@ -57,10 +58,67 @@ class Uploads(SQLBase):
         deleted: bool = await self._write(run)
         return deleted
 
-    async def expired_uploads(self, now: float) -> list[UploadRecord]:
+    async def expired_uploads(self, now: float, holder: str) -> list[UploadRecord]:
         rows = await self._query(
             f"SELECT {_UPLOAD_COLUMNS} FROM uploads"
-            " WHERE state = 'open' AND expires_at IS NOT NULL AND expires_at <= ?",
+            " WHERE state = 'open' AND expires_at IS NOT NULL AND expires_at <= ?"
+            " AND holder IN (?, '')",
             now,
+            holder,
         )
         return [_upload(row) for row in rows]
+
+    # -- the instances holding them --------------------------------------------
+
+    async def register_instance(self, record: InstanceRecord) -> None:
+        def run(cursor: Cursor) -> None:
+            cursor.execute(
+                "SELECT retired_at FROM instances WHERE name = ?", (record.name,)
+            )
+            found = cursor.fetchall()
+            if found and found[0][0] is not None:
+                raise Conflict(f"instance {record.name!r} was retired")
+            if found:
+                cursor.execute(
+                    "UPDATE instances SET url = ?, started_at = ? WHERE name = ?",
+                    (record.url, record.started_at, record.name),
+                )
+            else:
+                cursor.execute(
+                    "INSERT INTO instances (name, url, started_at) VALUES (?, ?, ?)",
+                    (record.name, record.url, record.started_at),
+                )
+
+        await self._write(run)
+
+    async def get_instance(self, name: str) -> InstanceRecord | None:
+        rows = await self._query(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE name = ?", name
+        )
+        return InstanceRecord(*rows[0]) if rows else None
+
+    async def list_instances(self) -> list[InstanceRecord]:
+        rows = await self._query(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances ORDER BY name"
+        )
+        return [InstanceRecord(*row) for row in rows]
+
+    async def retire_instance(self, name: str, now: float) -> int:
+        def run(cursor: Cursor) -> int:
+            cursor.execute(
+                "UPDATE instances SET retired_at = ? WHERE name = ?", (now, name)
+            )
+            if cursor.rowcount == 0:
+                return 0
+            cursor.execute(
+                "UPDATE uploads SET state = 'cancelled' WHERE holder = ? AND"
+                " (state = 'open' OR (state = 'complete' AND concat = 'partial'))",
+                (name,),
+            )
+            return int(cursor.rowcount)
+
+        cancelled: int = await self._write(run)
+        return cancelled
+
+
+_INSTANCE_COLUMNS = "name, url, started_at, retired_at"
