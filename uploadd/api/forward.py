@@ -30,6 +30,7 @@ from twisted.web.client import (
     Agent,
     FileBodyProducer,
     HTTPConnectionPool,
+    _HTTP11ClientFactory,
     readBody,
 )
 from twisted.web.http_headers import Headers
@@ -84,9 +85,10 @@ class Relayed:
         """Set the answer's status and headers on ``request``; its body."""
         request.setResponseCode(self.code)
         for name, values in self.headers.getAllRawHeaders():
-            # The holder's Content-Length is the answer's (a HEAD's too).
-            if name.lower() not in HOP_BY_HOP or name.lower() == b"content-length":
+            if name.lower() not in HOP_BY_HOP:
                 request.responseHeaders.setRawHeaders(name, values)
+        if request.method != b"HEAD":
+            request.setHeader(b"content-length", b"%d" % len(self.body))
         return self.body
 
 
@@ -131,7 +133,9 @@ class ForwardedBody(StreamedContent):
         if self.stopped:
             return
         self.stopped = True
-        if self.sending is not None and not self.sending.called:
+        if self.sending is not None:
+            # (A no-op once it has its answer; while it waits on the holder's
+            # connection, it reaches that connection and aborts it.)
             self.sending.cancel()
 
     # -- the holder's side (the Agent reads the body from here) ----------------
@@ -161,6 +165,10 @@ class ForwardedBody(StreamedContent):
         self.stopped = True
 
 
+class _QuietClientFactory(_HTTP11ClientFactory):
+    noisy = False
+
+
 @attrs.define
 class Forwarder:
     """Sends a request for an upload held elsewhere to its holder."""
@@ -178,6 +186,8 @@ class Forwarder:
         connect_timeout: float = 5.0,
     ) -> Forwarder:
         pool = HTTPConnectionPool(reactor, persistent=False)
+        # Not a log line per forwarded request ("Starting factory ...").
+        pool._factory = _QuietClientFactory
         agent = Agent(reactor, connectTimeout=connect_timeout, pool=pool)
         return cls(store, agent, name)
 
