@@ -1,12 +1,13 @@
 # uploadd: `make run` starts the server on its embedded defaults,
 # `make test` runs lint, types and the whole test suite. Both set up first.
+# `make run-cluster` starts several instances behind HAProxy (README).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint unit integration bench bench-peers clean
+.PHONY: setup run run-cluster test lint unit integration bench bench-peers clean
 
 setup: $(STAMP)
 
@@ -25,6 +26,11 @@ $(STAMP): setup.cfg pyproject.toml scripts/system-packages tests/clients/package
 run: setup
 	$(BIN)/uploadctl bootstrap
 	scripts/run
+
+# PostgreSQL, RabbitMQ, a storage node, two uploadd instances and HAProxy on
+# loopback; ports and INSTANCES are variables (see the script)
+run-cluster: setup
+	BIN=$(BIN) scripts/run-cluster
 
 lint: setup
 	$(BIN)/ruff check .
