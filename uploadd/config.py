@@ -319,6 +319,14 @@ class ClusterSection:
         "keep uploadd's own copy once every replica is verified",
         "true or false",
     )
+    await_copy: str = setting(
+        "auto",
+        parse_choice(("auto", "true", "false")),
+        "answer a finished upload once a node holds a verified copy, so the "
+        "file never depends on the instance that received it; auto: when "
+        "[database] url is PostgreSQL (instances share it)",
+        "auto, true or false",
+    )
     instance: str = setting(
         "",
         parse_instance,
@@ -503,6 +511,17 @@ class Config:
             raise settings.ConfigError(
                 "[ingest] low_water: expected less than [ingest] high_water"
             )
+
+    @property
+    def shared_store(self) -> bool:
+        """Whether several instances may share this database."""
+        return self.database.url.startswith("postgresql")
+
+    @property
+    def awaits_copy(self) -> bool:
+        """Whether a finished upload waits for its first copy on a node."""
+        wanted = self.cluster.await_copy
+        return wanted == "true" or (wanted == "auto" and self.shared_store)
 
     @property
     def database_path(self) -> Path:

@@ -180,8 +180,7 @@ async def _dispatch(
     elif options.command == "node":
         await nodes(reactor, options, store, out)
     elif options.command == "instance":
-        shared = config.database.url.startswith("postgresql")
-        await instances(reactor, options, store, out, shared)
+        await instances(reactor, options, store, out, config.shared_store)
     elif options.command == "worker-token":
         out.write(_issue(reactor, config, WORKER, options.ttl) + "\n")
     elif options.command == "token":

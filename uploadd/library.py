@@ -11,7 +11,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import attrs
@@ -82,6 +82,9 @@ class Library:
     policy: ProfilePolicy = attrs.field(factory=ProfilePolicy)
     on_stored: list[Callable[[FileRecord], object]] = attrs.field(factory=list)
     on_deleted: list[Callable[[FileRecord], object]] = attrs.field(factory=list)
+    #: Awaited before a new file is answered (a first copy on a node, where
+    #: instances share the store); None: answered once it is on disk here.
+    confirm: Callable[[FileRecord], Awaitable[None]] | None = None
 
     async def store(
         self,
@@ -143,6 +146,8 @@ class Library:
         )
         for hook in self.on_stored:
             hook(record)
+        if self.confirm is not None:
+            await self.confirm(record)
         return record
 
     async def _add_output(self, record: FileRecord, output: OutputSlot) -> None:

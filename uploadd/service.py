@@ -173,6 +173,8 @@ def build(
         failures=failures,
     )
     library.on_stored.append(replicator.stored)
+    if config.awaits_copy:
+        library.confirm = replicator.first_copy
     bus = open_bus(config.amqp, reactor)
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)

@@ -247,3 +247,33 @@ def test_repair_copies_a_lost_file_from_a_surviving_node(tmp_path: Path) -> None
     assert running.holding(record) == ["a", "b", "c"]
     assert running.holders(record) == ["a", "b", "c"]
     assert running.twins["c"].files[record.id] == b"precious bytes"
+
+
+def test_a_new_file_can_wait_for_its_first_copy(tmp_path: Path) -> None:
+    """first_copy fires once one node holds a verified copy (the other may
+    still be failing), or at once for a file not being replicated; and when
+    no node ever takes it, once replication gives up."""
+    running = cluster(
+        tmp_path,
+        2,
+        MemoryNode("broken", copy_failure="rsync: error in file I/O"),
+        MemoryNode("spare", state="read-only"),
+    )
+    record = running.add_file(b"precious bytes")
+    replicated = running.replicate(record)
+    first = running.replicator.first_copy(record)
+    assert not first.called
+    running.twins["spare"].state = "up"
+    running.pinger.ping_all()
+    running.clock.advance(0.5)
+    assert first.called and not replicated.called
+    running.clock.advance(60.0)
+    assert done(replicated) == 1
+    assert running.replicator.first_copy(record).called
+    lonely = running.add_file(b"no room anywhere")
+    running.twins["spare"].state = "read-only"
+    running.pinger.ping_all()
+    giving_up = running.replicate(lonely)
+    waiting = running.replicator.first_copy(lonely)
+    running.clock.advance(120.0)
+    assert done(giving_up) == 0 and waiting.called

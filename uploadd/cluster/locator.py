@@ -59,8 +59,15 @@ class Locator:
             if (url := node.client.download_url(record, expires)) is not None
         ]
         if not offers:
-            if not replicas or await self._run(local.exists):
+            if await self._run(local.exists):
                 return None
+            if not replicas:
+                # Its bytes are still on the instance that received it,
+                # on their way to the nodes.
+                raise errors.Unavailable(
+                    "this file is still being copied to storage; try again shortly",
+                    retry_after=5,
+                )
             raise errors.Unavailable(
                 "every node holding this file is down; try again shortly",
                 retry_after=10,

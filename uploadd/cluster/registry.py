@@ -181,7 +181,11 @@ class Registry:
             self.nodes[record.id] = self._node(record)
         for node_id, host, port in seeds:
             if node_id not in self.nodes:
-                await self.add(node_id, host, port)
+                try:
+                    await self.add(node_id, host, port)
+                except errors.Conflict:
+                    # Another instance starting at the same time added it.
+                    await self.refresh()
 
     async def add(self, node_id: str, host: str, port: int) -> Node:
         record = NodeRecord(node_id, host, port, self._clock.seconds())

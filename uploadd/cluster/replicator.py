@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredList, DeferredSemaphore, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -56,12 +56,26 @@ class Replicator:
     _busy: set[str] = attrs.field(factory=set)
     failures: FailureLog = attrs.field(kw_only=True)
     on_change: list[Callable[[], object]] = attrs.field(factory=list)
+    _waiting: dict[str, list[Deferred[None]]] = attrs.field(factory=dict)
 
     def stored(self, record: FileRecord) -> None:
         """The Library's hook: a new file starts its way to the nodes."""
         Deferred.fromCoroutine(self.replicate(record.id)).addErrback(
             lambda f: log.failure("replicating {file_id} failed", f, file_id=record.id)
         )
+
+    def first_copy(self, record: FileRecord) -> Deferred[None]:
+        """Fires once ``record`` has a verified copy on a node, or its
+        replication has ended without one (no node could take it)."""
+        if record.id not in self._busy:
+            return succeed(None)
+        waiting: Deferred[None] = Deferred()
+        self._waiting.setdefault(record.id, []).append(waiting)
+        return waiting
+
+    def _copied(self, file_id: str) -> None:
+        for waiting in self._waiting.pop(file_id, []):
+            waiting.callback(None)
 
     @property
     def busy(self) -> set[str]:
@@ -80,6 +94,7 @@ class Replicator:
             return await self._replicate(file_id, counts)
         finally:
             self._busy.discard(file_id)
+            self._copied(file_id)
 
     async def _replicate(self, file_id: str, counts: Callable[[Node], bool]) -> int:
         record = await self._store.get_file(file_id)
@@ -114,6 +129,7 @@ class Replicator:
             for node, (ok, copied) in zip(targets, copies, strict=True):
                 if ok and copied:
                     holders.append(node)
+                    self._copied(file_id)
                 else:
                     bad.add(node.id)
             if len(holders) < self.settings.replicas:
