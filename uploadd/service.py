@@ -376,6 +376,7 @@ class UploaddService(InOrder):
         pool = ThreadPool(
             minthreads=0, maxthreads=config.ingest.writer_threads, name="uploadd-io"
         )
+        self._run = pool_runner(reactor, pool)
         store = open_store(config.database.url, config.storage.data_dir, reactor)
         self._cluster_secret = token_secret(
             config.cluster.secret, data_dir, name="cluster-secret"
@@ -386,7 +387,7 @@ class UploaddService(InOrder):
             reactor,
             store,
             token_secret(config.auth.secret, data_dir),
-            pool_runner(reactor, pool),
+            self._run,
             self._cluster_secret,
             # The in-process transcode worker talks to this listener (over
             # TCP; on a UNIX socket, to [workers] api_url).
@@ -457,6 +458,11 @@ class UploaddService(InOrder):
         removed = self.parts.blobs.prepare()
         if removed:
             log.info("removed {count} interrupted uploads", count=removed)
+        here = await self.parts.replicator.catch_up(
+            await self._run(self.parts.blobs.file_ids)
+        )
+        if here:
+            log.info("{count} files here have too few copies: copying", count=here)
         removed, cut = await self.parts.resumable.reconcile()
         if removed or cut:
             log.info(

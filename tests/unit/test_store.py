@@ -21,6 +21,7 @@ from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.store.interface import (
     Conflict,
+    Delivery,
     Event,
     FileRecord,
     IMetadataStore,
@@ -30,6 +31,7 @@ from uploadd.store.interface import (
     Replica,
     Share,
     UploadRecord,
+    Webhook,
 )
 from uploadd.store.memory import MemoryStore
 from uploadd.store.postgres import PostgresStore
@@ -481,3 +483,22 @@ async def test_two_relays_on_one_outbox_publish_each_event_once(
         for store in stores:
             store.close()
         empty_tables(postgres_url)
+
+
+@pytest_twisted.ensureDeferred()
+async def test_webhook_deliveries_are_recorded_and_updated(
+    store: IMetadataStore,
+) -> None:
+    """A delivery is recorded, its retries update it (delivered at last),
+    and it goes with its webhook."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    hook = Webhook("w1", alice.id, "https://example.com/h", ("file.*",), "s", 1.0)
+    await store.add_webhook(hook)
+    first = Delivery("d1", "w1", 7, "file.stored", 1, 500, "HTTP 500", False, 2.0)
+    await store.save_delivery(first)
+    assert await store.get_delivery("d1") == first
+    done = attrs.evolve(first, attempts=2, status=204, error=None, delivered=True)
+    await store.save_delivery(done)
+    assert await store.get_delivery("d1") == done
+    assert await store.delete_webhook("w1")
+    assert await store.get_delivery("d1") is None

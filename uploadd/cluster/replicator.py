@@ -77,6 +77,22 @@ class Replicator:
         for waiting in self._waiting.pop(file_id, []):
             waiting.callback(None)
 
+    async def catch_up(self, file_ids: list[str]) -> int:
+        """At startup: files whose bytes are here and that have fewer copies
+        than wanted (this instance stopped before copying them) start their
+        way to the nodes. How many did."""
+        if not self._registry.nodes:
+            return 0
+        started = 0
+        for file_id in file_ids:
+            record = await self._store.get_file(file_id)
+            if record is None or record.id in self._busy:
+                continue
+            if len(await self._store.replicas_of(file_id)) < self.settings.replicas:
+                self.stored(record)
+                started += 1
+        return started
+
     @property
     def busy(self) -> set[str]:
         return set(self._busy)
@@ -102,6 +118,11 @@ class Replicator:
             # No cluster (the embedded default): uploadd's copy is the file.
             return 0
         recorded = await self._holders(file_id)
+        if not recorded and not await self._run(self._blobs.path(file_id).exists):
+            # No node has it and its bytes are not here: they are with the
+            # instance that received it, which copies them (repair on
+            # another instance must not count that as a failed copy).
+            return 0
         holders = [node for node in recorded if counts(node)]
         bad: set[str] = {node.id for node in recorded}
         for attempt in range(self.settings.max_attempts):
@@ -111,6 +132,11 @@ class Replicator:
             nodes = list(self._registry.nodes.values())
             targets = choose(nodes, wanted, record.size, holders=holders, exclude=bad)
             if not targets:
+                if not holders and attempt + 1 < self.settings.max_attempts:
+                    # Nodes may not be up yet (this instance just started):
+                    # a file on no node at all is worth waiting for one.
+                    await deferLater(self._clock, min(30.0, 0.5 * 2**attempt))
+                    continue
                 log.warn(
                     "{file_id} has {count} of {wanted} copies: no usable node has room",
                     file_id=file_id,

@@ -2,7 +2,8 @@
 
 A durable topic exchange (``uploadd``); durable queues bound by pattern;
 persistent messages published inside a transaction, so ``publish`` fires only
-once the broker holds the message (``tx.commit``); consumers with manual acks
+once the broker holds the message (``tx.commit``), one transaction at a
+time; consumers with manual acks
 and a prefetch. A handler that fails has its message published again with
 an attempt count after a growing pause; past ``max_attempts`` it is rejected
 to the dead-letter exchange (``uploadd.dead``, queue
@@ -19,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import attrs
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, DeferredLock, fail
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -100,6 +101,9 @@ class AmqpBus:
     retry_delay: float = 1.0
     _client: Any = None
     _publisher: Any = None
+    # One transaction at a time on the publishing channel: a publish sent
+    # while another's tx.commit is pending closes the channel.
+    _publishing: DeferredLock = attrs.field(factory=DeferredLock)
     _connecting: Deferred[Any] | None = None
     _subscriptions: list[_Subscription] = attrs.field(factory=list)
     _channels: int = 1
@@ -232,6 +236,13 @@ class AmqpBus:
     async def _publish_all(
         self, events: Sequence[Event], attempts: int = 0, queue: str = ""
     ) -> None:
+        await self._publishing.acquire()
+        try:
+            await self._commit(events, attempts, queue)
+        finally:
+            self._publishing.release()
+
+    async def _commit(self, events: Sequence[Event], attempts: int, queue: str) -> None:
         publisher = self._publisher
         if publisher is None:
             raise BusUnavailable("not connected to the broker")
@@ -320,16 +331,32 @@ class AmqpBus:
                     attempts=attempts,
                     error=error,
                 )
-                channel.basic_reject(delivery_tag=message.delivery_tag, requeue=False)
+                _unanswered(
+                    channel.basic_reject(
+                        delivery_tag=message.delivery_tag, requeue=False
+                    )
+                )
                 return
             try:
                 # Held (unacknowledged) for a growing pause, then sent again.
                 await deferLater(self._reactor, self.retry_delay * 2 ** (attempts - 1))
                 await self._publish(event, attempts, queue=subscription.declared)
             except Exception:
-                channel.basic_nack(delivery_tag=message.delivery_tag, requeue=True)
+                _unanswered(
+                    channel.basic_nack(delivery_tag=message.delivery_tag, requeue=True)
+                )
                 return
-        channel.basic_ack(delivery_tag=message.delivery_tag)
+        _unanswered(channel.basic_ack(delivery_tag=message.delivery_tag))
+
+
+def _unanswered(sent: Any) -> None:
+    """An ack, nack or reject: the broker does not answer them; if the
+    channel is gone the message is delivered again on the next connection,
+    so its failure is only noted."""
+    if isinstance(sent, Deferred):
+        sent.addErrback(
+            lambda f: log.info("acknowledging a message failed: {e}", e=f.value)
+        )
 
 
 def _envelope(event: Event) -> dict[str, Any]:

@@ -68,6 +68,10 @@ class BlobStore:
             for path in (self.root / "uploads").glob("*.bin")
         ]
 
+    def file_ids(self) -> list[str]:
+        """The id of every complete file kept here."""
+        return [path.name for path in (self.root / "files").glob("??/*")]
+
     def truncate_upload(self, upload_id: str, size: int) -> None:
         """Cut an upload's data back to ``size`` bytes (drop unrecorded bytes)."""
         os.truncate(self.upload_path(upload_id), size)

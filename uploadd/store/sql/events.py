@@ -96,7 +96,12 @@ class EventsAndWebhooks(SQLBase):
                     f" {name} = excluded.{name}"
                     for name in _DELIVERY_COLUMNS.split(", ")[1:]
                 ),
-                attrs.astuple(delivery),
+                # An INTEGER column: PostgreSQL takes no boolean for it.
+                (
+                    *attrs.astuple(delivery)[:7],
+                    int(delivery.delivered),
+                    delivery.updated_at,
+                ),
             )
 
         await self._write(run)
