@@ -171,6 +171,8 @@ def build(
     )
     library.on_stored.append(replicator.stored)
     bus = open_bus(config.amqp, reactor)
+    # What one instance knows and every instance answers for.
+    progress.attach(bus)
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)

@@ -6,10 +6,16 @@ Clock."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
+from tests.support import now
 from uploadd.events import topics
-from uploadd.events.bus import InProcessBus
+from uploadd.events.bus import IEventBus, InProcessBus
+from uploadd.ingest.progress import ProgressBoard
 from uploadd.store.interface import Event
 
 
@@ -45,3 +51,118 @@ def test_announcements_reach_every_hearer_and_no_queue() -> None:
     assert heard == failing == [topics.UPLOAD_PROGRESS]
     assert queued == [topics.FILE_STORED]
     assert bus.published == 1
+
+
+def two(clock: Clock, ttl: float = 60.0) -> tuple[ProgressBoard, ProgressBoard]:
+    """The progress boards of two instances on one bus."""
+    bus = InProcessBus(clock)
+    boards = ProgressBoard(clock, ttl), ProgressBoard(clock, ttl)
+    for board in boards:
+        board.attach(bus)
+    return boards
+
+
+def shown(board: ProgressBoard, key: str, owner: int) -> dict[str, Any] | None:
+    entry = board.get(key, owner)
+    return None if entry is None else entry.document()
+
+
+def test_an_upload_into_one_instance_shows_on_the_other() -> None:
+    """b shows a's upload from its start, its bytes at most one interval
+    late, and its end at once; only to its owner; a's own view is a's."""
+    clock = Clock()
+    a, b = two(clock)
+    entry = a.start("k", 1, 1000)
+    clock.advance(0)
+    assert shown(b, "k", 1) == shown(a, "k", 1)
+    assert shown(b, "k", 2) is None
+    clock.advance(0.2)
+    a.advance(entry, 100)
+    clock.advance(0)
+    assert shown(b, "k", 1)["received"] == 0  # type: ignore[index]
+    clock.advance(0.5)
+    a.advance(entry, 300)
+    clock.advance(0.3)  # an interval after the start's announcement
+    assert shown(b, "k", 1)["received"] == 300  # type: ignore[index]
+    a.advance(entry, 1000)
+    a.end(entry, "file-1", None)
+    clock.advance(0)
+    assert shown(b, "k", 1) == shown(a, "k", 1)
+    assert shown(b, "k", 1)["state"] == "done"  # type: ignore[index]
+    assert shown(b, "k", 1)["file_id"] == "file-1"  # type: ignore[index]
+    clock.advance(60)
+    assert shown(a, "k", 1) is None and shown(b, "k", 1) is None
+
+
+def test_an_upload_whose_instance_fell_silent_is_forgotten_after_ttl() -> None:
+    """An upload b heard start and then nothing of (a died) goes ``ttl``
+    seconds after the last word; every word starts the time again."""
+    clock = Clock()
+    a, b = two(clock, ttl=30)
+    entry = a.start("k", 1, None)
+    clock.advance(20)
+    a.advance(entry, 5)
+    clock.advance(0)
+    clock.advance(29)
+    assert shown(b, "k", 1)["received"] == 5  # type: ignore[index]
+    clock.advance(1)
+    assert shown(b, "k", 1) is None
+
+
+@attrs.define
+class Announcements:
+    """A bus that only records what it is asked to announce."""
+
+    got: list[Event] = attrs.field(factory=list)
+
+    def announce(self, event: Event) -> Deferred[None]:
+        self.got.append(event)
+        return succeed(None)
+
+    def hear(self, pattern: str, handler: Any) -> None:
+        pass
+
+
+def test_older_news_of_an_upload_does_not_replace_newer() -> None:
+    """Announcements heard out of order, or of an earlier upload under the
+    same key from another instance, leave the newest in place."""
+    clock = Clock()
+    told = Announcements()
+    a = ProgressBoard(clock, 60)
+    a.attach(cast(IEventBus, told))
+    b = ProgressBoard(clock, 60)
+    entry = a.start("k", 1, 10)
+    a.end(entry, "f", None)
+    start, end = told.got
+    now(b.heard(end))
+    now(b.heard(start))
+    assert shown(b, "k", 1)["state"] == "done"  # type: ignore[index]
+    clock.advance(5)
+    c = ProgressBoard(clock, 60)
+    c.attach(cast(IEventBus, told))
+    c.start("k", 1, 20)
+    now(b.heard(told.got[-1]))
+    now(b.heard(end))
+    assert shown(b, "k", 1)["expected"] == 20  # type: ignore[index]
+
+
+def test_one_board_alone_on_the_in_process_bus_answers_as_without_one() -> None:
+    """With one instance the board hears only itself, and its answers are
+    the ones of a board with no bus at all."""
+    clock = Clock()
+    bus = InProcessBus(clock)
+    alone, bare = ProgressBoard(clock, 60), ProgressBoard(clock, 60)
+    alone.attach(bus)
+    entries = [board.start("k", 1, 100) for board in (alone, bare)]
+    for received in (10, 50, 100):
+        clock.advance(0.3)
+        for board, entry in zip((alone, bare), entries, strict=True):
+            board.advance(entry, received)
+        assert shown(alone, "k", 1) == shown(bare, "k", 1)
+        assert alone.get("k", 1) is entries[0]
+    for board, entry in zip((alone, bare), entries, strict=True):
+        board.end(entry, "f", None)
+    clock.advance(1)
+    assert shown(alone, "k", 1) == shown(bare, "k", 1)
+    clock.advance(60)
+    assert alone.get("k", 1) is None
