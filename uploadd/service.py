@@ -173,6 +173,7 @@ def build(
     bus = open_bus(config.amqp, reactor)
     # What one instance knows and every instance answers for.
     progress.attach(bus)
+    failures.attach(bus)
     relay = OutboxRelay(store, bus, reactor)
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)

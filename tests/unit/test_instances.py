@@ -15,6 +15,7 @@ from twisted.internet.task import Clock
 from tests.support import now
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus, InProcessBus
+from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.store.interface import Event
 
@@ -166,3 +167,23 @@ def test_one_board_alone_on_the_in_process_bus_answers_as_without_one() -> None:
     assert shown(alone, "k", 1) == shown(bare, "k", 1)
     clock.advance(60)
     assert alone.get("k", 1) is None
+
+
+def test_each_failure_log_shows_every_instances_failures_once() -> None:
+    """A failure on a shows on b, one on b on a, newest first on both, and
+    neither log repeats its own."""
+    clock = Clock()
+    bus = InProcessBus(clock)
+    a, b = FailureLog(clock), FailureLog(clock)
+    for log in (a, b):
+        log.attach(bus)
+    a.add("replication", "rsync exit 23", file_id="f1", node_id="n1")
+    clock.advance(1)
+    b.add("webhook", "HTTP 500", webhook_id="w1", event_id=7)
+    clock.advance(0)
+    for log in (a, b):
+        assert [(f["kind"], f["at"]) for f in log.recent()] == [
+            ("webhook", 1.0),
+            ("replication", 0.0),
+        ]
+    assert b.recent()[1]["file_id"] == "f1"
