@@ -229,6 +229,15 @@ def build(
     )
     renditions.on_change.append(relay.kick)
     links = ShareLinks(store, share_key(secret), reactor)
+    throttle = SignInThrottle(
+        reactor,
+        SignInLimits(
+            config.auth.signin_failures_per_user,
+            config.auth.signin_failures_per_address,
+            config.auth.signin_window,
+        ),
+    )
+    throttle.attach(bus)
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
         RenditionsAPI(
@@ -271,14 +280,7 @@ def build(
             tokens,
             run,
             config.auth.token_ttl,
-            SignInThrottle(
-                reactor,
-                SignInLimits(
-                    config.auth.signin_failures_per_user,
-                    config.auth.signin_failures_per_address,
-                    config.auth.signin_window,
-                ),
-            ),
+            throttle,
         ),
         AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
         LiveAPI(hub, tokens),

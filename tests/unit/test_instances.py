@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
 from tests.support import now
+from uploadd.auth.throttle import Refusal, SignInLimits, SignInThrottle
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.failures import FailureLog
@@ -187,3 +188,28 @@ def test_each_failure_log_shows_every_instances_failures_once() -> None:
             ("replication", 0.0),
         ]
     assert b.recent()[1]["file_id"] == "f1"
+
+
+def test_failed_sign_ins_on_one_instance_count_on_the_others() -> None:
+    """Two wrong passwords for bob on a, with two allowed, and b refuses bob
+    too; a right password (forgiven) is no news."""
+    clock = Clock()
+    bus = InProcessBus(clock)
+    limits = SignInLimits(per_user=2, per_address=50, window=60)
+    a, b = SignInThrottle(clock, limits), SignInThrottle(clock, limits)
+    for throttle in (a, b):
+        throttle.attach(bus)
+    right = a.admit("carol", "10.0.0.1")
+    assert not isinstance(right, Refusal)
+    a.forgive(right)
+    for _ in range(2):
+        attempt = a.admit("bob", "10.0.0.1")
+        assert not isinstance(attempt, Refusal)
+        a.failed(attempt)
+    assert isinstance(a.admit("bob", "10.0.0.9"), Refusal)
+    assert not isinstance(b.admit("bob", "10.0.0.2"), Refusal)
+    clock.advance(0)
+    assert isinstance(b.admit("bob", "10.0.0.2"), Refusal)
+    assert not isinstance(b.admit("carol", "10.0.0.2"), Refusal)
+    clock.advance(60)
+    assert not isinstance(b.admit("bob", "10.0.0.2"), Refusal)
