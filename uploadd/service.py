@@ -175,6 +175,7 @@ def build(
     progress.attach(bus)
     failures.attach(bus)
     relay = OutboxRelay(store, bus, reactor)
+    relay.attach()
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)
     library.on_deleted.append(relay.kick)

@@ -16,9 +16,11 @@ from tests.support import now
 from uploadd.auth.throttle import Refusal, SignInLimits, SignInThrottle
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus, InProcessBus
+from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.store.interface import Event
+from uploadd.store.memory import MemoryStore
 
 
 def test_announcements_reach_every_hearer_and_no_queue() -> None:
@@ -213,3 +215,45 @@ def test_failed_sign_ins_on_one_instance_count_on_the_others() -> None:
     assert not isinstance(b.admit("carol", "10.0.0.2"), Refusal)
     clock.advance(60)
     assert not isinstance(b.admit("bob", "10.0.0.2"), Refusal)
+
+
+@attrs.define
+class Following(MemoryStore):
+    """The store as an instance that does not lead the relay sees it."""
+
+    async def leads(self, duty: str) -> bool:
+        return False
+
+
+def test_events_written_through_a_follower_are_relayed_by_the_leader_at_once() -> None:
+    """A change on an instance that does not lead the relay has the leader
+    publish its events at once, not at the leader's next tick; a tick on the
+    follower tells nobody."""
+    clock = Clock()
+    bus = InProcessBus(clock)
+    shared = MemoryStore()
+    leader = OutboxRelay(shared, bus, clock)
+    follower = OutboxRelay(Following(), bus, clock)
+    for relay in (leader, follower):
+        relay.attach()
+    published: list[int] = []
+
+    async def consume(event: Event) -> None:
+        published.append(event.id)
+
+    bus.subscribe("all", topics.FILE_STORED, consume)
+    heard: list[Event] = []
+
+    async def hear(event: Event) -> None:
+        heard.append(event)
+
+    bus.hear(topics.OUTBOX_WAITING, hear)
+    now(shared.add_events([Event(topics.FILE_STORED, {"n": n}) for n in range(3)]))
+    follower.poll()
+    clock.advance(0)
+    assert heard == [] and published == []
+    follower.kick()
+    clock.advance(0)
+    clock.advance(0)
+    assert len(heard) == 1
+    assert published == [1, 2, 3]
