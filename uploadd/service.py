@@ -54,6 +54,7 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
+from uploadd.events import topics
 from uploadd.events.bus import IEventBus
 from uploadd.events.factory import open_bus
 from uploadd.events.relay import OutboxRelay
@@ -179,6 +180,8 @@ def build(
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)
     library.on_deleted.append(relay.kick)
+    # A file deleted through any instance leaves no bytes on this one.
+    bus.subscribe("blobs", topics.FILE_DELETED, library.deleted, each_instance=True)
     hub = LiveHub(reactor)
     hub.attach(bus)
     roles = config.workers.roles

@@ -6,13 +6,15 @@ Clock."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
+import pytest_twisted
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from tests.support import now
+from tests.support import auth, harness, now
 from uploadd.auth.throttle import Refusal, SignInLimits, SignInThrottle
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus, InProcessBus
@@ -257,3 +259,27 @@ def test_events_written_through_a_follower_are_relayed_by_the_leader_at_once() -
     clock.advance(0)
     assert len(heard) == 1
     assert published == [1, 2, 3]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_file_deleted_through_another_instance_leaves_no_bytes_here(
+    tmp_path: Path,
+) -> None:
+    """file.deleted on the bus (the file deleted through another instance)
+    takes this instance's copy of the bytes; a file still recorded keeps
+    them."""
+    app = harness(tmp_path)
+    token = app.user("alice")
+    ids = [
+        (
+            await app.call("PUT", f"/files/{n}.txt", data=b"x", headers=auth(token))
+        ).json()["id"]
+        for n in ("gone", "kept")
+    ]
+    paths = [app.parts.blobs.path(file_id) for file_id in ids]
+    assert all(path.exists() for path in paths)
+    await app.store.delete_file(ids[0])
+    for file_id in ids:
+        await app.parts.bus.publish(Event(topics.FILE_DELETED, {"file_id": file_id}))
+    app.clock.advance(0)
+    assert [path.exists() for path in paths] == [False, True]
