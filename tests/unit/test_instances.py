@@ -10,19 +10,27 @@ from pathlib import Path
 from typing import Any, cast
 
 import attrs
+import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 
-from tests.support import auth, harness, now
+from noded.threads import run_inline
+from tests.support import FakeReactor, auth, harness, now
+from tests.unit.test_cluster import up
 from uploadd.auth.throttle import Refusal, SignInLimits, SignInThrottle
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
-from uploadd.store.interface import Event
+from uploadd.store.interface import Event, Replica
 from uploadd.store.memory import MemoryStore
+from uploadd.workers.client import Job, JobOver, NotYet, RenditionsClient
+from uploadd.workers.profiles import ToolSettings
+from uploadd.workers.transcode import TranscodeWorker
+from uploadd.workers.wiring import WORKER
 
 
 def test_announcements_reach_every_hearer_and_no_queue() -> None:
@@ -283,3 +291,85 @@ async def test_a_file_deleted_through_another_instance_leaves_no_bytes_here(
         await app.parts.bus.publish(Event(topics.FILE_DELETED, {"file_id": file_id}))
     app.clock.advance(0)
     assert [path.exists() for path in paths] == [False, True]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_bytes_on_their_way_to_the_nodes_from_another_instance_are_a_503(
+    tmp_path: Path,
+) -> None:
+    """A file with no copy here and none on a node yet (another instance
+    received it and is copying it) is a 503 with a short Retry-After, for a
+    download and for a transcode worker's start, which spends no attempt;
+    without a cluster the missing bytes stay a 404."""
+    app = harness(tmp_path)
+    token = app.user("alice")
+    reply = await app.call(
+        "PUT",
+        "/files/talk.mp3",
+        data=b"ID3 not really audio",
+        headers={**auth(token), b"content-type": [b"audio/mpeg"]},
+    )
+    file_id = reply.json()["id"]
+    app.parts.blobs.path(file_id).unlink()
+    content = f"/files/{file_id}/content"
+    assert (await app.call("GET", content, headers=auth(token))).code == 404
+    app.parts.registry.nodes["n1"] = up("n1", http_url="http://n1:1")
+    waiting = await app.call("GET", content, headers=auth(token))
+    assert (waiting.code, waiting.header("retry-after")) == (503, "2")
+    start = f"/files/{file_id}/renditions/audio-aac/start"
+    worker = auth(app.parts.tokens.issue(WORKER, 3600))
+    refused = await app.call("POST", start, headers=worker)
+    assert (refused.code, refused.header("retry-after")) == (503, "2")
+    assert (await app.store.get_rendition(file_id, "audio-aac")).attempt == 0  # type: ignore[union-attr]
+    await app.store.add_replica(Replica(file_id, "n1", 20, 0.0))
+    started = await app.call("POST", start, headers=worker)
+    assert (started.code, started.json()["attempt"]) == (200, 1)
+    moved = await app.call("GET", content, headers=auth(token), allow_redirects=False)
+    assert moved.code == 302
+
+
+@attrs.define
+class NotYetClient:
+    """Renditions API answers: 503 (retry in 2 s) ``waits`` times, then the
+    job is over."""
+
+    waits: int
+    asked: list[float] = attrs.field(factory=list)
+    clock: FakeReactor = attrs.field(factory=FakeReactor)
+
+    async def start(self, file_id: str, profile: str) -> Job:
+        self.asked.append(self.clock.seconds())
+        if len(self.asked) <= self.waits:
+            raise NotYet("HTTP 503: on its way to the nodes", 2.0)
+        raise JobOver("done already")
+
+
+@pytest.mark.parametrize(
+    ("waits", "limit", "asked"), [(2, 60, [0, 2, 4]), (5, 5, [0, 2, 4])]
+)
+def test_a_worker_waits_for_a_source_on_its_way_as_long_as_a_job_may_take(
+    tmp_path: Path, waits: int, limit: float, asked: list[float]
+) -> None:
+    """A start answered 503 is asked again after its Retry-After, until the
+    source can be had; past the job time limit the worker gives the event
+    back to the bus (an error)."""
+    client = NotYetClient(waits)
+    worker = TranscodeWorker(
+        cast(RenditionsClient, client),
+        client.clock,
+        run_inline,
+        tmp_path,
+        ToolSettings(time_limit=limit),
+    )
+    errors: list[BaseException | None] = []
+
+    def failed(failure: Failure) -> None:
+        errors.append(failure.value)
+
+    rendering = Deferred.fromCoroutine(worker.render("f", "audio-aac"))
+    rendering.addErrback(failed)
+    for _ in range(5):
+        client.clock.advance(2)
+    assert client.asked == asked
+    assert rendering.called
+    assert [type(e) for e in errors] == ([] if waits < len(asked) else [NotYet])
