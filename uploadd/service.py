@@ -201,6 +201,7 @@ def build(
         cluster.repair_interval,
     )
     pinger.on_change.append(repairer.health_changed)
+    repairer.attach(bus)
     locator = Locator(
         registry,
         store,

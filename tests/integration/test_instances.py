@@ -167,6 +167,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterato
         f"--cluster-ping-interval={PING}s",
         f"--cluster-ping-timeout={PING}s",
         "--cluster-replicas=1",
+        "--cluster-repair-interval=1s",
         # Each instance keeps what it received: a delete through the other
         # must still take it away.
         "--cluster-keep-local=true",
@@ -403,6 +404,22 @@ def test_failed_work_shows_in_the_admin_console_of_each_instance(pair: Pair) -> 
             10,
             f"the failure in {daemon.base}'s console",
         )
+
+
+def test_both_consoles_show_the_repair_leaders_last_pass(pair: Pair) -> None:
+    """One instance leads repair; both admin consoles show its last pass."""
+
+    def last(daemon: Daemon) -> dict[str, Any]:
+        table = as_json(call(daemon, "GET", "/admin/nodes", token=pair.admin))
+        found: dict[str, Any] = table["last_repair"]
+        return found
+
+    seen = eventually(
+        lambda: (passed := last(pair.a)) and passed == last(pair.b) and passed,
+        10,
+        "the same last repair pass in both consoles",
+    )
+    assert seen["examined"] >= 1
 
 
 def test_a_node_added_through_a_is_used_and_removed_through_b(pair: Pair) -> None:

@@ -17,14 +17,20 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from noded.threads import run_inline
-from tests.support import FakeReactor, auth, harness, now
+from tests.support import FakeReactor, auth, harness, now, stored_file
 from tests.unit.test_cluster import up
 from uploadd.auth.throttle import Refusal, SignInLimits, SignInThrottle
+from uploadd.cluster.memory import MemoryNode, MemoryNodes
+from uploadd.cluster.pinger import Pinger
+from uploadd.cluster.registry import Registry
+from uploadd.cluster.repair import Repairer
+from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
+from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import Event, Replica
 from uploadd.store.memory import MemoryStore
 from uploadd.workers.client import Job, JobOver, NotYet, RenditionsClient
@@ -267,6 +273,75 @@ def test_events_written_through_a_follower_are_relayed_by_the_leader_at_once() -
     clock.advance(0)
     assert len(heard) == 1
     assert published == [1, 2, 3]
+
+
+def test_every_instance_shows_the_repair_leaders_last_pass() -> None:
+    """The instance that leads repair makes the pass; the one that does not
+    makes none and shows the leader's as its last."""
+    clock = Clock()
+    bus = InProcessBus(clock)
+    repairers = [
+        Repairer(
+            Registry(store, clock, lambda record: MemoryNode(record.id)),
+            store,
+            cast(Replicator, None),  # no file to copy
+            clock,
+            replicas=1,
+            repair_after=60,
+            interval=10,
+        )
+        for store in (MemoryStore(), Following())
+    ]
+    for repairer in repairers:
+        repairer.attach(bus)
+    clock.advance(5)
+    leader, follower = (now(r.repair()) for r in repairers)
+    assert leader == {"at": 5.0, "examined": 0, "copied": 0, "dropped": 0}
+    assert follower == {"examined": 0, "copied": 0, "dropped": 0}
+    clock.advance(0)
+    assert repairers[1].last_pass == repairers[0].last_pass == leader
+
+
+def test_the_repair_leader_has_the_holder_of_a_files_only_copy_copy_it(
+    tmp_path: Path,
+) -> None:
+    """A file whose only copy is on b's disk (its copy to the node failed,
+    or is still under way) is repaired with a leading: a asks, b copies it
+    to the node, and a records no failed copy of its own."""
+    clock = Clock()
+    bus = InProcessBus(clock)
+    store = MemoryStore()
+    twin = MemoryNode("n1")
+    instances = []
+    for name in ("a", "b"):
+        registry = Registry(store, clock, MemoryNodes({"n1": twin}))
+        now(registry.load((("n1", "127.0.0.1", 7000),)))
+        pinger = Pinger(registry, clock, 2.0, 1.0, rise=2, fall=3)
+        pinger.ping_all()
+        pinger.ping_all()
+        blobs = BlobStore(tmp_path / name)
+        replicator = Replicator(
+            registry,
+            store,
+            blobs,
+            run_inline,
+            clock,
+            ReplicationSettings(replicas=1, transfers_per_node=2, keep_local=True),
+            failures=FailureLog(clock),
+        )
+        repairer = Repairer(registry, store, replicator, clock, 1, 60, 10)
+        repairer.attach(bus)
+        instances.append((blobs, replicator, repairer))
+    (_, leader_copies, leader), (b_blobs, _, _) = instances
+    record = stored_file(store, b_blobs, clock, b"only on b")
+    assert now(leader.repair())["copied"] == 0
+    clock.advance(0)
+    clock.advance(1)
+    assert [node for (file_id, node) in store.replicas if file_id == record.id] == [
+        "n1"
+    ]
+    assert twin.files[record.id] == b"only on b"
+    assert leader_copies.failures.entries == []
 
 
 @pytest_twisted.ensureDeferred()

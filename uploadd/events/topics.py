@@ -8,7 +8,8 @@ A presenter's: ``slideshow.control``; a share link's end: ``share.revoked``.
 Announcements between the instances sharing a bus (never events: no
 consumer binds them): an upload's progress, a failure of background work
 for the admin console, a failed sign-in for the throttle, events waiting in
-the outbox for the instance that relays it.
+the outbox for the instance that relays it, the repair leader's last pass
+and the copies it asks of the instance holding a file's only copy.
 """
 
 from __future__ import annotations
@@ -29,3 +30,5 @@ UPLOAD_PROGRESS = "upload.progress"
 WORK_FAILED = "work.failed"
 SIGNIN_FAILED = "signin.failed"
 OUTBOX_WAITING = "outbox.waiting"
+REPAIR_PASSED = "repair.passed"
+REPAIR_WANTED = "repair.wanted"
