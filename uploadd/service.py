@@ -65,7 +65,7 @@ from uploadd.metrics import Metrics
 from uploadd.renditions import ProfilePolicy, Renditions
 from uploadd.shares import ShareLinks, share_key
 from uploadd.store.blobs import BlobStore
-from uploadd.store.factory import open_store
+from uploadd.store.factory import POSTGRESQL, open_store
 from uploadd.store.interface import IMetadataStore, NodeRecord
 from uploadd.uploads.resumable import Resumable
 from uploadd.workers.webhooks import Poster
@@ -331,6 +331,25 @@ def build(
     )
 
 
+def warn_unshared_secrets(config: Config) -> None:
+    """A store other instances may share wants secrets they share too: one
+    generated into this data directory is this instance's alone, and tokens
+    it signs fail on the others."""
+    if not config.database.url.startswith(POSTGRESQL):
+        return
+    for section, key, value in (
+        ("auth", "secret", config.auth.secret),
+        ("cluster", "secret", config.cluster.secret),
+    ):
+        if not value:
+            log.warn(
+                "[{section}] {key} is not set: this instance generates its own,"
+                " and instances sharing the database need the same one",
+                section=section,
+                key=key,
+            )
+
+
 class UploaddService(InOrder):
     """The uploadd daemon, ``twistd uploadd``: a tree whose children start
     in this order, each once the one before is ready, and stop in the
@@ -363,6 +382,7 @@ class UploaddService(InOrder):
             minthreads=0, maxthreads=config.ingest.writer_threads, name="uploadd-io"
         )
         store = open_store(config.database.url, config.storage.data_dir, reactor)
+        warn_unshared_secrets(config)
         self._cluster_secret = token_secret(
             config.cluster.secret, data_dir, name="cluster-secret"
         )

@@ -1,6 +1,7 @@
 """Several uploadd instances in memory: what one announces on the bus the
 others hear (upload progress, failures, failed sign-ins, events waiting for
-the relay's leader), and what one answers for bytes another instance holds.
+the relay's leader, repair), what one answers for bytes another instance
+holds, and a warning when their secrets cannot be shared.
 Two parts sharing one in-process bus stand for two instances; time on a
 Clock."""
 
@@ -14,6 +15,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from noded.threads import run_inline
@@ -25,11 +27,13 @@ from uploadd.cluster.pinger import Pinger
 from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
+from uploadd.config import load_config
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
+from uploadd.service import warn_unshared_secrets
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import Event, Replica
 from uploadd.store.memory import MemoryStore
@@ -448,3 +452,32 @@ def test_a_worker_waits_for_a_source_on_its_way_as_long_as_a_job_may_take(
     assert client.asked == asked
     assert rendering.called
     assert [type(e) for e in errors] == ([] if waits < len(asked) else [NotYet])
+
+
+@pytest.mark.parametrize(
+    ("settings", "unset"),
+    [
+        ({("database", "url"): "postgresql://u@127.0.0.1:5432/db"}, 2),
+        (
+            {
+                ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
+                ("auth", "secret"): "a" * 32,
+            },
+            1,
+        ),
+        ({}, 0),
+    ],
+)
+def test_a_shared_database_without_shared_secrets_is_warned_of(
+    tmp_path: Path, settings: dict[tuple[str, str], str], unset: int
+) -> None:
+    """On PostgreSQL (a store instances may share) each secret left to be
+    generated is a warning; on the SQLite default nothing is."""
+    config = load_config(
+        environ={}, options={("storage", "data_dir"): str(tmp_path), **settings}
+    )
+    with capturedLogs() as logged:
+        warn_unshared_secrets(config)
+    lines = [formatEvent(event) for event in logged]
+    assert len(lines) == unset
+    assert all("instances sharing the database need the same one" in x for x in lines)
