@@ -186,6 +186,14 @@ class Library:
         await self._run(self._blobs.remove, record.id)
         log.info("deleted {file_id}", file_id=record.id)
 
+    async def deleted(self, event: Event) -> None:
+        """``file.deleted``, heard by every instance: the file may have been
+        deleted through another one than the instance whose disk holds its
+        bytes, and they go too (unless a file of that id is back)."""
+        file_id = event.payload["file_id"]
+        if await self._store.get_file(file_id) is None:
+            await self._run(self._blobs.remove, file_id)
+
 
 def file_event(topic: str, record: FileRecord, clock: IReactorTime) -> Event:
     """The event announcing a change to ``record``."""

@@ -56,6 +56,7 @@ from uploadd.cluster.registry import Registry
 from uploadd.cluster.repair import Repairer
 from uploadd.cluster.replicator import ReplicationSettings, Replicator
 from uploadd.config import Config
+from uploadd.events import topics
 from uploadd.events.bus import IEventBus
 from uploadd.events.factory import open_bus
 from uploadd.events.relay import OutboxRelay
@@ -176,10 +177,16 @@ def build(
     if config.awaits_copy:
         library.confirm = replicator.first_copy
     bus = open_bus(config.amqp, reactor)
+    # What one instance knows and every instance answers for.
+    progress.attach(bus)
+    failures.attach(bus)
     relay = OutboxRelay(store, bus, reactor)
+    relay.attach()
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)
     library.on_deleted.append(relay.kick)
+    # A file deleted through any instance leaves no bytes on this one.
+    bus.subscribe("blobs", topics.FILE_DELETED, library.deleted, each_instance=True)
     hub = LiveHub(reactor)
     hub.attach(bus)
     roles = config.workers.roles
@@ -199,6 +206,7 @@ def build(
         cluster.repair_interval,
     )
     pinger.on_change.append(repairer.health_changed)
+    repairer.attach(bus)
     locator = Locator(
         registry,
         store,
@@ -232,6 +240,15 @@ def build(
     )
     renditions.on_change.append(relay.kick)
     links = ShareLinks(store, share_key(secret), reactor)
+    throttle = SignInThrottle(
+        reactor,
+        SignInLimits(
+            config.auth.signin_failures_per_user,
+            config.auth.signin_failures_per_address,
+            config.auth.signin_window,
+        ),
+    )
+    throttle.attach(bus)
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
         RenditionsAPI(
@@ -274,14 +291,7 @@ def build(
             tokens,
             run,
             config.auth.token_ttl,
-            SignInThrottle(
-                reactor,
-                SignInLimits(
-                    config.auth.signin_failures_per_user,
-                    config.auth.signin_failures_per_address,
-                    config.auth.signin_window,
-                ),
-            ),
+            throttle,
         ),
         AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
         LiveAPI(hub, tokens),
@@ -341,6 +351,25 @@ def instance_name(config: Config) -> str:
     return config.cluster.instance or socket.gethostname()
 
 
+def warn_unshared_secrets(config: Config) -> None:
+    """A store other instances may share wants secrets they share too: one
+    generated into this data directory is this instance's alone, and tokens
+    it signs fail on the others."""
+    if not config.shared_store:
+        return
+    for section, key, value in (
+        ("auth", "secret", config.auth.secret),
+        ("cluster", "secret", config.cluster.secret),
+    ):
+        if not value:
+            log.warn(
+                "[{section}] {key} is not set: this instance generates its own,"
+                " and instances sharing the database need the same one",
+                section=section,
+                key=key,
+            )
+
+
 class UploaddService(InOrder):
     """The uploadd daemon, ``twistd uploadd``: a tree whose children start
     in this order, each once the one before is ready, and stop in the
@@ -378,6 +407,7 @@ class UploaddService(InOrder):
         )
         self._run = pool_runner(reactor, pool)
         store = open_store(config.database.url, config.storage.data_dir, reactor)
+        warn_unshared_secrets(config)
         self._cluster_secret = token_secret(
             config.cluster.secret, data_dir, name="cluster-secret"
         )

@@ -64,6 +64,7 @@ class AdminAPI:
             200,
             {
                 "replicas": self._replicator.settings.replicas,
+                # Copies this instance is making (each copies what it received).
                 "replicating": len(self._replicator.busy),
                 "last_repair": self._repairer.last_pass,
                 "results": [

@@ -55,6 +55,7 @@ class AuthAPI:
             verify_password, password, user.password_hash if user else _NO_USER
         )
         if user is None or not matches:
+            self._throttle.failed(attempt)
             raise problems.unauthorized("wrong username or password")
         self._throttle.forgive(attempt)
         scopes = user.scopes

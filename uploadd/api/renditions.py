@@ -138,6 +138,12 @@ class RenditionsAPI:
     @app.route("/files/<file_id>/renditions/<profile>/start", methods=["POST"])
     async def start(self, request: IRequest, file_id: str, profile: str) -> bytes:
         principal_of(self._tokens, request, Action.RENDER)
+        found = await self._store.get_file(file_id)
+        if found is not None:
+            # A source this instance cannot hand out yet (another instance
+            # received it and is copying it to the nodes) is a 503 before an
+            # attempt is spent on it; the worker asks again.
+            await self._locator.redirect(found, "", self._blobs.path(found.id))
         source, rendition = await self._renditions.start(file_id, profile)
         base = base_url(request, self._public_url)
         signed = self._locator.sign(source)

@@ -7,17 +7,27 @@ forgiven if the password was right. Once a username, or an address, has
 ``limit`` failures within ``window``, further attempts are refused without
 looking at the password until the oldest of them leaves the window.
 IPv6 clients are counted per /64, the block one host usually holds.
+
+Instances sharing a bus count each other's failures: a wrong password is
+announced, and every other instance counts it from the moment it hears it,
+so guesses spread over the instances behind a load balancer meet the same
+limits as guesses at one.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
+import uuid
 from collections import deque
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from uploadd.events import topics
+from uploadd.events.bus import IEventBus
+from uploadd.store.interface import Event
 
 log = Logger()
 
@@ -66,6 +76,14 @@ class SignInThrottle:
     limits: SignInLimits = attrs.field(factory=SignInLimits)
     _failures: dict[str, deque[float]] = attrs.field(factory=dict)
     _swept_at: float = 0.0
+    _bus: IEventBus | None = None
+    #: This throttle's name in its announcements, to know its own when heard.
+    _me: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+
+    def attach(self, bus: IEventBus) -> None:
+        """Announce failed sign-ins on ``bus`` and count the others'."""
+        self._bus = bus
+        bus.hear(topics.SIGNIN_FAILED, self.heard)
 
     def admit(self, username: str, host: str) -> Attempt | Refusal:
         """A refusal if ``username`` or ``host`` has failed too often lately;
@@ -83,6 +101,15 @@ class SignInThrottle:
                 return Refusal(
                     f"too many failed sign-ins {where}; try again in {wait} s", wait
                 )
+        self._count(username, address_key(host), now)
+        return Attempt(username, host, now)
+
+    def _count(self, username: str, address: str, now: float) -> None:
+        """One failure for ``username`` and from ``address`` (a key)."""
+        keys = (
+            ("user:" + username, self.limits.per_user, f"for {username}"),
+            ("addr:" + address, self.limits.per_address, "from this address"),
+        )
         for key, limit, where in keys:
             recent = self._failures.setdefault(key, deque(maxlen=limit))
             recent.append(now)
@@ -94,7 +121,35 @@ class SignInThrottle:
                     limit=limit,
                     window=self.limits.window,
                 )
-        return Attempt(username, host, now)
+
+    def failed(self, attempt: Attempt) -> None:
+        """``attempt`` had a wrong password: it counts here already; tell the
+        other instances."""
+        if self._bus is None:
+            return
+        news = Event(
+            topics.SIGNIN_FAILED,
+            {
+                "origin": self._me,
+                "username": attempt.username,
+                "address": address_key(attempt.host),
+            },
+            None,
+            attempt.at,
+        )
+        self._bus.announce(news).addErrback(
+            lambda f: log.info(
+                "a failed sign-in not announced: {why}", why=f.getErrorMessage()
+            )
+        )
+
+    async def heard(self, event: Event) -> None:
+        """Another instance's failed sign-in counts here from now."""
+        news = event.payload
+        if news["origin"] != self._me:
+            now = self._clock.seconds()
+            self._sweep(now)
+            self._count(news["username"], news["address"], now)
 
     def forgive(self, attempt: Attempt) -> None:
         """``attempt`` had the right password: it does not count."""

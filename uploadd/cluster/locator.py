@@ -7,7 +7,9 @@ then the lowest round-trip time, then the lowest load. The answer is a
 URL the node's client signs, valid for ``download_ttl``. Before any copy
 exists (or while uploadd still has its own) uploadd serves the bytes itself;
 with copies only on nodes that are all down, :class:`uploadd.errors.Unavailable`
-says when to retry. uploadd's own signed URLs (for workers fetching a source)
+says when to retry. So it does for a file another uploadd instance received
+and is still copying to the nodes: its bytes are on that instance's disk
+only, and on a node shortly. uploadd's own signed URLs (for workers fetching a source)
 are made and checked here too, with the same key.
 """
 
@@ -25,6 +27,9 @@ from noded.threads import Runner
 from uploadd import errors
 from uploadd.cluster.registry import Node, Registry
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica
+
+#: Seconds to wait for a file another instance is copying to the nodes.
+ON_ITS_WAY = 2
 
 
 @attrs.define
@@ -61,17 +66,18 @@ class Locator:
         if not offers:
             if await self._run(local.exists):
                 return None
-            if not replicas:
-                # Its bytes are still on the instance that received it,
-                # on their way to the nodes.
+            if replicas:
                 raise errors.Unavailable(
-                    "this file is still being copied to storage; try again shortly",
-                    retry_after=5,
+                    "every node holding this file is down; try again shortly",
+                    retry_after=10,
                 )
-            raise errors.Unavailable(
-                "every node holding this file is down; try again shortly",
-                retry_after=10,
-            )
+            if self._registry.nodes:
+                raise errors.Unavailable(
+                    "this file is on its way to the storage nodes from the"
+                    " uploadd instance that received it; try again shortly",
+                    retry_after=ON_ITS_WAY,
+                )
+            return None  # no cluster, no bytes: the download says so
         zone = self.zone_of(client)
 
         def nearness(offer: tuple[Node, str]) -> tuple[int, float, float]:

@@ -7,13 +7,18 @@ file a page at a time, plans, and acts: copy the file to new nodes (from
 uploadd's own copy or a surviving node), or drop a copy that is surplus,
 preferring to drop from draining nodes. A node returning from DOWN is
 audited (every recorded copy checked with ``stat``) before downloads go to
-it again.
+it again. Of instances sharing a store one leads repair; it announces each
+pass, so every instance's admin console shows the last one. A file with no
+copy on a node and none here has its only copy on the instance that
+received it (copying it still, or having failed to): the leader asks that
+instance to copy it (``repair.wanted``) rather than failing to.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -25,7 +30,9 @@ from twisted.logger import Logger
 
 from uploadd.cluster.registry import Health, Node, Registry
 from uploadd.cluster.replicator import Replicator
-from uploadd.store.interface import IMetadataStore
+from uploadd.events import topics
+from uploadd.events.bus import IEventBus
+from uploadd.store.interface import Event, IMetadataStore
 
 log = Logger()
 
@@ -108,6 +115,32 @@ class Repairer:
     # by the replicator.
     _lanes: DeferredSemaphore = attrs.field(factory=lambda: DeferredSemaphore(32))
     last_pass: dict[str, Any] = attrs.field(factory=dict)
+    #: A new file short of copies is left this long to the replicator of
+    #: the instance that received it before repair makes them.
+    settle: float = 60.0
+    _bus: IEventBus | None = None
+    #: This repairer's name in its announcements, to know its own when heard.
+    _me: str = attrs.field(factory=lambda: uuid.uuid4().hex)
+
+    def attach(self, bus: IEventBus) -> None:
+        """Announce passes on ``bus`` and take the leader's as the last;
+        copy what the leader asks for and only this instance holds."""
+        self._bus = bus
+        bus.hear(topics.REPAIR_PASSED, self.heard)
+        bus.hear(topics.REPAIR_WANTED, self.wanted)
+
+    async def heard(self, event: Event) -> None:
+        """The pass another instance (the leader) made is the last one."""
+        if event.payload["origin"] != self._me:
+            self.last_pass = dict(event.payload["pass"])
+
+    async def wanted(self, event: Event) -> None:
+        """The leader cannot copy a file: if its bytes are here, copy it."""
+        file_id = event.payload["file_id"]
+        if event.payload["origin"] != self._me and await self._replicator.holds(
+            file_id
+        ):
+            await self._copy(file_id)
 
     def start(self) -> None:
         self._loop = LoopingCall(self.run_pass)
@@ -165,6 +198,13 @@ class Repairer:
             "copied": copied,
             "dropped": dropped,
         }
+        if self._bus is not None:
+            news = {"origin": self._me, "pass": self.last_pass}
+            self._bus.announce(Event(topics.REPAIR_PASSED, news)).addErrback(
+                lambda f: log.info(
+                    "a repair pass not announced: {why}", why=f.getErrorMessage()
+                )
+            )
         if copied or dropped:
             log.info(
                 "repair pass: {examined} files, {copied} copied, {dropped} dropped",
@@ -197,8 +237,39 @@ class Repairer:
         before = sum(
             1 for r in replicas if r.node_id in nodes and counts(nodes[r.node_id])
         )
+        if before == len(replicas) and await self._settling(file_id):
+            # Short of copies without having lost one: a new file that the
+            # instance which received it is still copying (repairing it too
+            # would copy it twice).
+            return 0
+        if not await self._replicator.can_copy(file_id):
+            self._ask_holder(file_id)
+            return 0
         after = await self._replicator.replicate(file_id, counts=counts)
         return max(0, after - before)
+
+    async def _settling(self, file_id: str) -> bool:
+        record = await self._store.get_file(file_id)
+        return (
+            record is not None
+            and self._clock.seconds() - record.created_at < self.settle
+        )
+
+    def _ask_holder(self, file_id: str) -> None:
+        log.info(
+            "{file_id} has no copy here or on a serving node: asking the"
+            " instance that received it",
+            file_id=file_id,
+        )
+        if self._bus is not None:
+            news = {"origin": self._me, "file_id": file_id}
+            self._bus.announce(Event(topics.REPAIR_WANTED, news)).addErrback(
+                lambda f: log.info(
+                    "copying {file_id} not asked: {why}",
+                    file_id=file_id,
+                    why=f.getErrorMessage(),
+                )
+            )
 
     async def _drop(self, file_id: str, node_id: str) -> bool:
         node = self._registry.nodes.get(node_id)

@@ -165,6 +165,18 @@ class Replicator:
             log.info("{file_id} fully replicated; local copy removed", file_id=file_id)
         return len(holders)
 
+    async def holds(self, file_id: str) -> bool:
+        """Whether this instance has its own copy of ``file_id``."""
+        found: bool = await self._run(self._blobs.path(file_id).exists)
+        return found
+
+    async def can_copy(self, file_id: str) -> bool:
+        """Whether this instance has a copy to make more from: its own, or
+        one on a node that serves."""
+        if await self.holds(file_id):
+            return True
+        return any(node.serving for node in await self._holders(file_id))
+
     async def _holders(self, file_id: str) -> list[Node]:
         replicas = await self._store.replicas_of(file_id)
         return [

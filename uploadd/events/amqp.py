@@ -10,6 +10,11 @@ to the dead-letter exchange (``uploadd.dead``, queue
 ``uploadd.dead-letters``). A lost
 connection is re-made with backoff and the consumers re-subscribed; while it
 is down ``publish`` fails and the outbox keeps the events.
+
+Announcements between instances go through an exchange of their own
+(``uploadd.instances``), which no consumer of events binds: transient
+messages on a channel without transactions, each instance hearing them on
+exclusive queues without acknowledgements.
 """
 
 from __future__ import annotations
@@ -85,6 +90,10 @@ class _Subscription:
     #: The queue as the broker named it (each-instance queues are named by
     #: the broker, anew on every connection).
     declared: str = ""
+    #: Where the queue is bound ("": the events' exchange).
+    exchange: str = ""
+    #: Announcements: no acknowledgements, no retries.
+    heard: bool = False
 
 
 @implementer(IEventBus)
@@ -104,6 +113,7 @@ class AmqpBus:
     # One transaction at a time on the publishing channel: a publish sent
     # while another's tx.commit is pending closes the channel.
     _publishing: DeferredLock = attrs.field(factory=DeferredLock)
+    _announcer: Any = None
     _connecting: Deferred[Any] | None = None
     _subscriptions: list[_Subscription] = attrs.field(factory=list)
     _channels: int = 1
@@ -124,6 +134,11 @@ class AmqpBus:
 
     def describe(self) -> str:
         return f"amqp://{self.address.host}:{self.address.port}"
+
+    @property
+    def announcements(self) -> str:
+        """The exchange of announcements between instances."""
+        return f"{self.exchange}.instances"
 
     def depth(self) -> dict[str, int] | None:
         """The broker keeps the queues."""
@@ -174,7 +189,12 @@ class AmqpBus:
                 queue=DEAD_QUEUE, durable=True, arguments=self._type_arguments()
             )
             await publisher.queue_bind(queue=DEAD_QUEUE, exchange=DEAD_EXCHANGE)
+            await publisher.exchange_declare(
+                exchange=self.announcements, type="topic", durable=True
+            )
             await publisher.tx_select()
+            # Announcements are not worth a transaction: a channel without.
+            announcer = await self._open(client)
         except Exception as error:
             log.warn(
                 "cannot reach the broker at {host}:{port}: {error}; retrying",
@@ -192,7 +212,7 @@ class AmqpBus:
         # never reach that instance's streams.
         for subscription in self._subscriptions:
             await self._consume(subscription)
-        self._publisher = publisher
+        self._publisher, self._announcer = publisher, announcer
         log.info(
             "connected to the broker at {host}:{port}",
             host=address.host,
@@ -207,7 +227,7 @@ class AmqpBus:
         return channel
 
     def _lost(self, reason: Any) -> None:
-        self._client = self._publisher = None
+        self._client = self._publisher = self._announcer = None
         if not self._stopped:
             log.warn(
                 "lost the broker: {reason}; reconnecting",
@@ -257,6 +277,20 @@ class AmqpBus:
         await publisher.tx_commit()
         self.published += len(events)
 
+    def announce(self, event: Event) -> Deferred[None]:
+        if self._announcer is None:
+            self._ensure()
+            return fail(BusUnavailable("not connected to the broker"))
+        return Deferred.fromCoroutine(self._announce(self._announcer, event))
+
+    async def _announce(self, channel: Any, event: Event) -> None:
+        content = Content(json.dumps(_envelope(event)).encode("utf-8"))
+        content["delivery-mode"] = 1
+        content["content-type"] = "application/json"
+        await channel.basic_publish(
+            exchange=self.announcements, routing_key=event.topic, content=content
+        )
+
     # -- consuming -----------------------------------------------------------
 
     def subscribe(
@@ -269,6 +303,19 @@ class AmqpBus:
     ) -> None:
         subscription = _Subscription(
             queue, pattern, handler, concurrency, each_instance
+        )
+        self._subscriptions.append(subscription)
+        if self._client is not None:
+            Deferred.fromCoroutine(self._consume(subscription))
+
+    def hear(self, pattern: str, handler: Handler) -> None:
+        subscription = _Subscription(
+            "announcements",
+            pattern,
+            handler,
+            each_instance=True,
+            exchange=self.announcements,
+            heard=True,
         )
         self._subscriptions.append(subscription)
         if self._client is not None:
@@ -293,7 +340,7 @@ class AmqpBus:
             subscription.declared = subscription.queue
         await channel.queue_bind(
             queue=subscription.declared,
-            exchange=self.exchange,
+            exchange=subscription.exchange or self.exchange,
             routing_key=subscription.pattern,
         )
         # Unacknowledged messages are the handlers at work: the prefetch is
@@ -301,7 +348,9 @@ class AmqpBus:
         await channel.basic_qos(
             prefetch_count=subscription.concurrency or self.prefetch
         )
-        reply = await channel.basic_consume(queue=subscription.declared, no_ack=False)
+        reply = await channel.basic_consume(
+            queue=subscription.declared, no_ack=subscription.heard
+        )
         incoming = await self._client.queue(reply.consumer_tag)
         Deferred.fromCoroutine(self._serve(subscription, channel, incoming))
 
@@ -313,7 +362,20 @@ class AmqpBus:
                 message = await incoming.get()
             except Exception:
                 return  # the connection went; a new consumer comes with it
-            Deferred.fromCoroutine(self._handle(subscription, channel, message))
+            if subscription.heard:
+                Deferred.fromCoroutine(self._hear(subscription, message))
+            else:
+                Deferred.fromCoroutine(self._handle(subscription, channel, message))
+
+    async def _hear(self, subscription: _Subscription, message: Any) -> None:
+        try:
+            event = _event(json.loads(message.content.body))
+            await subscription.handler(event)
+        except Exception:
+            log.failure(
+                "hearing an announcement ({pattern}) failed",
+                pattern=subscription.pattern,
+            )
 
     async def _handle(
         self, subscription: _Subscription, channel: Any, message: Any

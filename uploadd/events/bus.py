@@ -5,6 +5,12 @@ patterns (``file.*``, ``transcode.#``) and feed one handler each. A message
 is acknowledged when its handler succeeds; a failing handler gets it again
 up to ``max_attempts`` times, then it goes to the dead letters. ``publish``
 fires once the bus holds the message (for AMQP: after the broker's commit).
+
+Beside the events, instances sharing a bus tell each other news that is
+theirs alone (an upload's progress, a failure of background work, a failed
+sign-in): ``announce`` reaches every instance's ``hear`` handlers, and no
+queue of ``subscribe`` ever sees it, so webhooks, mail and live streams do
+not carry it. An announcement is sent at most once and kept nowhere.
 """
 
 from __future__ import annotations
@@ -78,6 +84,16 @@ class IEventBus(Interface):
         event on a queue of its own that lives as long as its connection
         (live streams, which each instance serves to its own clients)."""
 
+    def announce(event: Event) -> Deferred[None]:
+        """Tell every instance on this bus, this one too, of ``event``: fires
+        once it is sent, fails while the broker is away (nothing keeps it).
+        Instances that are not connected then never hear it."""
+
+    def hear(pattern: str, handler: Handler) -> None:
+        """Give ``handler`` every announcement whose topic matches ``pattern``,
+        this instance's own among them (a hearer that must not act on its own
+        news tells it apart), once; a handler that fails is not asked again."""
+
 
 @attrs.define
 class _Queue:
@@ -98,6 +114,7 @@ class InProcessBus:
     retry_delay: float = 1.0
     queues: dict[str, _Queue] = attrs.field(factory=dict)
     dead_letters: list[tuple[str, Event, str]] = attrs.field(factory=list)
+    hearers: list[tuple[str, Handler]] = attrs.field(factory=list)
     published: int = 0
     kind: str = "in-process"
 
@@ -133,6 +150,17 @@ class InProcessBus:
     ) -> None:
         # One process is the only instance: a queue of its own is the queue.
         self.queues[queue] = _Queue(pattern, handler, concurrency or 1)
+
+    def announce(self, event: Event) -> Deferred[None]:
+        """To this process's hearers (the only instance), on a later turn as
+        a broker would; not counted as published."""
+        for pattern, handler in self.hearers:
+            if matches(pattern, event.topic):
+                self._clock.callLater(0, _tell, handler, event)
+        return succeed(None)
+
+    def hear(self, pattern: str, handler: Handler) -> None:
+        self.hearers.append((pattern, handler))
 
     def _drain(self, name: str) -> None:
         queue = self.queues[name]
@@ -175,3 +203,16 @@ class InProcessBus:
 
     def depth(self) -> dict[str, int]:
         return {name: len(queue.pending) for name, queue in self.queues.items()}
+
+
+def _tell(handler: Handler, event: Event) -> Deferred[None]:
+    """One announcement to one hearer; a failure is logged, not retried."""
+    told = Deferred.fromCoroutine(_awaited(handler(event)))
+    told.addErrback(
+        lambda f: log.failure("hearing {topic} failed", f, topic=event.topic)
+    )
+    return told
+
+
+async def _awaited(pending: Awaitable[None]) -> None:
+    await pending

@@ -33,6 +33,14 @@ class ApiError(Exception):
     """uploadd refused or failed a call; the job should be tried again."""
 
 
+class NotYet(ApiError):
+    """uploadd cannot do it now (503), and says when to ask again."""
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 @attrs.frozen
 class Job:
     """One attempt at one rendition, as ``start`` answered it."""
@@ -167,6 +175,17 @@ async def _answer(response: Any) -> Any:
         document = {"detail": text[:200].decode("utf-8", "replace")}
     if response.code in (404, 409, 410):
         raise JobOver(document.get("detail", f"HTTP {response.code}"))
+    if response.code == 503:
+        raise NotYet(f"HTTP 503: {document.get('detail', '')}", _retry_after(response))
     if response.code >= 400:
         raise ApiError(f"HTTP {response.code}: {document.get('detail', '')}")
     return document
+
+
+def _retry_after(response: Any) -> float:
+    """The response's Retry-After in seconds (a date counts as 5)."""
+    values = response.headers.getRawHeaders(b"retry-after") or [b"5"]
+    try:
+        return max(1.0, float(values[0]))
+    except ValueError:
+        return 5.0

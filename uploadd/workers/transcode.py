@@ -18,6 +18,7 @@ from pathlib import Path
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from noded.reactor import IReactor
@@ -25,7 +26,7 @@ from noded.threads import Runner
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus
 from uploadd.store.interface import Event
-from uploadd.workers.client import Job, JobOver, RenditionsClient
+from uploadd.workers.client import Job, JobOver, NotYet, RenditionsClient
 from uploadd.workers.profiles import (
     OUTPUT_TYPES,
     ToolSettings,
@@ -83,7 +84,7 @@ class TranscodeWorker:
 
     async def render(self, file_id: str, profile: str) -> None:
         try:
-            job = await self._client.start(file_id, profile)
+            job = await self._start(file_id, profile)
         except JobOver as why:
             log.info(
                 "{profile} of {file_id} needs no work: {why}",
@@ -110,6 +111,26 @@ class TranscodeWorker:
             )
         finally:
             await self._run(shutil.rmtree, folder, True)
+
+    async def _start(self, file_id: str, profile: str) -> Job:
+        """A new attempt, once uploadd can hand out the source: one another
+        instance received and is still copying to the nodes is waited for
+        (as long as a job may run), not failed."""
+        deadline = self._reactor.seconds() + self.settings.time_limit
+        while True:
+            try:
+                return await self._client.start(file_id, profile)
+            except NotYet as why:
+                if self._reactor.seconds() + why.retry_after > deadline:
+                    raise
+                log.info(
+                    "{profile} of {file_id} waits {delay} s: {why}",
+                    profile=profile,
+                    file_id=file_id,
+                    delay=why.retry_after,
+                    why=why,
+                )
+                await deferLater(self._reactor, why.retry_after)
 
     async def _work(self, job: Job, folder: Path) -> None:
         await self._run(_fresh, folder)
