@@ -35,6 +35,7 @@ from uploadd.api.cors import Cors
 from uploadd.api.files import FilesAPI
 from uploadd.api.forward import Forwarder
 from uploadd.api.gate import IngestGate, IngestLimits
+from uploadd.api.instances import InstancesAPI
 from uploadd.api.live import LiveAPI, LiveHub
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
@@ -217,6 +218,10 @@ def build(
         cluster.zones,
     )
     router = Router()
+    forwarder = Forwarder.over_tcp(
+        store, reactor, instance_name(config), url_key(cluster_secret), run
+    )
+    resumable.parts = forwarder
     gate = IngestGate(
         router,
         tokens,
@@ -233,7 +238,7 @@ def build(
             fsync=config.storage.fsync,
             checkpoint=config.uploads.checkpoint,
         ),
-        forwarder=Forwarder.over_tcp(store, reactor, instance_name(config)),
+        forwarder=forwarder,
     )
     renditions = Renditions(
         store, reactor, config.workers.max_attempts, failures=failures
@@ -301,6 +306,7 @@ def build(
         ),
         SharesAPI(store, tokens, links, hub, relay, reactor, config.http.public_url),
         ProgressAPI(tokens, progress),
+        InstancesAPI(resumable, blobs, run, url_key(cluster_secret), reactor),
         OpsAPI(metrics, lambda: gate.in_flight),
         WebAPI(),
     )

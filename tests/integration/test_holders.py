@@ -264,3 +264,37 @@ def test_a_name_is_one_instance_and_a_retired_instance_cancels_its_uploads(
     with pytest.raises(RuntimeError, match="did not start"):
         pair.start("a")
     assert "instance 'a' was retired" in (pair.base / "a" / "twistd.log").read_text()
+
+
+def test_a_final_upload_joins_parts_held_by_either_instance(pair: Pair) -> None:
+    """tus concatenation where the load balancer put the partial uploads on
+    different instances: the final upload on a brings b's part over, the
+    file is whole, and b's copy of the part is gone."""
+    a, b = pair.daemons["a"], pair.daemons["b"]
+    halves = [os.urandom(MIB + 17), os.urandom(2 * MIB)]
+    paths = []
+    for opened_on, continued_on, data in ((a, b, halves[0]), (b, a, halves[1])):
+        created = ask(
+            opened_on.port,
+            "POST",
+            "/uploads/",
+            tus(opened_on, Upload_Length=str(len(data)), Upload_Concat="partial"),
+        )
+        assert created.status == 201, created
+        path = "/uploads/" + (created.header("location") or "").rsplit("/", 1)[1]
+        assert patch(continued_on, path, 0, data).status == 204
+        paths.append(path)
+    final = ask(
+        a.port,
+        "POST",
+        "/uploads/",
+        tus(a, Upload_Concat="final;" + " ".join(paths)),
+    )
+    assert final.status == 201, final
+    file_id = (final.header("location") or "").rsplit("/", 1)[1]
+    record = a.json("GET", f"/files/{file_id}")
+    assert record["sha256"] == hashlib.sha256(b"".join(halves)).hexdigest()
+    b_part = paths[1].rsplit("/", 1)[1]
+    assert not (b.data_dir / "uploads" / f"{b_part}.bin").exists()
+    assert not (a.data_dir / "uploads" / f"{b_part}.bin").exists()
+    assert in_flight(a) == in_flight(b) == 0

@@ -30,6 +30,7 @@ from tests.integration.test_webhooks import Receiver
 from tests.postgres import empty_tables
 
 pytestmark = pytest.mark.integration
+CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 
 MIB = 1 << 20
 AUTH_SECRET = "scale-out-test-auth-secret-0123456789abcdef"
@@ -248,6 +249,40 @@ def test_tuspy_through_haproxy_lives_through_killed_instances(
     assert sum(waited.values()) >= 1, waited
     stored = json.loads(whole.get(f"/files/{file_id}"))
     assert stored["sha256"] == hashlib.sha256(data).hexdigest()
+    assert whole.get(f"/files/{file_id}/content") == data
+
+
+def test_tus_js_client_in_parallel_through_haproxy(
+    whole: Whole, tmp_path: Path
+) -> None:
+    """tus-js-client with parallelUploads: 4 through HAProxy: its partial
+    uploads open on different instances, and the final one joins them."""
+    source = tmp_path / "parallel.bin"
+    data = os.urandom(6 * MIB + 5)
+    source.write_bytes(data)
+    done = subprocess.run(
+        [
+            "node",
+            str(CLIENTS / "tus_upload.mjs"),
+            f"{whole.proxy}/uploads/",
+            whole.token,
+            str(source),
+            "4",
+            str(512 * 1024),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    file_id = done.stdout.decode().strip().rstrip("/").rsplit("/", 1)[-1]
+    holders = whole.query(
+        "SELECT DISTINCT holder FROM uploads WHERE concat = 'partial'"
+        " AND id IN (SELECT jsonb_array_elements_text(parts::jsonb) FROM uploads"
+        " WHERE id = %s)",
+        file_id,
+    )
+    assert len(holders) > 1, holders
     assert whole.get(f"/files/{file_id}/content") == data
 
 

@@ -20,16 +20,21 @@ instances that disagree about a holder answer 503 instead of looping.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any, Protocol
 
 import attrs
+from twisted.internet import protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     FileBodyProducer,
     HTTPConnectionPool,
+    ResponseDone,
     _HTTP11ClientFactory,
     readBody,
 )
@@ -37,11 +42,26 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IRequest, IResponse
 from zope.interface import implementer
 
+from noded.signing import signed_query
+from noded.threads import Runner, run_inline
 from uploadd import errors
-from uploadd.ingest.sink import FlowControl, StreamedContent
-from uploadd.store.interface import IMetadataStore
+from uploadd.ingest.sink import (
+    BlobFile,
+    Digest,
+    FlowControl,
+    FlowLimits,
+    StreamedContent,
+    UploadSink,
+)
+from uploadd.store.interface import IMetadataStore, UploadRecord
 
 log = Logger()
+
+
+def part_grant(upload_id: str) -> str:
+    """What a signature for a partial upload's bytes covers."""
+    return f"upload part {upload_id}"
+
 
 #: The header naming the instance that forwarded a request.
 FORWARDED_BY = b"uploadd-forwarded-by"
@@ -171,11 +191,15 @@ class _QuietClientFactory(_HTTP11ClientFactory):
 
 @attrs.define
 class Forwarder:
-    """Sends a request for an upload held elsewhere to its holder."""
+    """Sends a request for an upload held elsewhere to its holder; brings
+    the bytes of partial uploads held elsewhere (a :class:`PartSource`)."""
 
     _store: IMetadataStore
     _agent: IAgent
     name: str
+    _key: bytes = b""
+    _run: Runner = run_inline
+    _clock: IReactorTime | None = None
 
     @classmethod
     def over_tcp(
@@ -183,13 +207,85 @@ class Forwarder:
         store: IMetadataStore,
         reactor: IReactorTime,
         name: str,
+        key: bytes,
+        run: Runner,
         connect_timeout: float = 5.0,
     ) -> Forwarder:
         pool = HTTPConnectionPool(reactor, persistent=False)
         # Not a log line per forwarded request ("Starting factory ...").
         pool._factory = _QuietClientFactory
         agent = Agent(reactor, connectTimeout=connect_timeout, pool=pool)
-        return cls(store, agent, name)
+        return cls(store, agent, name, key, run, reactor)
+
+    # -- parts of a final upload -----------------------------------------------
+
+    async def pull(self, part: UploadRecord, destination: Path) -> None:
+        response = await self._part_request(b"GET", part)
+        if response.code != 200:
+            await readBody(response)
+            raise errors.Unavailable(
+                f"the instance holding part {part.id} ({part.holder}) answered "
+                f"{response.code}; retry shortly",
+                holder=part.holder,
+            )
+        finished: Deferred[Digest] = Deferred()
+        response.deliverBody(_IntoFile(destination, self._run, finished))
+        try:
+            digest = await finished
+        except Exception:
+            raise errors.Unavailable(
+                f"the bytes of part {part.id} did not all come from its holder "
+                f"({part.holder}); retry shortly",
+                holder=part.holder,
+            ) from None
+        expected = part.length if part.length is not None else part.received
+        if digest.size != expected:
+            await self._run(destination.unlink, True)
+            raise errors.Unavailable(
+                f"part {part.id} came with {digest.size} bytes of {expected}; "
+                "retry shortly",
+                holder=part.holder,
+            )
+
+    async def drop(self, part: UploadRecord) -> None:
+        try:
+            response = await self._part_request(b"DELETE", part)
+            await readBody(response)
+        except Exception as error:
+            # Its holder removes it when it next starts (the part is joined).
+            log.info(
+                "part {part} left on {holder}: {error}",
+                part=part.id,
+                holder=part.holder,
+                error=str(error) or type(error).__name__,
+            )
+
+    async def _part_request(self, method: bytes, part: UploadRecord) -> IResponse:
+        record = await self._store.get_instance(part.holder)
+        if record is None or not record.url or record.retired_at is not None:
+            raise errors.Unavailable(
+                f"the instance holding part {part.id} ({part.holder}) cannot be "
+                "reached",
+                holder=part.holder,
+            )
+        assert self._clock is not None
+        query = signed_query(
+            self._key, part_grant(part.id), int(self._clock.seconds()) + 300, "", ""
+        )
+        url = f"{record.url.rstrip('/')}/instances/uploads/{part.id}/data?{query}"
+        headers = Headers({FORWARDED_BY: [self.name.encode("ascii")]})
+        try:
+            response: IResponse = await self._agent.request(
+                method, url.encode("ascii"), headers
+            )
+        except Exception as error:
+            raise errors.Unavailable(
+                f"the instance holding part {part.id} ({part.holder}) does not "
+                f"answer ({str(error) or type(error).__name__}); retry shortly",
+                retry_after=10,
+                holder=part.holder,
+            ) from None
+        return response
 
     async def send(
         self,
@@ -269,6 +365,42 @@ class Forwarder:
             headers.addRawHeader(b"x-forwarded-for", host.encode("ascii"))
         headers.setRawHeaders(FORWARDED_BY, [self.name.encode("ascii")])
         return headers
+
+
+class _IntoFile(protocol.Protocol):
+    """A response body written to a new file as it arrives, through the
+    ingest sink (hashing and writing off the reactor, reading paused while
+    the disk is behind)."""
+
+    def __init__(
+        self, destination: Path, run: Runner, finished: Deferred[Digest]
+    ) -> None:
+        self._destination = destination
+        self._run = run
+        self._finished = finished
+        self._sink: UploadSink | None = None
+
+    def connectionMade(self) -> None:
+        # The response's transport pauses and resumes the connection.
+        flow: Any = self.transport
+        self._sink = UploadSink(
+            BlobFile(self._destination, fsync=True),
+            self._run,
+            flow,
+            FlowLimits(high_water=4 << 20, low_water=1 << 20, max_size=None),
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self._sink is not None
+        self._sink.write(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        assert self._sink is not None
+        if reason.check(ResponseDone):
+            self._sink.complete().chainDeferred(self._finished)
+        else:
+            self._sink.abort()
+            self._finished.errback(reason)
 
 
 def relay_buffered(

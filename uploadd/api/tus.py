@@ -219,7 +219,7 @@ class TusAPI:
             if not urls:
                 raise bad_request("Upload-Concat: final;URL URL... names no uploads")
             for part in urls:
-                await self._uploads.load(owner, upload_id_of(part))
+                await self._uploads.load(owner, upload_id_of(part), anywhere=True)
             staging = BlobFile(self._blobs.staging_path(uuid.uuid4().hex), fsync=False)
             parts = tuple(upload_id_of(u) for u in urls)
             return BodyPlan(staging, max_size=0, context=Concatenation(staging, parts))

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from pathlib import Path
+from typing import Any, Protocol, TypeAlias
 
 import attrs
 from twisted.internet.defer import DeferredLock
@@ -44,6 +45,16 @@ log = Logger()
 Finished: TypeAlias = tuple[UploadRecord, FileRecord | None]
 
 
+class PartSource(Protocol):
+    """Where the bytes of a partial upload another instance holds come from."""
+
+    async def pull(self, part: UploadRecord, destination: Path) -> None:
+        """Copy the part's bytes to ``destination`` (a new file), whole."""
+
+    async def drop(self, part: UploadRecord) -> None:
+        """The part is joined: its holder may remove its bytes."""
+
+
 @attrs.define
 class Resumable:
     _store: IMetadataStore
@@ -55,6 +66,8 @@ class Resumable:
     fsync: bool = True
     #: This instance's name: where the bytes of the uploads it opens are.
     instance: str = ""
+    #: Brings the bytes of parts other instances hold (None: one instance).
+    parts: PartSource | None = None
     writers: Writers = attrs.field(factory=Writers)
     _hashes: dict[str, Hashes] = attrs.field(factory=dict)
     _record_locks: dict[str, DeferredLock] = attrs.field(factory=dict)
@@ -166,10 +179,12 @@ class Resumable:
         )
         return record
 
-    async def load(self, owner: Principal, upload_id: str) -> UploadRecord:
+    async def load(
+        self, owner: Principal, upload_id: str, anywhere: bool = False
+    ) -> UploadRecord:
         """The upload, if ``owner`` may touch it: else NotFound, or Gone once
         expired or cancelled; Elsewhere while another instance holds its
-        bytes (the request goes on there)."""
+        bytes (the request goes on there), unless ``anywhere``."""
         record = await self.current(upload_id)
         if record is None or not rules.visible_to(owner, record.owner_id):
             raise NotFound(f"no such upload: {upload_id}")
@@ -180,7 +195,7 @@ class Resumable:
                 f"upload {upload_id} was cancelled: the instance holding its "
                 f"bytes ({record.holder}) was retired; start it again"
             )
-        if rules.keeps_bytes(record) and not self.holds(record):
+        if rules.keeps_bytes(record) and not self.holds(record) and not anywhere:
             raise Elsewhere(record.holder)
         return record
 
@@ -334,19 +349,41 @@ class Resumable:
     async def assemble(
         self, owner: Principal, part_ids: Sequence[str], metadata: dict[str, str]
     ) -> Finished:
-        """A final upload from complete partial ones, copied in the kernel."""
-        parts = [await self.load(owner, part) for part in part_ids]
+        """A final upload from complete partial ones, copied in the kernel;
+        parts whose bytes other instances hold are brought here first (a
+        load balancer sends each part's creation anywhere), and dropped
+        there once joined."""
+        parts = [await self.load(owner, part, anywhere=True) for part in part_ids]
         for part in parts:
             rules.check_part(part)
-        length = sum(part.length or part.received for part in parts)
-        record = await self.create(
-            owner, "tus", length, metadata, concat=rules.FINAL, parts=tuple(part_ids)
-        )
-        sources = [self._blobs.upload_path(part.id) for part in parts]
-        await self._run(concatenate, sources, self._blobs.upload_path(record.id))
-        self._hashes.pop(record.id, None)
-        digest = await self.digest(record, length)
-        record, stored = await self.finish(owner, record, digest)
+        elsewhere = [part for part in parts if not self.holds(part)]
+        if elsewhere and self.parts is None:
+            raise Elsewhere(elsewhere[0].holder)
+        try:
+            for part in elsewhere:
+                assert self.parts is not None
+                await self.parts.pull(part, self._blobs.upload_path(part.id))
+            length = sum(part.length or part.received for part in parts)
+            record = await self.create(
+                owner,
+                "tus",
+                length,
+                metadata,
+                concat=rules.FINAL,
+                parts=tuple(part_ids),
+            )
+            sources = [self._blobs.upload_path(part.id) for part in parts]
+            await self._run(concatenate, sources, self._blobs.upload_path(record.id))
+            self._hashes.pop(record.id, None)
+            digest = await self.digest(record, length)
+            record, stored = await self.finish(owner, record, digest)
+        finally:
+            for part in elsewhere:
+                await self._run(self._blobs.remove_upload, part.id)
         for part in parts:
-            await self._run(self._blobs.remove_upload, part.id)
+            if part in elsewhere:
+                assert self.parts is not None
+                await self.parts.drop(part)
+            else:
+                await self._run(self._blobs.remove_upload, part.id)
         return record, stored
