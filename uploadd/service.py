@@ -129,6 +129,7 @@ def build(
         config.uploads.expire_after,
         config.storage.fsync,
         instance_name(config),
+        config.shared_store,
     )
 
     def connector(record: NodeRecord) -> Deferred[Any]:
@@ -363,6 +364,13 @@ def warn_unshared_secrets(config: Config) -> None:
     it signs fail on the others."""
     if not config.shared_store:
         return
+    if not config.cluster.instance:
+        log.warn(
+            "[cluster] instance is not set: this instance is named after its"
+            " host ({name}); give it a name that stays the same across"
+            " restarts, or the uploads it holds wait for a name that is gone",
+            name=instance_name(config),
+        )
     for section, key, value in (
         ("auth", "secret", config.auth.secret),
         ("cluster", "secret", config.cluster.secret),

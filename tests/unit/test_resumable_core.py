@@ -468,3 +468,20 @@ def test_an_open_ended_span_sets_the_length_to_its_size(core: Core) -> None:
             )
         )
     assert set(core.store.uploads) == before
+
+
+def test_an_upload_another_instance_holds_goes_on_there_only_on_a_shared_store(
+    core: Core,
+) -> None:
+    """Opened under another instance name: where instances share the store
+    the upload is elsewhere (its requests go on to the holder); on a store
+    of one instance (a host renamed since) it is this instance's."""
+    opened = moved = upload(id="u9", holder="old-host", expires_at=DAY)
+    core.store.uploads[opened.id] = moved
+    core.uploads.instance = "new-host"
+    assert now(core.uploads.load(ALICE, opened.id)) == moved
+    core.uploads.shared = True
+    with pytest.raises(errors.Elsewhere) as elsewhere:
+        now(core.uploads.load(ALICE, opened.id))
+    assert elsewhere.value.holder == "old-host"
+    assert now(core.uploads.load(ALICE, opened.id, anywhere=True)) == moved

@@ -258,6 +258,7 @@ async def test_uploads_round_trip_and_expire(store: IMetadataStore) -> None:
     assert [u.id for u in await store.expired_uploads(60.0, "uploadd-1")] == ["u2"]
     expired = await store.expired_uploads(60.0, "uploadd-2")
     assert sorted(u.id for u in expired) == ["u2", "u4"]
+    assert sorted(u.id for u in await store.expired_uploads(60.0)) == ["u2", "u4"]
     assert await store.delete_upload("u2")
     assert await store.get_upload("u2") is None
 

@@ -295,9 +295,11 @@ class IMetadataStore(Interface):
     def delete_upload(upload_id: str) -> Awaitable[bool]:
         """Forget an upload; False if there was none."""
 
-    def expired_uploads(now: float, holder: str) -> Awaitable[list[UploadRecord]]:
-        """Open uploads ``holder`` holds (or that name no holder) whose
-        expiry is at or before ``now``."""
+    def expired_uploads(
+        now: float, holder: str | None = None
+    ) -> Awaitable[list[UploadRecord]]:
+        """Open uploads whose expiry is at or before ``now``: those ``holder``
+        holds (or that name no holder), or all with None."""
 
     def register_instance(record: InstanceRecord) -> Awaitable[None]:
         """Record that the instance ``record.name`` runs at ``record.url``;

@@ -204,14 +204,16 @@ class MemoryStore:
     async def delete_upload(self, upload_id: str) -> bool:
         return self.uploads.pop(upload_id, None) is not None
 
-    async def expired_uploads(self, now: float, holder: str) -> list[UploadRecord]:
+    async def expired_uploads(
+        self, now: float, holder: str | None = None
+    ) -> list[UploadRecord]:
         return [
             u
             for u in self.uploads.values()
             if u.state == "open"
             and u.expires_at is not None
             and u.expires_at <= now
-            and u.holder in (holder, "")
+            and (holder is None or u.holder in (holder, ""))
         ]
 
     async def register_instance(self, record: InstanceRecord) -> None:

@@ -66,6 +66,8 @@ class Resumable:
     fsync: bool = True
     #: This instance's name: where the bytes of the uploads it opens are.
     instance: str = ""
+    #: Whether other instances share the store (and hold uploads of theirs).
+    shared: bool = False
     #: Brings the bytes of parts other instances hold (None: one instance).
     parts: PartSource | None = None
     writers: Writers = attrs.field(factory=Writers)
@@ -89,8 +91,10 @@ class Resumable:
         return record
 
     def holds(self, record: UploadRecord) -> bool:
-        """Whether the upload's bytes are on this instance's disk."""
-        return record.holder in ("", self.instance)
+        """Whether the upload's bytes are on this instance's disk: on a
+        store no other instance shares, always (whatever name the instance
+        had when it opened the upload)."""
+        return not self.shared or record.holder in ("", self.instance)
 
     async def save(self, record: UploadRecord) -> None:
         """Store ``record`` (and keep it at hand while it is open)."""
@@ -253,7 +257,7 @@ class Resumable:
         upload someone is writing waits for the next sweep. Each instance
         sweeps the uploads whose bytes it holds."""
         expired = await self._store.expired_uploads(
-            self._clock.seconds(), self.instance
+            self._clock.seconds(), self.instance if self.shared else None
         )
         for record in expired:
             if self.writers.busy(record.id):

@@ -58,15 +58,16 @@ class Uploads(SQLBase):
         deleted: bool = await self._write(run)
         return deleted
 
-    async def expired_uploads(self, now: float, holder: str) -> list[UploadRecord]:
+    async def expired_uploads(
+        self, now: float, holder: str | None = None
+    ) -> list[UploadRecord]:
         rows = await self._query(
             f"SELECT {_UPLOAD_COLUMNS} FROM uploads"
-            " WHERE state = 'open' AND expires_at IS NOT NULL AND expires_at <= ?"
-            " AND holder IN (?, '')",
+            " WHERE state = 'open' AND expires_at IS NOT NULL AND expires_at <= ?",
             now,
-            holder,
         )
-        return [_upload(row) for row in rows]
+        found = [_upload(row) for row in rows]
+        return [u for u in found if holder is None or u.holder in (holder, "")]
 
     # -- the instances holding them --------------------------------------------
 
