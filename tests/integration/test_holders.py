@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.integration.daemon import Daemon, ctl, eventually, start
@@ -35,6 +36,7 @@ class Pair:
         return [
             f"--database-url={self.url}",
             f"--auth-secret={SECRET}",
+            f"--cluster-secret={SECRET}",
             f"--cluster-instance={name}",
             "--uploads-checkpoint=1M",
         ]
@@ -235,37 +237,6 @@ def test_content_range_chunks_through_either_instance(pair: Pair) -> None:
     assert done.json()["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_a_name_is_one_instance_and_a_retired_instance_cancels_its_uploads(
-    pair: Pair,
-) -> None:
-    """A second instance named b does not start; a running instance is not
-    retired; a stopped one is, and its unfinished uploads are 410."""
-    a, b = pair.daemons["a"], pair.daemons["b"]
-    with pytest.raises(RuntimeError, match="did not start"):
-        start(pair.base / "b-again", *pair.options("b"))
-    taken = (pair.base / "b-again" / "twistd.log").read_text()
-    assert "another uploadd instance named 'b' runs on this database" in taken
-    path = create(a, 2 * MIB)
-    assert patch(b, path, 0, b"q" * MIB).status == 204
-    listed = pair.ctl("instance", "list")
-    assert f"a\thttp://127.0.0.1:{a.port}\trunning\n" in listed
-    with pytest.raises(Exception, match="returned non-zero"):
-        pair.ctl("instance", "retire", "a")
-    a.stop()
-    assert "a\thttp" in pair.ctl("instance", "list")
-    # This one, and the one interrupted in an earlier test.
-    assert pair.ctl("instance", "retire", "a") == (
-        "retired instance a: 2 unfinished uploads cancelled\n"
-    )
-    assert b.request("HEAD", path, None, **{"Tus-Resumable": "1.0.0"})[0] == 410
-    refused = patch(b, path, MIB, b"q" * MIB)
-    assert refused.status == 410 and "retired" in refused.json()["detail"]
-    (pair.base / "a" / "twistd.log").unlink()
-    with pytest.raises(RuntimeError, match="did not start"):
-        pair.start("a")
-    assert "instance 'a' was retired" in (pair.base / "a" / "twistd.log").read_text()
-
-
 def test_a_final_upload_joins_parts_held_by_either_instance(pair: Pair) -> None:
     """tus concatenation where the load balancer put the partial uploads on
     different instances: the final upload on a brings b's part over, the
@@ -298,3 +269,39 @@ def test_a_final_upload_joins_parts_held_by_either_instance(pair: Pair) -> None:
     assert not (b.data_dir / "uploads" / f"{b_part}.bin").exists()
     assert not (a.data_dir / "uploads" / f"{b_part}.bin").exists()
     assert in_flight(a) == in_flight(b) == 0
+
+
+def test_a_name_is_one_instance_and_a_retired_instance_cancels_its_uploads(
+    pair: Pair,
+) -> None:
+    """A second instance named b does not start; a running instance is not
+    retired; a stopped one is, and its unfinished uploads are 410."""
+    a, b = pair.daemons["a"], pair.daemons["b"]
+    with pytest.raises(RuntimeError, match="did not start"):
+        start(pair.base / "b-again", *pair.options("b"))
+    taken = (pair.base / "b-again" / "twistd.log").read_text()
+    assert "another uploadd instance named 'b' runs on this database" in taken
+    path = create(a, 2 * MIB)
+    assert patch(b, path, 0, b"q" * MIB).status == 204
+    listed = pair.ctl("instance", "list")
+    assert f"a\thttp://127.0.0.1:{a.port}\trunning\n" in listed
+    with pytest.raises(Exception, match="returned non-zero"):
+        pair.ctl("instance", "retire", "a")
+    a.stop()
+    assert "a\thttp" in pair.ctl("instance", "list")
+    with psycopg.connect(pair.url) as connection:
+        (held,) = connection.execute(
+            b"SELECT count(*) FROM uploads WHERE holder = 'a' AND (state = 'open'"
+            b" OR (state = 'complete' AND concat = 'partial'))"
+        ).fetchone() or (0,)
+    assert held >= 1  # this one, and any an earlier test left
+    assert pair.ctl("instance", "retire", "a") == (
+        f"retired instance a: {held} unfinished uploads cancelled\n"
+    )
+    assert b.request("HEAD", path, None, **{"Tus-Resumable": "1.0.0"})[0] == 410
+    refused = patch(b, path, MIB, b"q" * MIB)
+    assert refused.status == 410 and "retired" in refused.json()["detail"]
+    (pair.base / "a" / "twistd.log").unlink()
+    with pytest.raises(RuntimeError, match="did not start"):
+        pair.start("a")
+    assert "instance 'a' was retired" in (pair.base / "a" / "twistd.log").read_text()
