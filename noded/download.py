@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 from urllib.parse import quote
 
+import attrs
 from twisted.web import static
+from twisted.web.http import datetimeToString, stringToDatetime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -68,19 +70,80 @@ def content_disposition(filename: str, inline: bool = False) -> str:
     )
 
 
+@attrs.frozen
+class Validators:
+    """What a conditional request compares: the strong entity tag (the
+    file's sha256, quoted) and the modification time (whole seconds, as
+    HTTP dates carry them)."""
+
+    etag: bytes | None
+    modified: int
+
+    def not_modified(self, request: IRequest) -> bool:
+        """``If-None-Match`` (weak comparison; it wins over the date) or
+        ``If-Modified-Since`` says the client's copy is current (RFC 9110
+        13.1.2, 13.1.3)."""
+        match = request.getHeader(b"if-none-match")
+        if match is not None:
+            tags = [_opaque(tag) for tag in match.split(b",")]
+            return b"*" in tags or (
+                self.etag is not None and _opaque(self.etag) in tags
+            )
+        since = _date(request.getHeader(b"if-modified-since"))
+        return since is not None and self.modified <= since
+
+    def range_applies(self, request: IRequest) -> bool:
+        """A Range is honoured unless ``If-Range`` names another version:
+        an entity tag must match strongly, a date exactly (RFC 9110 13.1.5)."""
+        condition = request.getHeader(b"if-range")
+        if condition is None:
+            return True
+        condition = condition.strip()
+        if condition.startswith((b'"', b"W/")):
+            return self.etag is not None and condition == self.etag
+        return _date(condition) == self.modified
+
+    def apply(self, request: IRequest) -> None:
+        if self.etag is not None:
+            request.setHeader(b"etag", self.etag)
+        request.setHeader(b"last-modified", datetimeToString(self.modified))
+
+
+def _opaque(tag: bytes) -> bytes:
+    tag = tag.strip()
+    return tag[2:] if tag.startswith(b"W/") else tag
+
+
+def _date(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(stringToDatetime(value))
+    except (ValueError, IndexError, KeyError):
+        return None
+
+
 class BlobResource(Resource):
-    """The bytes of one stored file, named and typed for the client."""
+    """The bytes of one stored file, named and typed for the client, with
+    the validators that let a client revalidate or resume it: a strong
+    ``ETag`` from its sha256 (when known) and ``Last-Modified``."""
 
     isLeaf = True
 
     def __init__(
-        self, path: Path, filename: str, content_type: str, etag: str | None = None
+        self,
+        path: Path,
+        filename: str,
+        content_type: str,
+        etag: str | None = None,
+        modified: float | None = None,
     ) -> None:
         super().__init__()
         self._path = path
         self._filename = filename
         self._content_type = content_type
         self._etag = etag
+        self._modified = modified
 
     def render_GET(self, request: IRequest) -> bytes | int:
         try:
@@ -88,8 +151,20 @@ class BlobResource(Resource):
         except FileNotFoundError:
             return problems.apply(request, Problem(404, "the file's bytes are missing"))
         request.setHeader(b"accept-ranges", b"bytes")
-        size = os.fstat(handle.fileno()).st_size
+        stat = os.fstat(handle.fileno())
+        size = stat.st_size
+        validators = Validators(
+            f'"{self._etag}"'.encode("ascii") if self._etag else None,
+            int(self._modified if self._modified is not None else stat.st_mtime),
+        )
+        validators.apply(request)
+        if validators.not_modified(request):
+            handle.close()
+            request.setResponseCode(304)
+            return b""
         header = request.getHeader(b"range")
+        if header is not None and not validators.range_applies(request):
+            header = None
         span = None
         if header is not None:
             try:
@@ -109,8 +184,6 @@ class BlobResource(Resource):
         request.setHeader(
             b"content-disposition", content_disposition(self._filename).encode("ascii")
         )
-        if self._etag:
-            request.setHeader(b"etag", f'"{self._etag}"'.encode("ascii"))
         request.setHeader(b"x-content-type-options", b"nosniff")
         if span is None:
             request.setHeader(b"content-length", b"%d" % size)

@@ -66,7 +66,9 @@ class Downloads(Resource):
             return problems.apply(
                 request, problems.not_found(f"no such file: {file_id}")
             )
-        served: Any = BlobResource(path, grant.name, grant.content_type)
+        served: Any = BlobResource(
+            path, grant.name, grant.content_type, grant.sha256 or None
+        )
         rendered: bytes | int = served.render(request)
         return rendered
 

@@ -1,8 +1,9 @@
 """Signed, expiring download URLs: uploadd signs them, noded checks them.
 
 The key is derived from the cluster secret, so nodes need no extra setting.
-A URL carries the file id in its path and ``expires``, ``name``, ``type`` and
-``sig`` in its query; the signature covers all four.
+A URL carries the file id in its path and ``expires``, ``name``, ``type``,
+optionally ``sha256``, and ``sig`` in its query; the signature covers them
+all.
 """
 
 from __future__ import annotations
@@ -22,15 +23,26 @@ def url_key(cluster_secret: bytes) -> bytes:
     return hmac.new(cluster_secret, b"uploadd download url v1", hashlib.sha256).digest()
 
 
-def _mac(key: bytes, file_id: str, expires: int, name: str, ctype: str) -> str:
-    message = "\n".join((file_id, str(expires), name, ctype)).encode("utf-8")
+def _mac(
+    key: bytes, file_id: str, expires: int, name: str, ctype: str, sha256: str = ""
+) -> str:
+    fields = (file_id, str(expires), name, ctype, *((sha256,) if sha256 else ()))
+    message = "\n".join(fields).encode("utf-8")
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def signed_query(key: bytes, file_id: str, expires: int, name: str, ctype: str) -> str:
-    """The query string that lets the holder fetch ``file_id`` until ``expires``."""
-    sig = _mac(key, file_id, expires, name, ctype)
-    return urlencode({"expires": expires, "name": name, "type": ctype, "sig": sig})
+def signed_query(
+    key: bytes, file_id: str, expires: int, name: str, ctype: str, sha256: str = ""
+) -> str:
+    """The query string that lets the holder fetch ``file_id`` until
+    ``expires``; with the file's ``sha256``, which the node then gives as
+    the download's ETag."""
+    sig = _mac(key, file_id, expires, name, ctype, sha256)
+    query: dict[str, str | int] = {"expires": expires, "name": name, "type": ctype}
+    if sha256:
+        query["sha256"] = sha256
+    query["sig"] = sig
+    return urlencode(query)
 
 
 @attrs.frozen
@@ -39,6 +51,7 @@ class Grant:
     name: str
     content_type: str
     expires: int
+    sha256: str = ""
 
 
 def verify(key: bytes, file_id: str, query: dict[str, str], now: float) -> Grant:
@@ -48,9 +61,10 @@ def verify(key: bytes, file_id: str, query: dict[str, str], now: float) -> Grant
         name, ctype, sig = query["name"], query["type"], query["sig"]
     except (KeyError, ValueError):
         raise BadSignature("the download URL is not signed") from None
-    expected = _mac(key, file_id, expires, name, ctype)
+    sha256 = query.get("sha256", "")
+    expected = _mac(key, file_id, expires, name, ctype, sha256)
     if not hmac.compare_digest(expected, sig):
         raise BadSignature("the download URL's signature does not match")
     if expires <= now:
         raise BadSignature("the download URL has expired")
-    return Grant(file_id, name, ctype, expires)
+    return Grant(file_id, name, ctype, expires, sha256)

@@ -391,6 +391,17 @@ class WebhooksSection:
 
 
 @attrs.frozen
+class EventsSection:
+    replay: float = setting(
+        "1d",
+        parse_duration,
+        "how long published events are kept for /events clients that come "
+        "back with Last-Event-ID (older ones are deleted)",
+        DURATION,
+    )
+
+
+@attrs.frozen
 class SmtpSection:
     host: str = setting(
         "", parse_text, "SMTP server for email pushes; empty sends no email", "a host"
@@ -503,6 +514,7 @@ class Config:
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
     amqp: AmqpSection = attrs.field(factory=AmqpSection)
     webhooks: WebhooksSection = attrs.field(factory=WebhooksSection)
+    events: EventsSection = attrs.field(factory=EventsSection)
     smtp: SmtpSection = attrs.field(factory=SmtpSection)
     workers: WorkersSection = attrs.field(factory=WorkersSection)
 

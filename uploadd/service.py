@@ -182,7 +182,7 @@ def build(
     # What one instance knows and every instance answers for.
     progress.attach(bus)
     failures.attach(bus)
-    relay = OutboxRelay(store, bus, reactor)
+    relay = OutboxRelay(store, bus, reactor, keep=config.events.replay)
     relay.attach()
     library.on_stored.append(relay.kick)
     replicator.on_change.append(relay.kick)
@@ -300,7 +300,7 @@ def build(
             throttle,
         ),
         AdminAPI(registry, replicator, repairer, store, tokens, bus, failures),
-        LiveAPI(hub, tokens),
+        LiveAPI(hub, tokens, store),
         WebhooksAPI(store, tokens, reactor, config.webhooks.allow_private),
         SlideshowAPI(
             store, tokens, hub, relay, reactor, locator, links, config.http.public_url

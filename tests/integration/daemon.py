@@ -167,10 +167,14 @@ def eventually(check: Callable[[], Any], within: float = 30, what: str = "") -> 
 class EventStream:
     """A user's ``GET /events`` on a raw socket, connected at once."""
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str, last_event_id: int | None = None) -> None:
         self._sock = socket.create_connection(("127.0.0.1", port), timeout=1)
         head = f"GET /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}"
+        if last_event_id is not None:
+            head += f"\r\nLast-Event-ID: {last_event_id}"
         self._sock.sendall(head.encode() + b"\r\n\r\n")
+        #: The id of the last message read.
+        self.last_id: int | None = None
 
     def messages(self, within: float) -> Iterator[tuple[str, dict[str, Any], float]]:
         """(topic, data, when it arrived) for each event, for ``within`` s or
@@ -191,9 +195,10 @@ class EventStream:
                 fields = dict(
                     line.split(": ", 1)
                     for line in message.decode().split("\n")
-                    if line.startswith(("event: ", "data: "))
+                    if line.startswith(("event: ", "data: ", "id: "))
                 )
                 if "event" in fields and "data" in fields:
+                    self.last_id = int(fields["id"]) if "id" in fields else None
                     yield fields["event"], json.loads(fields["data"]), arrived
 
     def close(self) -> None:

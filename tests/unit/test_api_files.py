@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest_twisted
 
@@ -216,6 +217,47 @@ async def test_content_serves_whole_files_and_single_ranges(app: Harness) -> Non
     assert beyond.code == 416
     assert beyond.header("content-range") == "bytes */1024"
     assert beyond.json()["status"] == 416
+
+
+@pytest_twisted.ensureDeferred()
+async def test_content_is_validated_revalidated_and_resumed_conditionally(
+    app: Harness,
+) -> None:
+    """A strong ETag (the sha256) and Last-Modified on every download;
+    If-None-Match (weakly compared, and winning over the date) and
+    If-Modified-Since give 304; If-Range gives the range only for the same
+    version, else the whole body."""
+    app.clock.advance(1_700_000_000)  # stored in November 2023
+    token = app.user("alice")
+    data = bytes(range(256)) * 4
+    created = (await put(app, token, "v.bin", data)).json()
+    path = f"/files/{created['id']}/content"
+    whole = await app.call("GET", path, headers=auth(token))
+    etag = whole.header("etag")
+    modified = whole.header("last-modified")
+    assert etag == f'"{created["sha256"]}"'
+    assert modified is not None
+
+    async def ask(**headers: str) -> Any:
+        extra = {k.replace("_", "-").encode(): [v.encode()] for k, v in headers.items()}
+        return await app.call("GET", path, headers={**auth(token), **extra})
+
+    same = await ask(if_none_match=etag)
+    assert (same.code, same.body, same.header("etag")) == (304, b"", etag)
+    assert (await ask(if_none_match=f'"other", W/{etag}')).code == 304
+    assert (await ask(if_none_match="*")).code == 304
+    assert (await ask(if_none_match='"other"')).code == 200
+    assert (await ask(if_modified_since=modified)).code == 304
+    assert (await ask(if_modified_since="Mon, 01 Jan 2001 00:00:00 GMT")).code == 200
+    later = "Fri, 01 Jan 2100 00:00:00 GMT"
+    assert (await ask(if_none_match='"other"', if_modified_since=later)).code == 200
+    resumed = await ask(range="bytes=10-19", if_range=etag)
+    assert (resumed.code, resumed.body) == (206, data[10:20])
+    by_date = await ask(range="bytes=10-19", if_range=modified)
+    assert (by_date.code, by_date.body) == (206, data[10:20])
+    for changed in ('"another-version"', f"W/{etag}", "Mon, 01 Jan 2001 00:00:00 GMT"):
+        fresh = await ask(range="bytes=10-19", if_range=changed)
+        assert (fresh.code, fresh.body) == (200, data)
 
 
 @pytest_twisted.ensureDeferred()

@@ -221,6 +221,20 @@ async def test_downloads_need_a_valid_signature(tmp_path: Path) -> None:
     other = "cd" * 16
     fresh = signed_query(key, other, 1_000_200, "x", "text/plain")
     assert (await get(f"/files/{other}?{fresh}"))[0] == 404
+    # With the sha256 signed in, the node's answer has it as a strong ETag
+    # and honours conditional requests; a changed sha256 is a bad signature.
+    sha = hashlib.sha256(b"0123456789").hexdigest()
+    tagged = signed_query(key, FILE_ID, 1_000_200, "d.txt", "text/plain", sha)
+    code, _, headers = await get(f"/files/{FILE_ID}?{tagged}")
+    assert (code, headers.getRawHeaders("etag")) == (200, [f'"{sha}"'])
+    assert headers.getRawHeaders("last-modified")
+    fresh_copy = {"If-None-Match": f'"{sha}"'}
+    assert (await get(f"/files/{FILE_ID}?{tagged}", **fresh_copy))[0] == 304
+    stale = {"Range": "bytes=2-4", "If-Range": '"stale"'}
+    code, body, _ = await get(f"/files/{FILE_ID}?{tagged}", **stale)
+    assert (code, body) == (200, b"0123456789")
+    forged = tagged.replace(sha, "0" * 64)
+    assert (await get(f"/files/{FILE_ID}?{forged}"))[0] == 403
 
 
 def test_a_read_only_node_closes_its_rsync_module(tmp_path: Path) -> None:

@@ -503,3 +503,30 @@ async def test_webhook_deliveries_are_recorded_and_updated(
     assert await store.get_delivery("d1") == done
     assert await store.delete_webhook("w1")
     assert await store.get_delivery("d1") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_published_events_are_replayed_by_owner_and_pruned_by_age(
+    store: IMetadataStore,
+) -> None:
+    """events_after gives published events after an id, a user's own or
+    everyone's; unpublished ones wait; prune_events forgets old published
+    ones only."""
+    await store.add_events(
+        [
+            Event("t.a", {"n": 1}, 1, 1.0),
+            Event("t.b", {"n": 2}, 2, 2.0),
+            Event("t.c", {"n": 3}, 1, 3.0),
+            Event("t.d", {"n": 4}, 1, 4.0),
+        ]
+    )
+    pending = await store.pending_events(10)
+    ids = [e.id for e in pending]
+    await store.mark_sent(ids[:2], 10.0)
+    await store.mark_sent(ids[2:3], 20.0)
+    assert [e.payload["n"] for e in await store.events_after(0, None, 10)] == [1, 2, 3]
+    assert [e.payload["n"] for e in await store.events_after(ids[0], 1, 10)] == [3]
+    assert [e.payload["n"] for e in await store.events_after(0, None, 2)] == [1, 2]
+    assert await store.prune_events(15.0) == 2
+    assert [e.payload["n"] for e in await store.events_after(0, None, 10)] == [3]
+    assert [e.payload["n"] for e in await store.pending_events(10)] == [4]

@@ -38,7 +38,13 @@ async def serve(
     uploadd's own copy while no node has one."""
     url = await locator.redirect(record, request.getClientAddress().host, local)
     if url is None:
-        return BlobResource(local, record.filename, record.content_type, record.sha256)
+        return BlobResource(
+            local,
+            record.filename,
+            record.content_type,
+            record.sha256,
+            record.created_at,
+        )
     request.setHeader(b"cache-control", b"no-store")
     request.redirect(url.encode("ascii"))
     return empty(request, 302)

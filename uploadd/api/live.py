@@ -2,7 +2,9 @@
 
 Each event is one SSE message (``id``, ``event`` = topic, ``data`` = JSON);
 a comment every ``heartbeat`` seconds keeps proxies from closing an idle
-stream. A user sees only their own events; an admin sees everyone's.
+stream. A user sees only their own events; an admin sees everyone's. A
+client that comes back with ``Last-Event-ID`` first gets what it missed,
+from the published events the store keeps (``[events] replay``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from uploadd.api.access import principal_of
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.events import topics
 from uploadd.events.bus import IEventBus
-from uploadd.store.interface import Event
+from uploadd.store.interface import Event, IMetadataStore
 
 log = Logger()
 
@@ -40,6 +42,8 @@ def sse(event: Event) -> bytes:
 class _Listener:
     request: IRequest
     principal: Principal
+    #: Live messages held while missed ones are replayed (None: none are).
+    held: list[tuple[int, bytes]] | None = None
 
 
 @attrs.define(eq=False)
@@ -104,12 +108,15 @@ class LiveHub:
         for listener in list(self.listeners):
             who = listener.principal
             if who.is_admin or event.owner_id == who.user_id:
-                self._send(listener, message)
+                self.send(listener, message, event.id)
 
-    def _send(self, listener: _Listener, message: bytes) -> None:
+    def send(self, listener: _Listener, message: bytes, event_id: int = 0) -> None:
         """Write to one stream; a stream whose client is gone is dropped
         rather than failing the delivery, which the bus would then repeat
         to every other stream."""
+        if listener.held is not None:
+            listener.held.append((event_id, message))
+            return
         try:
             listener.request.write(message)
         except Exception as error:
@@ -131,7 +138,7 @@ class LiveHub:
 
     def _ping(self) -> None:
         for listener in list(self.listeners):
-            self._send(listener, b": keep-alive\n\n")
+            self.send(listener, b": keep-alive\n\n")
 
 
 @attrs.define(slots=False)
@@ -141,20 +148,60 @@ class LiveAPI:
 
     _hub: LiveHub
     _tokens: TokenIssuer
+    _store: IMetadataStore
 
     @app.route("/events", methods=["GET"])
     async def events(self, request: IRequest) -> Any:
         principal = principal_of(self._tokens, request, Action.READ)
+        last = last_event_id(request)
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-accel-buffering", b"no")
         request.write(b": connected\n\n")
         endless(request)
-        listener = _Listener(request, principal)
+        # Live events from now on are held while the missed ones are read,
+        # so none is lost between the two and none is sent twice.
+        listener = _Listener(request, principal, held=[] if last else None)
         self._hub.add(listener)
         try:
+            if last is not None:
+                await self._replay(listener, last)
             # The stream stays open until the client leaves; Klein then
             # cancels this wait.
             await Deferred()
         finally:
             self._hub.remove(listener)
+
+    async def _replay(self, listener: _Listener, after: int) -> None:
+        """Send the events the client missed since ``after`` (oldest first,
+        up to REPLAY of them), then the live ones held meanwhile."""
+        who = listener.principal
+        owner = None if who.is_admin else who.user_id
+        missed = await self._store.events_after(after, owner, REPLAY)
+        held, listener.held = listener.held or [], None
+        newest = after
+        for event in missed:
+            self._hub.send(listener, sse(event), event.id)
+            newest = event.id
+        for event_id, message in held:
+            if event_id == 0 or event_id > newest:
+                self._hub.send(listener, message, event_id)
+
+
+#: The most missed events one reconnection replays.
+REPLAY = 1000
+
+
+def last_event_id(request: IRequest) -> int | None:
+    """The id of the last event the client saw (the EventSource sends
+    ``Last-Event-ID`` when it reconnects; ``?last_event_id=`` for a client
+    that cannot set headers), or None."""
+    header = request.getHeader(b"last-event-id")
+    raw = header.decode("latin-1") if header else None
+    if raw is None and request.args:
+        values = request.args.get(b"last_event_id") or []
+        raw = values[0].decode("latin-1") if values else None
+    if raw is None:
+        return None
+    raw = raw.strip()
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None

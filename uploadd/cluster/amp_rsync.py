@@ -134,7 +134,12 @@ class AmpRsyncClient:
         if not self.http_url:
             return None
         query = signed_query(
-            self._key, record.id, expires, record.filename, record.content_type
+            self._key,
+            record.id,
+            expires,
+            record.filename,
+            record.content_type,
+            record.sha256,
         )
         return f"{self.http_url}/files/{quote(record.id)}?{query}"
 

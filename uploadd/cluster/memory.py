@@ -154,7 +154,12 @@ class MemoryNode:
         if not self.http_url:
             return None
         query = signed_query(
-            self.key, record.id, expires, record.filename, record.content_type
+            self.key,
+            record.id,
+            expires,
+            record.filename,
+            record.content_type,
+            record.sha256,
         )
         return f"{self.http_url}/files/{quote(record.id)}?{query}"
 

@@ -4,6 +4,7 @@ Each event row is written in the same transaction as the change it reports.
 The relay publishes pending rows oldest first and marks them sent only once
 the bus holds them; while the bus is unreachable they wait, and every one is
 delivered when it is back. Kicked after each change and on a timer.
+Published events stay ``keep`` seconds for ``/events`` replay, then go.
 
 Of instances sharing a store one leads the relay. A change made through
 another is announced to it (``outbox.waiting``), so its events go out at
@@ -38,6 +39,10 @@ class OutboxRelay:
     _bus: IEventBus
     _clock: IReactorTime
     interval: float = 1.0
+    #: Published events are kept this long, for /events clients coming back
+    #: with Last-Event-ID; the leader deletes older ones once a minute.
+    keep: float = 86400.0
+    _pruned_at: float = 0.0
     _loop: LoopingCall | None = None
     _running: bool = False
     _again: bool = False
@@ -106,6 +111,12 @@ class OutboxRelay:
             await self._store.mark_sent([e.id for e in events], self._clock.seconds())
             sent += len(events)
             self.delivered += len(events)
+        now = self._clock.seconds()
+        if now - self._pruned_at >= 60.0:
+            self._pruned_at = now
+            pruned = await self._store.prune_events(now - self.keep)
+            if pruned:
+                log.info("forgot {count} published events", count=pruned)
         return sent
 
     def _tell_leader(self) -> None:

@@ -392,3 +392,12 @@ class IMetadataStore(Interface):
 
     def outbox_depth() -> Awaitable[int]:
         """How many events wait for the bus."""
+
+    def events_after(
+        after: int, owner_id: int | None, limit: int
+    ) -> Awaitable[list[Event]]:
+        """Events the bus has, newer than event ``after``, oldest first: those
+        of ``owner_id``, or everyone's with None."""
+
+    def prune_events(sent_before: float) -> Awaitable[int]:
+        """Forget events the bus had before ``sent_before``; how many."""

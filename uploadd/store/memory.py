@@ -40,7 +40,7 @@ class MemoryStore:
     deliveries: dict[str, Delivery] = attrs.field(factory=dict)
     renditions: dict[tuple[str, str], Rendition] = attrs.field(factory=dict)
     shares: dict[str, Share] = attrs.field(factory=dict)
-    sent: set[int] = attrs.field(factory=set)
+    sent: dict[int, float] = attrs.field(factory=dict)
     _next_event: int = 0
     _next_user: int = 1
 
@@ -319,10 +319,28 @@ class MemoryStore:
         return [e for e in self.events if e.id not in self.sent][:limit]
 
     async def mark_sent(self, event_ids: Sequence[int], now: float) -> None:
-        self.sent.update(event_ids)
+        self.sent.update(dict.fromkeys(event_ids, now))
 
     async def outbox_depth(self) -> int:
         return len([e for e in self.events if e.id not in self.sent])
+
+    async def events_after(
+        self, after: int, owner_id: int | None, limit: int
+    ) -> list[Event]:
+        return [
+            e
+            for e in self.events
+            if e.id in self.sent
+            and e.id > after
+            and (owner_id is None or e.owner_id == owner_id)
+        ][:limit]
+
+    async def prune_events(self, sent_before: float) -> int:
+        gone = {i for i, at in self.sent.items() if at < sent_before}
+        self.events = [e for e in self.events if e.id not in gone]
+        for event_id in gone:
+            del self.sent[event_id]
+        return len(gone)
 
     async def add_share(self, share: Share) -> None:
         if share.file_id not in self.files or share.id in self.shares:

@@ -51,6 +51,28 @@ class EventsAndWebhooks(SQLBase):
         count: int = rows[0][0]
         return count
 
+    async def events_after(
+        self, after: int, owner_id: int | None, limit: int
+    ) -> list[Event]:
+        mine = "" if owner_id is None else " AND owner_id = ?"
+        rows = await self._query(
+            "SELECT id, topic, owner_id, payload, created_at FROM events"
+            f" WHERE sent_at IS NOT NULL AND id > ?{mine} ORDER BY id LIMIT ?",
+            *((after, limit) if owner_id is None else (after, owner_id, limit)),
+        )
+        return [
+            Event(topic, json.loads(payload), owner, created_at, event_id)
+            for event_id, topic, owner, payload, created_at in rows
+        ]
+
+    async def prune_events(self, sent_before: float) -> int:
+        def run(cursor: Cursor) -> int:
+            cursor.execute("DELETE FROM events WHERE sent_at < ?", (sent_before,))
+            return int(cursor.rowcount)
+
+        pruned: int = await self._write(run)
+        return pruned
+
     async def add_webhook(self, webhook: Webhook) -> None:
         def run(cursor: Cursor) -> None:
             cursor.execute(
