@@ -358,7 +358,7 @@ def instance_name(config: Config) -> str:
     return config.cluster.instance or socket.gethostname()
 
 
-def warn_unshared_secrets(config: Config) -> None:
+def warn_of_unset_cluster_settings(config: Config) -> None:
     """A store other instances may share wants secrets they share too: one
     generated into this data directory is this instance's alone, and tokens
     it signs fail on the others."""
@@ -421,7 +421,7 @@ class UploaddService(InOrder):
         )
         self._run = pool_runner(reactor, pool)
         store = open_store(config.database.url, config.storage.data_dir, reactor)
-        warn_unshared_secrets(config)
+        warn_of_unset_cluster_settings(config)
         self._cluster_secret = token_secret(
             config.cluster.secret, data_dir, name="cluster-secret"
         )

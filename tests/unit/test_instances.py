@@ -33,7 +33,7 @@ from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.ingest.progress import ProgressBoard
-from uploadd.service import warn_unshared_secrets
+from uploadd.service import warn_of_unset_cluster_settings
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import Event, Replica
 from uploadd.store.memory import MemoryStore
@@ -462,10 +462,17 @@ def test_a_worker_waits_for_a_source_on_its_way_as_long_as_a_job_may_take(
 @pytest.mark.parametrize(
     ("settings", "unset"),
     [
-        ({("database", "url"): "postgresql://u@127.0.0.1:5432/db"}, 2),
         (
             {
                 ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
+                ("cluster", "instance"): "uploadd-1",
+            },
+            2,
+        ),
+        (
+            {
+                ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
+                ("cluster", "instance"): "uploadd-1",
                 ("auth", "secret"): "a" * 32,
             },
             1,
@@ -482,7 +489,24 @@ def test_a_shared_database_without_shared_secrets_is_warned_of(
         environ={}, options={("storage", "data_dir"): str(tmp_path), **settings}
     )
     with capturedLogs() as logged:
-        warn_unshared_secrets(config)
+        warn_of_unset_cluster_settings(config)
     lines = [formatEvent(event) for event in logged]
     assert len(lines) == unset
     assert all("instances sharing the database need the same one" in x for x in lines)
+
+
+def test_an_unnamed_instance_on_a_shared_database_is_warned_of(tmp_path: Path) -> None:
+    """Its name would be the host's, which may not survive a restart."""
+    config = load_config(
+        environ={},
+        options={
+            ("storage", "data_dir"): str(tmp_path),
+            ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
+            ("auth", "secret"): "a" * 32,
+            ("cluster", "secret"): "b" * 32,
+        },
+    )
+    with capturedLogs() as logged:
+        warn_of_unset_cluster_settings(config)
+    (line,) = [formatEvent(event) for event in logged]
+    assert line.startswith("[cluster] instance is not set")
