@@ -12,6 +12,7 @@ How a block is read:
   prints: each ``"key": "value"`` there is checked against the JSON it
   printed, where ``...`` stands for anything and ``<name>`` for a value
   seen there first and put in place of ``<name>`` in the commands after;
+  ``# Name: value`` lines after a ``curl -i`` do the same for headers;
 - every curl must end in a 2xx answer (after redirects it was told to
   follow), and every command must exit 0.
 
@@ -51,7 +52,8 @@ MIB = 1024 * 1024
 @attrs.frozen
 class Command:
     text: str
-    shows: str | None  # the ``# {...}`` comment after it, without the ``#``
+    #: The comment lines after it showing what it prints, without the ``#``.
+    shows: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -86,6 +88,7 @@ def commands(lines: list[str]) -> Iterator[Command]:
     current: str | None = None
     shows: list[str] = []
     showing = False  # inside a ``# {...}`` comment that goes on
+    header = re.compile(r"^[A-Z][A-Za-z-]*: ")
     for line in lines:
         stripped = line.strip()
         if pending:
@@ -95,12 +98,16 @@ def commands(lines: list[str]) -> Iterator[Command]:
             continue
         if stripped.startswith("#"):
             comment = stripped[1:].strip()
-            if current is not None and (showing or (not shows and comment[:1] == "{")):
+            if current is None:
+                continue
+            if showing or (not shows and comment[:1] == "{"):
                 shows.append(comment)
                 showing = not comment.endswith("}")
+            elif header.match(comment) and not (shows and shows[0][:1] == "{"):
+                shows.append(comment)
             continue
         if current is not None:
-            yield Command(current, " ".join(shows) if shows else None)
+            yield Command(current, tuple(shows))
         current, shows = None, []
         if not stripped:
             continue
@@ -109,7 +116,7 @@ def commands(lines: list[str]) -> Iterator[Command]:
         else:
             current = stripped
     if current is not None:
-        yield Command(current, " ".join(shows) if shows else None)
+        yield Command(current, tuple(shows))
 
 
 def pattern(template: str, seen: dict[str, str]) -> re.Pattern[str]:
@@ -136,9 +143,28 @@ def pattern(template: str, seen: dict[str, str]) -> re.Pattern[str]:
     return re.compile("".join(parts), re.DOTALL)
 
 
-def check_shown(shows: str, printed: str, seen: dict[str, str]) -> None:
-    """The README's ``{"key": "value", ...}`` against the JSON printed;
-    placeholders seen for the first time are learnt into ``seen``."""
+def check_shown(shows: tuple[str, ...], printed: str, seen: dict[str, str]) -> None:
+    """What the README shows against what the command printed: the
+    ``{"key": "value", ...}`` of a JSON body, or ``Name: value`` headers of
+    ``curl -i``; placeholders seen for the first time are learnt into
+    ``seen``."""
+    if shows[0].startswith("{"):
+        check_json(" ".join(shows), printed, seen)
+        return
+    head = printed.replace("\r\n", "\n").split("\n\n")[0]
+    headers = dict(
+        (name.lower(), value.strip())
+        for name, _, value in (line.partition(":") for line in head.split("\n")[1:])
+    )
+    for line in shows:
+        name, _, value = line.partition(": ")
+        assert name.lower() in headers, f"{name} is shown but not sent: {head}"
+        found = pattern(value, seen).fullmatch(headers[name.lower()])
+        assert found, f"{name}: {headers[name.lower()]!r} is not {value!r}"
+        seen.update({k: v for k, v in found.groupdict().items() if v is not None})
+
+
+def check_json(shows: str, printed: str, seen: dict[str, str]) -> None:
     document = json.loads(printed)
     pairs = re.findall(r'"(\w+)":\s*("(?:[^"\\]|\\.)*"|-?\d+|null|true|false)', shows)
     assert pairs, f"nothing to check in {shows!r}"
@@ -229,13 +255,13 @@ class Shell:
         for status, redirects in re.findall(r"^answer (\d+) (\d+)$", err, re.M):
             self.answers.append((command.text, int(status), int(redirects)))
             assert 200 <= int(status) < 300, where
-        if command.shows is not None:
+        if command.shows:
             check_shown(command.shows, out, self.seen)
 
     def finish(self) -> None:
         for text, process in self.background:
             out, err = process.communicate(timeout=180)
-            self.judge(Command(text, None), process.returncode, out, err)
+            self.judge(Command(text), process.returncode, out, err)
 
 
 @pytest.fixture
@@ -280,6 +306,7 @@ def the_users_files(cwd: Path) -> None:
     """The files the tour names as the user's own."""
     (cwd / "movie.mp4").write_bytes(os.urandom(2 * MIB + 12345))
     (cwd / "movie-v2.mp4").write_bytes(os.urandom(300_000))
+    (cwd / "notes.txt").write_text("tus, by hand\n" * 1000)
     (cwd / "big.iso").write_bytes(os.urandom(48 * MIB))
     _write_pdf(cwd / "deck.pdf", 2)
 
