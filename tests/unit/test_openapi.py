@@ -19,6 +19,8 @@ from uploadd.api.root import Router
 from uploadd.auth.tokens import SCOPES
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+#: What a route checks before the token: its query must name something.
+QUERIES = {"/progress": "?UploadKey=0"}
 
 
 @pytest.fixture
@@ -118,7 +120,8 @@ def streams(operation: dict[str, Any]) -> bool:
 async def test_the_scopes_named_are_the_scopes_the_routes_let_in(
     app: Harness,
 ) -> None:
-    """A token of a scope the document does not name for a route is refused
+    """A request without a token is refused (401, as the document says); a
+    token of a scope the document does not name for the route is refused
     (403); one of a scope it names gets past the scope check (whatever the
     made-up ids then cost it)."""
     tokens = {scope: app.user(f"user-{scope}", scope) for scope in sorted(SCOPES)}
@@ -126,7 +129,12 @@ async def test_the_scopes_named_are_the_scopes_the_routes_let_in(
         allowed = bearer_scopes(operation)
         if allowed is None:
             continue
-        target = path.replace("{}", "0")
+        target = path.replace("{}", "0") + QUERIES.get(path, "")
+        anonymous = await app.call(
+            method.upper(), target, headers={b"tus-resumable": [b"1.0.0"]}
+        )
+        assert anonymous.code == 401, f"{method.upper()} {path} without a token"
+        assert "401" in operation["responses"], f"{method.upper()} {path}"
         for scope, token in tokens.items():
             if scope in allowed and streams(operation):
                 continue  # an open stream: nothing to wait for
