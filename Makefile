@@ -16,7 +16,8 @@ $(STAMP): setup.cfg pyproject.toml scripts/system-packages tests/clients/package
 	$(PYTHON) scripts/check-python
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# compat mode keeps twisted/plugins visible to twistd (see DESIGN.md)
+	# compat mode puts the clone itself on sys.path: twistd finds plugins in
+	# twisted/plugins/ of every sys.path entry (the folder has no __init__.py)
 	$(BIN)/pip install --quiet -e '.[test]' --config-settings editable_mode=compat
 	$(BIN)/twistd --help > /dev/null
 	# real tus clients the tests drive (pinned by the lock file)

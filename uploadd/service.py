@@ -32,6 +32,7 @@ from noded.threads import Runner, pool_runner
 from uploadd.api.admin import AdminAPI
 from uploadd.api.auth import AuthAPI
 from uploadd.api.cors import Cors
+from uploadd.api.docs import DocsAPI
 from uploadd.api.files import FilesAPI
 from uploadd.api.forward import Forwarder
 from uploadd.api.gate import IngestGate, IngestLimits
@@ -309,6 +310,7 @@ def build(
         ProgressAPI(tokens, progress),
         InstancesAPI(resumable, blobs, run, url_key(cluster_secret), reactor),
         OpsAPI(metrics, lambda: gate.in_flight),
+        DocsAPI(),
         WebAPI(),
     )
     drain = Drain(reactor)

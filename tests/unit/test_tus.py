@@ -99,6 +99,38 @@ async def test_create_patch_head_and_the_finished_file(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
+async def test_the_request_that_finishes_an_upload_links_its_file(
+    app: Harness,
+) -> None:
+    """The PATCH, creation-with-upload or final concatenation that completes
+    an upload answers ``Link: <.../files/{id}>; rel="file"``; a PATCH that
+    leaves bytes to come does not."""
+    token = app.user("alice")
+    path = await create(app, token, Upload_Length="6")
+    upload_id = path.rsplit("/", 1)[-1]
+    first = await patch(app, token, path, 0, b"abc")
+    assert first.header("link") is None
+    last = await patch(app, token, path, 3, b"def")
+    assert last.header("link") == f'<http://uploadd/files/{upload_id}>; rel="file"'
+    whole = await app.call(
+        "POST",
+        "/uploads/",
+        data=b"hello",
+        headers={**h(token, Upload_Length="5"), **BODY},
+    )
+    whole_id = (whole.header("location") or "").rsplit("/", 1)[-1]
+    assert whole.header("link") == f'<http://uploadd/files/{whole_id}>; rel="file"'
+    assert app.store.files[whole_id].size == 5
+    part = await create(app, token, Upload_Length="2", Upload_Concat="partial")
+    assert (await patch(app, token, part, 0, b"xy")).header("link") is None
+    final = await app.call(
+        "POST", "/uploads/", headers=h(token, Upload_Concat=f"final;{part}")
+    )
+    final_id = (final.header("location") or "").rsplit("/", 1)[-1]
+    assert final.header("link") == f'<http://uploadd/files/{final_id}>; rel="file"'
+
+
+@pytest_twisted.ensureDeferred()
 async def test_each_protocol_mistake_is_refused_with_its_own_status(
     app: Harness,
 ) -> None:

@@ -9,7 +9,7 @@ _EXPOSED = (
     "Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Defer-Length, "
     "Upload-Concat, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, "
     "Tus-Max-Size, Tus-Checksum-Algorithm, Content-Range, Content-Disposition, "
-    "Accept-Ranges, ETag, Retry-After"
+    "Accept-Ranges, ETag, Retry-After, Link"
 )
 _ALLOWED_HEADERS = (
     "Authorization, Content-Type, Content-Range, Range, X-HTTP-Method-Override, "

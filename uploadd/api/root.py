@@ -48,6 +48,11 @@ class Router(Resource):
         self._families: list[Any] = []
         self._resources: dict[int, IResource] = {}
 
+    @property
+    def families(self) -> tuple[Any, ...]:
+        """The families mounted, in the order they are matched."""
+        return tuple(self._families)
+
     def mount(self, *families: Any) -> None:
         """Serve ``families`` too; earlier ones win where paths overlap."""
         for family in families:

@@ -18,6 +18,7 @@ import hashlib
 import re
 import uuid
 from typing import ClassVar
+from urllib.parse import quote
 
 import attrs
 from klein import Klein
@@ -303,8 +304,10 @@ class TusAPI:
             record, stored = await shield(Deferred.fromCoroutine(landing))
         self._gate.stored(upload, stored.id if stored else None)
         self._tus_headers(request, record)
-        location = f"{base_url(request, self._public_url)}/uploads/{record.id}"
-        request.setHeader(b"location", location.encode("ascii"))
+        base = base_url(request, self._public_url)
+        request.setHeader(b"location", f"{base}/uploads/{record.id}".encode("ascii"))
+        if stored is not None:
+            self._file_link(request, base, stored.id)
         if digest.size or record.concat != "final":
             request.setHeader(b"upload-offset", b"%d" % record.received)
         return empty(request, 201)
@@ -319,7 +322,16 @@ class TusAPI:
         self._gate.stored(upload, stored.id if stored else None)
         self._tus_headers(request, record)
         request.setHeader(b"upload-offset", b"%d" % record.received)
+        if stored is not None:
+            self._file_link(request, base_url(request, self._public_url), stored.id)
         return empty(request, 204)
+
+    @staticmethod
+    def _file_link(request: IRequest, base: str, file_id: str) -> None:
+        """Tell the client of the request that finished an upload which file
+        it became (tus itself has no header for that)."""
+        link = f'<{base}/files/{quote(file_id)}>; rel="file"'
+        request.setHeader(b"link", link.encode("ascii"))
 
     # -- state -----------------------------------------------------------------
 

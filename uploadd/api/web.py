@@ -53,13 +53,18 @@ class WebAPI:
         return self._send(request, name)
 
     def _send(self, request: IRequest, name: str) -> bytes:
-        body = asset(name)
-        suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
-        if body is None or suffix not in TYPES:
-            raise problems.not_found(f"no such asset: {name}")
-        request.setHeader(b"content-type", TYPES[suffix])
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.setHeader(b"cache-control", b"no-cache")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"content-security-policy", CSP)
-        return body
+        return send_asset(request, name)
+
+
+def send_asset(request: IRequest, name: str) -> bytes:
+    """Answer ``request`` with ``uploadd/web/<name>``, or a 404."""
+    body = asset(name)
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    if body is None or suffix not in TYPES:
+        raise problems.not_found(f"no such asset: {name}")
+    request.setHeader(b"content-type", TYPES[suffix])
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.setHeader(b"cache-control", b"no-cache")
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    request.setHeader(b"content-security-policy", CSP)
+    return body
