@@ -120,6 +120,41 @@ def tick(pinger: Pinger, network: Network, clock: Clock, seconds: float = 2.0) -
     network.flush()
 
 
+def test_a_configured_node_the_store_has_elsewhere_is_moved_there(
+    tmp_path: Path,
+) -> None:
+    """A node of [cluster] nodes that the store knows at another address
+    (it listens on another port now) is moved at start: the record, the
+    connection and a warning follow the configuration; its copies stay."""
+    clock, store, network = Clock(), MemoryStore(), Network(tmp_path)
+    first = Registry(store, clock, network.clients(clock))
+    now(first.load((("n1", "127.0.0.1", 7001),)))
+    store.replicas[("f1", "n1")] = Replica("f1", "n1", 3, 0.0)
+    again = Registry(store, clock, network.clients(clock))
+    with capturedLogs() as events:
+        now(again.load((("n1", "127.0.0.1", 7101),)))
+    assert [formatEvent(e) for e in events] == [
+        "node n1 moved from 127.0.0.1:7001 to 127.0.0.1:7101 ([cluster] nodes)"
+    ]
+    assert [(r.id, r.port) for r in now(store.list_nodes())] == [("n1", 7101)]
+    moved = again.get("n1")
+    assert moved.record.port == 7101
+    assert getattr(moved.client, "record").port == 7101  # noqa: B009
+    assert now(store.replicas_of("f1")) == [Replica("f1", "n1", 3, 0.0)]
+
+
+def test_a_node_moved_by_another_instance_is_reached_at_its_new_address(
+    tmp_path: Path,
+) -> None:
+    """An instance reading the node list (every ping) reaches a node another
+    instance's configuration moved at its new address."""
+    registry, _, network, clock = setup(tmp_path, "n1")
+    other = Registry(registry._store, clock, network.clients(clock))
+    now(other.load((("n1", "127.0.0.1", 7100),)))
+    now(registry.refresh())
+    assert getattr(registry.get("n1").client, "record").port == 7100  # noqa: B009
+
+
 def test_nodes_rise_to_up_after_two_answers(tmp_path: Path) -> None:
     """Two answered pings make a node UP, with its space, zone and an RTT."""
     registry, pinger, network, clock = setup(tmp_path, "n1")
