@@ -41,7 +41,6 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import Enum
-from pathlib import PurePath
 from types import FrameType
 from typing import IO, Any, cast
 
@@ -93,9 +92,7 @@ def _plain(value: object) -> object:
         return value.decode("utf-8", "backslashreplace")
     if isinstance(value, set | frozenset):
         return sorted(value, key=str)
-    if isinstance(value, PurePath):
-        return str(value)
-    return str(value)
+    return str(value)  # a path, an address, any object: its text
 
 
 def _failure(event: LogEvent, legacy: bool) -> Failure | None:
