@@ -24,9 +24,9 @@ $(STAMP): setup.cfg pyproject.toml scripts/system-packages tests/clients/package
 	npm ci --prefix tests/clients --no-audit --no-fund --loglevel=error
 	touch $@
 
+# ports are variables (PORT, NODE_AMP_PORT, ...; see the script)
 run: setup
-	$(BIN)/uploadctl bootstrap
-	scripts/run
+	BIN=$(BIN) scripts/run
 
 # PostgreSQL, RabbitMQ, a storage node, two uploadd instances and HAProxy on
 # loopback; ports and INSTANCES are variables (see the script)

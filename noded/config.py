@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 
 from noded import settings
+from noded.logs import LogSection
 from noded.settings import (
     parse_duration,
     parse_endpoint,
@@ -171,6 +172,7 @@ class NodeConfig:
     amp: AmpSection = attrs.field(factory=AmpSection)
     rsync: RsyncSection = attrs.field(factory=RsyncSection)
     http: HttpSection = attrs.field(factory=HttpSection)
+    log: LogSection = attrs.field(factory=LogSection)
 
 
 SAMPLE_HEADER = """\

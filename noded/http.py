@@ -2,18 +2,21 @@
 
 Only a URL signed by uploadd (with the cluster secret) and not yet expired
 is served: 403 otherwise, 404 for a file this node does not hold. Byte
-ranges work as on uploadd itself. Every error is problem+json.
+ranges work as on uploadd itself. Every error is problem+json. ``GET
+/health`` answers 200 while the node serves, for load balancers and
+container health checks, as uploadd's does.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from noded import problems
+from noded import __version__, problems
 from noded.channel import GuardedSite, ProblemRequest
 from noded.config import HttpSection
 from noded.download import BlobResource
@@ -47,6 +50,10 @@ class Downloads(Resource):
 
     def render_GET(self, request: IRequest) -> bytes | int:
         segments = [s.decode("utf-8", "replace") for s in request.postpath]
+        if segments == ["health"]:
+            request.setHeader(b"content-type", b"application/json")
+            request.setHeader(b"cache-control", b"no-store")
+            return json.dumps({"status": "ok", "version": __version__}).encode()
         if len(segments) != 2 or segments[0] != "files":
             return problems.apply(request, problems.not_found("no such resource"))
         file_id = segments[1]

@@ -247,7 +247,10 @@ def fail_start(failure: Failure, daemon: str, reactor: IReactorCore) -> None:
     else:
         log.failure("{daemon} failed to start", failure, daemon=daemon)
     reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-    reactor.stop()
+    # twistd starts the services before it runs the reactor: a listener that
+    # fails at once (noded binds all of its own then) fails before there is
+    # a running reactor to stop, and stop() would raise and leave it running.
+    reactor.callWhenRunning(reactor.stop)
 
 
 def where(address: object) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.application.service import IService
 
 from noded.config import ALIASES, NodeConfig
+from noded.logs import applied
 from noded.reactor import IReactor, checked
 from noded.settings import ConfiguredOptions, twistd_options
 
@@ -26,11 +27,14 @@ Options = twistd_options(
 def makeService(
     options: ConfiguredOptions, reactor: IReactor | None = None
 ) -> IService:
-    """The node's service tree (see :class:`noded.service.NodeService`)."""
+    """The node's service tree (see :class:`noded.service.NodeService`); with
+    ``[log] format = json``, under the service that has twistd log JSON
+    lines (:mod:`noded.logs`)."""
     from noded.service import NodeService
 
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = checked(global_reactor)
-    return NodeService(options.config, reactor)
+    tree = NodeService(options.config, reactor)
+    return applied(options.config.log, options, tree, reactor)

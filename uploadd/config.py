@@ -15,6 +15,7 @@ from pathlib import Path
 import attrs
 
 from noded import settings
+from noded.logs import LogSection
 from noded.settings import (
     parse_bool,
     parse_choice,
@@ -517,6 +518,7 @@ class Config:
     events: EventsSection = attrs.field(factory=EventsSection)
     smtp: SmtpSection = attrs.field(factory=SmtpSection)
     workers: WorkersSection = attrs.field(factory=WorkersSection)
+    log: LogSection = attrs.field(factory=LogSection)
 
     def __attrs_post_init__(self) -> None:
         if self.ingest.low_water >= self.ingest.high_water:

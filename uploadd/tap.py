@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.application.service import IService
 from twisted.python import usage
 
+from noded.logs import applied
 from noded.reactor import IReactor, checked
 from noded.secret import NoSecret
 from noded.settings import ConfiguredOptions, twistd_options
@@ -53,7 +54,8 @@ def makeService(
     options: ConfiguredOptions, reactor: IReactor | None = None
 ) -> IService:
     """uploadd's service tree (see :class:`uploadd.service.UploaddService`),
-    or a worker's with ``worker``."""
+    or a worker's with ``worker``; with ``[log] format = json``, under the
+    service that has twistd log JSON lines (:mod:`noded.logs`)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -63,11 +65,13 @@ def makeService(
 
         worker = options.subOptions
         try:
-            return WorkerService(worker.config, worker["role"], reactor)
+            worker_tree = WorkerService(worker.config, worker["role"], reactor)
+            return applied(worker.config.log, worker, worker_tree, reactor)
         except NoSecret as error:
             raise usage.UsageError(
                 f"{error}: give the worker [workers] token (uploadctl worker-token)"
             ) from None
     from uploadd.service import UploaddService
 
-    return UploaddService(options.config, reactor)
+    tree = UploaddService(options.config, reactor)
+    return applied(options.config.log, options, tree, reactor)

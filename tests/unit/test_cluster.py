@@ -4,6 +4,7 @@ planning, and downloads located on in-memory node twins; time on a Clock."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class Network:
 
     async def connect(self, record: NodeRecord) -> amp.AMP:
         if record.id in self.dead:
-            raise ConnectionRefusedError(record.id)
+            raise ConnectionRefusedError("connection refused")
         node = make_node(
             self.tmp_path / record.id,
             node__id=record.id,
@@ -117,6 +118,41 @@ def tick(pinger: Pinger, network: Network, clock: Clock, seconds: float = 2.0) -
     network.flush()
     clock.advance(seconds)
     network.flush()
+
+
+def test_a_configured_node_the_store_has_elsewhere_is_moved_there(
+    tmp_path: Path,
+) -> None:
+    """A node of [cluster] nodes that the store knows at another address
+    (it listens on another port now) is moved at start: the record, the
+    connection and a warning follow the configuration; its copies stay."""
+    clock, store, network = Clock(), MemoryStore(), Network(tmp_path)
+    first = Registry(store, clock, network.clients(clock))
+    now(first.load((("n1", "127.0.0.1", 7001),)))
+    store.replicas[("f1", "n1")] = Replica("f1", "n1", 3, 0.0)
+    again = Registry(store, clock, network.clients(clock))
+    with capturedLogs() as events:
+        now(again.load((("n1", "127.0.0.1", 7101),)))
+    assert [formatEvent(e) for e in events] == [
+        "node n1 moved from 127.0.0.1:7001 to 127.0.0.1:7101 ([cluster] nodes)"
+    ]
+    assert [(r.id, r.port) for r in now(store.list_nodes())] == [("n1", 7101)]
+    moved = again.get("n1")
+    assert moved.record.port == 7101
+    assert getattr(moved.client, "record").port == 7101  # noqa: B009
+    assert now(store.replicas_of("f1")) == [Replica("f1", "n1", 3, 0.0)]
+
+
+def test_a_node_moved_by_another_instance_is_reached_at_its_new_address(
+    tmp_path: Path,
+) -> None:
+    """An instance reading the node list (every ping) reaches a node another
+    instance's configuration moved at its new address."""
+    registry, _, network, clock = setup(tmp_path, "n1")
+    other = Registry(registry._store, clock, network.clients(clock))
+    now(other.load((("n1", "127.0.0.1", 7100),)))
+    now(registry.refresh())
+    assert getattr(registry.get("n1").client, "record").port == 7100  # noqa: B009
 
 
 def test_nodes_rise_to_up_after_two_answers(tmp_path: Path) -> None:
@@ -182,6 +218,95 @@ def test_a_ping_timeout_is_logged_with_a_readable_reason(tmp_path: Path) -> None
     down = [line for line in lines if "DOWN after" in line]
     assert down == ["node n1 DOWN after 3 failed pings: no answer to Ping within 1 s"]
     assert not any("'Deferred'" in line for line in lines)
+
+
+def pinger_lines(
+    pinger: Pinger, network: Network, clock: Clock, ticks: int
+) -> list[tuple[float, str]]:
+    """``ticks`` pings 2 s apart; what the pinger logged, with the Clock's
+    time of the ping that said it."""
+    said: list[tuple[float, str]] = []
+    with capturedLogs() as events:
+        for _ in range(ticks):
+            at, before = clock.seconds(), len(events)
+            tick(pinger, network, clock)
+            said += [
+                (at, formatEvent(event))
+                for event in events[before:]
+                if event["log_namespace"] == "uploadd.cluster.pinger"
+            ]
+    return said
+
+
+def test_a_node_that_keeps_failing_is_logged_at_growing_intervals(
+    tmp_path: Path,
+) -> None:
+    """A node refusing every ping for 10 minutes (300 pings) is logged when it
+    falls DOWN, then reminded of after 2 s, 4 s, 8 s, ... : ten lines, not
+    one per ping."""
+    _, pinger, network, clock = setup(tmp_path, "n1")
+    network.dead.add("n1")
+    said = pinger_lines(pinger, network, clock, 300)
+    assert said[:2] == [
+        (4.0, "node n1 DOWN after 3 failed pings: connection refused"),
+        (4.0, "node n1 is down"),
+    ]
+    reminders = said[2:]
+    assert [when for when, _ in reminders] == [6, 10, 18, 34, 66, 130, 258, 514]
+    assert reminders[0][1] == (
+        "node n1 is still down: connection refused (4 failed pings in 6 s)"
+    )
+    assert reminders[-1][1] == (
+        "node n1 is still down: connection refused (258 failed pings in 514 s)"
+    )
+
+
+def test_reminders_about_a_failing_node_come_at_most_every_5_minutes(
+    tmp_path: Path,
+) -> None:
+    """The gap between two reminders stops growing at remind_at_most (5 min):
+    an hour down is a line every 5 minutes once the gap reaches it."""
+    _, pinger, network, clock = setup(tmp_path, "n1")
+    network.dead.add("n1")
+    said = pinger_lines(pinger, network, clock, 1800)
+    times = [when for when, line in said if "is still down" in line]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert gaps[:8] == [4, 8, 16, 32, 64, 128, 256, 300]
+    assert set(gaps[8:]) == {300}
+    assert len(said) == 2 + 1 + len(gaps)
+
+
+def test_a_failing_node_is_logged_at_once_when_its_state_changes(
+    tmp_path: Path,
+) -> None:
+    """Each change is a line at once, reminders or not: a first missed ping,
+    DOWN, failing for another reason, answering again, UP."""
+    registry, pinger, network, clock = setup(tmp_path, "n1")
+    pinger_lines(pinger, network, clock, 2)
+    assert health(registry.get("n1")) is Health.UP
+    network.dead.add("n1")
+    registry.get("n1").client.disconnect()
+    said = pinger_lines(pinger, network, clock, 10)
+    network.dead.clear()
+    network.silent.add("n1")
+    said += pinger_lines(pinger, network, clock, 2)
+    network.silent.clear()
+    said += pinger_lines(pinger, network, clock, 2)
+    assert said == [
+        (4.0, "node n1 missed a ping; downloads avoid it: connection refused"),
+        (8.0, "node n1 DOWN after 3 failed pings: connection refused"),
+        (8.0, "node n1 is down"),
+        (10.0, "node n1 is still down: connection refused (4 failed pings in 6 s)"),
+        (14.0, "node n1 is still down: connection refused (6 failed pings in 10 s)"),
+        (22.0, "node n1 is still down: connection refused (10 failed pings in 18 s)"),
+        (
+            24.0,
+            "node n1 fails differently now: no answer to Ping within 1 s"
+            " (was: connection refused)",
+        ),
+        (28.0, "node n1 answers again after 12 failed pings in 24 s"),
+        (30.0, "node n1 is up"),
+    ]
 
 
 def test_downloads_avoid_a_node_from_its_first_failed_ping(tmp_path: Path) -> None:

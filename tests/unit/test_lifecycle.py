@@ -232,11 +232,25 @@ def test_a_start_that_fails_logs_it_stops_and_exits_1() -> None:
     """A daemon that cannot listen says so in one critical line, stops the
     reactor, and exits 1 once the reactor has shut down."""
     reactor = FakeReactor()
+    reactor.run()
     error = CannotListenError("127.0.0.1", 8080, OSError("Address in use"))
     with capturedLogs() as events:
         fail_start(Failure(error), "uploadd", reactor)
     critical = [formatEvent(e) for e in events if e["log_level"] == LogLevel.critical]
     assert critical == [f"uploadd cannot start: {error}"]
+    assert reactor.hasStopped
+    assert reactor.triggers["after"]["shutdown"] == [(os._exit, (1,), {})]
+
+
+def test_a_start_that_fails_before_the_reactor_runs_stops_it_once_it_does() -> None:
+    """twistd starts services before it runs the reactor, and noded's
+    listeners fail at once: the reactor is stopped as soon as it runs (so
+    the daemon exits 1), not asked to stop while it is not running."""
+    reactor = FakeReactor()
+    error = CannotListenError("127.0.0.1", 7001, OSError("Address in use"))
+    fail_start(Failure(error), "noded", reactor)
+    assert not reactor.hasStopped
+    reactor.run()
     assert reactor.hasStopped
     assert reactor.triggers["after"]["shutdown"] == [(os._exit, (1,), {})]
 

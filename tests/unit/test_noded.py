@@ -4,6 +4,7 @@ downloads, the rsync process protocol, the reserve."""
 from __future__ import annotations
 
 import hashlib
+import json
 import stat
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,19 @@ async def test_downloads_need_a_valid_signature(tmp_path: Path) -> None:
     assert (code, body) == (200, b"0123456789")
     forged = tagged.replace(sha, "0" * 64)
     assert (await get(f"/files/{FILE_ID}?{forged}"))[0] == 403
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_node_answers_health_checks(tmp_path: Path) -> None:
+    """GET /health on the download port is 200 JSON, unsigned and uncached:
+    what a container's or a load balancer's health check asks."""
+    node = make_node(tmp_path)
+    client: Any = StubTreq(Downloads(node.files, url_key(SECRET), Clock()))
+    response = await pumped(client, client.get("http://node/health"))
+    assert response.code == 200
+    assert response.headers.getRawHeaders("cache-control") == ["no-store"]
+    body = json.loads(await pumped(client, response.content()))
+    assert body["status"] == "ok"
 
 
 def test_a_read_only_node_closes_its_rsync_module(tmp_path: Path) -> None:

@@ -170,22 +170,46 @@ class Registry:
         for node_id in set(self.nodes) - set(records):
             self.nodes.pop(node_id).client.disconnect()
         for node_id, record in records.items():
-            if node_id in self.nodes:
-                self.nodes[node_id].record = record
-            else:
+            node = self.nodes.get(node_id)
+            if node is None:
                 self.nodes[node_id] = self._node(record)
+                continue
+            if (node.record.host, node.record.port) != (record.host, record.port):
+                # Moved by another instance's configuration: reach it there.
+                node.client.disconnect()
+                node.client = self._client_for(record)
+            node.record = record
 
     async def load(self, seeds: tuple[tuple[str, str, int], ...]) -> None:
-        """Nodes from the store, plus any configured seed not there yet."""
+        """Nodes from the store, plus any configured seed not there yet; a
+        seed the store knows at another address is moved to the configured
+        one (the node listens elsewhere now, with its files)."""
         for record in await self._store.list_nodes():
             self.nodes[record.id] = self._node(record)
         for node_id, host, port in seeds:
-            if node_id not in self.nodes:
-                try:
-                    await self.add(node_id, host, port)
-                except errors.Conflict:
-                    # Another instance starting at the same time added it.
-                    await self.refresh()
+            known = self.nodes.get(node_id)
+            if known is not None:
+                if (known.record.host, known.record.port) != (host, port):
+                    await self._move(known, host, port)
+                continue
+            try:
+                await self.add(node_id, host, port)
+            except errors.Conflict:
+                # Another instance starting at the same time added it.
+                await self.refresh()
+
+    async def _move(self, node: Node, host: str, port: int) -> None:
+        record = attrs.evolve(node.record, host=host, port=port)
+        await self._store.save_node(record)
+        node.client.disconnect()
+        self.nodes[record.id] = self._node(record)
+        log.warn(
+            "node {node_id} moved from {was} to {host}:{port} ([cluster] nodes)",
+            node_id=record.id,
+            was=f"{node.record.host}:{node.record.port}",
+            host=host,
+            port=port,
+        )
 
     async def add(self, node_id: str, host: str, port: int) -> Node:
         record = NodeRecord(node_id, host, port, self._clock.seconds())
