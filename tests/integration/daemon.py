@@ -81,10 +81,11 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def ctl(data_dir: Path, *args: str, stdin: str = "") -> str:
+    """uploadctl on ``data_dir``, making its database if it is not there."""
     env = {**os.environ, "UPLOADD_DATA_DIR": str(data_dir)}
     env.pop("UPLOADD_CONFIG", None)
     done = subprocess.run(
-        [str(BIN / "uploadctl"), *args],
+        [str(BIN / "uploadctl"), "--create", *args],
         input=stdin.encode(),
         capture_output=True,
         env=env,
