@@ -7,6 +7,12 @@
     uploadctl worker-token [--ttl 30d]
     uploadctl node add NAME HOST:PORT | node list | node drain|activate|remove NAME
     uploadctl instance list | instance retire NAME
+    uploadctl login [--url URL] [USERNAME]
+    uploadctl upload FILE... [--url URL] [--parallel N] [--chunk SIZE]
+    uploadctl download ID [--url URL] [-o PATH]
+
+The last three are a client of uploadd's HTTP API (``uploadd/client/``): they
+read neither the config nor the database.
 
 A password is read from the terminal (asked twice), or from the first line of
 standard input when it is not a terminal.
@@ -44,6 +50,7 @@ from noded.settings import (
 )
 from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
+from uploadd.client import commands as client
 from uploadd.config import Config, load_config, search_path
 from uploadd.store.factory import open_store
 from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
@@ -63,7 +70,8 @@ def _scopes(values: Sequence[str]) -> frozenset[str]:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="uploadctl", description="Manage uploadd users and tokens."
+        prog="uploadctl",
+        description="Manage uploadd users and tokens; upload and download files.",
     )
     top.add_argument(
         "-c",
@@ -148,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
         "worker-token", help="print a token for a transcode worker on another machine"
     )
     worker.add_argument("--ttl", default="30d", help="lifetime, such as 30d")
+    client.add_commands(commands)
     return top
 
 
@@ -381,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     top = parser()
     options = top.parse_args(argv)
     environ = dict(os.environ)
+    if options.command in client.COMMANDS:
+        raise SystemExit(client.run(options, environ))
     sources: dict[tuple[str, str], str] = {}
     try:
         config = load_config(options.config, environ, sources=sources)
