@@ -8,12 +8,14 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from uploadd.client.commands import Mistake, explain, signed_in
 from uploadd.client.download import target_of
-from uploadd.client.http import check_url, detail_of
+from uploadd.client.http import HTTPFailure, check_url, detail_of
 from uploadd.client.progress import Display
 from uploadd.client.state import (
     KEEP,
@@ -24,6 +26,7 @@ from uploadd.client.state import (
     fingerprint,
     state_dir,
 )
+from uploadd.client.upload import Server
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,3 +134,18 @@ def test_the_client_commands_run_without_the_reactor() -> None:
         env={**os.environ, "PYTHONPATH": str(REPO)},
         timeout=60,
     )
+
+
+def test_upload_and_download_need_a_live_sign_in(tmp_path: Path) -> None:
+    """Without a token for the server, or with an expired one, the command
+    says to sign in; a token refused later says so too."""
+    logins = Logins(tmp_path / "login.json")
+    with pytest.raises(Mistake, match="not signed in to http://a: run uploadctl"):
+        signed_in(logins, "http://a")
+    logins.save(Login("http://a", "alice", "t", time.time() - 1))
+    with pytest.raises(Mistake, match="the token for http://a has expired"):
+        signed_in(logins, None)
+    logins.save(Login("http://a", "alice", "t", time.time() + 60))
+    assert signed_in(logins, "http://a/") == Server("http://a", "alice", "t")
+    refused = HTTPFailure("PATCH", "http://a/uploads/1", 401, "token expired")
+    assert explain(refused).endswith("(sign in again: uploadctl login)")

@@ -137,8 +137,15 @@ def run(
         err.write(f"uploadctl: {error}\n")
         return MISTAKE
     except (TransferError, HTTPFailure, *NETWORK_ERRORS) as error:
-        err.write(f"uploadctl: {error}\n")
+        err.write(f"uploadctl: {explain(error)}\n")
         return FAILED
+
+
+def explain(error: BaseException) -> str:
+    """An error's message, with what to do about a refused token."""
+    if isinstance(error, HTTPFailure) and error.status == 401:
+        return f"{error} (sign in again: uploadctl login)"
+    return str(error)
 
 
 def _base(logins: Logins, given: str | None) -> str:
@@ -226,7 +233,8 @@ def upload(
     out: TextIO,
     err: TextIO,
 ) -> int:
-    paths: list[Path] = options.files
+    # A file named twice is uploaded once.
+    paths = list({path.resolve(): path for path in options.files}.values())
     for path in paths:
         if not path.is_file():
             raise Mistake(f"{path}: not a file")
@@ -250,7 +258,7 @@ def upload(
             error, (TransferError, HTTPFailure, Cancelled, *NETWORK_ERRORS)
         ):
             failed += 1
-            err.write(f"uploadctl: {path}: {error}\n")
+            err.write(f"uploadctl: {path}: {explain(error)}\n")
         else:
             raise error
     return FAILED if failed else 0
