@@ -258,7 +258,7 @@ def test_a_killed_download_continues_with_a_range_from_the_storage_node(
 
             relay.reset()
             relay.down_budget = 6 * MIB
-            part = work(tmp_path) / "copy.bin.part"
+            part = work(tmp_path) / f"copy.bin.{file_id}.part"
             process = spawn(tmp_path, "download", file_id, "-o", "copy.bin")
             try:
                 assert relay.stalled.wait(60), "the download never reached 6 MiB"
@@ -297,10 +297,10 @@ def test_a_download_whose_bytes_do_not_hash_to_the_servers_is_refused(
     make_file(work(tmp_path) / "real.bin", MIB)
     sent = uploadctl(tmp_path, "upload", "real.bin")
     (file_id,) = file_ids(sent.stdout).values()
-    make_file(work(tmp_path) / "out.bin.part", 1000)
+    make_file(work(tmp_path) / f"out.bin.{file_id}.part", 1000)
     done = uploadctl(tmp_path, "download", file_id, "-o", "out.bin")
     assert done.returncode == 1
     assert "resuming at byte 1000" in done.stderr
     assert "sha256" in done.stderr and "the partial file was removed" in done.stderr
     assert not (work(tmp_path) / "out.bin").exists()
-    assert not (work(tmp_path) / "out.bin.part").exists()
+    assert not (work(tmp_path) / f"out.bin.{file_id}.part").exists()

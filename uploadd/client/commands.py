@@ -103,7 +103,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "download",
         help="download a file, resuming an interrupted run",
         description="Download file ID (following the redirect to a storage node)"
-        " into NAME.part, continue an interrupted run from that part's size, and"
+        " into NAME.ID.part, continue an interrupted run from that part's size, and"
         " name it NAME once its sha256 is the server's.",
     )
     download.add_argument("id", help="the file's id")

@@ -1,4 +1,4 @@
-"""One file down: its bytes go into ``NAME.part`` beside the target, a run
+"""One file down: its bytes go into ``NAME.ID.part`` beside the target, a run
 after an interruption asks only for what the part lacks (``Range``), and the
 part becomes the target once its sha256 is the one the server reports.
 ``GET /files/{id}/content`` redirects to a storage node holding a copy
@@ -82,7 +82,9 @@ class Download:
         target = target_of(self.output, str(found.get("filename") or self.file_id))
         if target.exists():
             raise Exists(f"{target} exists; remove it or give -o another path")
-        part = target.with_name(target.name + ".part")
+        # The id in its name: another file (a version) of the same name
+        # downloaded here has its own part.
+        part = target.with_name(f"{target.name}.{self.file_id}.part")
         have = part.stat().st_size if part.exists() else 0
         if have > size:
             part.unlink()

@@ -134,7 +134,7 @@ class TusUpload:
         resuming = kept is not None and offset is not None
         if kept is not None and offset is not None:
             self.url = kept.url
-        else:
+        else:  # nothing kept, or nothing to continue: a new upload
             self.url, offset = self._create(), 0
             self.uploads.put(self.key, self.url, self.path)
         self.whole = RunningHash(self.path)
