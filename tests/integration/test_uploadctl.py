@@ -119,7 +119,7 @@ def test_uploadctl_anywhere_manages_the_users_of_the_uploadd_that_shares_its_con
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.chdir(tmp_path / "server")
-    process = twistd("uploadd", data, data / "uploadd.port", [])
+    process = twistd("uploadd", data, data / "uploadd.port", [], search=True)
     try:
         added = uploadctl(
             tmp_path / "elsewhere", home, "user", "add", "alice", stdin="long-enough\n"
