@@ -72,7 +72,15 @@ def uploadd(work: Path) -> tuple[list[str], Path, dict[str, str], Callable[[], s
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADD_")}
     ctl_env = {**env, "UPLOADD_DATA_DIR": str(data)}
     subprocess.run(
-        [str(BIN / "uploadctl"), "user", "add", "bench", "--scope", "write"],
+        [
+            str(BIN / "uploadctl"),
+            "--create",
+            "user",
+            "add",
+            "bench",
+            "--scope",
+            "write",
+        ],
         input=b"bench-password\n",
         env=ctl_env,
         check=True,

@@ -13,6 +13,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
 import attrs
@@ -196,6 +197,22 @@ def _parse(key: Key, raw: str, where: str) -> Any:
         ) from None
 
 
+def config_file(
+    prefix: str,
+    path: str | None,
+    environ: Mapping[str, str] | None,
+    search: Sequence[Path] = (),
+) -> str | None:
+    """The INI file to read: ``path`` (``--config``), else ``<PREFIX>_CONFIG``
+    from the environment, else the first of ``search`` that exists; None when
+    there is none."""
+    if path is not None:
+        return path
+    if environ and environ.get(f"{prefix}_CONFIG"):
+        return environ[f"{prefix}_CONFIG"]
+    return next((str(found) for found in search if found.is_file()), None)
+
+
 def load(
     root: type[T],
     prefix: str,
@@ -203,15 +220,18 @@ def load(
     environ: Mapping[str, str] | None = None,
     options: Mapping[tuple[str, str], str] | None = None,
     aliases: Mapping[str, tuple[str, str]] | None = None,
+    search: Sequence[Path] = (),
+    sources: dict[tuple[str, str], str] | None = None,
 ) -> T:
     """Build ``root`` from defaults < INI file < environment < options.
 
-    The file is ``path``, else ``<PREFIX>_CONFIG`` from the environment.
-    ``aliases`` maps short names (``max_upload_size``) to (section, key); the
-    environment accepts ``<PREFIX>_<ALIAS>`` beside the full name.
+    The file is the one :func:`config_file` picks from ``path``,
+    ``<PREFIX>_CONFIG`` and ``search``. ``aliases`` maps short names
+    (``max_upload_size``) to (section, key); the environment accepts
+    ``<PREFIX>_<ALIAS>`` beside the full name. ``sources``, when given, is
+    filled with where each key that is not at its default was set.
     """
-    if path is None and environ:
-        path = environ.get(f"{prefix}_CONFIG") or None
+    path = config_file(prefix, path, environ, search)
     all_keys = {(k.section, k.name): k for k in keys(root)}
     raw: dict[tuple[str, str], tuple[str, str]] = {}
 
@@ -259,6 +279,8 @@ def load(
         raw[(section, name)] = (given, f"--{all_keys[(section, name)].option()}")
 
     sections: dict[str, dict[str, Any]] = {}
+    if sources is not None:
+        sources.update({key: where for key, (_, where) in raw.items()})
     for (section, name), (value, where) in raw.items():
         sections.setdefault(section, {})[name] = _parse(
             all_keys[(section, name)], value, where
@@ -330,13 +352,15 @@ def twistd_options(
     parameters: Sequence[list[Any]] = (),
     commands: Sequence[list[Any]] = (),
     check: Callable[[Any], None] = lambda options: None,
+    search: Callable[[Mapping[str, str]], Sequence[Path]] = lambda environ: (),
 ) -> type[ConfiguredOptions]:
     """A twistd Options class for ``root``: ``--config`` plus one option per
     key; after parsing, ``options.config`` holds the loaded configuration
     (file < environment < options), or a UsageError names what was wrong.
     ``parameters`` are more options, ``commands`` subcommands, and
     ``check(options)`` raises UsageError for what the configuration alone
-    cannot judge."""
+    cannot judge; ``search(environ)`` lists the files looked for when neither
+    --config nor ``<PREFIX>_CONFIG`` names one."""
 
     description, usage_line = longdesc, synopsis
 
@@ -351,9 +375,16 @@ def twistd_options(
 
         def postOptions(self) -> None:
             given = given_options(self, root, aliases)
+            environ = dict(os.environ)
             try:
                 self.config = load(
-                    root, prefix, self["config"], dict(os.environ), given, aliases
+                    root,
+                    prefix,
+                    self["config"],
+                    environ,
+                    given,
+                    aliases,
+                    search(environ),
                 )
             except ConfigError as error:
                 raise usage.UsageError(str(error)) from None

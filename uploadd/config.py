@@ -1,8 +1,10 @@
 """uploadd's configuration: every key, its default and its form.
 
-Read with :func:`load_config`: an INI file (``--config`` or ``UPLOADD_CONFIG``)
+Read with :func:`load_config`: an INI file (``--config``, else
+``UPLOADD_CONFIG``, else the first of :func:`search_path` that exists)
 < ``UPLOADD_<SECTION>_<KEY>`` (or ``UPLOADD_<KEY>`` where the key is unique)
-< twistd options ``--<section>-<key>``.
+< twistd options ``--<section>-<key>``. ``twistd uploadd`` and ``uploadctl``
+both read it this way, so they find the same data and database.
 """
 
 from __future__ import annotations
@@ -549,8 +551,11 @@ class Config:
 
 SAMPLE_HEADER = """\
 # uploadd configuration: copy to uploadd.conf and uncomment what you change.
-# Every key can also be set as UPLOADD_<SECTION>_<KEY> in the environment or as
-# --<section>-<key> on the twistd command line; those win over this file.
+# twistd uploadd and uploadctl read --config FILE, else $UPLOADD_CONFIG, else
+# the first of ./uploadd.conf, ~/.config/uploadd/uploadd.conf and
+# /etc/uploadd/uploadd.conf that exists. Every key can also be set as
+# UPLOADD_<SECTION>_<KEY> in the environment or as --<section>-<key> on the
+# twistd command line; those win over this file.
 """
 
 
@@ -568,13 +573,41 @@ ALIASES = {
 }
 
 
+def search_path(environ: Mapping[str, str]) -> tuple[Path, ...]:
+    """Where a config file is looked for when neither ``--config`` nor
+    ``UPLOADD_CONFIG`` names one, first found first: the working directory,
+    the user's config directory (``$XDG_CONFIG_HOME``, else ``~/.config``),
+    then the system's."""
+    user = environ.get("XDG_CONFIG_HOME") or (
+        f"{environ['HOME']}/.config" if environ.get("HOME") else ""
+    )
+    found = [Path("uploadd.conf")]
+    if user:
+        found.append(Path(user) / "uploadd" / "uploadd.conf")
+    found.append(Path("/etc/uploadd/uploadd.conf"))
+    return tuple(found)
+
+
 def load_config(
     path: str | None = None,
     environ: Mapping[str, str] | None = None,
     options: Mapping[tuple[str, str], str] | None = None,
+    sources: dict[tuple[str, str], str] | None = None,
 ) -> Config:
-    """The configuration from an optional INI file, the environment and options."""
-    return settings.load(Config, "UPLOADD", path, environ, options, ALIASES)
+    """The configuration from an INI file (``path``, ``UPLOADD_CONFIG`` or
+    the first of :func:`search_path`), the environment and options;
+    ``sources`` is filled with where each key not at its default was set."""
+    environ = environ or {}
+    return settings.load(
+        Config,
+        "UPLOADD",
+        path,
+        environ,
+        options,
+        ALIASES,
+        search_path(environ),
+        sources,
+    )
 
 
 if __name__ == "__main__":

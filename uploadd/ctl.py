@@ -1,15 +1,26 @@
 """``uploadctl``: manage users and tokens on the same config and database as uploadd.
 
-    uploadctl [--config FILE] user add NAME [--scope write] [--scope read]
+    uploadctl [--config FILE] [--create] user add NAME [--scope write] [--scope read]
     uploadctl user list | user remove NAME | user passwd NAME
     uploadctl user scopes NAME SCOPE...
     uploadctl token NAME [--scope SCOPE] [--ttl 1h]
     uploadctl worker-token [--ttl 30d]
     uploadctl node add NAME HOST:PORT | node list | node drain|activate|remove NAME
     uploadctl instance list | instance retire NAME
+    uploadctl login [--url URL] [USERNAME]
+    uploadctl upload FILE... [--url URL] [--parallel N] [--chunk SIZE]
+    uploadctl download ID [--url URL] [-o PATH]
+
+The last three are a client of uploadd's HTTP API (``uploadd/client/``): they
+read neither the config nor the database.
 
 A password is read from the terminal (asked twice), or from the first line of
 standard input when it is not a terminal.
+
+The configuration is found as ``twistd uploadd`` finds it
+(:func:`uploadd.config.load_config`). A SQLite database that is not there is
+not made (a command run from the wrong directory would otherwise fill a new
+empty one): only ``bootstrap`` or ``--create`` makes it.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import getpass
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from twisted.internet.defer import Deferred
@@ -30,10 +41,17 @@ from twisted.python.failure import Failure
 from noded.private import FILE, private_dir
 from noded.reactor import IReactor, checked
 from noded.secret import token_secret
-from noded.settings import ConfigError, parse_duration, parse_host, parse_port
+from noded.settings import (
+    ConfigError,
+    config_file,
+    parse_duration,
+    parse_host,
+    parse_port,
+)
 from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
-from uploadd.config import Config, load_config
+from uploadd.client import commands as client
+from uploadd.config import Config, load_config, search_path
 from uploadd.store.factory import open_store
 from uploadd.store.interface import Conflict, IMetadataStore, NodeRecord
 from uploadd.workers.wiring import WORKER
@@ -52,9 +70,21 @@ def _scopes(values: Sequence[str]) -> frozenset[str]:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
-        prog="uploadctl", description="Manage uploadd users and tokens."
+        prog="uploadctl",
+        description="Manage uploadd users and tokens; upload and download files.",
     )
-    top.add_argument("-c", "--config", help="uploadd config file (as for twistd)")
+    top.add_argument(
+        "-c",
+        "--config",
+        help="uploadd config file (default: as twistd uploadd finds it:"
+        " $UPLOADD_CONFIG, ./uploadd.conf, ~/.config/uploadd/uploadd.conf,"
+        " /etc/uploadd/uploadd.conf)",
+    )
+    top.add_argument(
+        "--create",
+        action="store_true",
+        help="make the SQLite database if it is not there (bootstrap always may)",
+    )
     commands = top.add_subparsers(dest="command", required=True)
 
     user = commands.add_parser("user", help="manage users")
@@ -126,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
         "worker-token", help="print a token for a transcode worker on another machine"
     )
     worker.add_argument("--ttl", default="30d", help="lifetime, such as 30d")
+    client.add_commands(commands)
     return top
 
 
@@ -322,14 +353,52 @@ async def bootstrap(
     out.write(f"created user 'admin' with password {password} (kept in {path})\n")
 
 
+def check_database(
+    options: argparse.Namespace,
+    config: Config,
+    environ: Mapping[str, str],
+    sources: Mapping[tuple[str, str], str],
+) -> None:
+    """Refuse to go on when the SQLite database is not there, unless asked to
+    make one; the error names the path and how it was arrived at."""
+    path = config.database_path
+    if config.shared_store or path.exists():
+        return
+    if options.command == "bootstrap" or options.create:
+        return
+    if ("database", "url") in sources:
+        how = f"[database] url from {sources['database', 'url']}"
+    else:
+        given = sources.get(("storage", "data_dir"))
+        how = f"[storage] data_dir {config.storage.data_dir}" + (
+            f" from {given}" if given else ", the default"
+        )
+    found = config_file("UPLOADD", options.config, environ, search_path(environ))
+    if found is not None:
+        read = f"config file {found}"
+    else:
+        searched = ", ".join(str(p.absolute()) for p in search_path(environ))
+        read = f"no config file: no --config, no UPLOADD_CONFIG, none of {searched}"
+    raise CommandError(
+        f"no database at {path.absolute()} ({how}; {read}). Point uploadctl at"
+        " uploadd's configuration with --config FILE or UPLOADD_CONFIG, or make"
+        " a new database with 'uploadctl bootstrap' or 'uploadctl --create ...'"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     top = parser()
     options = top.parse_args(argv)
+    environ = dict(os.environ)
+    if options.command in client.COMMANDS:
+        raise SystemExit(client.run(options, environ))
+    sources: dict[tuple[str, str], str] = {}
     try:
-        config = load_config(options.config, dict(os.environ))
+        config = load_config(options.config, environ, sources=sources)
         if options.command == "user" and options.action in ("add", "scopes"):
             _scopes(options.scope or ["write"])
-    except (ConfigError, argparse.ArgumentTypeError) as error:
+        check_database(options, config, environ, sources)
+    except (ConfigError, argparse.ArgumentTypeError, CommandError) as error:
         top.exit(2, f"uploadctl: {error}\n")
 
     def start(reactor: object) -> Deferred[None]:

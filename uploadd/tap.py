@@ -14,7 +14,7 @@ from noded.logs import applied
 from noded.reactor import IReactor, checked
 from noded.secret import NoSecret
 from noded.settings import ConfiguredOptions, twistd_options
-from uploadd.config import ALIASES, ROLES, Config
+from uploadd.config import ALIASES, ROLES, Config, search_path
 
 
 def _check_worker(options: ConfiguredOptions) -> None:
@@ -37,6 +37,7 @@ WorkerOptions = twistd_options(
     synopsis="--role transcode|push [options]",
     parameters=[["role", None, None, "transcode or push"]],
     check=_check_worker,
+    search=search_path,
 )
 
 Options = twistd_options(
@@ -44,9 +45,12 @@ Options = twistd_options(
     "UPLOADD",
     ALIASES,
     "config/uploadd.conf.sample",
-    "Run the uploadd file server. Settings come from --config, then "
+    "Run the uploadd file server. Settings come from --config (else "
+    "$UPLOADD_CONFIG, else the first of ./uploadd.conf, "
+    "~/.config/uploadd/uploadd.conf, /etc/uploadd/uploadd.conf), then "
     "UPLOADD_<SECTION>_<KEY> environment variables, then these options.",
     commands=[["worker", None, WorkerOptions, "run a transcode or push worker"]],
+    search=search_path,
 )
 
 

@@ -81,10 +81,12 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def ctl(data_dir: Path, *args: str, stdin: str = "") -> str:
+    """uploadctl on ``data_dir``, making its database if it is not there;
+    it reads no config file (not even a ./uploadd.conf of the developer's)."""
     env = {**os.environ, "UPLOADD_DATA_DIR": str(data_dir)}
-    env.pop("UPLOADD_CONFIG", None)
+    env["UPLOADD_CONFIG"] = os.devnull
     done = subprocess.run(
-        [str(BIN / "uploadctl"), *args],
+        [str(BIN / "uploadctl"), "--create", *args],
         input=stdin.encode(),
         capture_output=True,
         env=env,
@@ -119,12 +121,16 @@ def start(data_dir: Path, *options: str) -> Daemon:
 
 
 def twistd(
-    plugin: str, data_dir: Path, ready: Path, options: list[str]
+    plugin: str, data_dir: Path, ready: Path, options: list[str], search: bool = False
 ) -> subprocess.Popen[bytes]:
     """``twistd -n PLUGIN OPTIONS`` with a clean environment, once it has
-    written ``ready`` (its port file); its log is ``data_dir/twistd.log``."""
+    written ``ready`` (its port file); its log is ``data_dir/twistd.log``.
+    uploadd reads no config file unless ``search`` lets it look for one
+    (so a developer's ./uploadd.conf stays out of the tests)."""
     prefix = f"{plugin.upper()}_"
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+    if plugin == "uploadd" and not search:
+        env["UPLOADD_CONFIG"] = os.devnull
     process = subprocess.Popen(
         [
             str(BIN / "twistd"),

@@ -1,14 +1,18 @@
-"""uploadctl against a real SQLite database in a data dir."""
+"""uploadctl against a real SQLite database in a data dir, and finding the
+one a real uploadd uses."""
 
 from __future__ import annotations
 
+import json
+import os
 import stat
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.daemon import BIN, ctl
+from tests.integration.daemon import BIN, ctl, stop_process, twistd
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +56,83 @@ def test_users_scopes_and_mistakes(tmp_path: Path) -> None:
         assert caught.value.stderr.startswith(b"uploadctl: ")
     assert ctl(tmp_path, "user", "remove", "kiosk") == "removed kiosk\n"
     assert (BIN / "uploadctl").exists()
+
+
+def uploadctl(
+    cwd: Path, home: Path, *args: str, stdin: str = ""
+) -> subprocess.CompletedProcess[bytes]:
+    """uploadctl run in ``cwd`` with ``home`` as HOME and no UPLOADD_ settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("UPLOADD_") and k != "XDG_CONFIG_HOME"
+    }
+    return subprocess.run(
+        [str(BIN / "uploadctl"), *args],
+        cwd=cwd,
+        env={**env, "HOME": str(home)},
+        input=stdin.encode(),
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def test_run_where_no_database_is_it_refuses_to_make_one(tmp_path: Path) -> None:
+    """With no config found, uploadctl does not make a database under the
+    working directory: it exits 2 naming the path and what it searched;
+    --create makes it, and so does bootstrap."""
+    elsewhere, home = tmp_path / "elsewhere", tmp_path / "home"
+    elsewhere.mkdir()
+    refused = uploadctl(elsewhere, home, "user", "add", "alice", stdin="long-enough\n")
+    assert refused.returncode == 2
+    error = refused.stderr.decode()
+    assert error.startswith(
+        f"uploadctl: no database at {elsewhere}/var/uploadd/uploadd.sqlite3"
+        " ([storage] data_dir var/uploadd, the default; no config file:"
+    )
+    assert f"{home}/.config/uploadd/uploadd.conf" in error
+    assert "'uploadctl bootstrap'" in error
+    assert list(elsewhere.iterdir()) == []
+    made = uploadctl(
+        elsewhere, home, "--create", "user", "add", "alice", stdin="long-enough\n"
+    )
+    assert made.returncode == 0, made.stderr
+    assert (elsewhere / "var" / "uploadd" / "uploadd.sqlite3").exists()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    bootstrapped = uploadctl(fresh, home, "bootstrap")
+    assert b"created user 'admin'" in bootstrapped.stdout, bootstrapped.stderr
+
+
+def test_uploadctl_anywhere_manages_the_users_of_the_uploadd_that_shares_its_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uploadd started in one directory and uploadctl run in another both read
+    ~/.config/uploadd/uploadd.conf: a user added there signs in."""
+    home, data = tmp_path / "home", tmp_path / "data"
+    config = home / ".config" / "uploadd" / "uploadd.conf"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"[storage]\ndata_dir = {data}\n[http]\nport = 0\n")
+    data.mkdir()
+    (tmp_path / "server").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.chdir(tmp_path / "server")
+    process = twistd("uploadd", data, data / "uploadd.port", [], search=True)
+    try:
+        added = uploadctl(
+            tmp_path / "elsewhere", home, "user", "add", "alice", stdin="long-enough\n"
+        )
+        assert added.returncode == 0, added.stderr
+        port = int((data / "uploadd.port").read_text())
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/auth/token",
+            data=json.dumps({"username": "alice", "password": "long-enough"}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.load(response)["token"].count(".") == 2
+    finally:
+        stop_process(process)
+    assert list((tmp_path / "elsewhere").iterdir()) == []

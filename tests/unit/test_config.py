@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from twisted.python import usage
 
 from noded.settings import ConfigError, parse_duration, parse_size
-from uploadd.config import load_config, sample
+from uploadd.config import load_config, sample, search_path
 from uploadd.tap import Options
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,6 +44,53 @@ def test_config_file_can_come_from_the_environment(tmp_path: Path) -> None:
     ini.write_text("[storage]\ndata_dir = /srv/files\n")
     config = load_config(environ={"UPLOADD_CONFIG": str(ini)})
     assert config.storage.data_dir == Path("/srv/files")
+
+
+def test_the_search_path_is_here_then_the_user_then_the_system() -> None:
+    """Without --config or UPLOADD_CONFIG a file is looked for in the working
+    directory, the user's config directory, then /etc/uploadd."""
+    system = Path("/etc/uploadd/uploadd.conf")
+    assert search_path({"HOME": "/home/u"}) == (
+        Path("uploadd.conf"),
+        Path("/home/u/.config/uploadd/uploadd.conf"),
+        system,
+    )
+    assert search_path({"HOME": "/home/u", "XDG_CONFIG_HOME": "/cfg"})[1] == Path(
+        "/cfg/uploadd/uploadd.conf"
+    )
+    assert search_path({}) == (Path("uploadd.conf"), system)
+
+
+def test_both_loaders_take_the_first_file_found_and_an_explicit_one_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uploadctl's load_config and twistd uploadd's options read the same
+    file: ./uploadd.conf before the user's; UPLOADD_CONFIG and --config win."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    user = home / ".config" / "uploadd" / "uploadd.conf"
+    user.parent.mkdir(parents=True)
+    here.mkdir()
+    user.write_text("[http]\nport = 9001\n")
+    monkeypatch.chdir(here)
+    for name in ("UPLOADD_CONFIG", "XDG_CONFIG_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+
+    def ports() -> tuple[int, int]:
+        options = Options()
+        options.parseOptions([])
+        return load_config(environ=dict(os.environ)).http.port, options.config.http.port
+
+    assert ports() == (9001, 9001)
+    (here / "uploadd.conf").write_text("[http]\nport = 9002\n")
+    assert ports() == (9002, 9002)
+    named = tmp_path / "named.conf"
+    named.write_text("[http]\nport = 9003\n")
+    monkeypatch.setenv("UPLOADD_CONFIG", str(named))
+    assert ports() == (9003, 9003)
+    sources: dict[tuple[str, str], str] = {}
+    assert load_config(str(user), dict(os.environ), sources=sources).http.port == 9001
+    assert sources == {("http", "port"): str(user)}
 
 
 @pytest.mark.parametrize(
