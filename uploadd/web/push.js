@@ -11,6 +11,8 @@
   const SCOPE = "/push/";
   // Whose notifications this browser's subscription carries.
   const OWNER = "uploadd.push.owner";
+  // A browser that cannot reach its push service may never answer.
+  const SUBSCRIBE_WITHIN = 30000;
   const supported = window.isSecureContext && "serviceWorker" in navigator
     && "PushManager" in window && "Notification" in window;
   const controls = [];
@@ -35,6 +37,14 @@
     const answer = text ? JSON.parse(text) : null;
     if (!response.ok) throw new Error((answer && answer.detail) || response.statusText);
     return answer;
+  }
+
+  function withTimeout(promise, milliseconds, message) {
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), milliseconds);
+    });
+    return Promise.race([promise, late]).finally(() => clearTimeout(timer));
   }
 
   function bytes(base64url) {
@@ -94,7 +104,11 @@
       held = null;
     }
     if (!held) {
-      held = await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+      render("busy", "Subscribing with the browser's push service…");
+      held = await withTimeout(
+        registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }),
+        SUBSCRIBE_WITHIN, "the browser's push service did not answer",
+      );
     }
     await call("POST", "/push/subscriptions", held.toJSON());
     localStorage.setItem(OWNER, String(session().sub));
