@@ -9,17 +9,22 @@ from typing import Any
 
 import attrs
 import pytest_twisted
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 
-from tests.support import Harness, auth, harness, now
+from tests.support import FakeReactor, Harness, auth, harness, now
 from tests.unit.test_webhooks import settle
 from tests.webpush import Browser, check_vapid
+from uploadd.config import load_config
 from uploadd.events import topics
 from uploadd.events.bus import InProcessBus
 from uploadd.renditions import READY, rendition_event
 from uploadd.store.interface import Event, FileRecord, Rendition
+from uploadd.store.memory import MemoryStore
 from uploadd.workers.ece import MAX_PAYLOAD
 from uploadd.workers.targets import RefusedTarget
 from uploadd.workers.webpush import notification
+from uploadd.workers.wiring import push_role, vapid_of
 
 PUSH = "https://push.example.net/wpush/v2/"
 
@@ -290,3 +295,26 @@ def test_a_notification_fits_its_size_and_opens_the_right_page() -> None:
         "a.mp3: audio-aac failed",
         "bad",
     )
+
+
+def test_a_push_worker_process_uses_uploadds_key_or_says_it_has_none(
+    tmp_path: Path,
+) -> None:
+    """A `worker --role push` process signs with the key uploadd generated
+    in the data directory it shares (or [push] vapid_private_key); with
+    neither it never makes one of its own (it would not match what browsers
+    subscribed with): it runs webhooks and email and logs why Web Push is
+    off."""
+    data = tmp_path / "data"
+    config = load_config(environ={}, options={("storage", "data_dir"): str(data)})
+    bus = InProcessBus(Clock())
+    with capturedLogs() as logged:
+        push_role(config, FakeReactor(), MemoryStore(), bus)
+    assert sorted(bus.queues) == ["push.webhooks"]
+    assert not data.exists()
+    assert any("no Web Push in this worker" in formatEvent(e) for e in logged)
+    made = vapid_of(config)  # as uploadd does at start
+    bus = InProcessBus(Clock())
+    push_role(config, FakeReactor(), MemoryStore(), bus)
+    assert sorted(bus.queues) == ["push.webhooks", "push.webpush"]
+    assert vapid_of(config, create=False).public_key == made.public_key
