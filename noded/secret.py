@@ -1,9 +1,11 @@
-"""The token signing key: configured, or generated once into the data dir."""
+"""Secrets (the token signing key, the cluster secret, uploadd's Web Push
+key): configured, or generated once into the data dir."""
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.logger import Logger
@@ -17,12 +19,21 @@ class NoSecret(Exception):
     """There is no secret to read; str() says where it was looked for."""
 
 
+def random_hex() -> bytes:
+    """A new secret: 32 random bytes, in hex."""
+    return secrets.token_hex(32).encode("ascii")
+
+
 def token_secret(
-    configured: str, data_dir: Path, name: str = "secret", create: bool = True
+    configured: str,
+    data_dir: Path,
+    name: str = "secret",
+    create: bool = True,
+    generate: Callable[[], bytes] = random_hex,
 ) -> bytes:
     """``configured`` if set; else ``<data_dir>/<name>``, created 0600 on
-    first use (or NoSecret, when ``create`` is false), and made 0600 if an
-    older version left it looser."""
+    first use with ``generate()`` (or NoSecret, when ``create`` is false),
+    and made 0600 if an older version left it looser."""
     if configured:
         return configured.encode("utf-8")
     path = data_dir / name
@@ -35,7 +46,7 @@ def token_secret(
         tighten(path, FILE)
         return value
     data_dir.mkdir(mode=DIRECTORY, parents=True, exist_ok=True)
-    value = secrets.token_hex(32).encode("ascii")
+    value = generate()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

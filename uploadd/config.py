@@ -35,6 +35,7 @@ from noded.settings import (
 from uploadd.events import topics
 from uploadd.renditions import NAMES, parse_defaults
 from uploadd.store.factory import sqlite_path
+from uploadd.workers.vapid import BadVapidKey, private_key
 
 SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
 DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"
@@ -425,6 +426,59 @@ class SmtpSection:
     )
 
 
+def parse_subject(text: str) -> str:
+    """Empty, a ``mailto:`` address or an ``https://`` URL (RFC 8292's
+    ``sub``)."""
+    text = text.strip()
+    mailto = text.startswith("mailto:") and "@" in text
+    if text and not (mailto or text.startswith("https://")):
+        raise ValueError(text)
+    return text
+
+
+@attrs.frozen
+class PushSection:
+    vapid_private_key: str = setting(
+        "",
+        parse_secret,
+        "Web Push (VAPID) private key, shared by every instance and push worker;"
+        " empty generates one into <data_dir>/vapid-private-key",
+        "base64url of a P-256 private key's 32 bytes, as web-push tools print it",
+    )
+    subject: str = setting(
+        "",
+        parse_subject,
+        "whom push services may contact about uploadd's notifications; empty:"
+        " [http] public_url if it is https, else mailto:<[smtp] sender>",
+        "a mailto: address or an https:// URL",
+    )
+    events: str = setting(
+        topics.TRANSCODE_DONE,
+        parse_text,
+        "which events are pushed to the browsers their user subscribed",
+        "topic patterns, space separated",
+    )
+    ttl: float = setting(
+        "1d",
+        parse_duration,
+        "how long a push service keeps a notification for a browser that is offline",
+        DURATION,
+    )
+    allow_private: bool = setting(
+        "false",
+        parse_bool,
+        "let pushes go to loopback, private, link-local and multicast addresses,"
+        " and over http (tests, private push services)",
+        "true or false",
+    )
+    max_subscriptions: int = setting(
+        "20",
+        parse_positive_int,
+        "browsers one user may subscribe; one more forgets the oldest",
+        "a positive integer",
+    )
+
+
 ROLES = ("transcode", "push")
 
 
@@ -458,7 +512,8 @@ class WorkersSection:
         "a positive integer",
     )  # fmt: skip
     push_concurrency: int = setting(
-        "8", parse_positive_int, "webhook and email pushes one worker runs at once",
+        "8", parse_positive_int,
+        "webhook, email and Web Push pushes one worker runs at once",
         "a positive integer",
     )  # fmt: skip
     time_limit: float = setting(
@@ -519,6 +574,7 @@ class Config:
     webhooks: WebhooksSection = attrs.field(factory=WebhooksSection)
     events: EventsSection = attrs.field(factory=EventsSection)
     smtp: SmtpSection = attrs.field(factory=SmtpSection)
+    push: PushSection = attrs.field(factory=PushSection)
     workers: WorkersSection = attrs.field(factory=WorkersSection)
     log: LogSection = attrs.field(factory=LogSection)
 
@@ -527,6 +583,11 @@ class Config:
             raise settings.ConfigError(
                 "[ingest] low_water: expected less than [ingest] high_water"
             )
+        if self.push.vapid_private_key:
+            try:
+                private_key(self.push.vapid_private_key, "[push] vapid_private_key")
+            except BadVapidKey as error:
+                raise settings.ConfigError(str(error)) from None
 
     @property
     def shared_store(self) -> bool:
@@ -538,6 +599,16 @@ class Config:
         """Whether a finished upload waits for its first copy on a node."""
         wanted = self.cluster.await_copy
         return wanted == "true" or (wanted == "auto" and self.shared_store)
+
+    @property
+    def push_subject(self) -> str:
+        """The contact VAPID names: ``[push] subject``, else an https
+        ``[http] public_url``, else the email sender."""
+        if self.push.subject:
+            return self.push.subject
+        if self.http.public_url.startswith("https://"):
+            return self.http.public_url
+        return f"mailto:{self.smtp.sender}"
 
     @property
     def database_path(self) -> Path:

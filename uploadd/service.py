@@ -40,6 +40,7 @@ from uploadd.api.instances import InstancesAPI
 from uploadd.api.live import LiveAPI, LiveHub
 from uploadd.api.ops import OpsAPI
 from uploadd.api.progress import ProgressAPI
+from uploadd.api.push import PushAPI
 from uploadd.api.renditions import RenditionsAPI
 from uploadd.api.request import request_factory
 from uploadd.api.root import Router
@@ -73,7 +74,7 @@ from uploadd.store.factory import open_store
 from uploadd.store.interface import IMetadataStore, InstanceRecord, NodeRecord
 from uploadd.uploads.resumable import Resumable
 from uploadd.workers.webhooks import Poster
-from uploadd.workers.wiring import minted_tokens, push_role, transcode_role
+from uploadd.workers.wiring import minted_tokens, push_role, transcode_role, vapid_of
 
 log = Logger()
 
@@ -193,8 +194,9 @@ def build(
     hub = LiveHub(reactor)
     hub.attach(bus)
     roles = config.workers.roles
+    vapid = vapid_of(config)
     if "push" in roles:
-        push_role(config, reactor, store, bus, poster, failures)
+        push_role(config, reactor, store, bus, poster, failures, vapid)
     if "transcode" in roles and api_url is not None:
         transcode_role(
             config, reactor, run, bus, api_url, minted_tokens(tokens, reactor)
@@ -308,6 +310,14 @@ def build(
         ),
         SharesAPI(store, tokens, links, hub, relay, reactor, config.http.public_url),
         ProgressAPI(tokens, progress),
+        PushAPI(
+            store,
+            tokens,
+            reactor,
+            vapid.public_key,
+            config.push.allow_private,
+            config.push.max_subscriptions,
+        ),
         InstancesAPI(resumable, blobs, run, url_key(cluster_secret), reactor),
         OpsAPI(metrics, lambda: gate.in_flight),
         DocsAPI(),
@@ -376,6 +386,7 @@ def warn_of_unset_cluster_settings(config: Config) -> None:
     for section, key, value in (
         ("auth", "secret", config.auth.secret),
         ("cluster", "secret", config.cluster.secret),
+        ("push", "vapid_private_key", config.push.vapid_private_key),
     ):
         if not value:
             log.warn(

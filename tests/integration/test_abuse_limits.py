@@ -57,8 +57,8 @@ def test_thirty_wrong_passwords_in_two_seconds_are_stopped(tmp_path: Path) -> No
 def test_the_data_dir_is_private_to_uploadd(tmp_path: Path) -> None:
     """A data directory made 0755 (as most tools make one) is 0700 once
     uploadd has run in it; the database with the password hashes, its -wal
-    and -shm, the token and cluster secrets and the admin password file are
-    0600, the last also when a looser one was there before."""
+    and -shm, the token and cluster secrets, the Web Push key and the admin
+    password file are 0600, the last also when a looser one was there before."""
     data = tmp_path / "uploadd"
     data.mkdir(mode=0o755)
     data.chmod(0o755)
@@ -67,7 +67,7 @@ def test_the_data_dir_is_private_to_uploadd(tmp_path: Path) -> None:
         assert daemon.request("PUT", "/files/a.txt", b"hello")[0] == 201
         assert mode(data) == 0o700
         files = ["uploadd.sqlite3", "uploadd.sqlite3-wal", "uploadd.sqlite3-shm",
-                 "secret", "cluster-secret"]  # fmt: skip
+                 "secret", "cluster-secret", "vapid-private-key"]  # fmt: skip
         assert {name: mode(data / name) for name in files} == dict.fromkeys(
             files, 0o600
         )

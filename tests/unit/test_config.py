@@ -166,3 +166,27 @@ def test_the_shipped_noded_sample_lists_every_key() -> None:
     path = REPO / "config" / "noded.conf.sample"
     assert path.read_text() == node_sample()
     assert load_node_config(str(path), environ={}) == load_node_config(environ={})
+
+
+def test_push_settings_check_the_key_without_showing_it() -> None:
+    """[push] vapid_private_key must be a P-256 key in base64url (the error
+    names the key, never its value); the subject is a mailto: or https:
+    URL, by default an https public_url or the email sender."""
+    good = "yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw"
+    config = load_config(environ={"UPLOADD_PUSH_VAPID_PRIVATE_KEY": good})
+    assert config.push.vapid_private_key == good
+    assert config.push_subject == "mailto:uploadd@localhost"
+    bad = "Z" * 44
+    with pytest.raises(ConfigError, match=r"\[push\] vapid_private_key") as caught:
+        load_config(environ={"UPLOADD_PUSH_VAPID_PRIVATE_KEY": bad})
+    assert bad not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"\[push\] subject"):
+        load_config(environ={"UPLOADD_PUSH_SUBJECT": "ops@example.com"})
+    public = {("http", "public_url"): "https://files.example.com"}
+    assert load_config(environ={}, options=public).push_subject == (
+        "https://files.example.com"
+    )
+    given = {**public, ("push", "subject"): "mailto:ops@example.com"}
+    assert load_config(environ={}, options=given).push_subject == (
+        "mailto:ops@example.com"
+    )

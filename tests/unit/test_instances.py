@@ -459,6 +459,10 @@ def test_a_worker_waits_for_a_source_on_its_way_as_long_as_a_job_may_take(
     assert [type(e) for e in errors] == ([] if waits < len(asked) else [NotYet])
 
 
+#: A Web Push private key (RFC 8291's example sender's).
+VAPID_KEY = "yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw"
+
+
 @pytest.mark.parametrize(
     ("settings", "unset"),
     [
@@ -467,6 +471,14 @@ def test_a_worker_waits_for_a_source_on_its_way_as_long_as_a_job_may_take(
                 ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
                 ("cluster", "instance"): "uploadd-1",
             },
+            3,
+        ),
+        (
+            {
+                ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
+                ("cluster", "instance"): "uploadd-1",
+                ("auth", "secret"): "a" * 32,
+            },
             2,
         ),
         (
@@ -474,6 +486,7 @@ def test_a_worker_waits_for_a_source_on_its_way_as_long_as_a_job_may_take(
                 ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
                 ("cluster", "instance"): "uploadd-1",
                 ("auth", "secret"): "a" * 32,
+                ("push", "vapid_private_key"): VAPID_KEY,
             },
             1,
         ),
@@ -484,7 +497,8 @@ def test_a_shared_database_without_shared_secrets_is_warned_of(
     tmp_path: Path, settings: dict[tuple[str, str], str], unset: int
 ) -> None:
     """On PostgreSQL (a store instances may share) each secret left to be
-    generated is a warning; on the SQLite default nothing is."""
+    generated (token, cluster, Web Push key) is a warning; on the SQLite
+    default nothing is."""
     config = load_config(
         environ={}, options={("storage", "data_dir"): str(tmp_path), **settings}
     )
@@ -504,6 +518,7 @@ def test_an_unnamed_instance_on_a_shared_database_is_warned_of(tmp_path: Path) -
             ("database", "url"): "postgresql://u@127.0.0.1:5432/db",
             ("auth", "secret"): "a" * 32,
             ("cluster", "secret"): "b" * 32,
+            ("push", "vapid_private_key"): VAPID_KEY,
         },
     )
     with capturedLogs() as logged:

@@ -27,6 +27,7 @@ from uploadd.store.interface import (
     IMetadataStore,
     InstanceRecord,
     NodeRecord,
+    PushSubscription,
     Rendition,
     Replica,
     Share,
@@ -503,6 +504,40 @@ async def test_webhook_deliveries_are_recorded_and_updated(
     assert await store.get_delivery("d1") == done
     assert await store.delete_webhook("w1")
     assert await store.get_delivery("d1") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_push_subscriptions_follow_their_browser_and_their_user(
+    store: IMetadataStore,
+) -> None:
+    """A user's push subscriptions are listed oldest first and deleted by
+    id; an endpoint subscribed again (by anyone) replaces the earlier record,
+    since one endpoint is one browser; they go with their user."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    bob = await store.add_user("bob", "h", frozenset({"write"}), 0)
+
+    def made(sub_id: str, owner: int, endpoint: str, at: float) -> PushSubscription:
+        url = f"https://push.example.com/{endpoint}"
+        return PushSubscription(sub_id, owner, url, "B" + "k" * 86, "a" * 22, at)
+
+    phone, laptop = made("p1", alice.id, "phone", 2.0), made("p2", alice.id, "l", 1.0)
+    await store.add_push_subscription(phone)
+    await store.add_push_subscription(laptop)
+    await store.add_push_subscription(made("p3", bob.id, "tablet", 3.0))
+    assert await store.push_subscriptions_of(alice.id) == [laptop, phone]
+    renewed = attrs.evolve(phone, id="p4", p256dh="B" + "n" * 86, created_at=4.0)
+    await store.add_push_subscription(renewed)
+    assert await store.push_subscriptions_of(alice.id) == [laptop, renewed]
+    taken = made("p5", bob.id, "l", 5.0)
+    await store.add_push_subscription(taken)
+    assert await store.push_subscriptions_of(alice.id) == [renewed]
+    assert [s.id for s in await store.push_subscriptions_of(bob.id)] == ["p3", "p5"]
+    assert await store.delete_push_subscription("p4")
+    assert not await store.delete_push_subscription("p4")
+    assert await store.push_subscriptions_of(alice.id) == []
+    assert await store.delete_user("bob")
+    assert await store.push_subscriptions_of(bob.id) == []
+    assert not await store.delete_push_subscription("p3")
 
 
 @pytest_twisted.ensureDeferred()

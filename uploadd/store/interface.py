@@ -174,6 +174,21 @@ class Delivery:
 
 
 @attrs.frozen
+class PushSubscription:
+    """A browser's Web Push subscription (the W3C Push API's
+    PushSubscription) for a user: the push service URL to POST to, and the
+    browser's keys that encrypt what is sent (RFC 8291): ``p256dh``, its
+    P-256 public key, and ``auth``, a 16-byte secret, both base64url."""
+
+    id: str
+    owner_id: int
+    endpoint: str
+    p256dh: str
+    auth: str
+    created_at: float
+
+
+@attrs.frozen
 class Share:
     """A share link of a file: whoever holds its token may follow the file's
     slides. It lasts until its owner deletes it (or the file goes)."""
@@ -363,6 +378,17 @@ class IMetadataStore(Interface):
 
     def deliveries_of(webhook_id: str, limit: int) -> Awaitable[list[Delivery]]:
         """A webhook's deliveries, newest first."""
+
+    def add_push_subscription(subscription: PushSubscription) -> Awaitable[None]:
+        """Record a browser's push subscription. One endpoint is one browser:
+        a subscription recorded before for the same endpoint (whoever's) is
+        replaced, so the browser follows the user who subscribed it last."""
+
+    def push_subscriptions_of(owner_id: int) -> Awaitable[list[PushSubscription]]:
+        """A user's push subscriptions, oldest first."""
+
+    def delete_push_subscription(subscription_id: str) -> Awaitable[bool]:
+        """Forget a push subscription; False if there was none."""
 
     def add_share(share: Share) -> Awaitable[None]:
         """Record a share link; Conflict if its file is unknown."""

@@ -16,6 +16,7 @@ from uploadd.store.interface import (
     InstanceRecord,
     NodeRecord,
     Page,
+    PushSubscription,
     Rendition,
     Replica,
     Share,
@@ -40,6 +41,7 @@ class MemoryStore:
     deliveries: dict[str, Delivery] = attrs.field(factory=dict)
     renditions: dict[tuple[str, str], Rendition] = attrs.field(factory=dict)
     shares: dict[str, Share] = attrs.field(factory=dict)
+    push_subscriptions: dict[str, PushSubscription] = attrs.field(factory=dict)
     sent: dict[int, float] = attrs.field(factory=dict)
     _next_event: int = 0
     _next_user: int = 1
@@ -103,6 +105,8 @@ class MemoryStore:
             del self.uploads[upload.id]
         for record in [f for f in self.files.values() if f.owner_id == user.id]:
             await self.delete_file(record.id)
+        for subscription in await self.push_subscriptions_of(user.id):
+            del self.push_subscriptions[subscription.id]
         return True
 
     async def add_file(
@@ -341,6 +345,19 @@ class MemoryStore:
         for event_id in gone:
             del self.sent[event_id]
         return len(gone)
+
+    async def add_push_subscription(self, subscription: PushSubscription) -> None:
+        for known in list(self.push_subscriptions.values()):
+            if known.endpoint == subscription.endpoint:
+                del self.push_subscriptions[known.id]
+        self.push_subscriptions[subscription.id] = subscription
+
+    async def push_subscriptions_of(self, owner_id: int) -> list[PushSubscription]:
+        found = [s for s in self.push_subscriptions.values() if s.owner_id == owner_id]
+        return sorted(found, key=lambda s: (s.created_at, s.id))
+
+    async def delete_push_subscription(self, subscription_id: str) -> bool:
+        return self.push_subscriptions.pop(subscription_id, None) is not None
 
     async def add_share(self, share: Share) -> None:
         if share.file_id not in self.files or share.id in self.shares:

@@ -1,5 +1,5 @@
-"""Where webhooks may be sent: public addresses only, unless
-``[webhooks] allow_private``.
+"""Where webhooks (and Web Push messages) may be sent: public addresses
+only, unless ``[webhooks] allow_private`` (``[push] allow_private``).
 
 A webhook URL is checked twice. When it is made, an address written in it
 (also in decimal or hex, or IPv4-mapped) and the names ``localhost`` and
@@ -126,6 +126,10 @@ class CheckedEndpoint:
     _allow_private: bool
     _timeout: float
     _tls: Any
+    #: What is sent, and the setting that allows private addresses, for
+    #: the refusal's message.
+    _what: str = "webhooks"
+    _setting: str = "[webhooks] allow_private"
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         return Deferred.fromCoroutine(self._connect(protocolFactory))
@@ -144,8 +148,8 @@ class CheckedEndpoint:
                 allowed.append(address)
         if not allowed and refused:
             raise RefusedTarget(
-                f"{self._host} resolves to {'; '.join(refused)}: webhooks go to"
-                " public addresses only ([webhooks] allow_private)"
+                f"{self._host} resolves to {'; '.join(refused)}: {self._what} go"
+                f" to public addresses only ({self._setting})"
             )
         if not allowed:
             raise DNSLookupError(f"{self._host} does not resolve")
@@ -172,12 +176,15 @@ class CheckedEndpoint:
 @implementer(IAgentEndpointFactory)
 @attrs.define
 class PublicEndpoints:
-    """An Agent's endpoints for webhook deliveries (``Agent.usingEndpointFactory``)."""
+    """An Agent's endpoints for webhook deliveries and Web Push messages
+    (``Agent.usingEndpointFactory``)."""
 
     _reactor: IReactor
     _allow_private: bool = False
     _timeout: float = 10.0
     _tls: Any = attrs.field(factory=BrowserLikePolicyForHTTPS)
+    _what: str = "webhooks"
+    _setting: str = "[webhooks] allow_private"
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         return CheckedEndpoint(
@@ -188,4 +195,6 @@ class PublicEndpoints:
             self._allow_private,
             self._timeout,
             self._tls,
+            self._what,
+            self._setting,
         )

@@ -62,15 +62,22 @@ def signature(secret: str, delivery_id: str, timestamp: int, body: bytes) -> str
 
 
 def treq_poster(
-    reactor: IReactor, timeout: float = 10.0, allow_private: bool = False
+    reactor: IReactor,
+    timeout: float = 10.0,
+    allow_private: bool = False,
+    what: str = "webhooks",
+    setting: str = "[webhooks] allow_private",
 ) -> Poster:
     """POST with treq on ``reactor``; the status code, or an exception
     (RefusedTarget for a name that resolves to no public address, unless
-    ``allow_private``). Redirects are not followed: a 3xx is a failure."""
+    ``allow_private``; its message names ``what`` and ``setting``).
+    Redirects are not followed: a 3xx is a failure."""
     from treq.client import HTTPClient
     from twisted.web.client import Agent
 
-    endpoints = PublicEndpoints(reactor, allow_private, timeout)
+    endpoints = PublicEndpoints(
+        reactor, allow_private, timeout, what=what, setting=setting
+    )
     client = HTTPClient(Agent.usingEndpointFactory(reactor, endpoints))
 
     async def post(url: str, body: bytes, headers: dict[str, str]) -> int:

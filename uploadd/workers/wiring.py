@@ -11,9 +11,11 @@ from collections.abc import Callable
 
 from treq.client import HTTPClient
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from noded.reactor import IReactor
+from noded.secret import NoSecret
 from noded.threads import Runner
 from uploadd.auth.tokens import Principal, TokenIssuer
 from uploadd.config import Config
@@ -24,7 +26,11 @@ from uploadd.workers.client import RenditionsClient
 from uploadd.workers.email import EmailPusher, smtp_mailer
 from uploadd.workers.profiles import ToolSettings
 from uploadd.workers.transcode import TranscodeWorker
+from uploadd.workers.vapid import Vapid, load_private_key
 from uploadd.workers.webhooks import Poster, WebhookPusher, treq_poster
+from uploadd.workers.webpush import WebPusher
+
+log = Logger()
 
 #: Who a minted worker token speaks for: no user, only the worker scope.
 WORKER = Principal(0, "worker", frozenset({"worker"}))
@@ -45,6 +51,15 @@ def minted_tokens(
     return token
 
 
+def vapid_of(config: Config, create: bool = True) -> Vapid:
+    """The VAPID key and contact: ``[push] vapid_private_key``, else the key
+    in the data directory (generated there when ``create``, else NoSecret)."""
+    key = load_private_key(
+        config.push.vapid_private_key, config.storage.data_dir, create=create
+    )
+    return Vapid(key, config.push_subject)
+
+
 def push_role(
     config: Config,
     reactor: IReactor,
@@ -52,11 +67,41 @@ def push_role(
     bus: IEventBus,
     poster: Poster | None = None,
     failures: FailureLog | None = None,
+    vapid: Vapid | None = None,
 ) -> None:
-    """Webhooks always; email when ``[smtp] host`` is set."""
+    """Webhooks always; email when ``[smtp] host`` is set; Web Push with
+    ``vapid``, or (a worker process) the key uploadd uses, when there is one
+    to read."""
     concurrency = config.workers.push_concurrency
     post = poster or treq_poster(reactor, allow_private=config.webhooks.allow_private)
     WebhookPusher(store, reactor, post, failures).attach(bus, concurrency)
+    if vapid is None:
+        try:
+            vapid = vapid_of(config, create=False)
+        except NoSecret as missing:
+            log.warn(
+                "no Web Push in this worker: {why}; set [push] vapid_private_key"
+                " to uploadd's",
+                why=str(missing),
+            )
+    if vapid is not None:
+        push = config.push
+        WebPusher(
+            store,
+            reactor,
+            poster
+            or treq_poster(
+                reactor,
+                allow_private=push.allow_private,
+                what="Web Push messages",
+                setting="[push] allow_private",
+            ),
+            vapid,
+            tuple(push.events.split()),
+            int(push.ttl),
+            config.http.public_url,
+            failures,
+        ).attach(bus, concurrency)
     smtp = config.smtp
     if smtp.host:
         EmailPusher(

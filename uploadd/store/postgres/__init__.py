@@ -16,6 +16,7 @@ from uploadd.store.postgres.base import PostgresBase, migrations
 from uploadd.store.sql.cluster import Cluster
 from uploadd.store.sql.events import EventsAndWebhooks
 from uploadd.store.sql.people import UsersAndFiles
+from uploadd.store.sql.push import PushSubscriptions
 from uploadd.store.sql.renditions import Renditions
 from uploadd.store.sql.shares import Shares
 from uploadd.store.sql.uploads import Uploads
@@ -25,6 +26,13 @@ __all__ = ["PostgresStore", "migrations"]
 
 @implementer(IMetadataStore)
 class PostgresStore(
-    UsersAndFiles, Uploads, Cluster, EventsAndWebhooks, Renditions, Shares, PostgresBase
+    UsersAndFiles,
+    Uploads,
+    Cluster,
+    EventsAndWebhooks,
+    Renditions,
+    Shares,
+    PushSubscriptions,
+    PostgresBase,
 ):
     """IMetadataStore on one PostgreSQL database."""

@@ -4,7 +4,7 @@ One connection (SQLite allows one writer) in a pool thread, so no query ever
 runs on the reactor thread. Migrations are the numbered ``migrations/*.sql``
 files; ``PRAGMA user_version`` records how far a database has come. The store
 is assembled from the dialect-neutral parts in ``uploadd.store.sql``, one per
-area (people, uploads, cluster, events, renditions, shares).
+area (people, uploads, cluster, events, renditions, shares, push).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from uploadd.store.interface import IMetadataStore
 from uploadd.store.sql.cluster import Cluster
 from uploadd.store.sql.events import EventsAndWebhooks
 from uploadd.store.sql.people import UsersAndFiles
+from uploadd.store.sql.push import PushSubscriptions
 from uploadd.store.sql.renditions import Renditions
 from uploadd.store.sql.shares import Shares
 from uploadd.store.sql.uploads import Uploads
@@ -25,6 +26,13 @@ __all__ = ["SQLiteStore", "migrations"]
 
 @implementer(IMetadataStore)
 class SQLiteStore(
-    UsersAndFiles, Uploads, Cluster, EventsAndWebhooks, Renditions, Shares, SQLiteBase
+    UsersAndFiles,
+    Uploads,
+    Cluster,
+    EventsAndWebhooks,
+    Renditions,
+    Shares,
+    PushSubscriptions,
+    SQLiteBase,
 ):
     """IMetadataStore on one SQLite file."""
