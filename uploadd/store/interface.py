@@ -392,3 +392,7 @@ class IMetadataStore(Interface):
 
     def outbox_depth() -> Awaitable[int]:
         """How many events wait for the bus."""
+
+    def outbox_oldest() -> Awaitable[float | None]:
+        """When the first event waiting for the bus (the next the relay
+        sends) was recorded; None when no event waits."""

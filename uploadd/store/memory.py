@@ -324,6 +324,10 @@ class MemoryStore:
     async def outbox_depth(self) -> int:
         return len([e for e in self.events if e.id not in self.sent])
 
+    async def outbox_oldest(self) -> float | None:
+        pending = (e for e in self.events if e.id not in self.sent)
+        return next((e.created_at for e in pending), None)
+
     async def add_share(self, share: Share) -> None:
         if share.file_id not in self.files or share.id in self.shares:
             raise Conflict(f"share {share.id}: file {share.file_id} is unknown")
