@@ -19,6 +19,7 @@ from uploadd.auth.tokens import Principal, TokenIssuer
 from uploadd.config import Config
 from uploadd.events.bus import IEventBus
 from uploadd.failures import FailureLog
+from uploadd.metrics import Metrics
 from uploadd.store.interface import IMetadataStore
 from uploadd.workers.client import RenditionsClient
 from uploadd.workers.email import EmailPusher, smtp_mailer
@@ -52,11 +53,14 @@ def push_role(
     bus: IEventBus,
     poster: Poster | None = None,
     failures: FailureLog | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
-    """Webhooks always; email when ``[smtp] host`` is set."""
+    """Webhooks always; email when ``[smtp] host`` is set. Deliveries are
+    counted on ``metrics`` (a worker process serves none: its own)."""
     concurrency = config.workers.push_concurrency
     post = poster or treq_poster(reactor, allow_private=config.webhooks.allow_private)
-    WebhookPusher(store, reactor, post, failures).attach(bus, concurrency)
+    pusher = WebhookPusher(store, reactor, post, failures, metrics=metrics or Metrics())
+    pusher.attach(bus, concurrency)
     smtp = config.smtp
     if smtp.host:
         EmailPusher(
