@@ -15,6 +15,7 @@ from pathlib import Path
 import attrs
 
 from noded import settings
+from noded.config import MetricsSection
 from noded.settings import (
     parse_bool,
     parse_choice,
@@ -505,6 +506,7 @@ class Config:
     webhooks: WebhooksSection = attrs.field(factory=WebhooksSection)
     smtp: SmtpSection = attrs.field(factory=SmtpSection)
     workers: WorkersSection = attrs.field(factory=WorkersSection)
+    metrics: MetricsSection = attrs.field(factory=MetricsSection)
 
     def __attrs_post_init__(self) -> None:
         if self.ingest.low_water >= self.ingest.high_water:
