@@ -88,7 +88,7 @@ def test_both_daemons_count_real_traffic(
     put_id = json.loads(body)["id"]
 
     status, headers, _ = daemon.request(
-        "POST", "/uploads/", **TUS, **{"Upload-Length": "10"}
+        "POST", "/uploads/", None, **TUS, **{"Upload-Length": "10"}
     )
     assert status == 201
     upload = headers["Location"].removeprefix(daemon.base)
@@ -100,8 +100,11 @@ def test_both_daemons_count_real_traffic(
     tus_id = upload.rsplit("/", 1)[1]
 
     assert daemon.request("GET", f"/files/{'f' * 32}")[0] == 404
-    for file_id in (put_id, tus_id):
-        eventually(lambda f=file_id: replicated(daemon, f), 30, f"{file_id} on n1")
+    eventually(
+        lambda: replicated(daemon, put_id) and replicated(daemon, tus_id),
+        30,
+        "both files on n1",
+    )
     status, _, fetched = daemon.request("GET", f"/files/{put_id}/content")
     assert (status, fetched) == (200, data)  # after the redirect to n1
 

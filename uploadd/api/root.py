@@ -107,7 +107,7 @@ def _rule_for(adapter: Any, path: str, methods: Any) -> str:
     for method in methods or ():
         try:
             rule, _ = adapter.match(path, method=method, return_rule=True)
-        except Exception:
+        except (NotFound, MethodNotAllowed, RequestRedirect):
             continue
         found: str = rule.rule
         return found
