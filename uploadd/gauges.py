@@ -58,7 +58,8 @@ def watch_cluster(
     sampled(
         registry,
         "uploadd_node_state",
-        "The state each node reports, 1 for its current one",
+        "The state each node last reported, 1 for that one ('unknown' until"
+        " it first answers)",
         ["node", "state"],
         lambda: per_state(NODE_STATES, lambda n: n.reported_state),
     )
