@@ -42,6 +42,7 @@ from twisted.web.http import (
 from twisted.web.server import Request, Site
 
 from noded import problems
+from noded.metrics import UNMATCHED, HttpMetrics, MeteredRequest, site_metrics
 from noded.problems import Problem
 
 log = Logger()
@@ -171,6 +172,9 @@ class GuardedChannel(http.HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         self._in_head = False
+        request = self.requests[-1] if self.requests else None
+        if isinstance(request, MeteredRequest):
+            request.head_read(getattr(self, "_command", None))
         # The body phase: idle_timeout, restarted by body bytes only.
         self.setTimeout(self.idle_timeout)
         problem = self._check_head()
@@ -238,6 +242,7 @@ class GuardedChannel(http.HTTPChannel):
                         self.clock,
                     )
                 )
+                self._answered(408)
         self._refused = True
         super().timeoutConnection()
 
@@ -372,6 +377,7 @@ class GuardedChannel(http.HTTPChannel):
         )
         if not self._response_started():
             transport.write(response_bytes(problem, self.clock))
+            self._answered(problem.status)
         # Keep reading (and dropping) for a moment: closing with unread bytes
         # would reset the connection before the client reads the answer.
         transport.resumeProducing()
@@ -379,6 +385,19 @@ class GuardedChannel(http.HTTPChannel):
         if half_close is not None:
             half_close()
         self._linger = self.clock.callLater(LINGER_SECONDS, self._hang_up)
+
+    def _answered(self, status: int) -> None:
+        """The channel wrote ``status`` itself: the request it answered for
+        is counted with it (a request line too long to read made none, and
+        is counted here)."""
+        method = getattr(self, "_command", None)
+        pending = self.requests[-1] if self.requests else None
+        if isinstance(pending, MeteredRequest):
+            pending.refused(status, method)
+            return
+        meter = site_metrics(self)
+        if meter is not None:
+            meter.count(method, UNMATCHED, status, 0.0)
 
     def _response_started(self) -> bool:
         return any(getattr(r, "startedWriting", False) for r in self.requests)
@@ -407,17 +426,27 @@ class GuardedSite(Site):
     """A Site speaking through :class:`GuardedChannel`.
 
     ``timeout`` is the idle timeout; ``header_timeout`` bounds each request
-    head. HTTP/2 is not offered (there is no TLS to negotiate it), so the
-    channel is the protocol itself rather than Twisted's HTTP/1-or-2 wrapper.
+    head; ``http_metrics`` counts its requests (a :class:`MeteredRequest`
+    factory counts itself). HTTP/2 is not offered (there is no TLS to
+    negotiate it), so the channel is the protocol itself rather than
+    Twisted's HTTP/1-or-2 wrapper.
     """
 
     protocol = GuardedChannel  # type: ignore[assignment]
 
+    http_metrics: HttpMetrics | None = None
+
     def __init__(
-        self, resource: Any, *, header_timeout: float | None, **kwargs: Any
+        self,
+        resource: Any,
+        *,
+        header_timeout: float | None,
+        http_metrics: HttpMetrics | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(resource, **kwargs)
         self.header_timeout = header_timeout
+        self.http_metrics = http_metrics
 
     def buildProtocol(self, addr: Any) -> Any:
         channel: GuardedChannel = super().buildProtocol(addr)

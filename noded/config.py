@@ -166,6 +166,20 @@ class HttpSection:
 
 
 @attrs.frozen
+class MetricsSection:
+    """Who may read ``/metrics`` (both daemons have this section)."""
+
+    token: str = setting(
+        "",
+        settings.parse_secret,
+        "empty: /metrics answers only clients on this machine (loopback or a"
+        " UNIX socket, not through a proxy); set: it answers any client sending"
+        " Authorization: Bearer <token>, and no other",
+        "a string of at least 32 characters",
+    )
+
+
+@attrs.frozen
 class NodeConfig:
     node: NodeSection = attrs.field(factory=NodeSection)
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
@@ -173,6 +187,8 @@ class NodeConfig:
     rsync: RsyncSection = attrs.field(factory=RsyncSection)
     http: HttpSection = attrs.field(factory=HttpSection)
     log: LogSection = attrs.field(factory=LogSection)
+
+    metrics: MetricsSection = attrs.field(factory=MetricsSection)
 
 
 SAMPLE_HEADER = """\

@@ -62,6 +62,25 @@ class NodeFiles:
             return False
         return True
 
+    def usage(self) -> tuple[int, int]:
+        """(count, bytes) of the replicas held, in one walk of their
+        directories (a transfer's temporary file is not one)."""
+        count = size = 0
+        if not self.files.is_dir():
+            return count, size
+        with os.scandir(self.files) as prefixes:
+            for prefix in prefixes:
+                if not prefix.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(prefix.path) as entries:
+                    for entry in entries:
+                        if _ID.match(entry.name) and entry.is_file(
+                            follow_symlinks=False
+                        ):
+                            count += 1
+                            size += entry.stat(follow_symlinks=False).st_size
+        return count, size
+
     def space(self) -> tuple[int, int]:
         """(free, total) bytes of the filesystem holding the files."""
         self.files.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,8 @@ Only a URL signed by uploadd (with the cluster secret) and not yet expired
 is served: 403 otherwise, 404 for a file this node does not hold. Byte
 ranges work as on uploadd itself. Every error is problem+json. ``GET
 /health`` answers 200 while the node serves, for load balancers and
-container health checks, as uploadd's does.
+container health checks, as uploadd's does; ``GET /metrics`` gives the
+node's metrics (see noded/metrics.py for who may).
 """
 
 from __future__ import annotations
@@ -22,18 +23,30 @@ from noded.config import HttpSection
 from noded.download import BlobResource
 from noded.drain import Drain, DrainedRequest, drained
 from noded.files import NodeFiles
+from noded.metrics import UNMATCHED, MeteredRequest
 from noded.problems import Problem
 from noded.signing import BadSignature, verify
+from noded.stats import NodeStats
+
+DOWNLOAD_ROUTE = "/files/<file_id>"
+METRICS_ROUTE = "/metrics"
 
 
 class Downloads(Resource):
     isLeaf = True
 
-    def __init__(self, files: NodeFiles, key: bytes, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        files: NodeFiles,
+        key: bytes,
+        clock: IReactorTime,
+        metrics: Resource | None = None,
+    ) -> None:
         super().__init__()
         self._files = files
         self._key = key
         self._clock = clock
+        self._metrics = metrics
 
     def render(self, request: IRequest) -> bytes | int:
         if request.method not in (b"GET", b"HEAD"):
@@ -54,6 +67,9 @@ class Downloads(Resource):
             request.setHeader(b"content-type", b"application/json")
             request.setHeader(b"cache-control", b"no-store")
             return json.dumps({"status": "ok", "version": __version__}).encode()
+        if segments == ["metrics"] and self._metrics is not None:
+            shown: bytes | int = self._metrics.render(request)
+            return shown
         if len(segments) != 2 or segments[0] != "files":
             return problems.apply(request, problems.not_found("no such resource"))
         file_id = segments[1]
@@ -82,8 +98,31 @@ class Downloads(Resource):
     render_HEAD = render_GET
 
 
-class NodeRequest(DrainedRequest, ProblemRequest):
-    """A download: known to the drain at shutdown, its failures problem+json."""
+class NodeRequest(DrainedRequest, MeteredRequest, ProblemRequest):
+    """A download: known to the drain at shutdown, its failures problem+json,
+    counted when it ends (and as a download, with the bytes it sent)."""
+
+    stats: NodeStats | None = None
+
+    def metered_route(self) -> str:
+        segments = (getattr(self, "path", None) or b"").split(b"/")[1:]
+        if len(segments) == 2 and segments[0] == b"files":
+            return DOWNLOAD_ROUTE
+        return METRICS_ROUTE if segments == [b"metrics"] else UNMATCHED
+
+    def metered(self, route: str, status: int | None) -> None:
+        if self.stats is not None and route == DOWNLOAD_ROUTE and status:
+            self.stats.downloads.labels(status).inc()
+
+    def write(self, data: bytes) -> None:
+        if (
+            self.stats is not None
+            and self.method != b"HEAD"
+            and self.code in (200, 206)
+            and self.metered_route() == DOWNLOAD_ROUTE
+        ):
+            self.stats.download_bytes.inc(len(data))
+        super().write(data)
 
 
 def download_site(
@@ -92,13 +131,17 @@ def download_site(
     reactor: IReactorTime,
     http: HttpSection,
     drain: Drain,
+    stats: NodeStats | None = None,
+    metrics: Resource | None = None,
 ) -> GuardedSite:
-    """The Site serving a node's downloads: slow clients timed out, every
-    error (a 405 and a failure too) problem+json, requests drained at stop."""
+    """The Site serving a node's downloads (and ``metrics``, the page of
+    ``stats``, at /metrics): slow clients timed out, every error (a 405 and
+    a failure too) problem+json, requests drained at stop."""
     return GuardedSite(
-        Downloads(files, key, reactor),
-        requestFactory=drained(NodeRequest, drain),
+        Downloads(files, key, reactor, metrics),
+        requestFactory=drained(NodeRequest, drain, stats=stats),
         timeout=http.idle_timeout,
         header_timeout=http.header_timeout,
+        http_metrics=stats.http if stats is not None else None,
         reactor=reactor,
     )

@@ -30,6 +30,7 @@ from noded.protocol import (
 from noded.protocol import proof as make_proof
 from noded.reactor import IReactor
 from noded.rsyncd import write_rsyncd_files
+from noded.stats import NodeStats
 from noded.threads import Runner
 
 log = Logger()
@@ -47,6 +48,7 @@ class Node:
     http_url: str = ""
     rsync_port: int = 0
     accepting: bool = True
+    stats: NodeStats = attrs.field(factory=NodeStats)
 
     async def refresh_accepting(self, state: str) -> None:
         """Close the rsync module to pushes while read-only or draining."""
@@ -108,7 +110,10 @@ class Node:
         args = rsync.push_args(
             self.config.rsync.binary, source, host, port, file_id, password_file, 60, 10
         )
+        started = self._reactor.seconds()
         outcome = await rsync.run(self._reactor, args, deadline=3600)
+        self.stats.relays.labels("copied" if outcome.ok else "failed").inc()
+        self.stats.relay_seconds.observe(self._reactor.seconds() - started)
         log.info(
             "replicated {file_id} to {host}:{port}: {meaning}",
             file_id=file_id,

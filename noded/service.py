@@ -16,10 +16,12 @@ from noded.drain import Drain, exit_cleanly
 from noded.files import NodeFiles
 from noded.http import download_site
 from noded.lifecycle import InOrder, Listener, Step, fail_start
+from noded.metrics import MetricsPage
 from noded.node import Node, NodeProtocol, cluster_secret
 from noded.reactor import IReactor
 from noded.rsyncd import supervised
 from noded.signing import url_key
+from noded.stats import NodeStats
 from noded.threads import pool_runner
 
 log = Logger()
@@ -34,8 +36,8 @@ class NodeService(InOrder):
     - ``rsyncd exited``: on stop, waits until the rsync daemon is gone
     - ``rsyncd``: the supervised rsync daemon (ProcessMonitor)
     - ``downloads``: the signed-download listener on ``[http] endpoint``
-      (or host and port); its stop closes the port, then lets downloads in
-      flight finish (``[http] shutdown_grace``)
+      (or host and port), with ``/metrics``; its stop closes the port, then
+      lets downloads in flight finish (``[http] shutdown_grace``)
     - ``download url``: the URL uploadd is told, known once downloads listen
     - ``amp``: the node protocol on ``[amp] endpoint`` (or host and port);
       it closes first, and answers no ping before downloads are served
@@ -53,16 +55,27 @@ class NodeService(InOrder):
         data_dir.mkdir(parents=True, exist_ok=True)
         self.secret = cluster_secret(config.cluster.secret, data_dir)
         pool = ThreadPool(minthreads=0, maxthreads=4, name="noded-io")
+        run = pool_runner(reactor, pool)
         self.files = NodeFiles(data_dir)
+        self.stats = NodeStats()
         self.node = Node(
-            config, self.files, self.secret, pool_runner(reactor, pool), reactor
+            config, self.files, self.secret, run, reactor, stats=self.stats
         )
         self.node.rsync_port = config.rsync.port
         self._drain = Drain(reactor)
         self.rsyncd = supervised(config, self.secret, reactor)
         self.rsyncd.name = "rsyncd"
+        refresh = self.stats.watch(
+            self.files, self.node.state, config.node.reserve, run, reactor
+        )
         site = download_site(
-            self.files, url_key(self.secret), reactor, config.http, self._drain
+            self.files,
+            url_key(self.secret),
+            reactor,
+            config.http,
+            self._drain,
+            self.stats,
+            MetricsPage(self.stats.registry, config.metrics.token, refresh),
         )
         self.downloads = Listener(
             "downloads", reactor, config.http.listen_on, site, self._drained

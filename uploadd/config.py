@@ -17,6 +17,7 @@ from pathlib import Path
 import attrs
 
 from noded import settings
+from noded.config import MetricsSection
 from noded.logs import LogSection
 from noded.settings import (
     parse_bool,
@@ -577,6 +578,8 @@ class Config:
     push: PushSection = attrs.field(factory=PushSection)
     workers: WorkersSection = attrs.field(factory=WorkersSection)
     log: LogSection = attrs.field(factory=LogSection)
+
+    metrics: MetricsSection = attrs.field(factory=MetricsSection)
 
     def __attrs_post_init__(self) -> None:
         if self.ingest.low_water >= self.ingest.high_water:

@@ -23,6 +23,7 @@ from uploadd import errors
 from uploadd.auth.tokens import Principal
 from uploadd.events import topics
 from uploadd.ingest.sink import Digest
+from uploadd.metrics import Metrics
 from uploadd.renditions import PENDING, ProfilePolicy
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import (
@@ -85,6 +86,7 @@ class Library:
     #: Awaited before a new file is answered (a first copy on a node, where
     #: instances share the store); None: answered once it is on disk here.
     confirm: Callable[[FileRecord], Awaitable[None]] | None = None
+    metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
 
     async def store(
         self,
@@ -130,6 +132,8 @@ class Library:
                     [event],
                     [Rendition(record.id, p, PENDING, now, now) for p in profiles],
                 )
+                for profile in profiles:
+                    self.metrics.transcodes.labels(profile, PENDING).inc()
         except BaseException:
             if staged is None:
                 await self._run(self._blobs.remove, blob_id)

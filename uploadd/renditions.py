@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from uploadd import errors
 from uploadd.events import topics
 from uploadd.failures import FailureLog
+from uploadd.metrics import Metrics
 from uploadd.store.interface import (
     MISSING,
     Conflict,
@@ -136,6 +137,7 @@ class Renditions:
     max_attempts: int = 3
     on_change: list[Callable[[], object]] = attrs.field(factory=list)
     failures: FailureLog | None = None
+    metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
 
     async def job(self, source_id: str, profile: str) -> tuple[FileRecord, Rendition]:
         source = await self._store.get_file(source_id)
@@ -233,7 +235,9 @@ class Renditions:
         drop: list[str] | None = None,
     ) -> None:
         """Store ``new`` (stamped now) with its event, if no other change got
-        there first; a failure also goes to the failure log."""
+        there first; a failure also goes to the failure log. A job entering
+        a state (an attempt starting, or its end) is counted, an ended one
+        with the time since its last start."""
         now = self._clock.seconds()
         new = attrs.evolve(new, updated_at=now)
         event = rendition_event(topic, source, new, now)
@@ -241,6 +245,12 @@ class Renditions:
             await self._store.save_rendition(new, current.attempt, [event], drop or ())
         except Conflict:
             raise _superseded(current, current.attempt) from None
+        if topic != topics.TRANSCODE_PROGRESS:
+            self.metrics.transcodes.labels(new.profile, new.state).inc()
+        if new.state in (READY, FAILED) and new.started_at is not None:
+            self.metrics.transcode_seconds.labels(new.profile, new.state).observe(
+                max(0.0, now - new.started_at)
+            )
         if new.state == FAILED and self.failures is not None:
             self.failures.add(
                 "transcode", new.error or "", file_id=source.id, profile=new.profile

@@ -64,6 +64,7 @@ from uploadd.events.bus import IEventBus
 from uploadd.events.factory import open_bus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
+from uploadd.gauges import watch_bus, watch_cluster, watch_outbox
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.library import Library
 from uploadd.metrics import Metrics
@@ -120,7 +121,12 @@ def build(
     metrics = Metrics()
     progress = ProgressBoard(reactor, config.ingest.progress_ttl)
     library = Library(
-        store, blobs, run, reactor, ProfilePolicy(config.workers.profiles)
+        store,
+        blobs,
+        run,
+        reactor,
+        ProfilePolicy(config.workers.profiles),
+        metrics=metrics,
     )
     resumable = Resumable(
         store,
@@ -132,6 +138,7 @@ def build(
         config.storage.fsync,
         instance_name(config),
         config.shared_store,
+        metrics=metrics,
     )
 
     def connector(record: NodeRecord) -> Deferred[Any]:
@@ -160,6 +167,7 @@ def build(
         cluster.ping_timeout,
         cluster.rise,
         cluster.fall,
+        metrics=metrics,
     )
     # One log of background failures, for the admin console.
     failures = FailureLog(reactor)
@@ -176,6 +184,7 @@ def build(
             ping_timeout=cluster.ping_timeout,
         ),
         failures=failures,
+        metrics=metrics,
     )
     library.on_stored.append(replicator.stored)
     if config.awaits_copy:
@@ -196,7 +205,7 @@ def build(
     roles = config.workers.roles
     vapid = vapid_of(config)
     if "push" in roles:
-        push_role(config, reactor, store, bus, poster, failures, vapid)
+        push_role(config, reactor, store, bus, poster, failures, vapid, metrics)
     if "transcode" in roles and api_url is not None:
         transcode_role(
             config, reactor, run, bus, api_url, minted_tokens(tokens, reactor)
@@ -212,6 +221,9 @@ def build(
     )
     pinger.on_change.append(repairer.health_changed)
     repairer.attach(bus)
+    watch_cluster(metrics, registry, replicator, repairer)
+    watch_bus(metrics, bus)
+    watch_outbox(metrics, store, reactor)
     locator = Locator(
         registry,
         store,
@@ -245,7 +257,7 @@ def build(
         forwarder=forwarder,
     )
     renditions = Renditions(
-        store, reactor, config.workers.max_attempts, failures=failures
+        store, reactor, config.workers.max_attempts, failures=failures, metrics=metrics
     )
     renditions.on_change.append(relay.kick)
     links = ShareLinks(store, share_key(secret), reactor)
@@ -319,7 +331,7 @@ def build(
             config.push.max_subscriptions,
         ),
         InstancesAPI(resumable, blobs, run, url_key(cluster_secret), reactor),
-        OpsAPI(metrics, lambda: gate.in_flight),
+        OpsAPI(metrics, lambda: gate.in_flight, config.metrics.token),
         DocsAPI(),
         WebAPI(),
     )
@@ -332,6 +344,7 @@ def build(
         parsePOSTFormSubmission=False,
         timeout=config.http.idle_timeout,
         header_timeout=config.http.header_timeout,
+        http_metrics=metrics.http,
         reactor=reactor,
     )
     return Parts(

@@ -157,10 +157,10 @@ async def test_health_shows_no_uploads_in_flight_and_metrics_count_a_stored_uplo
         "content-type",
     ).startswith("text/plain")  # type: ignore[union-attr]
     text = metrics.body.decode()
-    assert "uploadd_upload_bytes_received_total 1234.0" in text
-    assert 'uploadd_uploads_total{outcome="stored"} 1.0' in text
-    assert "uploadd_upload_duration_seconds_count 1.0" in text
-    assert "uploadd_uploads_in_flight 0.0" in text
+    assert 'uploadd_upload_received_bytes_total{protocol="put"} 1234.0' in text
+    assert 'uploadd_uploads_total{outcome="stored",protocol="put"} 1.0' in text
+    assert 'uploadd_upload_duration_seconds_count{protocol="put"} 1.0' in text
+    assert "uploadd_upload_bodies_in_flight 0.0" in text
 
 
 @pytest_twisted.ensureDeferred()

@@ -300,8 +300,14 @@ def test_every_instance_shows_the_repair_leaders_last_pass() -> None:
         repairer.attach(bus)
     clock.advance(5)
     leader, follower = (now(r.repair()) for r in repairers)
-    assert leader == {"at": 5.0, "examined": 0, "copied": 0, "dropped": 0}
-    assert follower == {"examined": 0, "copied": 0, "dropped": 0}
+    assert leader == {
+        "at": 5.0,
+        "examined": 0,
+        "copied": 0,
+        "dropped": 0,
+        "short": 0,
+    }
+    assert follower == {"examined": 0, "copied": 0, "dropped": 0, "short": 0}
     clock.advance(0)
     assert repairers[1].last_pass == repairers[0].last_pass == leader
 

@@ -198,6 +198,7 @@ def test_surplus_copies_are_removed_from_their_nodes(tmp_path: Path) -> None:
         "examined": 1,
         "copied": 0,
         "dropped": 1,
+        "short": 0,
     }
     assert len(running.holders(record)) == 2
     assert running.holding(record) == running.holders(record)

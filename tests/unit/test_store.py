@@ -366,6 +366,30 @@ async def test_events_ride_in_the_same_transaction(store: IMetadataStore) -> Non
 
 
 @pytest_twisted.ensureDeferred()
+async def test_the_outbox_tells_when_its_oldest_waiting_event_was_recorded(
+    store: IMetadataStore,
+) -> None:
+    """outbox_oldest is the recording time of the first event not yet sent,
+    the one the relay sends next (not of the first ever, nor the earliest
+    time among those after it), and None once every event is sent."""
+    assert await store.outbox_oldest() is None
+    await store.add_events(
+        [
+            Event("slide.shown", {"n": 1}, created_at=10.0),
+            Event("slide.shown", {"n": 2}, created_at=20.0),
+            Event("slide.shown", {"n": 3}, created_at=15.0),
+        ]
+    )
+    assert await store.outbox_oldest() == 10.0
+    first, second, third = await store.pending_events(10)
+    await store.mark_sent([first.id], 30.0)
+    assert await store.outbox_oldest() == 20.0
+    await store.mark_sent([second.id, third.id], 31.0)
+    assert await store.outbox_oldest() is None
+    assert await store.outbox_depth() == 0
+
+
+@pytest_twisted.ensureDeferred()
 async def test_renditions_fence_attempts_and_replace_outputs(
     store: IMetadataStore,
 ) -> None:

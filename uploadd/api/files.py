@@ -55,7 +55,7 @@ class FilesAPI:
     app = Klein()
     problems.install(app)
     UPLOAD_ROUTES: ClassVar[dict[str, str]] = {
-        "put_file": "raw",
+        "put_file": "put",
         "post_file": "multipart",
     }
 

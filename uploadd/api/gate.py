@@ -6,6 +6,9 @@ offset, how large, parsed as a form or not); for any other route it gives a
 small capped buffer. A plan may need the database: then reading pauses, the
 few bytes already read are held, and ``Expect: 100-continue`` is answered
 only once the plan is made. Every refusal comes before a body byte is stored.
+
+An upload made by one request (``ONE_REQUEST``) is counted here when its
+request ends; a resumable one is counted by the resumable core.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ from uploadd.ingest.sink import (
 from uploadd.metrics import Metrics
 
 log = Logger()
+
+#: Upload protocols (``UPLOAD_ROUTES`` values) whose one request is the
+#: whole upload.
+ONE_REQUEST = frozenset({"put", "multipart", "output"})
 
 
 class Admitted(Protocol):
@@ -134,6 +141,8 @@ class Upload:
     started: float
     expected: int | None
     ready: Deferred[BodyPlan]
+    #: The route's upload protocol (``put``, ``multipart``, ``tus``, ...).
+    protocol: str = ""
     request_line: tuple[bytes, bytes] = (b"", b"")
     plan: BodyPlan | None = None
     sink: UploadSink | None = None
@@ -143,6 +152,8 @@ class Upload:
     forwarded: Deferred[Relayed] | None = None
     file_id: str | None = None
     succeeded: bool = False
+    #: Seconds from the headers to the stored file, once stored.
+    took: float | None = None
     ended: bool = False
 
     async def complete(self) -> tuple[BodyPlan, UploadSink | MultipartSink, Any]:
@@ -262,10 +273,12 @@ class IngestGate:
             limit,
         )
         planning = Deferred.fromCoroutine(found.family.plan_body(admission))
-        upload = Upload(principal, self._clock.seconds(), length, Deferred())
+        upload = Upload(principal, self._clock.seconds(), length, Deferred(), kind)
         request.upload = upload
         self.in_flight += 1
-        self._metrics.uploads_in_flight.inc()
+        self._metrics.bodies_in_flight.inc()
+        if kind in ONE_REQUEST:
+            self._metrics.uploads_started.labels(kind).inc()
         request.notifyFinish().addBoth(lambda _: self.release(upload))
         if key is not None:
             upload.progress = self._progress.start(key, principal.user_id, length)
@@ -408,8 +421,9 @@ class IngestGate:
         return check_key(key) if key else None
 
     def _advanced(self, request: Admitted, size: int) -> None:
-        self._metrics.bytes_received.inc(size)
         upload = request.upload
+        if upload is not None:
+            self._metrics.bytes_received.labels(upload.protocol).inc(size)
         if upload is not None and upload.progress is not None and upload.body:
             self._progress.advance(upload.progress, upload.body.received)
         # Reading may be paused while the disk catches up; progress on disk is
@@ -420,7 +434,7 @@ class IngestGate:
         """The handler kept the body (as file ``file_id``, when it made one)."""
         upload.succeeded = True
         upload.file_id = file_id
-        self._metrics.upload_seconds.observe(self._clock.seconds() - upload.started)
+        upload.took = self._clock.seconds() - upload.started
 
     def release(self, upload: Upload) -> None:
         """The request ended, however it ended: account for it once."""
@@ -428,14 +442,13 @@ class IngestGate:
             return
         upload.ended = True
         self.in_flight -= 1
-        self._metrics.uploads_in_flight.dec()
+        self._metrics.bodies_in_flight.dec()
         if upload.sink is not None and upload.sink.state is not SinkState.DONE:
             assert upload.body is not None
             upload.body.abort()
-        outcome = "stored" if upload.succeeded else "failed"
-        if upload.forwarded is not None:
-            outcome = "forwarded"
-        self._metrics.uploads.labels(outcome).inc()
+        if upload.protocol in ONE_REQUEST:
+            outcome = "stored" if upload.succeeded else "failed"
+            self._metrics.upload_ended(upload.protocol, outcome, upload.took)
         if upload.progress is not None:
             error = None if upload.succeeded else "the upload did not complete"
             self._progress.end(upload.progress, upload.file_id, error)

@@ -1,4 +1,7 @@
-"""``/health`` and ``/metrics``: for load balancers and Prometheus."""
+"""``/health`` and ``/metrics``: for load balancers and Prometheus.
+
+``/metrics`` answers whom ``[metrics] token`` lets in (noded/metrics.py).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ from collections.abc import Callable
 
 import attrs
 from klein import Klein
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 
+from noded.metrics import MetricsPage
 from uploadd import __version__
 from uploadd.api import problems
 from uploadd.api.http import json_body
@@ -22,6 +26,7 @@ class OpsAPI:
 
     _metrics: Metrics
     _in_flight: Callable[[], int]
+    _token: str = ""
 
     @app.route("/health", methods=["GET"])
     def health(self, request: IRequest) -> bytes:
@@ -37,7 +42,5 @@ class OpsAPI:
         )
 
     @app.route("/metrics", methods=["GET"])
-    def metrics(self, request: IRequest) -> bytes:
-        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
-        body: bytes = generate_latest(self._metrics.registry)
-        return body
+    def metrics(self, request: IRequest) -> IResource:
+        return MetricsPage(self._metrics.registry, self._token, self._metrics.refresh)

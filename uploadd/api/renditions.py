@@ -110,7 +110,7 @@ def _attempt(value: Any) -> int:
 class RenditionsAPI:
     app = Klein()
     problems.install(app)
-    UPLOAD_ROUTES: ClassVar[dict[str, str]] = {"put_output": "raw"}
+    UPLOAD_ROUTES: ClassVar[dict[str, str]] = {"put_output": "output"}
     UPLOAD_ACTION: ClassVar[Action] = Action.RENDER
 
     _renditions: Renditions

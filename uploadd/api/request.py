@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from noded.channel import ProblemRequest
 from noded.drain import DETAIL, RETRY_AFTER, Drain, DrainedRequest, drained, hang_up
+from noded.metrics import UNMATCHED, MeteredRequest
 from uploadd.api import problems
 from uploadd.api.cors import Cors
 from uploadd.api.forward import ForwardedBody, Forwarder, Relayed
@@ -69,8 +70,9 @@ class _Drain(StreamedContent):
             self._on_full()
 
 
-class StreamingRequest(DrainedRequest, ProblemRequest):
-    """A Request whose body goes where the gate says, as it arrives."""
+class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
+    """A Request whose body goes where the gate says, as it arrives; counted
+    by the route the gate matched."""
 
     gate: IngestGate
     clock: IReactorTime
@@ -96,6 +98,10 @@ class StreamingRequest(DrainedRequest, ProblemRequest):
             self._continue_held = False
             if pending_request_line(channel)[2] == b"HTTP/1.1":
                 channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def metered_route(self) -> str:
+        route = self.route
+        return route.rule if route is not None and route.rule else UNMATCHED
 
     @property
     def forwarder(self) -> Forwarder | None:

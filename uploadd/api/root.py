@@ -3,7 +3,9 @@ for the ingest gate, which must know the route before the body arrives.
 
 Each family is a class with its own Klein ``app`` whose routes carry full
 paths; ``UPLOAD_ROUTES`` on a family names its endpoints that take a streamed
-body and how (``raw`` or ``multipart``).
+body and by which upload protocol (``put``, ``multipart``, ``tus``, ...).
+A match keeps the route's template (``/files/<file_id>``), by which requests
+are counted.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class RouteMatch:
     family: Any
     endpoint: str | None
     arguments: dict[str, Any]
+    #: The route's template, as the family declared it.
+    rule: str = ""
 
     @property
     def upload_kind(self) -> str | None:
@@ -68,15 +72,23 @@ class Router(Resource):
         for family in self._families:
             adapter = family.app.url_map.bind("localhost")
             try:
-                endpoint, arguments = adapter.match(
-                    path, method=method.decode("ascii", "replace").upper()
+                rule, arguments = adapter.match(
+                    path,
+                    method=method.decode("ascii", "replace").upper(),
+                    return_rule=True,
                 )
             except NotFound:
                 continue
-            except (MethodNotAllowed, RequestRedirect):
+            except MethodNotAllowed as wrong:
+                fallback = fallback or RouteMatch(
+                    family, None, {}, _rule_for(adapter, path, wrong.valid_methods)
+                )
+                continue
+            except RequestRedirect:
+                # A path a route takes with a slash added: no route's own.
                 fallback = fallback or RouteMatch(family, None, {})
                 continue
-            return RouteMatch(family, endpoint, arguments)
+            return RouteMatch(family, rule.endpoint, arguments, rule.rule)
         return fallback
 
     def render(self, request: IRequest) -> bytes | int:
@@ -93,3 +105,15 @@ class Router(Resource):
         resource: IResource = self._resources[id(found.family)]
         rendered: bytes | int = resource.render(request)
         return rendered
+
+
+def _rule_for(adapter: Any, path: str, methods: Any) -> str:
+    """The template of the route taking ``path`` by another method."""
+    for method in methods or ():
+        try:
+            rule, _ = adapter.match(path, method=method, return_rule=True)
+        except (NotFound, MethodNotAllowed, RequestRedirect):
+            continue
+        found: str = rule.rule
+        return found
+    return ""

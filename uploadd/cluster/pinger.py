@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from uploadd.cluster.interface import NodeStatus
 from uploadd.cluster.registry import Health, Node, Registry, reason
+from uploadd.metrics import Metrics
 
 log = Logger()
 
@@ -74,6 +75,8 @@ class Pinger:
     on_change: list[Callable[[Node, Health], object]] = attrs.field(factory=list)
     _failing: WeakKeyDictionary[Node, Failing] = attrs.field(factory=WeakKeyDictionary)
 
+    metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
+
     def start(self) -> None:
         self._loop = LoopingCall(self.ping_all)
         self._loop.clock = self._clock
@@ -109,8 +112,10 @@ class Pinger:
             answer = await self._registry.ping(node, self.timeout)
         except Exception as error:
             node.client.disconnect()
+            self.metrics.pings.labels(node.id, "failed").inc()
             self._failed(node, error)
             return
+        self.metrics.pings.labels(node.id, "answered").inc()
         self._answered(node, answer, self._clock.seconds() - started)
 
     def _answered(self, node: Node, answer: NodeStatus, rtt: float) -> None:

@@ -168,12 +168,13 @@ class Repairer:
 
     async def repair(self) -> dict[str, int]:
         """One pass over every file; returns counts of what it did: files
-        examined, copies made, copies dropped. On a store several instances
-        share, only the one that leads repair makes the pass, so each lost
-        copy is made once and each surplus one dropped once."""
-        copied = dropped = examined = 0
+        examined, copies made, copies dropped, files left short of copies.
+        On a store several instances share, only the one that leads repair
+        makes the pass, so each lost copy is made once and each surplus one
+        dropped once."""
+        copied = dropped = examined = short = 0
         if not await self._store.leads("repair"):
-            return {"examined": 0, "copied": 0, "dropped": 0}
+            return {"examined": 0, "copied": 0, "dropped": 0, "short": 0}
         async for page in self._pages():
             examined += len(page)
             steps = plan(
@@ -188,8 +189,10 @@ class Repairer:
                 consumeErrors=True,
             )
             for step, (ok, done) in zip(steps, outcomes, strict=True):
-                if ok and step.verdict is Verdict.COPY:
-                    copied += done
+                if step.verdict is Verdict.COPY:
+                    made, left_short = done if ok else (0, True)
+                    copied += made
+                    short += left_short
                 elif ok and done:
                     dropped += 1
         self.last_pass = {
@@ -197,6 +200,7 @@ class Repairer:
             "examined": examined,
             "copied": copied,
             "dropped": dropped,
+            "short": short,
         }
         if self._bus is not None:
             news = {"origin": self._me, "pass": self.last_pass}
@@ -219,15 +223,16 @@ class Repairer:
             after = page[-1][0]
             yield page
 
-    def _act(self, step: Step) -> Deferred[int]:
+    def _act(self, step: Step) -> Deferred[Any]:
         if step.verdict is Verdict.COPY:
             return Deferred.fromCoroutine(self._copy(step.file_id))
         return Deferred.fromCoroutine(self._drop(step.file_id, step.node_id))
 
-    async def _copy(self, file_id: str) -> int:
-        """How many copies that count were made of ``file_id``: before and
-        after are both counted on healthy nodes only, as the replicator
-        counts (a copy on a dead node is in the store but not in its count)."""
+    async def _copy(self, file_id: str) -> tuple[int, bool]:
+        """How many copies that count were made of ``file_id``, and whether
+        it is still short of them: before and after are both counted on
+        healthy nodes only, as the replicator counts (a copy on a dead node
+        is in the store but not in its count)."""
 
         def counts(node: Node) -> bool:
             return healthy(node, self._clock.seconds(), self.repair_after)
@@ -241,12 +246,12 @@ class Repairer:
             # Short of copies without having lost one: a new file that the
             # instance which received it is still copying (repairing it too
             # would copy it twice).
-            return 0
+            return 0, True
         if not await self._replicator.can_copy(file_id):
             self._ask_holder(file_id)
-            return 0
+            return 0, True
         after = await self._replicator.replicate(file_id, counts=counts)
-        return max(0, after - before)
+        return max(0, after - before), after < self.replicas
 
     async def _settling(self, file_id: str) -> bool:
         record = await self._store.get_file(file_id)

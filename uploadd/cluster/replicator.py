@@ -29,6 +29,7 @@ from uploadd.cluster.registry import Node, Registry
 from uploadd.events import topics
 from uploadd.failures import FailureLog
 from uploadd.library import file_event
+from uploadd.metrics import Metrics
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, Replica
 
@@ -55,6 +56,7 @@ class Replicator:
     _lanes: dict[str, DeferredSemaphore] = attrs.field(factory=dict)
     _busy: set[str] = attrs.field(factory=set)
     failures: FailureLog = attrs.field(kw_only=True)
+    metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
     on_change: list[Callable[[], object]] = attrs.field(factory=list)
     _waiting: dict[str, list[Deferred[None]]] = attrs.field(factory=dict)
 
@@ -212,6 +214,7 @@ class Replicator:
 
     async def copy(self, record: FileRecord, node: Node, holders: list[Node]) -> bool:
         """One copy of ``record`` onto ``node``, verified; False if it failed."""
+        started = self._clock.seconds()
         source = self._blobs.path(record.id)
         if await self._run(source.exists):
             outcome = await node.client.put(record.id, source)
@@ -232,6 +235,8 @@ class Replicator:
         event = file_event(topics.FILE_REPLICATED, record, self._clock)
         event.payload["node_id"] = node.id
         await self._store.add_replica(replica, [event])
+        self.metrics.copies.labels(node.id, "verified").inc()
+        self.metrics.copy_seconds.observe(self._clock.seconds() - started)
         for hook in self.on_change:
             hook()
         log.info("{file_id} verified on {node_id}", file_id=record.id, node_id=node.id)
@@ -255,6 +260,7 @@ class Replicator:
         return CopyOutcome(False, "no copy to relay from")
 
     def _failed(self, file_id: str, node: Node, reason: str, detail: str) -> None:
+        self.metrics.copies.labels(node.id, "failed").inc()
         log.warn(
             "copy of {file_id} to {node_id} failed: {reason} {detail}",
             file_id=file_id,

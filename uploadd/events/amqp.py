@@ -136,6 +136,11 @@ class AmqpBus:
         return f"amqp://{self.address.host}:{self.address.port}"
 
     @property
+    def connected(self) -> bool:
+        """Connected to the broker, ready to publish."""
+        return self._publisher is not None
+
+    @property
     def announcements(self) -> str:
         """The exchange of announcements between instances."""
         return f"{self.exchange}.instances"

@@ -49,6 +49,10 @@ def _match(pattern: list[str], words: list[str]) -> bool:
 class IEventBus(Interface):
     kind = Attribute("'in-process' or 'rabbitmq': where events travel")
     published = Attribute("how many events this bus has taken, an int")
+    connected = Attribute(
+        "whether the bus takes events now, a bool (in-process: always; "
+        "RabbitMQ: while connected to the broker)"
+    )
 
     def start() -> None:
         """Begin (reach the broker); its owner calls it once, at start."""
@@ -117,6 +121,7 @@ class InProcessBus:
     hearers: list[tuple[str, Handler]] = attrs.field(factory=list)
     published: int = 0
     kind: str = "in-process"
+    connected: bool = True
 
     def start(self) -> None:
         """Nothing to reach: the queues are here."""

@@ -427,3 +427,7 @@ class IMetadataStore(Interface):
 
     def prune_events(sent_before: float) -> Awaitable[int]:
         """Forget events the bus had before ``sent_before``; how many."""
+
+    def outbox_oldest() -> Awaitable[float | None]:
+        """When the first event waiting for the bus (the next the relay
+        sends) was recorded; None when no event waits."""

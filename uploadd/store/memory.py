@@ -359,6 +359,10 @@ class MemoryStore:
     async def delete_push_subscription(self, subscription_id: str) -> bool:
         return self.push_subscriptions.pop(subscription_id, None) is not None
 
+    async def outbox_oldest(self) -> float | None:
+        pending = (e for e in self.events if e.id not in self.sent)
+        return next((e.created_at for e in pending), None)
+
     async def add_share(self, share: Share) -> None:
         if share.file_id not in self.files or share.id in self.shares:
             raise Conflict(f"share {share.id}: file {share.file_id} is unknown")

@@ -123,7 +123,7 @@ class Append:
             return record, None
         except Exception:
             if self.created:
-                await uploads.terminate(self.record)
+                await uploads.terminate(self.record, "failed")
             raise
         finally:
             self._writer.release()
@@ -147,7 +147,7 @@ class Append:
         uploads = self._uploads
         try:
             if self.created:
-                await uploads.terminate(self.record)
+                await uploads.terminate(self.record, "failed")
             elif self.check is not None:
                 await uploads.rewind(self.record)
             else:

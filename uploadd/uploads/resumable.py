@@ -11,7 +11,8 @@ any number at once as long as they do not overlap. The rules both obey are
 in :mod:`~uploadd.uploads.rules`. While bytes arrive in order the file's
 sha256 and md5 run along; after a restart or out-of-order chunks they are
 computed once at the end. Completion goes through the Library like any
-other upload.
+other upload. Each upload is counted once when it begins and once when it
+ends (stored, partial, expired or terminated), whatever requests carried it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from uploadd.auth.tokens import Principal
 from uploadd.errors import Elsewhere, Gone, NotFound
 from uploadd.ingest.sink import BlobFile, Digest, Hashes
 from uploadd.library import Library
+from uploadd.metrics import Metrics
 from uploadd.renditions import parse_requested
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, UploadRecord
@@ -71,6 +73,7 @@ class Resumable:
     #: Brings the bytes of parts other instances hold (None: one instance).
     parts: PartSource | None = None
     writers: Writers = attrs.field(factory=Writers)
+    metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
     _hashes: dict[str, Hashes] = attrs.field(factory=dict)
     _record_locks: dict[str, DeferredLock] = attrs.field(factory=dict)
     # Open uploads as last stored: only the instance holding an upload's
@@ -174,6 +177,7 @@ class Resumable:
             await self._run(self._blobs.remove_upload, upload_id)
             raise
         self._hashes[upload_id] = Hashes()
+        self.metrics.uploads_started.labels(protocol).inc()
         log.info(
             "upload {upload_id} opened ({protocol}, {length} bytes) for {owner}",
             upload_id=upload_id,
@@ -203,13 +207,18 @@ class Resumable:
             raise Elsewhere(record.holder)
         return record
 
-    async def terminate(self, record: UploadRecord) -> None:
+    async def terminate(
+        self, record: UploadRecord, outcome: str = "terminated"
+    ) -> None:
+        """Forget the upload and its bytes; it ended with ``outcome``
+        (``failed``: it broke before anyone learnt of it)."""
         # The bytes go first: on a full disk their room is what lets the
         # database record the deletion.
         await self._run(self._blobs.remove_upload, record.id)
         await self._store.delete_upload(record.id)
         self._records.pop(record.id, None)
         self._hashes.pop(record.id, None)
+        self.metrics.upload_ended(record.protocol, outcome)
         log.info("upload {upload_id} terminated", upload_id=record.id)
 
     async def delete(self, owner: Principal, upload_id: str) -> None:
@@ -265,6 +274,7 @@ class Resumable:
             await self._run(self._blobs.remove_upload, record.id)
             await self.save(attrs.evolve(record, state=rules.EXPIRED))
             self._hashes.pop(record.id, None)
+            self.metrics.upload_ended(record.protocol, "expired")
             log.info("upload {upload_id} expired", upload_id=record.id)
         return len(expired)
 
@@ -331,6 +341,7 @@ class Resumable:
         if record.concat == rules.PARTIAL:
             record = attrs.evolve(record, state=rules.COMPLETE, received=length)
             await self.save(record)
+            self.metrics.upload_ended(record.protocol, "partial")
             return record, None
         metadata = record.metadata
         stored = await self._library.store(
@@ -348,6 +359,8 @@ class Resumable:
         )
         await self.save(record)
         self._hashes.pop(record.id, None)
+        took = self._clock.seconds() - record.created_at
+        self.metrics.upload_ended(record.protocol, "stored", took)
         return record, stored
 
     async def assemble(

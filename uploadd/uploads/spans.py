@@ -106,7 +106,7 @@ class SpanWrite:
             )
         except Exception:
             if self.created:
-                await self._uploads.terminate(self.record)
+                await self._uploads.terminate(self.record, "failed")
             raise
         finally:
             self._release()
@@ -121,7 +121,7 @@ class SpanWrite:
         knows the id of goes."""
         try:
             if self.created:
-                await self._uploads.terminate(self.record)
+                await self._uploads.terminate(self.record, "failed")
             elif written:
                 digest = Digest(written, "", "")
                 await self._uploads.cover(
@@ -153,5 +153,5 @@ async def complete(
         return await uploads.finish(owner, record, digest)
     except Exception:
         if created:
-            await uploads.terminate(record)
+            await uploads.terminate(record, "failed")
         raise

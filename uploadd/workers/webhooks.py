@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from noded.reactor import IReactor
 from uploadd.events.bus import IEventBus, matches
 from uploadd.failures import FailureLog
+from uploadd.metrics import Metrics
 from uploadd.store.interface import Delivery, Event, IMetadataStore, Webhook
 from uploadd.workers.targets import PublicEndpoints
 
@@ -98,6 +99,7 @@ class WebhookPusher:
     _clock: IReactorTime
     _post: Poster
     failures: FailureLog | None = None
+    metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
 
     def attach(self, bus: IEventBus, concurrency: int | None = None) -> None:
         bus.subscribe("push.webhooks", "#", self.handle, concurrency)
@@ -142,6 +144,10 @@ class WebhookPusher:
             error = None if 200 <= status < 300 else f"HTTP {status}"
         except Exception as failure:
             error = f"{type(failure).__name__}: {failure}"
+        outcome = (
+            "unreachable" if status is None else "refused" if error else "delivered"
+        )
+        self.metrics.deliveries.labels(outcome).inc()
         attempts = (previous.attempts if previous else 0) + 1
         await self._store.save_delivery(
             Delivery(

@@ -21,6 +21,7 @@ from uploadd.auth.tokens import Principal, TokenIssuer
 from uploadd.config import Config
 from uploadd.events.bus import IEventBus
 from uploadd.failures import FailureLog
+from uploadd.metrics import Metrics
 from uploadd.store.interface import IMetadataStore
 from uploadd.workers.client import RenditionsClient
 from uploadd.workers.email import EmailPusher, smtp_mailer
@@ -68,13 +69,16 @@ def push_role(
     poster: Poster | None = None,
     failures: FailureLog | None = None,
     vapid: Vapid | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Webhooks always; email when ``[smtp] host`` is set; Web Push with
     ``vapid``, or (a worker process) the key uploadd uses, when there is one
-    to read."""
+    to read. Webhook deliveries are counted on ``metrics`` (a worker
+    process serves none: its own)."""
     concurrency = config.workers.push_concurrency
     post = poster or treq_poster(reactor, allow_private=config.webhooks.allow_private)
-    WebhookPusher(store, reactor, post, failures).attach(bus, concurrency)
+    pusher = WebhookPusher(store, reactor, post, failures, metrics=metrics or Metrics())
+    pusher.attach(bus, concurrency)
     if vapid is None:
         try:
             vapid = vapid_of(config, create=False)

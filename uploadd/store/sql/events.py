@@ -73,6 +73,14 @@ class EventsAndWebhooks(SQLBase):
         pruned: int = await self._write(run)
         return pruned
 
+    async def outbox_oldest(self) -> float | None:
+        # The first pending row by id, found through events_pending.
+        rows = await self._query(
+            "SELECT created_at FROM events WHERE sent_at IS NULL ORDER BY id LIMIT 1"
+        )
+        oldest: float | None = rows[0][0] if rows else None
+        return oldest
+
     async def add_webhook(self, webhook: Webhook) -> None:
         def run(cursor: Cursor) -> None:
             cursor.execute(
