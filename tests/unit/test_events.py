@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -11,6 +12,8 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
 from tests.support import auth, harness, now
+from uploadd.api.live import LiveHub, _Listener
+from uploadd.auth.tokens import Principal
 from uploadd.events.bus import InProcessBus, matches
 from uploadd.events.relay import OutboxRelay
 from uploadd.store.interface import Event
@@ -126,3 +129,25 @@ def test_the_amqp_spec_ships_and_loads() -> None:
     assert (spec.major, spec.minor) == (0, 9)
     assert "commit" in [m.name for m in spec.classes.byname["tx"].methods]
     assert "select" in [m.name for m in spec.classes.byname["confirm"].methods]
+
+
+def test_a_live_stream_gets_an_event_once_though_the_bus_repeats_it() -> None:
+    """The bus delivers at least once (a publish the broker took but did
+    not confirm is sent again): the hub writes each event id to a stream
+    once; events without an id (not from the outbox) are never dropped."""
+    written: list[bytes] = []
+
+    class Stream:
+        def write(self, data: bytes) -> None:
+            written.append(data)
+
+    hub = LiveHub(Clock())
+    hub.add(_Listener(cast(Any, Stream()), Principal(1, "alice", frozenset())))
+    stored = Event("file.stored", {"filename": "a.txt"}, 1, 1.0, 7)
+    for event in (stored, stored, Event("file.stored", {"n": 2}, 1, 2.0, 8), stored):
+        now(hub.deliver(event))
+    loose = Event("upload.note", {"x": 1}, 1, 3.0)
+    for _ in range(2):
+        now(hub.deliver(loose))
+    ids = [m.split(b"\n", 1)[0] for m in written]
+    assert ids == [b"id: 7", b"id: 8", b"id: 0", b"id: 0"]

@@ -10,6 +10,7 @@ from the published events the store keeps (``[events] replay``).
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -36,6 +37,10 @@ def sse(event: Event) -> bytes:
     """One Server-Sent Events message."""
     data = json.dumps({"topic": event.topic, **event.payload})
     return f"id: {event.id}\nevent: {event.topic}\ndata: {data}\n\n".encode()
+
+
+#: How many event ids the hub remembers to drop a second delivery of one.
+RECENT = 4096
 
 
 @attrs.define(eq=False)
@@ -66,6 +71,7 @@ class LiveHub:
     followers: dict[str, list[Follower]] = attrs.field(factory=dict)
     slides: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     _beat: LoopingCall | None = None
+    _recent: OrderedDict[int, None] = attrs.field(factory=OrderedDict)
 
     def follow(self, file_id: str, follower: Follower) -> None:
         """``follower`` gets every presenter move on ``file_id``, starting now."""
@@ -95,6 +101,15 @@ class LiveHub:
         bus.subscribe("live", "#", self.deliver, each_instance=True)
 
     async def deliver(self, event: Event) -> None:
+        if event.id:
+            # The bus delivers at least once: an event whose publication the
+            # broker took but could not confirm (it went down) is published
+            # again. Streams get it once.
+            if event.id in self._recent:
+                return
+            self._recent[event.id] = None
+            if len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
         if event.topic == topics.SLIDESHOW_CONTROL:
             state = event.payload
             self.slides[state["file_id"]] = state
