@@ -37,13 +37,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU of a process and every descendant, those gone included: each
-    process's own time plus its reaped children's (cutime, cstime), so a
-    server forking short-lived workers (PostgreSQL's backends, RabbitMQ's
-    script around beam) is counted whole; compare two readings."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process: its parent and its CPU-seconds with its reaped
+    children's (utime, stime, cutime, cstime)."""
+    found = {}
+    hertz = os.sysconf("SC_CLK_TCK")
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -51,16 +49,30 @@ def tree_cpu_seconds(pid: int) -> float:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = sum(int(f) for f in fields[11:15])
+        found[int(entry.name)] = (int(fields[1]), sum(map(int, fields[11:15])) / hertz)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and every descendant, those gone included: each
+    process's own time plus its reaped children's (cutime, cstime), so a
+    server forking short-lived workers (PostgreSQL's backends, RabbitMQ's
+    script around beam) is counted whole; compare two readings."""
+    processes = _processes()
     wanted, found = {pid}, True
     while found:
         found = False
-        for child, parent in parents.items():
+        for child, (parent, _) in processes.items():
             if parent in wanted and child not in wanted:
                 wanted.add(child)
                 found = True
-    return sum(times.get(p, 0) for p in wanted) / os.sysconf("SC_CLK_TCK")
+    return sum(processes[p][1] for p in wanted if p in processes)
+
+
+def all_cpu_seconds() -> float:
+    """CPU of every process on the machine, kernel threads included, counted
+    as :func:`tree_cpu_seconds` does; compare two readings."""
+    return sum(seconds for _, seconds in _processes().values())
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -47,6 +47,7 @@ from common import (
     HERE,
     MIB,
     Body,
+    all_cpu_seconds,
     cpu_seconds,
     in_rounds,
     machine,
@@ -290,6 +291,7 @@ def ingest(
                 "PostgreSQL": lambda: tree_cpu_seconds(cluster.pid or 0),
                 "RabbitMQ": lambda: tree_cpu_seconds(broker_pid),
                 "client": client_cpu,
+                "all processes": all_cpu_seconds,
                 **{
                     f"machine {name}": lambda name=name: machine_cpu()[name]  # type: ignore[misc]
                     for name in ("busy", "iowait", "idle")
@@ -311,6 +313,10 @@ def ingest(
                 )
                 elapsed = time.monotonic() - started
             cpu = {name: read() - before[name] for name, read in readers.items()}
+            cpu["other processes"] = cpu["all processes"] - sum(
+                cpu[name]
+                for name in ("uploadd", "HAProxy", "PostgreSQL", "RabbitMQ", "client")
+            )
             measured[layout].append(
                 Run(
                     elapsed,
@@ -407,6 +413,7 @@ def report(
         )
     rate = median_rates(times, total)
     servers = ("HAProxy", "PostgreSQL", "RabbitMQ", "client")
+    others = "other processes"
     ingest_rows = [
         "| behind HAProxy | MiB/s aggregate (median) | vs one instance "
         "| peak RSS per instance (VmHWM) |",
@@ -415,8 +422,9 @@ def report(
     cpu_rows = [
         "| behind HAProxy | uploadd (per instance) | its reactor threads | "
         + " | ".join(servers)
-        + " | these processes, of all CPUs | machine busy / iowait / idle |",
-        "|---|" + "---|" * (len(servers) + 4),
+        + f" | {others} | these processes, of all CPUs "
+        "| machine busy / iowait / idle |",
+        "|---|" + "---|" * (len(servers) + 5),
     ]
     cpus = os.cpu_count() or 1
     for layout, measured in runs.items():
@@ -446,7 +454,7 @@ def report(
             + (f" ({each})" if len(names) > 1 else "")
             + f" | {per_gib('reactor threads'):.2f} | "
             + " | ".join(f"{per_gib(c):.2f}" for c in servers)
-            + f" | {share(('uploadd', *servers))} | "
+            + f" | {per_gib(others):.2f} | {share(('uploadd', *servers))} | "
             + " / ".join(share((f"machine {n}",)) for n in ("busy", "iowait", "idle"))
             + " |"
         )
@@ -492,10 +500,13 @@ def report(
             "",
             "CPU-seconds per GiB ingested, median of rounds (uploadd summed over "
             "its instances, their main threads, which run the reactor, a part of "
-            "that; client: the benchmark's sending threads); then the share of "
-            f"{cpus} CPUs x the run's wall time these processes used, and what "
-            "the whole machine did meanwhile (/proc/stat; busy includes the "
-            "kernel's writeback and anything else running):",
+            "that; client: the benchmark's sending threads; other processes: "
+            "everything else on the machine, kernel threads such as writeback "
+            "included: well above zero, other work shared the CPUs and the rates "
+            "are not comparable); then the share of "
+            f"{cpus} CPUs x the run's wall time the benchmark's processes used, "
+            "and what the whole machine did meanwhile (/proc/stat; busy also "
+            "counts interrupt handling):",
             "",
             *cpu_rows,
             "",
