@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run run-cluster test lint unit integration bench bench-peers clean
+.PHONY: setup run run-cluster test lint unit integration bench bench-peers bench-scaleout clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,11 @@ integration: setup
 bench: setup bench-peers
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/resumable.py
+
+# SQLite vs PostgreSQL per tus chunk, one vs two instances behind HAProxy
+# (private PostgreSQL, RabbitMQ and HAProxy on loopback)
+bench-scaleout: setup
+	$(BIN)/python bench/scaleout.py
 
 # the peers uploadd is measured against: @tus/server (npm), tuspyserver (PyPI)
 bench-peers: bench/work/peers-venv/.installed

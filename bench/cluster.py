@@ -31,6 +31,7 @@ from common import (
     HERE,
     MIB,
     Body,
+    cpu_seconds,
     machine,
     parse_size,
     server,
@@ -108,11 +109,6 @@ def wait(check: Callable[[], bool], within: float) -> float:
             raise RuntimeError("timed out")
         time.sleep(0.05)
     return time.monotonic() - started
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def admin_token(work: Path) -> str:

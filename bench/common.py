@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +29,55 @@ def peak_kib(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise RuntimeError("no VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """Every process: its parent and its CPU-seconds with its reaped
+    children's (utime, stime, cutime, cstime)."""
+    found = {}
+    hertz = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(fields[1]), sum(map(int, fields[11:15])) / hertz)
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and every descendant, those gone included: each
+    process's own time plus its reaped children's (cutime, cstime), so a
+    server forking short-lived workers (PostgreSQL's backends, RabbitMQ's
+    script around beam) is counted whole; compare two readings."""
+    processes = _processes()
+    wanted, found = {pid}, True
+    while found:
+        found = False
+        for child, (parent, _) in processes.items():
+            if parent in wanted and child not in wanted:
+                wanted.add(child)
+                found = True
+    return sum(processes[p][1] for p in wanted if p in processes)
+
+
+def all_cpu_seconds() -> float:
+    """CPU of every process on the machine, kernel threads included, counted
+    as :func:`tree_cpu_seconds` does; compare two readings."""
+    return sum(seconds for _, seconds in _processes().values())
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def wait_for(path: Path, process: subprocess.Popen[bytes]) -> int:
@@ -64,28 +113,37 @@ def server(
             process.wait()
 
 
-def uploadd(work: Path) -> tuple[list[str], Path, dict[str, str], Callable[[], str]]:
+def uploadd(
+    work: Path, settings: Mapping[str, str] | None = None, add_user: bool = True
+) -> tuple[list[str], Path, dict[str, str], Callable[[], str]]:
     """The twistd command for an uploadd in ``work``, its port file, its
-    environment, and a function giving a bearer token for user 'bench'."""
+    environment, and a function giving a bearer token for user 'bench'.
+
+    ``settings`` ({"database-url": ...}) become options of the server and
+    UPLOADD_* variables of uploadctl; with a database shared with an
+    uploadd made before, ``add_user=False`` (user 'bench' is there)."""
     data = work / "uploadd"
     data.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPLOADD_")}
     ctl_env = {**env, "UPLOADD_DATA_DIR": str(data)}
-    subprocess.run(
-        [
-            str(BIN / "uploadctl"),
-            "--create",
-            "user",
-            "add",
-            "bench",
-            "--scope",
-            "write",
-        ],
-        input=b"bench-password\n",
-        env=ctl_env,
-        check=True,
-        capture_output=True,
-    )
+    for name, value in (settings or {}).items():
+        ctl_env["UPLOADD_" + name.upper().replace("-", "_")] = value
+    if add_user:
+        subprocess.run(
+            [
+                str(BIN / "uploadctl"),
+                "--create",
+                "user",
+                "add",
+                "bench",
+                "--scope",
+                "write",
+            ],
+            input=b"bench-password\n",
+            env=ctl_env,
+            check=True,
+            capture_output=True,
+        )
 
     def token() -> str:
         done = subprocess.run(
@@ -104,6 +162,7 @@ def uploadd(work: Path) -> tuple[list[str], Path, dict[str, str], Callable[[], s
         "uploadd",
         "--port=0",
         f"--data-dir={data}",
+        *(f"--{name}={value}" for name, value in (settings or {}).items()),
     ]
     return command, data / "uploadd.port", env, token
 

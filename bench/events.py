@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import HERE, machine, server, uploadd, write_section
+from common import HERE, machine, percentile, server, uploadd, write_section
 
 sys.path.insert(0, str(HERE.parent))
 
@@ -147,11 +147,6 @@ def latencies(work: Path, uploads: int, sound: bytes, *options: str) -> list[flo
             found.append(started.at[file_id] - stored)
         started.close()
     return found
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def transcode_latency(uploads: int) -> dict[str, list[float]]:

@@ -43,9 +43,16 @@ PEERS_VENV = HERE / "work" / "peers-venv"
 
 
 def tus_upload(
-    port: int, path: str, size: int, chunk: int, body: Body, token: str | None
+    port: int,
+    path: str,
+    size: int,
+    chunk: int,
+    body: Body,
+    token: str | None,
+    latencies: list[float] | None = None,
 ) -> float:
-    """Create a tus upload and PATCH it full; seconds taken."""
+    """Create a tus upload and PATCH it full; seconds taken. Each PATCH's
+    seconds (request sent to response read) go to ``latencies``."""
     auth = {"Authorization": f"Bearer {token}"} if token else {}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     started = time.monotonic()
@@ -66,6 +73,7 @@ def tus_upload(
     )
     for offset in range(0, size, chunk):
         data = body.chunk(offset, min(chunk, size - offset))
+        sent = time.monotonic()
         connection.request(
             "PATCH",
             target,
@@ -81,6 +89,8 @@ def tus_upload(
         response.read()
         if response.status != 204:
             raise RuntimeError(f"PATCH at {offset} failed: {response.status}")
+        if latencies is not None:
+            latencies.append(time.monotonic() - sent)
     elapsed = time.monotonic() - started
     connection.close()
     return elapsed

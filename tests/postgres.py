@@ -38,6 +38,8 @@ class Cluster:
     base: Path
     port: int
     pid: int | None = None
+    #: Off for the tests; on for a benchmark that compares commit costs.
+    fsync: bool = False
 
     @property
     def data(self) -> Path:
@@ -69,8 +71,11 @@ class Cluster:
             capture_output=True,
             timeout=120,
         )
-        # fsync off: a test cluster never needs to survive a power cut.
-        options = f"-p {self.port} -k {self.base} -h 127.0.0.1 -c fsync=off"
+        # fsync off unless asked: a test cluster never needs to survive a
+        # power cut.
+        options = f"-p {self.port} -k {self.base} -h 127.0.0.1"
+        if not self.fsync:
+            options += " -c fsync=off"
         subprocess.run(
             _as_server_user(
                 [
@@ -142,11 +147,16 @@ class Cluster:
                 time.sleep(0.1)
 
 
-def start_cluster() -> Cluster:
-    """A running private cluster in a new temporary directory."""
+def start_cluster(fsync: bool = False, parent: str | None = None) -> Cluster:
+    """A running private cluster in a new temporary directory (in ``parent``,
+    else the system's)."""
     if not (BINDIR / "initdb").exists():
         raise RuntimeError("postgresql 15 is not installed (make setup installs it)")
-    cluster = Cluster(Path(tempfile.mkdtemp(prefix="uploadd-pg-")), free_port())
+    cluster = Cluster(
+        Path(tempfile.mkdtemp(prefix="uploadd-pg-", dir=parent)),
+        free_port(),
+        fsync=fsync,
+    )
     try:
         cluster.start()
     except BaseException:
