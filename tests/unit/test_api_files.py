@@ -325,7 +325,14 @@ class WatchingStore(MemoryStore):
 
 
 class BrokenStore(MemoryStore):
-    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
+    async def list_files(
+        self,
+        owner_id: int | None,
+        offset: int,
+        limit: int,
+        search: str = "",
+        order: str = "-created",
+    ) -> Page:
         raise OSError("/secret/path/db is on fire")
 
 
