@@ -49,6 +49,7 @@ integration: setup
 bench: setup bench-peers
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/resumable.py
+	$(BIN)/python bench/browser.py
 
 # the peers uploadd is measured against: @tus/server (npm), tuspyserver (PyPI)
 bench-peers: bench/work/peers-venv/.installed
