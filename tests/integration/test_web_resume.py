@@ -6,13 +6,17 @@ offers Retry only when trying again can help."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import math
 import os
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -56,6 +60,72 @@ def offline(driver: WebDriver, cut: bool, upload: int = -1) -> None:
         {"offline": cut, "latency": 0, "downloadThroughput": -1,
          "uploadThroughput": upload},
     )  # fmt: skip
+
+
+@attrs.define
+class BodyLimit:
+    """A reverse proxy before uploadd that refuses request bodies over
+    ``limit`` bytes with 413, as nginx's ``client_max_body_size`` does;
+    it answers HTTP/1.0 (each response ends with its connection)."""
+
+    target: int
+    limit: int
+    refused: int = 0
+    largest: int = 0
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return self._server.server_address[1]
+
+    def start(self) -> BodyLimit:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > proxy.limit:
+                    proxy.refused += 1
+                    self.rfile.read(length)
+                    self.send_response(413)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.command != "GET":
+                    proxy.largest = max(proxy.largest, length)
+                upstream = http.client.HTTPConnection("127.0.0.1", proxy.target)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() != "connection"}  # fmt: skip
+                upstream.request(
+                    self.command, self.path, self.rfile.read(length), headers
+                )
+                answer = upstream.getresponse()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.end_headers()
+                while block := answer.read1(65536):
+                    self.wfile.write(block)
+                    self.wfile.flush()
+                upstream.close()
+
+            do_GET = do_POST = do_PATCH = do_HEAD = relay
+            do_DELETE = do_OPTIONS = do_PUT = relay
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
 
 def settled(daemon: Daemon) -> list[dict[str, Any]]:
@@ -189,4 +259,28 @@ def test_a_failed_upload_says_why_and_offers_retry_only_when_it_can_help(
         # Only the part uploadd did not hold was sent again: one upload.
         assert daemon.log().count('"POST /uploads/ HTTP/1.1" 201') == 1
     finally:
+        daemon.stop()
+
+
+def test_behind_a_proxy_that_limits_bodies_the_page_sends_smaller_chunks(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """The page sends a file whole in one PATCH; a proxy refusing bodies
+    over 8 MiB answers it 413, and the upload goes on in chunks the proxy
+    lets through, byte-exact, with no failure shown."""
+    body = tmp_path / "behind.bin"
+    body.write_bytes(os.urandom(20 * 1000 * 1000))
+    daemon = start(tmp_path / "uploadd")
+    proxy = BodyLimit(daemon.port, 8 * MIB).start()
+    try:
+        sign_in(browser, attrs.evolve(daemon, port=proxy.port), "alice", PASSWORD)
+        browser.find_element(By.ID, "picker").send_keys(str(body))
+        row = eventually(lambda: shown(browser, "#uploads li"))
+        eventually(lambda: "Stored: 100%" in row.text, 60, "stored through the proxy")
+        assert "failed" not in (row.get_attribute("class") or "")
+        assert proxy.refused >= 1 and 0 < proxy.largest <= 8 * MIB
+        (stored,) = daemon.json("GET", "/files")["results"]
+        assert stored["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
+    finally:
+        proxy.stop()
         daemon.stop()

@@ -212,12 +212,16 @@ function route() {
 // -- uploads ---------------------------------------------------------------------------
 
 // How the page sends a file (tus): chunks of chunkSize, and from parallelFrom
-// bytes on, parallelParts parts side by side that uploadd joins. One
-// connection with 64 MiB chunks is what bench/browser.py measured fastest
-// (bench/RESULTS.md): joining parts costs uploadd a second read of the file
-// to hash it. Where one connection is the bottleneck (a long, lossy path),
-// localStorage "uploadd.tus" (JSON) may ask for parts; tuning runs use it.
-const TUS_DEFAULTS = { chunkSize: 64 * MiB, parallelParts: 1, parallelFrom: 64 * MiB };
+// bytes on, parallelParts parts side by side that uploadd joins. The whole
+// file in one PATCH on one connection is what bench/browser.py measured
+// fastest (bench/RESULTS.md): Chromium sends a whole File for half the CPU
+// of a slice, and joining parts costs uploadd a second read of the file to
+// hash it. uploadd keeps what an interrupted PATCH brought, so nothing is
+// lost by sending it whole; a proxy that limits request bodies (a PATCH
+// refused 413) gets smaller chunks (resume.js). Where one connection is the
+// bottleneck (a long, lossy path), localStorage "uploadd.tus" (JSON) may ask
+// for parts; tuning runs use it too.
+const TUS_DEFAULTS = { chunkSize: Infinity, parallelParts: 1, parallelFrom: 64 * MiB };
 
 function tusSettings() {
   try {

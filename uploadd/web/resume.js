@@ -9,6 +9,7 @@
 
 const Resume = (() => {
   const MiB = 1024 * 1024;
+  const SMALLEST_CHUNK = 256 * 1024;
 
   // -- fingerprints ---------------------------------------------------------
 
@@ -151,6 +152,22 @@ const Resume = (() => {
     return error;
   }
 
+  // tus-js-client slices even a whole file. Given whole, a File goes by
+  // Chromium's cheaper path (its network service reads the file itself):
+  // about half the browser's CPU of a slice (bench/browser.py).
+  const wholeFiles = {
+    async openFile(input) {
+      return {
+        size: input.size,
+        slice: async (start, end) => ({
+          value: start === 0 && end >= input.size ? input : input.slice(start, end),
+          done: end >= input.size,
+        }),
+        close() {},
+      };
+    },
+  };
+
   // One file sent as one tus upload, or as ``parts`` partial uploads sent
   // side by side and then joined; continued from ``from`` (an offer) if given.
   // ``hooks``: onProgress(sent, total), onSuccess(), onError(error).
@@ -177,6 +194,7 @@ const Resume = (() => {
           endpoint: settings.endpoint,
           uploadUrl: from ? from.urls[index] : null,
           chunkSize: settings.chunkSize,
+          fileReader: wholeFiles,
           retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
           metadata,
           headers: count === 1 ? {} : { "Upload-Concat": "partial" },
@@ -191,7 +209,7 @@ const Resume = (() => {
             part.done = true;
             this.partDone();
           },
-          onError: (error) => this.fail(error),
+          onError: (error) => this.partFailed(part, error),
         });
         return part;
       });
@@ -212,6 +230,22 @@ const Resume = (() => {
     // Stop sending; with ``terminate``, uploadd forgets what it holds too.
     async abort(terminate = false) {
       await Promise.all(this.parts.map((part) => part.upload.abort(terminate).catch(() => {})));
+    }
+
+    // A PATCH refused 413 met a proxy's limit on request bodies (uploadd
+    // refuses a too large upload when it is created): the part goes on in
+    // smaller chunks, down to 256 KiB.
+    partFailed(part, error) {
+      const response = error && error.originalResponse;
+      const request = error && error.originalRequest;
+      const options = part.upload.options;
+      if (response && response.getStatus() === 413 && request && request.getMethod() === "PATCH"
+          && options.chunkSize > SMALLEST_CHUNK) {
+        options.chunkSize = Math.max(SMALLEST_CHUNK, Math.min(options.chunkSize, 64 * MiB) / 4);
+        part.upload.start();
+        return;
+      }
+      this.fail(error);
     }
 
     fail(error) {
