@@ -47,11 +47,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 CHROMIUM = Path("/usr/bin/chromium")
 DRIVER = Path("/usr/bin/chromedriver")
-#: The page as it ships (None: 1 part, 64 MiB chunks), and other tus
-#: settings measured beside it.
+#: The page as it ships (None), and other tus settings measured beside it.
 VARIANTS: dict[str, dict[str, int] | None] = {
     "page as shipped": None,
     "1 part, 16 MiB chunks": {"chunkSize": 16 * MIB, "parallelParts": 1},
+    "1 part, 64 MiB chunks": {"chunkSize": 64 * MIB, "parallelParts": 1},
     "1 part, 128 MiB chunks": {"chunkSize": 128 * MIB, "parallelParts": 1},
     "3 parts, 16 MiB chunks": {"chunkSize": 16 * MIB, "parallelParts": 3,
                                "parallelFrom": 0},
@@ -184,15 +184,16 @@ def curl_upload(port: int, path: Path, token: str) -> float:
     return elapsed
 
 
-def describe(settings: dict[str, int]) -> str:
-    """The page's TUS_DEFAULTS in words."""
-    chunk = f"{settings['chunkSize'] // MIB} MiB chunks"
-    if settings["parallelParts"] <= 1:
-        return f"1 part, {chunk}"
-    return (
-        f"{settings['parallelParts']} parts from "
-        f"{settings['parallelFrom'] // MIB} MiB, {chunk}"
+def describe(settings: dict[str, int | None]) -> str:
+    """The page's TUS_DEFAULTS in words (an infinite chunk comes as None)."""
+    size = settings["chunkSize"]
+    chunk = (
+        "the whole file in one PATCH" if size is None else f"{size // MIB} MiB chunks"
     )
+    parts, start = settings["parallelParts"] or 1, settings["parallelFrom"] or 0
+    if parts <= 1:
+        return f"1 part, {chunk}"
+    return f"{parts} parts from {start // MIB} MiB, {chunk}"
 
 
 def clean(work: Path) -> None:
@@ -252,7 +253,7 @@ def main() -> None:
     )
     times: dict[str, list[float]] = {}
     cpu: dict[str, list[tuple[float, float]]] = {}
-    shipped: dict[str, int] = {}
+    shipped: dict[str, int | None] = {}
     try:
         path = work / "bench.bin"
         body = Body()
