@@ -121,11 +121,14 @@ const Resume = (() => {
   }
 
   // The offer to continue ``file`` from: the one with its fingerprint that
-  // holds most and that no upload on this page is sending.
+  // holds most and that no upload on this page is sending or about to.
   function match(found, print, file, busy) {
     const fits = found.filter((o) => o.fingerprint === print && o.size === file.size && !o.broken
-      && o.urls.every((url) => !busy.has(url)));
-    return fits.sort((a, b) => b.held - a.held)[0] || null;
+      && !o.taken && o.urls.every((url) => !busy.has(url)));
+    const best = fits.sort((a, b) => b.held - a.held)[0] || null;
+    // The same file chosen twice at once continues once, and starts afresh once.
+    if (best) best.taken = true;
+    return best;
   }
 
   // -- transfers --------------------------------------------------------------
