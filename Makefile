@@ -50,6 +50,7 @@ integration: setup
 bench: setup bench-peers
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/resumable.py
+	$(BIN)/python bench/browser.py
 
 # SQLite vs PostgreSQL per tus chunk, one vs two instances behind HAProxy
 # (private PostgreSQL, RabbitMQ and HAProxy on loopback)

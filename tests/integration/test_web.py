@@ -57,6 +57,14 @@ def throttle(driver: WebDriver, upload: int) -> None:
     )  # fmt: skip
 
 
+def tus_settings(driver: WebDriver, settings: dict[str, int]) -> None:
+    """The page's tus settings (chunk size, parallel parts) for the uploads
+    chosen next, over what it ships with."""
+    driver.execute_script(
+        "localStorage.setItem('uploadd.tus', arguments[0])", json.dumps(settings)
+    )
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[WebDriver]:
     driver = chromium(tmp_path / "chromium")
@@ -77,7 +85,11 @@ def sign_in(driver: WebDriver, daemon: Daemon, name: str, password: str) -> None
     driver.find_element(By.ID, "username").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.CSS_SELECTOR, "#signin-form button").click()
-    eventually(lambda: shown(driver, "#view-upload"), what="the upload page")
+    # The first page each may see: Upload for writers, the Library for readers.
+    eventually(
+        lambda: shown(driver, "#view-upload") or shown(driver, "#view-library"),
+        what="the first page",
+    )
 
 
 def screenshots(driver: WebDriver, name: str) -> None:
@@ -132,7 +144,6 @@ def test_an_upload_survives_a_reload_and_resumes_from_the_server_offset(
         assert stored["sha256"] == hashlib.sha256(body.read_bytes()).hexdigest()
         browser.get(daemon.base + "/#/library")
         eventually(lambda: "big.bin" in browser.find_element(By.ID, "files").text)
-        screenshots(browser, "library")
     finally:
         daemon.stop()
 
@@ -141,7 +152,8 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
     browser: WebDriver, tmp_path: Path
 ) -> None:
     """alice (write) sees no Admin link and the API refuses her; root sees
-    the test's two nodes with their state."""
+    the test's two nodes with their state, and a failed webhook delivery
+    names the receiver's URL."""
     nodes = [start_node(tmp_path / name, name) for name in ("n1", "n2")]
     daemon = None
     try:
@@ -154,8 +166,17 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
             f"--cluster-secret={SECRET}",
             f"--cluster-nodes={seeds}",
             "--cluster-ping-interval=0.5s",
+            "--webhooks-allow-private=true",
         )
         admin_token = add_user(daemon.data_dir, "root", "admin", "root-password")
+        as_root = {"Authorization": f"Bearer {admin_token}"}
+        # A webhook whose receiver is down (nothing listens on port 9).
+        status, _, _ = daemon.request(
+            "POST", "/webhooks", b"url=http://127.0.0.1:9/hooks/in&events=file.*",
+            **as_root, **{"Content-Type": "application/x-www-form-urlencoded"},
+        )  # fmt: skip
+        assert status == 201
+        daemon.request("PUT", "/files/hooked.txt?renditions=none", b"x", **as_root)
         sign_in(browser, daemon, "alice", PASSWORD)
         assert shown(browser, "#admin-link") is None
         assert daemon.request("GET", "/admin/nodes")[0] == 403
@@ -170,6 +191,12 @@ def test_the_admin_console_is_for_admins_and_lists_the_nodes(
 
         eventually(listed_up, 30, "n1 and n2 listed up")
         assert "Outbox" in browser.find_element(By.ID, "pipeline").text
+        failures = browser.find_element(By.ID, "failures")
+        eventually(
+            lambda: "to http://127.0.0.1:9/hooks/in" in failures.text,
+            15,
+            "the webhook's failure listed with its URL",
+        )
         screenshots(browser, "admin")
         # Add a node from the console (nothing listens there: it is down),
         # then remove it after the confirmation.
@@ -382,14 +409,19 @@ def test_pause_resume_and_cancel(browser: WebDriver, tmp_path: Path) -> None:
 def test_several_files_at_once_and_parallel_chunks(
     browser: WebDriver, tmp_path: Path
 ) -> None:
-    """Two files chosen together both arrive; the 70 MB one goes as three
-    parallel tus uploads concatenated by uploadd, byte-exact."""
+    """Two files chosen together both arrive; asked for parallel parts, the
+    page sends the 70 MB one as three partial tus uploads that uploadd
+    joins, byte-exact."""
     large, small = tmp_path / "large.bin", tmp_path / "small.txt"
     large.write_bytes(os.urandom(70 * 1000 * 1000))
     small.write_bytes(b"several at once\n")
     daemon = start(tmp_path / "uploadd")
     try:
         sign_in(browser, daemon, "alice", PASSWORD)
+        tus_settings(
+            browser,
+            {"chunkSize": 16 * 2**20, "parallelParts": 3, "parallelFrom": 64 * 2**20},
+        )
         browser.find_element(By.ID, "picker").send_keys(f"{large}\n{small}")
         uploads = browser.find_element(By.ID, "uploads")
         eventually(lambda: uploads.text.count("Stored: 100%") == 2, 90, "both stored")

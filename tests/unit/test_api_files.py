@@ -130,6 +130,51 @@ async def test_listing_is_paginated_and_private(app: Harness) -> None:
 
 
 @pytest_twisted.ensureDeferred()
+async def test_listing_searches_names_sorts_and_pages_through_thousands(
+    app: Harness,
+) -> None:
+    """?q= keeps the files whose name contains it, ?sort= orders them by
+    name, size or date; the next and previous links keep both. Among 2,500
+    files a page is 50 and the last one has no next."""
+    token = app.user("alice")
+    for n in range(2500):
+        name = f"{'report' if n % 2 else 'photo'}-{n:04d}.bin"
+        record = FileRecord(
+            f"id{n:04d}", 1, name, n, "s" * 64, "m" * 32, "x/y", float(n)
+        )
+        app.store.files[record.id] = record
+
+    async def listed(**params: str) -> Any:
+        response = await app.call("GET", "/files", params=params, headers=auth(token))
+        assert response.code == 200, response.body
+        return response.json()
+
+    first = await listed(q="REPORT-", sort="name", page_size="50")
+    assert first["count"] == 1250
+    names = [r["filename"] for r in first["results"]]
+    assert names[:2] == ["report-0001.bin", "report-0003.bin"] and len(names) == 50
+    assert first["next"] == (
+        "http://uploadd/files?page=2&page_size=50&q=REPORT-&sort=name"
+    )
+    last = await listed(q="REPORT-", sort="name", page_size="50", page="25")
+    assert last["results"][-1]["filename"] == "report-2499.bin"
+    assert last["next"] is None
+    assert last["previous"] == (
+        "http://uploadd/files?page=24&page_size=50&q=REPORT-&sort=name"
+    )
+    biggest = await listed(sort="-size", page_size="3")
+    assert [r["size"] for r in biggest["results"]] == [2499, 2498, 2497]
+    assert (await listed(sort="created", page_size="1"))["results"][0]["size"] == 0
+    newest = await listed(page_size="1")
+    assert newest["results"][0]["filename"] == "report-2499.bin"
+    assert newest["next"] == "http://uploadd/files?page=2&page_size=1"
+    for params in ({"sort": "colour"}, {"q": "x" * 201}):
+        response = await app.call("GET", "/files", params=params, headers=auth(token))
+        assert response.code == 400
+        assert next(iter(params)) in response.json()["detail"]
+
+
+@pytest_twisted.ensureDeferred()
 async def test_bad_paging_arguments_are_400(app: Harness) -> None:
     """page=0 or page_size=abc name the argument in a 400."""
     token = app.user("alice")
@@ -325,7 +370,14 @@ class WatchingStore(MemoryStore):
 
 
 class BrokenStore(MemoryStore):
-    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
+    async def list_files(
+        self,
+        owner_id: int | None,
+        offset: int,
+        limit: int,
+        search: str = "",
+        order: str = "-created",
+    ) -> Page:
         raise OSError("/secret/path/db is on fire")
 
 

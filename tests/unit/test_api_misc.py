@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest_twisted
 
@@ -181,3 +182,22 @@ async def test_oversized_api_bodies_are_413(app: Harness) -> None:
     response = await app.call("POST", "/auth/token", data=b"x" * (1024 * 1024 + 1))
     assert response.code == 413
     assert response.json()["limit"] == 1024 * 1024
+
+
+@pytest_twisted.ensureDeferred()
+async def test_every_asset_the_page_names_is_served_with_its_type(
+    app: Harness,
+) -> None:
+    """Each script, stylesheet and icon index.html links to is served from
+    the package with its type (the favicon too); an unknown one is 404."""
+    page = await app.call("GET", "/")
+    assert page.code == 200
+    named = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.body.decode())
+    assert "/static/favicon.svg" in named and "/static/resume.js" in named
+    types = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
+    for path in named:
+        response = await app.call("GET", path)
+        assert response.code == 200, path
+        kind = types[path.rsplit(".", 1)[1]]
+        assert (response.header("content-type") or "").startswith(kind), path
+    assert (await app.call("GET", "/static/nothing.js")).code == 404

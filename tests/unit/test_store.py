@@ -125,6 +125,55 @@ async def test_files_list_newest_first_per_owner(store: IMetadataStore) -> None:
 
 
 @pytest_twisted.ensureDeferred()
+async def test_files_are_searched_by_name_and_sorted_by_name_size_or_date(
+    store: IMetadataStore,
+) -> None:
+    """``search`` keeps names containing it, A-Z in either case, with % and _
+    as plain characters; ``order`` sorts by name (A-Z folded, then byte by
+    byte), size or date, either way, ties by id; count is of the matches."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    bob = await store.add_user("bob", "h", frozenset({"write"}), 0)
+    names = {
+        "f1": ("b-Report.PDF", 30, 5.0),
+        "f2": ("a_report.txt", 10, 1.0),
+        "f3": ("Zebra 50%.png", 20, 3.0),
+        "f4": ("report.txt", 20, 2.0),
+        "f5": ("Ärger report.txt", 5, 4.0),
+        "f6": ("areport.txt", 1, 6.0),
+    }
+    for file_id, (name, size, at) in names.items():
+        made = attrs.evolve(record(file_id, alice.id, at), filename=name, size=size)
+        await store.add_file(made)
+    theirs = attrs.evolve(record("b1", bob.id, 9.0), filename="report", size=25)
+    await store.add_file(theirs)
+
+    async def listed(search: str = "", order: str = "-created") -> list[str]:
+        page = await store.list_files(alice.id, 0, 10, search, order)
+        assert page.count == len(page.results)
+        return [f.id for f in page.results]
+
+    assert await listed("REPORT") == ["f6", "f1", "f5", "f4", "f2"]
+    assert await listed("a_r") == ["f2"]
+    assert await listed("50%") == ["f3"]
+    assert await listed("%") == ["f3"]
+    assert await listed("Ärger") == ["f5"]
+    assert await listed("nothing") == []
+    # A-Z folded: a_report < areport < b-report < report < zebra < Ärger.
+    assert await listed(order="name") == ["f2", "f6", "f1", "f4", "f3", "f5"]
+    assert await listed(order="-name") == ["f5", "f3", "f4", "f1", "f6", "f2"]
+    assert await listed(order="size") == ["f6", "f5", "f2", "f3", "f4", "f1"]
+    assert await listed(order="-size") == ["f1", "f3", "f4", "f2", "f5", "f6"]
+    assert await listed(order="created") == ["f2", "f4", "f3", "f5", "f1", "f6"]
+    page = await store.list_files(alice.id, 2, 2, "report", "name")
+    assert page.count == 5
+    assert [f.id for f in page.results] == ["f1", "f4"]
+    everyone = await store.list_files(None, 0, 10, "report", "-size")
+    assert [f.id for f in everyone.results][:2] == ["f1", "b1"]
+    with pytest.raises(ValueError):
+        await store.list_files(alice.id, 0, 10, "", "colour")
+
+
+@pytest_twisted.ensureDeferred()
 async def test_versions_list_oldest_first_and_outlive_their_deleted_parent(
     store: IMetadataStore,
 ) -> None:
@@ -262,6 +311,37 @@ async def test_uploads_round_trip_and_expire(store: IMetadataStore) -> None:
     assert sorted(u.id for u in await store.expired_uploads(60.0)) == ["u2", "u4"]
     assert await store.delete_upload("u2")
     assert await store.get_upload("u2") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_users_unfinished_uploads_are_listed_wherever_they_are_held(
+    store: IMetadataStore,
+) -> None:
+    """uploads_of lists one user's open uploads (whichever instance holds
+    them) and complete partial ones not yet joined, oldest first; finished,
+    joined, expired-and-swept and cancelled ones are not listed."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    bob = await store.add_user("bob", "h", frozenset({"write"}), 0)
+    mine = [
+        UploadRecord("open", alice.id, "tus", 9, 3.0, 99.0, metadata={"a": "b"}),
+        UploadRecord("held-elsewhere", alice.id, "tus", 9, 1.0, 99.0, holder="b"),
+        UploadRecord("part", alice.id, "tus", 9, 2.0, 99.0, "complete", 9,
+                     concat="partial"),
+        UploadRecord("joined", alice.id, "tus", 9, 2.0, 99.0, "complete", 9,
+                     concat="partial", file_id="f"),
+        UploadRecord("done", alice.id, "tus", 9, 2.0, 99.0, "complete", 9,
+                     file_id="f"),
+        UploadRecord("swept", alice.id, "tus", 9, 2.0, 9.0, "expired"),
+        UploadRecord("cancelled", alice.id, "tus", 9, 2.0, 9.0, "cancelled"),
+        UploadRecord("theirs", bob.id, "tus", 9, 2.0, 99.0),
+    ]  # fmt: skip
+    for upload in mine:
+        await store.add_upload(upload)
+    found = await store.uploads_of(alice.id)
+    assert [u.id for u in found] == ["held-elsewhere", "part", "open"]
+    assert found[2] == mine[0]
+    assert [u.id for u in await store.uploads_of(bob.id)] == ["theirs"]
+    assert await store.uploads_of(999) == []
 
 
 @pytest_twisted.ensureDeferred()

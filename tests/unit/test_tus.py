@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 
 from tests.support import Harness, Reply, auth, harness, now
 from tests.unit.test_gate import connect, held_app
+from uploadd.store.interface import UploadRecord
 
 TUS = {b"tus-resumable": [b"1.0.0"]}
 BODY = {b"content-type": [b"application/offset+octet-stream"]}
@@ -362,3 +363,117 @@ def test_a_second_patch_while_one_runs_is_423(tmp_path: Path) -> None:
     while runner.release():
         pass
     assert b"HTTP/1.1 204 " in third.output()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_get_lists_the_owners_unfinished_uploads_for_another_browser(
+    app: Harness,
+) -> None:
+    """GET /uploads/ lists the caller's unfinished tus uploads with their
+    name, length, server offset, the client's fingerprint, dates and URL:
+    open ones and complete parts not yet joined; finished, expired and
+    other users' uploads are not listed; a read-only token is refused."""
+    token, bob = app.user("alice", ttl=3 * 24 * 3600), app.user("bob")
+    reader = app.user("carol", "read")
+    metadata = f"filename {b64('film.mkv')},fingerprint {b64('v1:10:abc')}"
+    path = await create(app, token, Upload_Length="10", Upload_Metadata=metadata)
+    await patch(app, token, path, 0, b"abcd")
+    app.clock.advance(1)
+    part = await create(app, token, Upload_Length="3", Upload_Concat="partial")
+    await patch(app, token, part, 0, b"xyz")
+    done = await create(app, token, Upload_Length="2")
+    await patch(app, token, done, 0, b"ok")
+    await create(app, bob, Upload_Length="5")
+
+    response = await app.call("GET", "/uploads/", headers=auth(token))
+    assert response.code == 200
+    assert response.header("cache-control") == "no-store"
+    listing = response.json()
+    assert listing["count"] == 2
+    first, second = listing["results"]
+    assert first["url"] == f"http://uploadd{path}"
+    assert first["id"] == path.rsplit("/", 1)[-1]
+    assert (first["name"], first["size"], first["offset"]) == ("film.mkv", 10, 4)
+    assert first["fingerprint"] == "v1:10:abc"
+    assert first["metadata"] == {"filename": "film.mkv", "fingerprint": "v1:10:abc"}
+    assert first["concat"] is None and first["complete"] is False
+    assert first["created_at"].endswith("Z") and first["expires_at"].endswith("Z")
+    assert second["url"] == f"http://uploadd{part}"
+    assert (second["concat"], second["complete"], second["offset"]) == (
+        "partial",
+        True,
+        3,
+    )
+    assert (await app.call("GET", "/uploads/", headers=auth(reader))).code == 403
+    assert (await app.call("GET", "/uploads/")).code == 401
+    # Past its expiry an open upload is no longer offered.
+    app.clock.advance(24 * 3600 + 1)
+    after = (await app.call("GET", "/uploads/", headers=auth(token))).json()
+    assert [r["url"] for r in after["results"]] == [f"http://uploadd{part}"]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_joined_parts_are_no_longer_listed_and_uploads_held_elsewhere_are(
+    app: Harness,
+) -> None:
+    """Once a final upload joins its parts they leave the list (they name
+    the file); an upload another instance holds is listed with this
+    instance's URL, which forwards to the holder."""
+    token = app.user("alice")
+    paths = []
+    for piece in (b"one ", b"two"):
+        path = await create(
+            app, token, Upload_Length=str(len(piece)), Upload_Concat="partial"
+        )
+        await patch(app, token, path, 0, piece)
+        paths.append(path)
+    listed = (await app.call("GET", "/uploads/", headers=auth(token))).json()
+    assert listed["count"] == 2
+    final = await create(app, token, Upload_Concat="final;" + " ".join(paths))
+    file_id = final.rsplit("/", 1)[-1]
+    joined = app.store.uploads[paths[0].rsplit("/", 1)[-1]]
+    assert joined.file_id == file_id
+    assert (await app.call("GET", "/uploads/", headers=auth(token))).json() == {
+        "count": 0,
+        "results": [],
+    }
+    elsewhere = UploadRecord(
+        "held-by-b",
+        1,
+        "tus",
+        100,
+        app.clock.seconds(),
+        app.clock.seconds() + 60,
+        received=40,
+        metadata={"filename": "big.iso"},
+        holder="uploadd-b",
+    )
+    now(app.store.add_upload(elsewhere))
+    listing = (await app.call("GET", "/uploads/", headers=auth(token))).json()
+    assert [(r["url"], r["offset"]) for r in listing["results"]] == [
+        ("http://uploadd/uploads/held-by-b", 40)
+    ]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_parts_under_the_limit_do_not_join_into_a_file_over_it(
+    tmp_path: Path,
+) -> None:
+    """Each part fits the upload limit but together they do not: the final
+    upload is refused 413 and no file is made."""
+    app = harness(tmp_path, settings={("http", "max_upload_size"): "20"})
+    token = app.user("alice")
+    paths = []
+    for piece in (b"x" * 12, b"y" * 12):
+        path = await create(
+            app, token, Upload_Length=str(len(piece)), Upload_Concat="partial"
+        )
+        await patch(app, token, path, 0, piece)
+        paths.append(path)
+    response = await app.call(
+        "POST",
+        "/uploads/",
+        headers=h(token, Upload_Concat="final;" + " ".join(paths)),
+    )
+    assert response.code == 413, response.body
+    assert app.store.files == {}

@@ -13,7 +13,7 @@ import pytest_twisted
 
 from tests.support import Harness, auth, harness
 from uploadd.events.bus import InProcessBus
-from uploadd.workers.webhooks import signature
+from uploadd.workers.webhooks import signature, without_credentials
 
 
 @attrs.define
@@ -166,6 +166,22 @@ async def test_failures_are_retried_then_dead_lettered_without_repeats(
     bus = app.parts.bus
     assert isinstance(bus, InProcessBus)
     assert [q for q, _, _ in bus.dead_letters] == ["push.webhooks"]
+    # The admin console names the receiver that failed.
+    root = app.user("root", "admin")
+    status = (await app.call("GET", "/admin/status", headers=auth(root))).json()
+    failed = [f for f in status["recent_failures"] if f["kind"] == "webhook"]
+    assert len(failed) == 5
+    assert {(f["url"], f["webhook_id"]) for f in failed} == {
+        ("http://down.test/", down["id"])
+    }
+
+
+def test_a_failed_receiver_is_named_without_its_credentials() -> None:
+    """A URL's user name and password stay out of the failures list."""
+    assert without_credentials("https://u:pw@hooks.test:8443/in?x=1") == (
+        "https://hooks.test:8443/in?x=1"
+    )
+    assert without_credentials("http://hooks.test/a@b") == "http://hooks.test/a@b"
 
 
 def test_webhooks_made_before_whsec_secrets_still_sign() -> None:

@@ -1,4 +1,5 @@
-"""``/files``: upload (raw PUT or multipart POST), list, show, download, delete."""
+"""``/files``: upload (raw PUT or multipart POST), list (a page at a time,
+searched by name, sorted by name, size or date), show, download, delete."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ from uploadd.library import Library
 from uploadd.renditions import parse_requested
 from uploadd.shares import ShareLinks
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import FileRecord, IMetadataStore
+from uploadd.store.interface import FILE_ORDERS, FileRecord, IMetadataStore
+
+#: The longest name search ``GET /files?q=`` takes.
+MAX_SEARCH = 200
 
 
 async def serve(
@@ -140,14 +144,23 @@ class FilesAPI:
     async def list_files(self, request: IRequest) -> bytes:
         principal = principal_of(self._tokens, request, Action.LIST)
         pages = paging(request, self._page_size)
-        owner = (
-            None if principal.is_admin and arg(request, "all") else principal.user_id
+        everyone = arg(request, "all")
+        owner = None if principal.is_admin and everyone else principal.user_id
+        search, order = arg(request, "q") or "", arg(request, "sort") or "-created"
+        if order not in FILE_ORDERS:
+            raise problems.bad_request(
+                f"sort is one of {', '.join(FILE_ORDERS)}", sort=order[:40]
+            )
+        if len(search) > MAX_SEARCH:
+            raise problems.bad_request(f"q is at most {MAX_SEARCH} characters")
+        found = await self._store.list_files(
+            owner, pages.offset, pages.size, search, order
         )
-        found = await self._store.list_files(owner, pages.offset, pages.size)
         base = base_url(request, self._public_url)
         results = [await self.document(base, r) for r in found.results]
+        keep = {"q": search, "sort": arg(request, "sort"), "all": everyone}
         return json_body(
-            request, 200, pages.document(f"{base}/files", found.count, results)
+            request, 200, pages.document(f"{base}/files", found.count, results, keep)
         )
 
     @app.route("/files/<file_id>", methods=["GET"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import attrs
 from twisted.web.iweb import IRequest
@@ -97,9 +97,21 @@ class Paging:
     def offset(self) -> int:
         return (self.page - 1) * self.size
 
-    def document(self, url: str, count: int, results: list[Any]) -> dict[str, Any]:
+    def document(
+        self,
+        url: str,
+        count: int,
+        results: list[Any],
+        keep: dict[str, str | None] | None = None,
+    ) -> dict[str, Any]:
+        """The page around ``results``; its links keep the arguments
+        ``keep`` names (a search, an order), those that are set."""
+        kept = urlencode({k: v for k, v in (keep or {}).items() if v})
+
         def link(number: int) -> str:
-            return f"{url}?page={number}&page_size={self.size}"
+            return f"{url}?page={number}&page_size={self.size}" + (
+                f"&{kept}" if kept else ""
+            )
 
         return {
             "count": count,

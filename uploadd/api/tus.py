@@ -17,7 +17,7 @@ import binascii
 import hashlib
 import re
 import uuid
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import attrs
@@ -32,7 +32,7 @@ from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.access import principal_of
 from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
-from uploadd.api.http import base_url, empty
+from uploadd.api.http import base_url, empty, json_body, timestamp
 from uploadd.api.problems import Problem, bad_request
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
@@ -139,6 +139,26 @@ def parse_checksum(text: str | None) -> BodyCheck | None:
     return BodyCheck(hasher, expected, named="Upload-Checksum")
 
 
+def listed(base: str, record: UploadRecord) -> dict[str, Any]:
+    """An unfinished upload as ``GET /uploads/`` lists it."""
+    metadata = record.metadata
+    return {
+        "id": record.id,
+        "url": f"{base}/uploads/{record.id}",
+        "name": metadata.get("filename") or metadata.get("name"),
+        "size": record.length,
+        "offset": record.received,
+        "fingerprint": metadata.get("fingerprint"),
+        "concat": record.concat,
+        "complete": record.state == rules.COMPLETE,
+        "created_at": timestamp(record.created_at),
+        "expires_at": (
+            None if record.expires_at is None else timestamp(record.expires_at)
+        ),
+        "metadata": metadata,
+    }
+
+
 def upload_id_of(url: str) -> str:
     return url.rstrip("/").rsplit("/", 1)[-1]
 
@@ -219,8 +239,14 @@ class TusAPI:
             urls = concat.partition(";")[2].split()
             if not urls:
                 raise bad_request("Upload-Concat: final;URL URL... names no uploads")
+            joined = 0
             for part in urls:
-                await self._uploads.load(owner, upload_id_of(part), anywhere=True)
+                found = await self._uploads.load(
+                    owner, upload_id_of(part), anywhere=True
+                )
+                joined += found.length if found.length is not None else found.received
+            # Parts each under the limit may not add up to a file over it.
+            rules.check_length(joined, limit)
             staging = BlobFile(self._blobs.staging_path(uuid.uuid4().hex), fsync=False)
             parts = tuple(upload_id_of(u) for u in urls)
             return BodyPlan(staging, max_size=0, context=Concatenation(staging, parts))
@@ -334,6 +360,24 @@ class TusAPI:
         request.setHeader(b"link", link.encode("ascii"))
 
     # -- state -----------------------------------------------------------------
+
+    @app.route("/uploads/", methods=["GET"])
+    async def unfinished(self, request: IRequest) -> bytes:
+        """The caller's unfinished tus uploads, from the store every instance
+        shares: another browser or machine finds the one to continue by its
+        ``fingerprint`` (metadata its client chose) and goes on from
+        ``offset`` at ``url``, whichever instance holds the bytes."""
+        owner = principal_of(self._tokens, request, Action.CREATE)
+        base = base_url(request, self._public_url)
+        found = [
+            r for r in await self._uploads.unfinished(owner) if r.protocol == "tus"
+        ]
+        request.setHeader(b"cache-control", b"no-store")
+        return json_body(
+            request,
+            200,
+            {"count": len(found), "results": [listed(base, r) for r in found]},
+        )
 
     @app.route("/uploads/<upload_id>", methods=["HEAD"])
     async def head(self, request: IRequest, upload_id: str) -> bytes:

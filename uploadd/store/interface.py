@@ -198,6 +198,21 @@ class Share:
     created_at: float
 
 
+#: How a listing of files may be ordered: by date (newest first with the
+#: minus), by name (A-Z in either case, then exactly) or by size.
+FILE_ORDERS = ("-created", "created", "name", "-name", "size", "-size")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with A-Z lowered and nothing else, as every store folds
+    names to search and sort them (SQLite's ``lower()`` does no more), so
+    that they agree."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 @attrs.frozen
 class Page:
     count: int
@@ -263,9 +278,18 @@ class IMetadataStore(Interface):
     def get_file(file_id: str) -> Awaitable[FileRecord | None]:
         """The file with ``file_id``."""
 
-    def list_files(owner_id: int | None, offset: int, limit: int) -> Awaitable[Page]:
-        """Files of one owner (None: everyone's), newest first; renditions'
-        outputs are listed with their source, not here."""
+    def list_files(
+        owner_id: int | None,
+        offset: int,
+        limit: int,
+        search: str = "",
+        order: str = "-created",
+    ) -> Awaitable[Page]:
+        """Files of one owner (None: everyone's) whose name contains
+        ``search`` (letters A-Z in either case; ``%`` and ``_`` are plain
+        characters), in ``order`` (one of :data:`FILE_ORDERS`; ties by id);
+        ``count`` is how many match. Renditions' outputs are listed with
+        their source, not here."""
 
     def versions_of(file_id: str) -> Awaitable[list[FileRecord]]:
         """Files whose parent is ``file_id``, oldest first."""
@@ -309,6 +333,11 @@ class IMetadataStore(Interface):
 
     def delete_upload(upload_id: str) -> Awaitable[bool]:
         """Forget an upload; False if there was none."""
+
+    def uploads_of(owner_id: int) -> Awaitable[list[UploadRecord]]:
+        """A user's unfinished uploads, oldest first: open ones (expired or
+        not: the sweep decides), and complete partial ones no final upload
+        has joined yet (no ``file_id``). Whichever instance holds them."""
 
     def expired_uploads(
         now: float, holder: str | None = None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 from zope.interface import implementer
 
 from uploadd.store.interface import (
+    FILE_ORDERS,
     Conflict,
     Delivery,
     Event,
@@ -23,6 +25,7 @@ from uploadd.store.interface import (
     UploadRecord,
     User,
     Webhook,
+    ascii_lower,
     place_output,
 )
 
@@ -180,13 +183,32 @@ class MemoryStore:
     async def get_file(self, file_id: str) -> FileRecord | None:
         return self.files.get(file_id)
 
-    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
+    async def list_files(
+        self,
+        owner_id: int | None,
+        offset: int,
+        limit: int,
+        search: str = "",
+        order: str = "-created",
+    ) -> Page:
+        if order not in FILE_ORDERS:
+            raise ValueError(f"order is one of {', '.join(FILE_ORDERS)}")
+        wanted = ascii_lower(search)
         mine = [
             f
             for f in self.files.values()
-            if owner_id in (None, f.owner_id) and f.rendition_of is None
+            if owner_id in (None, f.owner_id)
+            and f.rendition_of is None
+            and wanted in ascii_lower(f.filename)
         ]
-        mine.sort(key=lambda f: (-f.created_at, f.id))
+        keys: dict[str, Callable[[FileRecord], Any]] = {
+            "created": lambda f: f.created_at,
+            "size": lambda f: f.size,
+            "name": lambda f: (ascii_lower(f.filename), f.filename.encode()),
+        }
+        # Ties by id, whichever way: a stable sort keeps that order.
+        mine.sort(key=lambda f: f.id.encode())
+        mine.sort(key=keys[order.lstrip("-")], reverse=order.startswith("-"))
         return Page(len(mine), mine[offset : offset + limit])
 
     async def versions_of(self, file_id: str) -> list[FileRecord]:
@@ -207,6 +229,18 @@ class MemoryStore:
 
     async def delete_upload(self, upload_id: str) -> bool:
         return self.uploads.pop(upload_id, None) is not None
+
+    async def uploads_of(self, owner_id: int) -> list[UploadRecord]:
+        found = [
+            u
+            for u in self.uploads.values()
+            if u.owner_id == owner_id
+            and (
+                u.state == "open"
+                or (u.state, u.concat, u.file_id) == ("complete", "partial", None)
+            )
+        ]
+        return sorted(found, key=lambda u: (u.created_at, u.id.encode()))
 
     async def expired_uploads(
         self, now: float, holder: str | None = None

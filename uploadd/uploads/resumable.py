@@ -207,6 +207,15 @@ class Resumable:
             raise Elsewhere(record.holder)
         return record
 
+    async def unfinished(self, owner: Principal) -> list[UploadRecord]:
+        """``owner``'s uploads still to finish, oldest first, whichever
+        instance holds their bytes (the store is shared): open ones not
+        past their expiry, and complete partial ones no final upload has
+        joined yet."""
+        now = self._clock.seconds()
+        found = await self._store.uploads_of(owner.user_id)
+        return [record for record in found if not rules.has_expired(record, now)]
+
     async def terminate(
         self, record: UploadRecord, outcome: str = "terminated"
     ) -> None:
@@ -394,6 +403,9 @@ class Resumable:
             self._hashes.pop(record.id, None)
             digest = await self.digest(record, length)
             record, stored = await self.finish(owner, record, digest)
+            # Joined: no longer an unfinished upload, and its bytes may go.
+            for part in parts:
+                await self.save(attrs.evolve(part, file_id=record.file_id))
         finally:
             for part in elsewhere:
                 await self._run(self._blobs.remove_upload, part.id)

@@ -48,9 +48,10 @@ def has_expired(record: UploadRecord, now: float) -> bool:
 
 def keeps_bytes(record: UploadRecord) -> bool:
     """Whether the upload's bytes are still on its holder's disk: while it
-    is open, and a complete partial upload until a final one joins it."""
+    is open, and a complete partial upload until a final one joins it (and
+    names the file it became part of)."""
     return record.state == OPEN or (
-        record.state == COMPLETE and record.concat == PARTIAL
+        record.state == COMPLETE and record.concat == PARTIAL and not record.file_id
     )
 
 

@@ -5,13 +5,11 @@
 
 const $ = (selector) => document.querySelector(selector);
 const MiB = 1024 * 1024;
-const CHUNK = 16 * MiB;
-const PARALLEL_FROM = 64 * MiB;
 let session = loadSession();
 let liveEvents = null;
 let slideEvents = null;
 let adminTimer = null;
-const uploads = new Map();
+const uploads = new Set();
 
 // -- helpers ------------------------------------------------------------------
 
@@ -29,8 +27,20 @@ function claims(token) {
   return JSON.parse(atob(part));
 }
 
+// The pages each scope opens (as uploadd grants them: uploadd/auth/tokens.py).
+const PAGES = {
+  admin: ["upload", "library", "admin"],
+  write: ["upload", "library"],
+  read: ["library"],
+  "upload-only": ["upload"],
+};
+
+function may(page) {
+  return Boolean(session && session.scope.split(" ").some((scope) => (PAGES[scope] || []).includes(page)));
+}
+
 function isAdmin() {
-  return Boolean(session && session.scope.split(" ").includes("admin"));
+  return may("admin");
 }
 
 function el(tag, attributes = {}, ...children) {
@@ -68,6 +78,11 @@ function duration(seconds) {
 function when(value) {
   const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
   return date.toLocaleString();
+}
+
+// A date short enough for one line of the library.
+function shortWhen(value) {
+  return new Date(value).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 }
 
 function notice(text) {
@@ -123,7 +138,7 @@ async function signIn(event) {
 function signOut(message) {
   localStorage.removeItem("uploadd.session");
   session = null;
-  for (const item of uploads.values()) item.upload.abort();
+  for (const item of uploads) if (item.transfer) item.transfer.abort();
   uploads.clear();
   $("#uploads").replaceChildren();
   closeStreams();
@@ -154,6 +169,8 @@ function route() {
   $("#nav").hidden = !signedIn;
   $("#who").hidden = !signedIn;
   $("#admin-link").hidden = !isAdmin();
+  $("#upload-link").hidden = !may("upload");
+  $("#library-link").hidden = !may("library");
   const [, view, id, share] = (location.hash || "#/upload").split("/");
   if (view === "slides" && id && share) {
     // A share link: following needs no account.
@@ -168,90 +185,130 @@ function route() {
     return;
   }
   $("#who-name").textContent = `Signed in as ${session.name}`;
-  if (!liveEvents) follow();
+  if (!liveEvents && may("library")) follow();
   if (slideEvents && view !== "slides") {
     slideEvents.close();
     slideEvents = null;
   }
   clearInterval(adminTimer);
-  if (view === "library") {
-    show("library");
-    loadLibrary();
-  } else if (view === "slides" && id) {
+  if (view === "slides" && id) {
     show("slides");
     openSlides(id);
   } else if (view === "admin" && isAdmin()) {
     show("admin");
     loadAdmin();
     adminTimer = setInterval(loadAdmin, 3000);
-  } else {
+  } else if ((view === "library" || !may("upload")) && may("library")) {
+    show("library");
+    loadLibrary();
+  } else if (may("upload")) {
     show("upload");
     listResumable();
+  } else {
+    show("nothing");
   }
 }
 
 // -- uploads ---------------------------------------------------------------------------
 
+// How the page sends a file (tus): chunks of chunkSize, and from parallelFrom
+// bytes on, parallelParts parts side by side that uploadd joins. The whole
+// file in one PATCH on one connection is what bench/browser.py measured
+// fastest (bench/RESULTS.md): Chromium sends a whole File for half the CPU
+// of a slice, and joining parts costs uploadd a second read of the file to
+// hash it. uploadd keeps what an interrupted PATCH brought, so nothing is
+// lost by sending it whole; a proxy that limits request bodies (a PATCH
+// refused 413) gets smaller chunks (resume.js). Where one connection is the
+// bottleneck (a long, lossy path), localStorage "uploadd.tus" (JSON) may ask
+// for parts; tuning runs use it too.
+const TUS_DEFAULTS = { chunkSize: Infinity, parallelParts: 1, parallelFrom: 64 * MiB };
+
+function tusSettings() {
+  try {
+    return { ...TUS_DEFAULTS, ...JSON.parse(localStorage.getItem("uploadd.tus") || "{}") };
+  } catch (error) {
+    return TUS_DEFAULTS;
+  }
+}
+
 function uploadRow(file) {
   const bar = el("progress", { max: "100", value: "0", "aria-label": `Progress of ${file.name}` });
-  const state = el("span", { class: "state", "aria-live": "polite" }, "Starting…");
+  // The state follows the bar; the announcement, for screen readers, moves
+  // in steps of 10%.
+  const state = el("span", { class: "state" }, "Starting…");
+  const announce = el("span", { class: "visually-hidden", "aria-live": "polite" });
   const detail = el("span", { class: "state" });
   const pause = el("button", { type: "button" }, "Pause");
   const cancel = el("button", { type: "button" }, "Cancel");
   const row = el("li", {}, el("span", { class: "name" }, `${file.name} (${size(file.size)})`),
-    bar, state, detail, el("div", { class: "controls" }, pause, cancel));
-  return { row, bar, state, detail, pause, cancel };
+    bar, state, announce, detail, el("div", { class: "controls" }, pause, cancel));
+  return { row, bar, state, announce, detail, pause, cancel };
+}
+
+// The largest upload uploadd takes (Tus-Max-Size), asked once.
+let maxUpload = null;
+async function uploadLimit() {
+  if (maxUpload === null) {
+    const response = await fetch("/uploads/", { method: "OPTIONS" });
+    maxUpload = Number(response.headers.get("Tus-Max-Size")) || Infinity;
+  }
+  return maxUpload;
+}
+
+// The user's unfinished uploads as offers (Resume.offers), from uploadd:
+// whichever browser, machine or instance they were started on.
+async function unfinishedUploads() {
+  const listed = await api("GET", "/uploads/");
+  return Resume.offers(listed.results);
+}
+
+// Upload URLs this page is sending to now.
+function busyUrls() {
+  return new Set([...uploads].flatMap((item) => (item.transfer ? item.transfer.urls() : [])));
 }
 
 async function addFiles(files) {
-  for (const file of files) {
-    if (!window.tus || !tus.isSupported) {
-      notice("This browser cannot upload in chunks; use the form below.");
-      return;
-    }
-    const view = uploadRow(file);
-    $("#uploads").prepend(view.row);
-    const item = { file, view, running: false, last: null, announced: -1 };
-    const upload = new tus.Upload(file, {
-      endpoint: "/uploads/",
-      chunkSize: CHUNK,
-      parallelUploads: file.size >= PARALLEL_FROM ? 3 : 1,
-      retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
-      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
-      headers: { Authorization: `Bearer ${session.token}` },
-      removeFingerprintOnSuccess: true,
-      onProgress: (sent, total) => progress(item, sent, total),
-      onSuccess: () => finished(item),
-      onError: (error) => failed(item, error),
-    });
-    item.upload = upload;
-    uploads.set(upload, item);
-    view.pause.addEventListener("click", () => toggle(item));
-    view.cancel.addEventListener("click", () => cancel(item));
-    const previous = await upload.findPreviousUploads();
-    if (previous.length) {
-      upload.resumeFromPreviousUpload(previous[0]);
-      item.resumedFrom = await serverOffset(previous[0]);
-      view.row.dataset.offset = String(item.resumedFrom);
-    }
-    item.running = true;
-    upload.start();
+  if (!window.tus || !tus.isSupported) {
+    notice("This browser cannot upload in chunks; use the form below.");
+    return;
   }
+  const [limit, offered] = await Promise.all([uploadLimit(), unfinishedUploads()]);
+  await Promise.all([...files].map((file) => addFile(file, limit, offered)));
   listResumable();
 }
 
-// How many bytes of an earlier upload uploadd holds (all its parts, for a
-// parallel one): where resuming starts.
-async function serverOffset(previous) {
-  let held = 0;
-  for (const url of previous.parallelUploadUrls || [previous.uploadUrl]) {
-    const response = await fetch(url, {
-      method: "HEAD",
-      headers: { "Tus-Resumable": "1.0.0", Authorization: `Bearer ${session.token}` },
-    });
-    held += Number(response.headers.get("Upload-Offset") || 0);
+async function addFile(file, limit, offered) {
+  const view = uploadRow(file);
+  $("#uploads").prepend(view.row);
+  const item = { file, view, running: false, last: null, announced: -1, started: performance.now() };
+  uploads.add(item);
+  view.pause.addEventListener("click", () => toggle(item));
+  view.cancel.addEventListener("click", () => cancel(item));
+  if (file.size > limit) {
+    failed(item, { sentence: `${file.name} is larger than the ${size(limit)} uploadd accepts.`, retry: false });
+    return;
   }
-  return held;
+  const print = await Resume.fingerprint(file);
+  const from = Resume.match(offered, print, file, busyUrls());
+  const settings = tusSettings();
+  if (from) {
+    item.resumedFrom = from.held;
+    view.row.dataset.offset = String(from.held);
+  }
+  item.transfer = new Resume.Transfer(file, {
+    endpoint: "/uploads/",
+    chunkSize: settings.chunkSize,
+    parts: file.size >= settings.parallelFrom ? Math.max(1, settings.parallelParts) : 1,
+    metadata: { filename: file.name, filetype: file.type || "application/octet-stream", fingerprint: print },
+    authorization: () => `Bearer ${session.token}`,
+    from,
+  }, {
+    onProgress: (sent, total) => progress(item, sent, total),
+    onSuccess: () => finished(item),
+    onError: (error) => failed(item, explain(error)),
+  });
+  item.running = true;
+  item.transfer.start();
 }
 
 function resumedNote(item) {
@@ -261,6 +318,10 @@ function resumedNote(item) {
 function progress(item, sent, total) {
   const { view } = item;
   const now = performance.now();
+  // Drawn at most five times a second: progress events come far more often,
+  // and drawing each costs the CPU the upload itself needs.
+  if (item.drawn && now - item.drawn < 200 && sent < total) return;
+  item.drawn = now;
   const percent = total ? (100 * sent) / total : 0;
   view.bar.value = percent;
   if (!item.last) item.last = { at: now, sent, rate: 0 };
@@ -270,36 +331,82 @@ function progress(item, sent, total) {
     item.last = { at: now, sent, rate: item.last.rate ? 0.7 * item.last.rate + 0.3 * rate : rate };
   }
   const rate = item.last.rate;
-  const left = rate > 0 ? duration((total - sent) / rate) + " left" : "";
-  view.detail.textContent = `${size(sent)} of ${size(total)} · ${rate ? size(rate) + "/s" : ""} ${left}`;
+  view.detail.textContent = [`${size(sent)} of ${size(total)}`, rate ? `${size(rate)}/s` : "",
+    rate ? `${duration((total - sent) / rate)} left` : ""].filter(Boolean).join(" · ");
+  view.state.textContent = `Uploading: ${Math.floor(percent)}%${resumedNote(item)}`;
   const step = Math.floor(percent / 10);
   if (step !== item.announced) {
     item.announced = step;
-    view.state.textContent = `Uploading: ${Math.floor(percent)}%${resumedNote(item)}`;
+    view.announce.textContent = `${item.file.name}: ${step * 10}% uploaded`;
   }
 }
 
 function finished(item) {
-  const { view } = item;
+  const { view, file } = item;
   item.running = false;
+  const seconds = (performance.now() - item.started) / 1000;
+  const sent = file.size - (item.resumedFrom || 0);
+  view.row.dataset.seconds = seconds.toFixed(3);
   view.bar.value = 100;
   view.state.textContent = `Stored: 100%${resumedNote(item)}`;
+  view.announce.textContent = `${file.name} stored`;
+  view.detail.textContent = [`${size(file.size)} in ${duration(seconds)}`,
+    seconds > 0 && sent > 0 ? `${size(sent / seconds)}/s` : ""].filter(Boolean).join(" · ");
   view.row.classList.add("done");
   view.pause.remove();
   view.cancel.remove();
   listResumable();
 }
 
-function failed(item, error) {
+// What went wrong, in a sentence, and whether trying again can help.
+function explain(error) {
+  const response = error && error.originalResponse;
+  const status = response ? response.getStatus() : 0;
+  let detail = "";
+  try {
+    detail = JSON.parse(response.getBody()).detail || "";
+  } catch (ignored) {
+    detail = "";
+  }
+  if (!status) {
+    return { sentence: "The connection to uploadd was lost. Retry continues from what uploadd holds.", retry: true };
+  }
+  if (status === 401) {
+    signOut("Your session has ended; sign in again, then choose the file again to continue.");
+    return { sentence: "Your session has ended.", retry: false };
+  }
+  if (status === 403) return { sentence: "Your account may not upload files.", retry: false };
+  if (status === 413) return { sentence: `This file is larger than uploadd accepts. ${detail}`.trim(), retry: false };
+  if (status === 404 || status === 410) {
+    return { sentence: "uploadd no longer has this upload (it expired or was discarded). Retry starts it again from the beginning.", retry: true };
+  }
+  if (status === 507) return { sentence: "uploadd has no room for this file now. Retry once space is freed.", retry: true };
+  if (status === 429 || status >= 500) {
+    return { sentence: `uploadd could not take the file just now (${status}). Retry continues from what it holds.`, retry: true };
+  }
+  return { sentence: `uploadd refused this upload: ${detail || `error ${status}`}`, retry: false };
+}
+
+function failed(item, why) {
   item.running = false;
+  item.failure = why;
   item.view.row.classList.add("failed");
-  item.view.state.textContent = `Failed: ${error.message || error}`;
-  item.view.pause.textContent = "Retry";
+  item.view.state.textContent = `Failed: ${why.sentence}`;
+  item.view.announce.textContent = `${item.file.name} failed: ${why.sentence}`;
+  if (why.retry) {
+    item.view.pause.textContent = "Retry";
+    return;
+  }
+  // Trying again cannot help: uploadd may forget what it holds of it.
+  item.view.pause.remove();
+  item.view.cancel.remove();
+  uploads.delete(item);
+  if (item.transfer) item.transfer.abort(true);
 }
 
 function toggle(item) {
   if (item.running) {
-    item.upload.abort();
+    item.transfer.abort();
     item.running = false;
     item.view.state.textContent = "Paused";
     item.view.pause.textContent = "Resume";
@@ -308,33 +415,39 @@ function toggle(item) {
     item.last = null;
     item.view.row.classList.remove("failed");
     item.view.pause.textContent = "Pause";
-    item.upload.start();
+    item.transfer.start();
   }
 }
 
 async function cancel(item) {
   item.running = false;
-  await item.upload.abort(true).catch(() => {});
+  if (item.transfer) await item.transfer.abort(true);
   item.view.state.textContent = "Cancelled";
   item.view.pause.remove();
   item.view.cancel.remove();
-  uploads.delete(item.upload);
+  uploads.delete(item);
   listResumable();
 }
 
 async function listResumable() {
-  if (!window.tus) return;
-  const storage = tus.defaultOptions.urlStorage;
-  const found = await storage.findAllUploads();
-  const running = new Set([...uploads.values()].filter((i) => i.running).map((i) => i.file.name));
-  const waiting = found.filter((entry) => !running.has(entry.metadata.filename));
+  if (!session || !may("upload")) return;
+  const busy = busyUrls();
+  const waiting = (await unfinishedUploads()).filter((o) => o.urls.every((url) => !busy.has(url)));
   $("#resumable").hidden = waiting.length === 0;
-  $("#resumable-list").replaceChildren(...waiting.map((entry) => el("li", {},
-    `${entry.metadata.filename} (${size(entry.size)}), started ${when(entry.creationTime)} `,
-    el("button", { type: "button", onclick: async () => {
-      await storage.removeUpload(entry.urlStorageKey);
-      listResumable();
-    } }, `Forget ${entry.metadata.filename}`))));
+  $("#resumable-list").replaceChildren(...waiting.map((offer) => el("li", {},
+    `${offer.name} (${size(offer.size)}): ${size(offer.held)} on the server, started ${when(offer.created)}`,
+    offer.broken ? " (a part expired: it cannot be continued) " : " ",
+    el("button", { type: "button", onclick: () => discard(offer) }, `Discard ${offer.name}`))));
+}
+
+// uploadd forgets an unfinished upload and the bytes it holds.
+async function discard(offer) {
+  if (!confirm(`Discard ${offer.name}? uploadd forgets the ${size(offer.held)} it holds.`)) return;
+  await Promise.all(offer.urls.map((url) => fetch(url, {
+    method: "DELETE",
+    headers: { "Tus-Resumable": "1.0.0", Authorization: `Bearer ${session.token}` },
+  })));
+  listResumable();
 }
 
 function setUpDrop() {
@@ -409,8 +522,8 @@ function follow() {
 function renditionCell(file) {
   const items = file.renditions.map((r) => {
     const label = r.state === "RUNNING" ? `running ${Math.round(r.percent)}%` : r.state.toLowerCase();
-    const line = el("div", { "data-rendition": `${file.id}/${r.profile}` }, `${r.profile}: ${label}`);
-    if (r.error) line.append(el("div", { class: "state" }, r.error));
+    const line = el("span", { "data-rendition": `${file.id}/${r.profile}` }, `${r.profile}: ${label}`);
+    if (r.error) line.append(` (${r.error})`);
     if (r.state === "READY" && r.profile !== "pdf-slides") {
       for (const output of r.outputs) {
         line.append(" ", el("a", { href: withToken(output.download_url) }, output.filename));
@@ -421,28 +534,107 @@ function renditionCell(file) {
     }
     return line;
   });
-  return el("td", { "data-label": "Renditions" }, ...(items.length ? items : ["—"]));
+  const cell = el("td", { "data-label": "Renditions" });
+  items.forEach((item, index) => cell.append(...(index ? [" · ", item] : [item])));
+  if (!items.length) cell.append("—");
+  return titled(cell);
+}
+
+// A cell cut to one line keeps its whole text as its title.
+function titled(cell) {
+  cell.title = cell.textContent;
+  return cell;
+}
+
+// The page of the library shown: uploadd searches, sorts and pages.
+const library = { page: 1, size: 50, q: "", sort: "-created" };
+// Sorting by a column first goes A-Z for names, largest and newest first otherwise.
+const FIRST_ORDER = { name: "name", size: "-size", created: "-created" };
+
+function sortBy(column) {
+  const first = FIRST_ORDER[column];
+  const reversed = first.startsWith("-") ? column : `-${column}`;
+  library.sort = library.sort === first ? reversed : first;
+  library.page = 1;
+  loadLibrary();
+}
+
+function showSorting() {
+  for (const button of document.querySelectorAll("#files th button[data-sort]")) {
+    const column = button.dataset.sort;
+    const th = button.closest("th");
+    if (library.sort.replace("-", "") !== column) {
+      th.removeAttribute("aria-sort");
+      button.dataset.arrow = "";
+    } else {
+      const descending = library.sort.startsWith("-");
+      th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+      button.dataset.arrow = descending ? "▼" : "▲";
+    }
+  }
 }
 
 async function loadLibrary() {
-  const page = await api("GET", "/files?page_size=100");
-  $("#library-count").textContent = `${page.count} ${page.count === 1 ? "file" : "files"}`;
+  const query = new URLSearchParams({ page: library.page, page_size: library.size, sort: library.sort });
+  if (library.q) query.set("q", library.q);
+  const asked = query.toString();
+  library.asked = asked;
+  const page = await api("GET", `/files?${asked}`);
+  if (library.asked !== asked) return; // a newer question was asked meanwhile
+  const pages = Math.max(1, Math.ceil(page.count / library.size));
+  if (library.page > pages) {
+    library.page = pages;
+    loadLibrary();
+    return;
+  }
+  const noun = page.count === 1 ? "file" : "files";
+  $("#library-count").textContent = library.q
+    ? `${page.count} ${noun} named like “${library.q}”` : `${page.count} ${noun}`;
+  showSorting();
   const rows = page.results.map((file) => el("tr", { "data-file": file.id },
-    el("td", { "data-label": "Name" }, el("a", { href: withToken(file.download_url) }, file.filename),
-      file.versions.length ? el("div", { class: "state" }, "Versions: ", ...file.versions.map((v) =>
-        el("a", { href: withToken(`/files/${v.id}/content`) }, `${v.filename} (${when(v.created_at)})`))) : null),
+    titled(el("td", { "data-label": "Name" }, el("div", { class: "line" },
+      el("a", { href: withToken(file.download_url) }, file.filename),
+      file.versions.length ? el("span", { class: "state versions" }, "Versions: ", ...file.versions.flatMap((v, i) =>
+        [i ? ", " : "", el("a", { href: withToken(`/files/${v.id}/content`) }, `${v.filename} (${shortWhen(v.created_at)})`)])) : null))),
     el("td", { "data-label": "Size" }, size(file.size)),
-    el("td", { "data-label": "Stored" }, when(file.created_at)),
-    el("td", { "data-label": "Copies" }, file.replicas.length ? file.replicas.join(", ") : "on uploadd"),
+    el("td", { "data-label": "Stored", title: when(file.created_at) }, shortWhen(file.created_at)),
+    titled(el("td", { "data-label": "Copies" }, file.replicas.length ? file.replicas.join(", ") : "on uploadd")),
     renditionCell(file),
     el("td", { "data-label": "Actions" }, el("div", { class: "actions" },
-      el("a", { class: "button", href: withToken(file.download_url), download: file.filename }, "Download"),
+      el("a", { class: "button", href: withToken(file.download_url), download: file.filename,
+        "aria-label": `Download ${file.filename}` }, "Download"),
       el("button", { type: "button", "aria-label": `Delete ${file.filename}`, onclick: async () => {
         if (!confirm(`Delete ${file.filename}?`)) return;
         await api("DELETE", `/files/${file.id}`);
         loadLibrary();
       } }, "Delete")))));
   $("#files tbody").replaceChildren(...rows);
+  $("#pages").hidden = pages === 1;
+  $("#page-status").textContent = `Page ${library.page} of ${pages}`;
+  $("#page-previous").disabled = library.page === 1;
+  $("#page-next").disabled = library.page === pages;
+}
+
+function setUpLibrary() {
+  let typing = null;
+  $("#search").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      library.q = event.target.value.trim();
+      library.page = 1;
+      loadLibrary();
+    }, 250);
+  });
+  $("#library-search").addEventListener("submit", (event) => event.preventDefault());
+  for (const button of document.querySelectorAll("#files th button[data-sort]")) {
+    button.addEventListener("click", () => sortBy(button.dataset.sort));
+  }
+  const turn = (step) => {
+    library.page += step;
+    loadLibrary();
+  };
+  $("#page-previous").addEventListener("click", () => turn(-1));
+  $("#page-next").addEventListener("click", () => turn(1));
 }
 
 // -- slides ----------------------------------------------------------------------------
@@ -543,9 +735,19 @@ async function loadAdmin() {
           && api("DELETE", `/admin/nodes/${node.id}`).then(loadAdmin) }, `Remove ${node.id}`))));
   }));
   $("#failures").replaceChildren(...(status.recent_failures.length
-    ? status.recent_failures.map((f) => el("li", {},
-      `${when(f.at)} ${f.kind}: ${f.reason} ${f.file_id || f.webhook_id || ""} ${f.node_id || f.profile || ""}`))
+    ? status.recent_failures.map((f) => el("li", {}, failureLine(f)))
     : [el("li", { class: "state" }, "None.")]));
+}
+
+// One failure of background work, saying what failed where.
+function failureLine(f) {
+  const what = {
+    webhook: () => `webhook ${f.webhook_id} to ${f.url || "(its URL is not known)"} (event ${f.event_id})`,
+    replication: () => `copy of ${f.file_id} to ${f.node_id}`,
+    transcode: () => `${f.profile} of ${f.file_id}`,
+  }[f.kind];
+  const subject = what ? what() : [f.kind, f.file_id, f.node_id, f.profile].filter(Boolean).join(" ");
+  return `${when(f.at)} ${subject}: ${f.reason}`;
 }
 
 async function addNode(event) {
@@ -579,4 +781,5 @@ $("#share").addEventListener("click", createShare);
 $("#add-node").addEventListener("submit", addNode);
 setUpDrop();
 setUpFallback();
+setUpLibrary();
 route();

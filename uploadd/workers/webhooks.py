@@ -21,6 +21,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 from twisted.internet.interfaces import IReactorTime
@@ -93,6 +94,15 @@ def treq_poster(
     return post
 
 
+def without_credentials(url: str) -> str:
+    """``url`` without a user name or password in it: the receiver as the
+    admin console names it."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 @attrs.define
 class WebhookPusher:
     _store: IMetadataStore
@@ -163,7 +173,13 @@ class WebhookPusher:
             )
         )
         if error and self.failures is not None:
-            self.failures.add("webhook", error, webhook_id=hook.id, event_id=event.id)
+            self.failures.add(
+                "webhook",
+                error,
+                webhook_id=hook.id,
+                event_id=event.id,
+                url=without_credentials(hook.url),
+            )
         if error:
             log.warn(
                 "webhook {hook_id} refused event {event_id} "

@@ -84,6 +84,8 @@ class PostgresBase(SQLBase):
 
     _integrity_errors = (psycopg.errors.IntegrityError,)
     _string_agg = "string_agg"
+    _binary = '{} COLLATE "C"'
+    _fold = 'lower(CAST({} AS TEXT) COLLATE "C")'
 
     def __init__(self, url: str, reactor: IReactor) -> None:
         self.url = url

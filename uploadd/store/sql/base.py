@@ -3,7 +3,8 @@
 SQL here is written once, in the subset SQLite and PostgreSQL share, with
 ``?`` placeholders (a PostgreSQL cursor turns them into ``%s``). A dialect
 subclass runs statements in its own threads, never the reactor's, and
-names what differs: its integrity errors and its string aggregate.
+names what differs: its integrity errors, its string aggregate and how it
+compares text.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ class SQLBase:
     _integrity_errors: tuple[type[Exception], ...] = ()
     # group_concat(x, sep) in SQLite, string_agg(x, sep) in PostgreSQL.
     _string_agg: str = "group_concat"
+    # Text compared byte by byte (SQLite's default), and text with A-Z
+    # lowered and nothing else (what SQLite's lower() does): PostgreSQL's
+    # follow the database's locale unless told "C".
+    _binary: str = "{}"
+    _fold: str = "lower({})"
 
     async def _read(self, statements: Callable[[Cursor], T]) -> T:
         """``statements(cursor)`` outside a transaction, off the reactor."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from uploadd.store.interface import (
+    FILE_ORDERS,
     Conflict,
     Event,
     FileRecord,
@@ -134,22 +136,47 @@ class UsersAndFiles(SQLBase):
         )
         return _file(rows[0]) if rows else None
 
-    async def list_files(self, owner_id: int | None, offset: int, limit: int) -> Page:
-        where, params = "WHERE rendition_of IS NULL", []
+    async def list_files(
+        self,
+        owner_id: int | None,
+        offset: int,
+        limit: int,
+        search: str = "",
+        order: str = "-created",
+    ) -> Page:
+        where, params = "WHERE rendition_of IS NULL", list[object]()
         if owner_id:
             where, params = f"{where} AND owner_id = ?", [owner_id]
+        if search:
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", search) + "%"
+            name, wanted = self._fold.format("filename"), self._fold.format("?")
+            where = f"{where} AND {name} LIKE {wanted} ESCAPE '\\'"
+            params.append(pattern)
+        ordering = self._file_order(order)
 
         def run(cursor: Cursor) -> Page:
             cursor.execute(f"SELECT COUNT(*) FROM files {where}", params)
             count = cursor.fetchone()[0]
             cursor.execute(
                 f"SELECT {_FILE_COLUMNS} FROM files {where}"
-                " ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                f" ORDER BY {ordering} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
             return Page(count, [_file(row) for row in cursor.fetchall()])
 
         return await self._read(run)
+
+    def _file_order(self, order: str) -> str:
+        """The ORDER BY of a listing in ``order`` (ties: by id)."""
+        if order not in FILE_ORDERS:
+            raise ValueError(f"order is one of {', '.join(FILE_ORDERS)}")
+        way = " DESC" if order.startswith("-") else ""
+        keys = {
+            "created": ["created_at"],
+            "size": ["size"],
+            "name": [self._fold.format("filename"), self._binary.format("filename")],
+        }[order.lstrip("-")]
+        return ", ".join([*(key + way for key in keys), self._binary.format("id")])
 
     async def versions_of(self, file_id: str) -> list[FileRecord]:
         rows = await self._query(

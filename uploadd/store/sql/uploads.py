@@ -58,6 +58,16 @@ class Uploads(SQLBase):
         deleted: bool = await self._write(run)
         return deleted
 
+    async def uploads_of(self, owner_id: int) -> list[UploadRecord]:
+        rows = await self._query(
+            f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE owner_id = ? AND"
+            " (state = 'open' OR (state = 'complete' AND concat = 'partial'"
+            " AND file_id IS NULL))"
+            f" ORDER BY created_at, {self._binary.format('id')}",
+            owner_id,
+        )
+        return [_upload(row) for row in rows]
+
     async def expired_uploads(
         self, now: float, holder: str | None = None
     ) -> list[UploadRecord]:
