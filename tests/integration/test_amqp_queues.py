@@ -91,7 +91,7 @@ async def test_work_is_shared_and_live_events_reach_every_instance(
                     {"file_id": f"f{n}", "current": 1, "updated": "now"},
                     1,
                     0.0,
-                    n,
+                    1000 + n,  # outbox ids are unique across topics
                 )
                 for n in numbers
             ]
