@@ -502,8 +502,8 @@ def report(
             "its instances, their main threads, which run the reactor, a part of "
             "that; client: the benchmark's sending threads; other processes: "
             "everything else on the machine, kernel threads such as writeback "
-            "included: well above zero, other work shared the CPUs and the rates "
-            "are not comparable); then the share of "
+            "included; well above zero means other work shared the CPUs and the "
+            "rates are not comparable); then the share of "
             f"{cpus} CPUs x the run's wall time the benchmark's processes used, "
             "and what the whole machine did meanwhile (/proc/stat; busy also "
             "counts interrupt handling):",
