@@ -298,6 +298,9 @@ class Forwarder:
         """``method target`` (with the request's headers and ``body``) sent
         to ``holder``; its answer. Unavailable when it cannot be reached."""
         url = await self._url_of(request, holder) + target
+        if isinstance(body, ForwardedBody) and body.stopped:
+            # The client left while the holder was looked up.
+            raise errors.Invalid("the client went away before its body was sent on")
         headers = self._headers(request)
         try:
             sending = self._agent.request(method, url, headers, body)
