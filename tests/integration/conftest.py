@@ -4,9 +4,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.integration.broker import SERVER, Broker, free_port
 from tests.integration.daemon import Daemon, start
+from tests.integration.test_web import chromium
 
 
 @pytest.fixture
@@ -31,3 +33,13 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     finally:
         running.stop()
         running.stop_epmd()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    """Headless Chromium with a profile of its own, quit afterwards."""
+    driver = chromium(tmp_path / "chromium")
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,15 +62,6 @@ def tus_settings(driver: WebDriver, settings: dict[str, int]) -> None:
     driver.execute_script(
         "localStorage.setItem('uploadd.tus', arguments[0])", json.dumps(settings)
     )
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    driver = chromium(tmp_path / "chromium")
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def shown(driver: WebDriver, selector: str) -> Any:

@@ -6,7 +6,6 @@ line per file; scopes decide the pages; the favicon; the page's own SHA-256
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,18 +14,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.integration.daemon import PASSWORD, add_user, eventually, start
-from tests.integration.test_web import chromium, screenshots, shown, sign_in
+from tests.integration.test_web import screenshots, shown, sign_in
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    driver = chromium(tmp_path / "chromium")
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def first_names(driver: WebDriver, count: int = 3) -> list[str]:

@@ -11,7 +11,6 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -33,15 +32,6 @@ from tests.integration.test_web import (
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    driver = chromium(tmp_path / "chromium")
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def fingerprint(path: Path) -> str:

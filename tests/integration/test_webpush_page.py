@@ -23,11 +23,11 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from tests.integration.daemon import PASSWORD, eventually, start
 from tests.integration.test_renditions import until, upload
 from tests.integration.test_transcode_tools import _write_pdf, need
-from tests.integration.test_web import browser, chromium, shown, sign_in
+from tests.integration.test_web import chromium, shown, sign_in
 from tests.integration.test_webpush import PushService, push_service
 
 pytestmark = pytest.mark.integration
-__all__ = ["browser", "push_service"]  # fixtures
+__all__ = ["push_service"]  # fixtures
 
 #: The page's PushManager, answering with the test's subscription.
 FAKE_PUSH_MANAGER = """
