@@ -43,7 +43,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IRequest, IR
 from zope.interface import implementer
 
 from noded.signing import signed_query
-from noded.threads import Runner, run_inline
+from noded.threads import Runner
 from uploadd import errors
 from uploadd.ingest.sink import (
     BlobFile,
@@ -197,9 +197,10 @@ class Forwarder:
     _store: IMetadataStore
     _agent: IAgent
     name: str
-    _key: bytes = b""
-    _run: Runner = run_inline
-    _clock: IReactorTime | None = None
+    #: Signs requests for a part's bytes (the cluster secret's URL key).
+    _key: bytes
+    _run: Runner
+    _clock: IReactorTime
 
     @classmethod
     def over_tcp(
@@ -268,7 +269,6 @@ class Forwarder:
                 "reached",
                 holder=part.holder,
             )
-        assert self._clock is not None
         query = signed_query(
             self._key, part_grant(part.id), int(self._clock.seconds()) + 300, "", ""
         )
