@@ -53,10 +53,12 @@ class Problem(Exception):
     title: str = ""
     headers: dict[str, str] = attrs.field(factory=dict)
     extra: dict[str, Any] = attrs.field(factory=dict)
+    #: The problem type's URI (RFC 9457 3.1.1); about:blank: the status says it.
+    type: str = "about:blank"
 
     def document(self) -> dict[str, Any]:
         return {
-            "type": "about:blank",
+            "type": self.type,
             "title": self.title or _TITLES.get(self.status, "Error"),
             "status": self.status,
             "detail": self.detail,

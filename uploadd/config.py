@@ -211,6 +211,27 @@ class UploadsSection:
         "the offset every this many bytes, so a crash keeps them; 0 turns it off",
         SIZE,
     )
+    progress_interval: float = setting(
+        "1s",
+        parse_duration,
+        "while a resumable body (IETF draft) arrives, send a 104 interim "
+        "response with its durable offset at most this often; 0 turns them off",
+        DURATION,
+    )
+    max_append_size: int = setting(
+        "0",
+        parse_size,
+        "the most one request may add to a resumable upload (announced as "
+        "max-append-size); 0: only the upload's size limit",
+        SIZE,
+    )
+    min_append_size: int = setting(
+        "0",
+        parse_size,
+        "the least one request may add to a resumable upload, except the one "
+        "completing it (announced as min-append-size); 0: no minimum",
+        SIZE,
+    )
 
 
 def parse_nodes(text: str) -> tuple[tuple[str, str, int], ...]:

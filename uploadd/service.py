@@ -44,6 +44,7 @@ from uploadd.api.push import PushAPI
 from uploadd.api.renditions import RenditionsAPI
 from uploadd.api.request import request_factory
 from uploadd.api.root import Router
+from uploadd.api.rufh import DraftUploads
 from uploadd.api.shares import SharesAPI
 from uploadd.api.slideshow import SlideshowAPI
 from uploadd.api.storage import StorageAPI
@@ -270,6 +271,18 @@ def build(
         ),
     )
     throttle.attach(bus)
+    files_api = FilesAPI(
+        library,
+        store,
+        blobs,
+        tokens,
+        gate,
+        locator,
+        config.storage.fsync,
+        config.http.public_url,
+        config.http.page_size,
+        links=links,
+    )
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
         RenditionsAPI(
@@ -284,19 +297,28 @@ def build(
             config.storage.fsync,
             config.http.public_url,
         ),
-        FilesAPI(
-            library,
-            store,
+        files_api,
+        TusAPI(
+            resumable,
             blobs,
+            run,
             tokens,
             gate,
-            locator,
-            config.storage.fsync,
             config.http.public_url,
-            config.http.page_size,
-            links=links,
+            DraftUploads(
+                resumable,
+                blobs,
+                run,
+                tokens,
+                gate,
+                reactor,
+                files_api.document,
+                config.http.public_url,
+                progress_interval=config.uploads.progress_interval,
+                max_append_size=config.uploads.max_append_size,
+                min_append_size=config.uploads.min_append_size,
+            ),
         ),
-        TusAPI(resumable, blobs, run, tokens, gate, config.http.public_url),
         StorageAPI(
             resumable,
             store,

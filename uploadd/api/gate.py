@@ -14,8 +14,8 @@ request ends; a resumable one is counted by the resumable core.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, cast
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -23,11 +23,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
 
 from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.access import authenticate, query_value, require
 from uploadd.api.forward import ForwardedBody, Forwarder, Relayed
+from uploadd.api.http import base_url
 from uploadd.api.problems import Problem, too_large
 from uploadd.api.root import RouteMatch, Router
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
@@ -91,6 +93,15 @@ class Admitted(Protocol):
         """Answer with what the instance holding the upload said (or the
         problem of not reaching it), whether or not the body has ended."""
 
+    def inform(
+        self, status: int, reason: str, headers: Sequence[tuple[str, str]]
+    ) -> None:
+        """Send an informational (1xx) response ahead of the final one."""
+
+    def cut(self) -> None:
+        """End the request abruptly while its body streams (what reached
+        disk is kept as when its client leaves); nothing once it is handled."""
+
 
 @attrs.frozen
 class Admission:
@@ -103,6 +114,8 @@ class Admission:
     target: bytes
     length: int | None
     max_upload_size: int
+    #: Scheme and authority the client addressed (``http://host:port``).
+    origin: str = ""
 
 
 @attrs.frozen
@@ -123,6 +136,42 @@ class BodyPlan:
     context: Any = None
     on_aborted: Callable[[int], object] = lambda n: None
     on_checkpoint: Callable[[int], Deferred[None]] | None = None
+    on_attached: Callable[[Attached], None] | None = None
+    #: How the family words a refusal of the streaming body (over a limit,
+    #: the disk failed); None: the core's error as it is.
+    problem_of: Callable[[UploaddError], Problem | UploaddError] | None = None
+
+
+@attrs.frozen
+class Attached:
+    """A body as its family sees it once it streams into its plan's file
+    (``BodyPlan.on_attached``): how many bytes are on disk, a way to send
+    informational responses and to end the request, and its end."""
+
+    _request: Admitted
+    _sink: UploadSink
+
+    @property
+    def written(self) -> int:
+        """Bytes of this body on disk so far."""
+        return self._sink.written
+
+    @property
+    def durable(self) -> int:
+        """Bytes of this body durable and recorded (by checkpoints)."""
+        return self._sink.checkpointed
+
+    def inform(
+        self, status: int, reason: str, headers: Sequence[tuple[str, str]]
+    ) -> None:
+        self._request.inform(status, reason, headers)
+
+    def cut(self) -> None:
+        self._request.cut()
+
+    def finished(self) -> Deferred[None]:
+        """Fires when the request ends, however it ends."""
+        return self._request.notifyFinish()
 
 
 class StreamingFamily(Protocol):
@@ -172,6 +221,17 @@ def upload_of(request: Any) -> Upload:
         # with an upload; anything else is a wiring fault, not a client's.
         raise RuntimeError("upload route reached without the ingest gate")
     return upload
+
+
+def _worded(
+    reject: Callable[[Problem | UploaddError], None],
+    word: Callable[[UploaddError], Problem | UploaddError] | None,
+) -> Callable[[UploaddError], None]:
+    """``reject`` with the refusal worded by the body's family."""
+    if word is None:
+        return reject
+    wording = word
+    return lambda error: reject(wording(error))
 
 
 @attrs.frozen
@@ -271,6 +331,7 @@ class IngestGate:
             target,
             length,
             limit,
+            base_url(cast(IRequest, request), ""),
         )
         planning = Deferred.fromCoroutine(found.family.plan_body(admission))
         upload = Upload(principal, self._clock.seconds(), length, Deferred(), kind)
@@ -359,7 +420,7 @@ class IngestGate:
             flow,
             FlowLimits(self.limits.high_water, self.limits.low_water, max_size),
             on_progress=lambda n: self._advanced(request, n),
-            on_reject=request.reject,
+            on_reject=_worded(request.reject, plan.problem_of),
             on_aborted=plan.on_aborted,
             checkpoints=(
                 Checkpoints(self.limits.checkpoint, plan.on_checkpoint)
@@ -372,6 +433,8 @@ class IngestGate:
             body = MultipartSink(sink, plan.boundary, on_reject=request.reject)
         upload.sink, upload.body = sink, body
         request.content = body
+        if plan.on_attached is not None:
+            plan.on_attached(Attached(request, sink))
         if held is not None:
             for chunk in held.chunks:
                 body.write(chunk)

@@ -11,7 +11,7 @@ before the connection closes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -98,6 +98,37 @@ class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
             self._continue_held = False
             if pending_request_line(channel)[2] == b"HTTP/1.1":
                 channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def inform(
+        self, status: int, reason: str, headers: Sequence[tuple[str, str]]
+    ) -> None:
+        """Write an informational response on the transport: Twisted has
+        no API for any but its own ``100 Continue``. Only before the final
+        response starts, and only to an HTTP/1.1 client (HTTP/1.0 has none)."""
+        channel: Any = self.channel
+        if self.startedWriting or self.gone or channel is None:
+            return
+        if channel.transport is None:
+            return
+        if pending_request_line(channel)[2] != b"HTTP/1.1":
+            return
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii"))]
+        for name, value in headers:
+            raw = value.encode("latin-1")
+            if b"\r" in raw or b"\n" in raw:
+                raise ValueError(f"header {name} carries a line break")
+            lines.append(name.encode("ascii") + b": " + raw + b"\r\n")
+        lines.append(b"\r\n")
+        channel.transport.write(b"".join(lines))
+
+    def cut(self) -> None:
+        """End this request abruptly while its body streams: the client is
+        gone as far as the upload is concerned (a newer request took over)."""
+        if self.processing or self.gone or self.channel is None:
+            return
+        transport: Any = self.channel.transport
+        if transport is not None:
+            transport.abortConnection()
 
     def metered_route(self) -> str:
         route = self.route

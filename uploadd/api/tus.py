@@ -1,4 +1,5 @@
-"""``/uploads/``: the tus 1.0.0 resumable upload protocol with every extension.
+"""``/uploads/``: the tus 1.0.0 resumable upload protocol with every extension,
+and the IETF resumable-upload draft beside it (:mod:`uploadd.api.rufh`).
 
 Core (HEAD, PATCH), creation, creation-with-upload, creation-defer-length,
 expiration, checksum (sha1, md5, sha256), termination and concatenation.
@@ -8,12 +9,18 @@ Locked while the first runs (HEAD shows how far the first got).
 This module translates tus headers to and from the resumable core
 (``uploadd/uploads/``), which holds every rule of offsets, lengths, writers,
 expiry and completion; what is left here is the protocol's syntax.
+
+The draft shares the routes: a request carrying ``Tus-Resumable`` is tus;
+one without it goes to the draft, which hands back (``NotDraft``) one that
+carries none of its fields about an upload tus made, and tus then answers
+412 as its specification says.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import re
 import uuid
@@ -33,7 +40,9 @@ from uploadd.api import problems
 from uploadd.api.access import principal_of
 from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import base_url, empty, json_body, timestamp
+from uploadd.api.metadata import encode_metadata, parse_metadata
 from uploadd.api.problems import Problem, bad_request
+from uploadd.api.rufh import PROTOCOL, Drafted, DraftUploads, NotDraft, speaks
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
 from uploadd.ingest.sink import BlobFile
@@ -51,7 +60,6 @@ EXTENSIONS = (
 )
 CHECKSUMS = ("sha1", "md5", "sha256")
 OFFSET_TYPE = b"application/offset+octet-stream"
-_METADATA_PAIR = re.compile(r"^([^\x00-\x20\x7f,]+)(?: ([A-Za-z0-9+/=]*))?$")
 _SIZE = re.compile(r"^[0-9]{1,19}$")
 
 log = Logger()
@@ -69,45 +77,6 @@ def check_version(headers: Headers) -> None:
             f"this server speaks tus {VERSION}; send Tus-Resumable: {VERSION}",
             headers={"Tus-Version": VERSION, "Tus-Resumable": VERSION},
         )
-
-
-def parse_metadata(text: str | None) -> dict[str, str]:
-    """Upload-Metadata: ``key base64,key2 base64,key3`` -> {key: value}.
-
-    Every pair has a key (no spaces, commas or control characters, unique)
-    and optionally one space and a value in canonical base64; spaces around
-    the commas are allowed, an empty pair is not.
-    """
-    found: dict[str, str] = {}
-    if not text:
-        return found
-    for pair in text.split(","):
-        match = _METADATA_PAIR.match(pair.strip(" \t"))
-        if match is None:
-            raise bad_request(
-                "Upload-Metadata is not 'key base64value,...' (keys non-empty, "
-                "one space before each value)"
-            )
-        key, encoded = match.group(1), match.group(2) or ""
-        if key in found:
-            raise bad_request(f"Upload-Metadata names {key!r} twice")
-        try:
-            raw = base64.b64decode(encoded, validate=True)
-        except binascii.Error:
-            raw = None
-        if raw is None or base64.b64encode(raw).decode("ascii") != encoded:
-            raise bad_request(f"Upload-Metadata value of {key!r} is not base64")
-        found[key] = raw.decode("utf-8", "surrogateescape")
-    return found
-
-
-def encode_metadata(metadata: dict[str, str]) -> str:
-    return ",".join(
-        f"{key} {base64.b64encode(value.encode('utf-8', 'surrogateescape')).decode()}"
-        if value
-        else key
-        for key, value in metadata.items()
-    )
 
 
 def parse_size(text: str | None, name: str) -> int | None:
@@ -150,6 +119,7 @@ def listed(base: str, record: UploadRecord) -> dict[str, Any]:
         "offset": record.received,
         "fingerprint": metadata.get("fingerprint"),
         "concat": record.concat,
+        "protocol": record.protocol,
         "complete": record.state == rules.COMPLETE,
         "created_at": timestamp(record.created_at),
         "expires_at": (
@@ -184,6 +154,8 @@ class TusAPI:
     _tokens: TokenIssuer
     _gate: IngestGate
     _public_url: str = ""
+    #: The IETF draft's side of the same routes.
+    _draft: DraftUploads | None = None
 
     # -- headers every answer carries -----------------------------------------
 
@@ -206,6 +178,8 @@ class TusAPI:
     @app.route("/uploads/", methods=["OPTIONS"])
     @app.route("/uploads/<upload_id>", methods=["OPTIONS"])
     def options(self, request: IRequest, upload_id: str = "") -> bytes:
+        if self._draft is not None:
+            self._draft.options(request)
         self._tus_headers(request)
         request.setHeader(b"tus-version", VERSION.encode())
         request.setHeader(b"tus-extension", EXTENSIONS.encode())
@@ -217,6 +191,10 @@ class TusAPI:
 
     async def plan_body(self, admission: Admission) -> BodyPlan:
         headers = admission.headers
+        draft = self._draft_for(headers, creating=admission.endpoint == "create")
+        if draft is not None:
+            with contextlib.suppress(NotDraft):
+                return await draft.plan_body(admission)
         check_version(headers)
         if admission.endpoint == "create":
             return await self._plan_create(admission)
@@ -313,8 +291,30 @@ class TusAPI:
                 415, "a tus body is Content-Type: application/offset+octet-stream"
             )
 
+    def _draft_for(self, headers: Headers, creating: bool) -> DraftUploads | None:
+        """The draft's side, for a request that may be the draft's."""
+        if self._draft is None or headers.hasHeader(b"tus-resumable"):
+            return None
+        if creating and not speaks(headers):
+            return None
+        return self._draft
+
+    def _drafted(self, request: IRequest) -> DraftUploads | None:
+        """The draft's side, for a request whose body the draft planned."""
+        upload = upload_of(request)
+        plan = upload.plan
+        if self._draft is not None and isinstance(plan and plan.context, Drafted):
+            return self._draft
+        if self._draft is not None and upload.plan is None:
+            # The plan failed: whoever would have planned it answers.
+            return self._draft_for(request.requestHeaders, creating=False)
+        return None
+
     @app.route("/uploads/", methods=["POST"], endpoint="create")
     async def create(self, request: IRequest) -> bytes:
+        draft = self._drafted(request)
+        if draft is not None:
+            return await draft.finish(request)
         upload = upload_of(request)
         plan, _, digest = await upload.complete()
         context: Append | Concatenation = plan.context
@@ -340,6 +340,9 @@ class TusAPI:
 
     @app.route("/uploads/<upload_id>", methods=["PATCH"], endpoint="patch")
     async def patch(self, request: IRequest, upload_id: str) -> bytes:
+        draft = self._drafted(request)
+        if draft is not None:
+            return await draft.finish(request)
         upload = upload_of(request)
         plan, _, digest = await upload.complete()
         append: Append = plan.context
@@ -370,7 +373,9 @@ class TusAPI:
         owner = principal_of(self._tokens, request, Action.CREATE)
         base = base_url(request, self._public_url)
         found = [
-            r for r in await self._uploads.unfinished(owner) if r.protocol == "tus"
+            r
+            for r in await self._uploads.unfinished(owner)
+            if r.protocol in ("tus", PROTOCOL)
         ]
         request.setHeader(b"cache-control", b"no-store")
         return json_body(
@@ -379,8 +384,23 @@ class TusAPI:
             {"count": len(found), "results": [listed(base, r) for r in found]},
         )
 
+    @app.route("/uploads/<upload_id>", methods=["GET"])
+    async def retrieve(self, request: IRequest, upload_id: str) -> bytes:
+        """The draft's offset retrieval by GET (tus has none)."""
+        if request.method == b"HEAD":
+            # werkzeug gives HEAD to a GET route too.
+            return await self.head(request, upload_id)
+        if self._draft is not None:
+            with contextlib.suppress(NotDraft):
+                return await self._draft.retrieve(request, upload_id)
+        raise Problem(405, "a tus upload's offset is retrieved by HEAD")
+
     @app.route("/uploads/<upload_id>", methods=["HEAD"])
     async def head(self, request: IRequest, upload_id: str) -> bytes:
+        draft = self._draft_for(request.requestHeaders, creating=False)
+        if draft is not None:
+            with contextlib.suppress(NotDraft):
+                return await draft.retrieve(request, upload_id)
         owner = self._principal(request, Action.CREATE)
         record = await self._uploads.load(owner, upload_id)
         self._tus_headers(request, record)
@@ -403,6 +423,10 @@ class TusAPI:
 
     @app.route("/uploads/<upload_id>", methods=["DELETE"])
     async def terminate(self, request: IRequest, upload_id: str) -> bytes:
+        draft = self._draft_for(request.requestHeaders, creating=False)
+        if draft is not None:
+            with contextlib.suppress(NotDraft):
+                return await draft.cancel(request, upload_id)
         owner = self._principal(request, Action.CREATE)
         await self._uploads.delete(owner, upload_id)
         self._tus_headers(request)

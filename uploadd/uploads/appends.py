@@ -55,11 +55,14 @@ def begin_append(
     limit: int,
     check: BodyCheck | None = None,
     created: bool = False,
+    writer: Writer | None = None,
 ) -> Append:
-    """Admit a body appending to ``record`` as its one writer (else Busy),
-    on the terms of :func:`rules.admit_append` under the size ``limit``.
-    ``created``: the same request made the upload."""
-    writer = uploads.writers.claim(record.id)
+    """Admit a body appending to ``record`` as its one writer (else Busy;
+    ``writer`` when the caller claimed it already), on the terms of
+    :func:`rules.admit_append` under the size ``limit``. ``created``: the
+    same request made the upload."""
+    if writer is None:
+        writer = uploads.writers.claim(record.id)
     try:
         terms = rules.admit_append(record, ask, limit)
         record = attrs.evolve(record, length=terms.length)
@@ -86,7 +89,7 @@ class Append:
     record: UploadRecord
     terms: AppendTerms
     target: BlobFile
-    _writer: Writer
+    writer: Writer
     check: BodyCheck | None = None
     created: bool = False
 
@@ -126,7 +129,7 @@ class Append:
                 await uploads.terminate(self.record, "failed")
             raise
         finally:
-            self._writer.release()
+            self.writer.release()
 
     async def checkpoint(self, written: int) -> None:
         """``written`` bytes of the body still streaming are durable: record
@@ -168,4 +171,4 @@ class Append:
         except Exception:
             log.failure("recording an interrupted body failed")
         finally:
-            self._writer.release()
+            self.writer.release()

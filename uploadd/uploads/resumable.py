@@ -207,6 +207,12 @@ class Resumable:
             raise Elsewhere(record.holder)
         return record
 
+    async def file_of(self, record: UploadRecord) -> FileRecord | None:
+        """The file a completed upload became, if it is still there."""
+        if record.file_id is None:
+            return None
+        return await self._store.get_file(record.file_id)
+
     async def unfinished(self, owner: Principal) -> list[UploadRecord]:
         """``owner``'s uploads still to finish, oldest first, whichever
         instance holds their bytes (the store is shared): open ones not

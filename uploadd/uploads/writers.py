@@ -1,16 +1,15 @@
 """Who is writing which upload right now: one appender per upload, or spans
 that do not overlap.
 
-An append continues the upload's bytes in order, so only one runs at a time:
-a second is refused as Busy while the first streams (its offset shows how
-far the first got). Spans name their own bytes, so any number may stream at
-once as long as none overlaps another still arriving (Conflict). The sweeper
-leaves an upload alone while anyone writes it.
-
-This is the one place the policy lives: a protocol whose new append ends an
-older one still streaming (the IETF resumable-upload draft) would change
-:meth:`Writers.claim` to interrupt the holder and wait for its release,
-not its adapter.
+An append continues the upload's bytes in order, so only one runs at a time.
+What a newer request meets while an older one streams depends on its
+protocol: tus refuses it as Busy (:meth:`Writers.claim`; the upload's
+offset shows how far the first got); the IETF resumable-upload draft ends
+the older one, waits until what it carried is recorded, and goes on
+(:meth:`Writers.take_over`), because a client only sends a new request once
+it believes the old one dead. Spans name their own bytes, so any number may
+stream at once as long as none overlaps another still arriving (Conflict).
+The sweeper leaves an upload alone while anyone writes it.
 """
 
 from __future__ import annotations
@@ -18,28 +17,61 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 
 from uploadd.errors import Busy, Conflict
 from uploadd.uploads.ranges import overlaps
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Writer:
-    """One appender's claim on its upload; ``release`` is idempotent."""
+    """One appender's claim on its upload; ``release`` is idempotent.
 
-    _held: set[str]
+    The body it streams says how it can be ended (:meth:`stoppable`); a
+    newer request asks it to end (:meth:`stop`) and waits for the release,
+    which comes once what reached disk is recorded."""
+
+    _held: dict[str, Writer]
     upload_id: str
     released: bool = False
+    _stop: Callable[[], None] | None = None
+    _stopping: bool = False
+    _waiters: list[Deferred[None]] = attrs.field(factory=list)
 
     def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self._held.discard(self.upload_id)
+        if self.released:
+            return
+        self.released = True
+        if self._held.get(self.upload_id) is self:
+            del self._held[self.upload_id]
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def stoppable(self, stop: Callable[[], None]) -> None:
+        """``stop()`` ends the body this writer streams (its bytes on disk
+        are then recorded and the writer released)."""
+        self._stop = stop
+        if self._stopping:
+            stop()
+
+    def stop(self) -> Deferred[None]:
+        """End the body (now, or as soon as it can be ended); fires once
+        the writer is released."""
+        if self.released:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        if not self._stopping:
+            self._stopping = True
+            if self._stop is not None:
+                self._stop()
+        return waiter
 
 
 @attrs.define
 class Writers:
-    _appending: set[str] = attrs.field(factory=set)
+    _appending: dict[str, Writer] = attrs.field(factory=dict)
     _spans: dict[str, list[tuple[int, int]]] = attrs.field(factory=dict)
 
     def claim(self, upload_id: str) -> Writer:
@@ -49,8 +81,20 @@ class Writers:
                 f"upload {upload_id} is receiving another body; retry when it "
                 "has ended (the upload's offset shows how far it got)"
             )
-        self._appending.add(upload_id)
-        return Writer(self._appending, upload_id)
+        writer = Writer(self._appending, upload_id)
+        self._appending[upload_id] = writer
+        return writer
+
+    async def quiet(self, upload_id: str) -> None:
+        """End the body appending to the upload, if any, and wait until
+        what it carried is recorded."""
+        while (holder := self._appending.get(upload_id)) is not None:
+            await holder.stop()
+
+    async def take_over(self, upload_id: str) -> Writer:
+        """The upload's one appender, once any older one has been ended."""
+        await self.quiet(upload_id)
+        return self.claim(upload_id)
 
     def reserve(self, upload_id: str, start: int, end: int) -> Callable[[], None]:
         """Claim ``[start, end)`` of the upload against spans still arriving

@@ -1,0 +1,666 @@
+"""Resumable Uploads for HTTP (draft-ietf-httpbis-resumable-upload) on ``/uploads/``.
+
+The IETF draft beside tus, on the same resumable core and the same upload
+store: creation by ``POST /uploads/`` carrying ``Upload-Complete``
+(``104 Upload Resumption Supported`` with the upload's ``Location`` as soon
+as the upload exists, before the body is read), offset retrieval (``HEAD``
+or ``GET /uploads/<id>``), append (``PATCH`` with ``Upload-Offset`` and
+``Upload-Complete``), cancellation (``DELETE``). A new request for an
+upload ends one still streaming into it and goes on once what that one
+carried is recorded (:meth:`Writers.take_over`), as the draft recommends,
+where tus answers 423.
+
+Every interop version a client sends today is spoken, each with its own
+header names and rules (:data:`VERSIONS`); a request without
+``Upload-Draft-Interop-Version`` is taken as the latest draft. A version
+not spoken gets an ordinary answer: its body becomes a file, no 104, no
+upload resource.
+
+Which requests are the draft's and which tus's is decided by
+:func:`speaks`: a request carrying ``Tus-Resumable`` is tus; one carrying
+the draft's fields, or about an upload the draft created, is the draft's.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, unquote
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
+
+from noded.threads import Runner
+from uploadd import errors
+from uploadd.api import fields
+from uploadd.api.access import principal_of, query_value
+from uploadd.api.gate import Admission, Attached, BodyPlan, IngestGate, upload_of
+from uploadd.api.http import base_url, empty, json_body
+from uploadd.api.metadata import parse_metadata
+from uploadd.api.problems import Problem, bad_request, problem_of
+from uploadd.auth.tokens import Action, TokenIssuer
+from uploadd.deferreds import shield
+from uploadd.ingest.sink import BlobFile
+from uploadd.store.blobs import BlobStore
+from uploadd.store.interface import FileRecord, UploadRecord
+from uploadd.uploads import rules
+from uploadd.uploads.appends import Append, begin_append
+from uploadd.uploads.resumable import Resumable
+from uploadd.uploads.rules import AppendAsk
+
+log = Logger()
+
+#: The protocol an upload record names when the draft created it.
+PROTOCOL = "ietf"
+INTEROP = "Upload-Draft-Interop-Version"
+RESUMPTION = (104, "Upload Resumption Supported")
+PARTIAL_UPLOAD = b"application/partial-upload"
+PROBLEMS = "https://iana.org/assignments/http-problem-types#"
+
+
+@attrs.frozen
+class Interop:
+    """What one interop version of the draft says, where versions differ."""
+
+    version: int
+    drafts: str
+    #: ``Upload-Incomplete: ?1`` instead of ``Upload-Complete: ?0``.
+    incomplete_field: bool = False
+    #: Repeated 104s carry the offset while a body arrives.
+    progress: bool = True
+    #: Appends are ``Content-Type: application/partial-upload``.
+    partial_type: bool = True
+    #: ``Upload-Limit`` exists, and the name of its lifetime key.
+    limits: bool = True
+    age_key: str = "max-age"
+    #: The status of an append that leaves the upload incomplete.
+    appended: int = 204
+
+
+#: Interop version -> what it says. 3: draft-01 (iOS 17); 4: draft-02;
+#: 5: draft-03 (tus-js-client 'ietf-draft-03', iOS 18.0); 6: drafts 04-05
+#: (tus-js-client 'ietf-draft-05', iOS 18.1); 7: drafts 06-08; 8: drafts
+#: 09 onwards, the latest (current Apple releases).
+VERSIONS: dict[int, Interop] = {
+    3: Interop(
+        3,
+        "draft-01",
+        incomplete_field=True,
+        progress=False,
+        partial_type=False,
+        limits=False,
+        appended=201,
+    ),
+    4: Interop(
+        4, "draft-02", progress=False, partial_type=False, limits=False, appended=201
+    ),
+    5: Interop(5, "draft-03", partial_type=False, limits=False, appended=201),
+    6: Interop(6, "draft-04, draft-05", age_key="expires", appended=201),
+    7: Interop(7, "draft-06 to draft-08"),
+    8: Interop(8, "draft-09 to draft-12"),
+}
+LATEST = VERSIONS[8]
+
+
+def has_draft_fields(headers: Headers) -> bool:
+    """Whether a request carries a field only the draft uses."""
+    return any(
+        headers.hasHeader(name.encode("ascii"))
+        for name in (INTEROP, "Upload-Complete", "Upload-Incomplete")
+    )
+
+
+def speaks(headers: Headers) -> bool:
+    """Whether a request is the draft's rather than tus's."""
+    return not headers.hasHeader(b"tus-resumable") and has_draft_fields(headers)
+
+
+def interop_of(headers: Headers) -> Interop | None:
+    """The version a request speaks: none stated is the latest draft (and
+    the RFC to come); None for a version this server does not speak."""
+    if not headers.hasHeader(INTEROP.encode("ascii")):
+        return LATEST
+    version = fields.integer(headers, INTEROP)
+    return VERSIONS.get(version) if version is not None else None
+
+
+def completeness(headers: Headers, interop: Interop) -> bool | None:
+    """What ``Upload-Complete`` (or the older ``Upload-Incomplete``) says."""
+    complete = fields.boolean(headers, "Upload-Complete")
+    if complete is None and interop.incomplete_field:
+        incomplete = fields.boolean(headers, "Upload-Incomplete")
+        complete = None if incomplete is None else not incomplete
+    return complete
+
+
+_FILENAME_STAR = re.compile(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", re.I)
+_FILENAME = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.I)
+
+
+def disposition_name(value: str | None) -> str | None:
+    """The file name a ``Content-Disposition`` gives (``filename*`` first)."""
+    if not value:
+        return None
+    star = _FILENAME_STAR.search(value)
+    if star is not None:
+        charset = star.group(1).strip() or "utf-8"
+        try:
+            return unquote(star.group(2).strip(), encoding=charset, errors="strict")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    plain = _FILENAME.search(value)
+    if plain is None:
+        return None
+    if plain.group(1) is not None:
+        return re.sub(r"\\(.)", r"\1", plain.group(1))
+    return plain.group(2)
+
+
+@attrs.frozen
+class DraftBody:
+    """A draft request's body and what answering it needs."""
+
+    interop: Interop | None
+    append: Append
+    location: str
+    #: The request made the upload (its 104 carries the upload's URL).
+    created: bool
+
+
+@attrs.define
+class DraftUploads:
+    """The draft's side of ``/uploads/`` (the tus family delegates here)."""
+
+    _uploads: Resumable
+    _blobs: BlobStore
+    _run: Runner
+    _tokens: TokenIssuer
+    _gate: IngestGate
+    _clock: IReactorTime
+    #: The JSON document of a file, as ``GET /files/<id>`` shows it.
+    _describe: Callable[[str, FileRecord], Awaitable[dict[str, Any]]]
+    _public_url: str = ""
+    progress_interval: float = 1.0
+    max_append_size: int = 0
+    min_append_size: int = 0
+
+    # -- limits ----------------------------------------------------------------
+
+    def limits(
+        self, interop: Interop, record: UploadRecord | None = None
+    ) -> str | None:
+        """The ``Upload-Limit`` field for ``interop`` (None where it has none)."""
+        if not interop.limits:
+            return None
+        members = [("min-size", 0), ("max-size", self._gate.limits.max_upload_size)]
+        if self.max_append_size:
+            members.append(("max-append-size", self.max_append_size))
+        if self.min_append_size:
+            members.append(("min-append-size", self.min_append_size))
+        if record is None:
+            age = self._uploads.expire_after
+        elif record.state == rules.OPEN and record.expires_at is not None:
+            age = record.expires_at - self._clock.seconds()
+        else:
+            age = None
+        if age is not None:
+            members.append((interop.age_key, max(0, int(age))))
+        return fields.dictionary(members)
+
+    def _state(
+        self,
+        interop: Interop,
+        complete: bool,
+        record: UploadRecord | None = None,
+        offset: bool = True,
+    ) -> list[tuple[str, str]]:
+        """The draft's fields saying where an upload stands."""
+        found: list[tuple[str, str]] = [(INTEROP, str(interop.version))]
+        if interop.incomplete_field:
+            found.append(("Upload-Incomplete", fields.boolean_value(not complete)))
+        else:
+            found.append(("Upload-Complete", fields.boolean_value(complete)))
+        if record is not None and offset:
+            found.append(("Upload-Offset", str(record.received)))
+        limit = self.limits(interop, record)
+        if limit is not None and not complete:
+            found.append(("Upload-Limit", limit))
+        return found
+
+    def problem(
+        self,
+        error: Problem | errors.UploaddError,
+        interop: Interop | None,
+        provided: int | None = None,
+    ) -> Problem:
+        """The draft's document for a refusal: its problem types, and the
+        fields saying the upload is not complete (and the limits on a 413)."""
+        problem = error if isinstance(error, Problem) else problem_of(error)
+        if interop is None:
+            return problem
+        headers = dict(problem.headers)
+        headers.update(self._state(interop, False, offset=False))
+        if isinstance(error, errors.Conflict) and error.offset is not None:
+            extra = {k: v for k, v in problem.extra.items() if k != "offset"}
+            extra["expected-offset"] = error.offset
+            if provided is not None:
+                extra["provided-offset"] = provided
+            headers["Upload-Offset"] = str(error.offset)
+            return attrs.evolve(
+                problem,
+                title="offset from request does not match offset of resource",
+                type=PROBLEMS + "mismatching-upload-offset",
+                headers=headers,
+                extra=extra,
+            )
+        if problem.status != 413:
+            headers.pop("Upload-Limit", None)
+        return attrs.evolve(problem, headers=headers)
+
+    def _inconsistent(self, detail: str, interop: Interop) -> Problem:
+        return attrs.evolve(
+            self.problem(bad_request(detail), interop),
+            title="inconsistent length values for upload",
+            type=PROBLEMS + "inconsistent-upload-length",
+        )
+
+    def _completed(self, record: UploadRecord, interop: Interop) -> Problem:
+        problem = self.problem(
+            bad_request(f"upload {record.id} is complete and takes no more bytes"),
+            interop,
+        )
+        return attrs.evolve(
+            problem,
+            title="upload is already completed",
+            type=PROBLEMS + "completed-upload",
+        )
+
+    # -- bodies ------------------------------------------------------------------
+
+    async def plan_body(self, admission: Admission) -> BodyPlan:
+        interop = interop_of(admission.headers)
+        try:
+            if admission.endpoint == "create":
+                return await self._plan_create(admission, interop)
+            return await self._plan_append(admission, interop)
+        except (errors.UploaddError, Problem) as refused:
+            if isinstance(refused, errors.Elsewhere):
+                raise
+            raise self.problem(refused, interop) from None
+
+    def _location(self, admission: Admission, upload_id: str) -> str:
+        base = (self._public_url or admission.origin).rstrip("/")
+        return f"{base}/uploads/{upload_id}"
+
+    def _check_sizes(
+        self, body: int | None, length: int | None, completes: bool
+    ) -> None:
+        """The body and the upload's length within the announced limits."""
+        limit = self._gate.limits.max_upload_size
+        rules.check_length(length, limit)
+        if body is None:
+            return
+        if self.max_append_size and body > self.max_append_size:
+            raise errors.TooLarge(self.max_append_size, "request content")
+        if self.min_append_size and 0 < body < self.min_append_size and not completes:
+            raise errors.TooLarge(
+                self.min_append_size,
+                f"request content of {body} bytes is under the least one "
+                "request may carry; limit",
+            )
+
+    def _stated_length(
+        self,
+        headers: Headers,
+        interop: Interop,
+        offset: int,
+        complete: bool,
+        body: int | None,
+    ) -> int | None:
+        """The upload's length as this request states it (``Upload-Length``,
+        or the offset plus the content of a completing request), or
+        inconsistent-upload-length when the two disagree."""
+        stated = fields.integer(headers, "Upload-Length")
+        implied = offset + body if complete and body is not None else None
+        if stated is not None and implied is not None and stated != implied:
+            raise self._inconsistent(
+                f"Upload-Length {stated} is not the offset {offset} plus the "
+                f"{body} bytes of a request completing the upload",
+                interop,
+            )
+        return stated if stated is not None else implied
+
+    async def _plan_create(
+        self, admission: Admission, interop: Interop | None
+    ) -> BodyPlan:
+        headers, owner = admission.headers, admission.principal
+        body = admission.length
+        # A version this server does not speak: an ordinary upload.
+        complete = True
+        if interop is not None:
+            stated = completeness(headers, interop)
+            if stated is None:
+                name = (
+                    "Upload-Incomplete"
+                    if interop.incomplete_field
+                    else ("Upload-Complete")
+                )
+                raise bad_request(f"creating an upload needs {name}: ?0 or ?1")
+            complete = stated
+        length = self._stated_length(headers, interop or LATEST, 0, complete, body)
+        self._check_sizes(body, length, complete)
+        record = await self._uploads.create(
+            owner, PROTOCOL, length, self._metadata(admission)
+        )
+        location = self._location(admission, record.id)
+        ask = AppendAsk(0, length, complete, body, named="Upload-Offset")
+        append = begin_append(
+            self._uploads,
+            record,
+            ask,
+            admission.max_upload_size,
+            created=interop is None,
+        )
+        return self._plan(DraftBody(interop, append, location, True))
+
+    def _metadata(self, admission: Admission) -> dict[str, str]:
+        """File name, type, parent and renditions of a new upload: from
+        ``Content-Disposition`` and ``Content-Type`` as the draft says, and
+        the query as for other uploads."""
+        headers, target = admission.headers, admission.target
+        # tus-js-client names the file as in tus, whatever protocol it speaks.
+        metadata = parse_metadata(fields.raw(headers, "Upload-Metadata"))
+        name = disposition_name(fields.raw(headers, "Content-Disposition"))
+        name = name or query_value(target, "name")
+        if name:
+            metadata["filename"] = name
+        ctype = fields.raw(headers, "Content-Type")
+        if (
+            ctype
+            and "filetype" not in metadata
+            and ctype.split(";")[0].strip().lower() != PARTIAL_UPLOAD.decode()
+        ):
+            metadata["filetype"] = ctype
+        for key in ("parent", "renditions"):
+            value = query_value(target, key)
+            if value:
+                metadata[key] = value
+        return metadata
+
+    async def _plan_append(
+        self, admission: Admission, interop: Interop | None
+    ) -> BodyPlan:
+        headers, owner = admission.headers, admission.principal
+        upload_id = admission.arguments["upload_id"]
+        record = await self._uploads.load(owner, upload_id)
+        if not has_draft_fields(headers) and record.protocol != PROTOCOL:
+            raise NotDraft(upload_id)
+        if interop is None:
+            raise unspoken(headers)
+        rules.check_appendable(record)
+        if interop.partial_type:
+            ctype = fields.raw(headers, "Content-Type") or ""
+            if ctype.split(";")[0].strip().lower().encode() != PARTIAL_UPLOAD:
+                raise Problem(
+                    415, "an append is Content-Type: application/partial-upload"
+                )
+        offset = fields.integer(headers, "Upload-Offset")
+        if offset is None:
+            raise bad_request("an append needs Upload-Offset: the upload's offset")
+        complete = completeness(headers, interop)
+        if complete is None:
+            raise bad_request("an append needs Upload-Complete: ?0 or ?1")
+        body = admission.length
+        # A request still streaming into the upload is over: its client
+        # has moved on to this one.
+        writer = await self._uploads.writers.take_over(record.id)
+        try:
+            record = await self._uploads.load(owner, upload_id)
+            if record.state != rules.OPEN:
+                # A client whose answer to the completing request was lost
+                # asks again (the latest draft); every version is answered
+                # so, rather than refused, as clients of older ones expect.
+                if replayable(record, offset, complete, body):
+                    writer.release()
+                    return self._replay(record)
+                raise self._completed(record, interop)
+            if offset != record.received:
+                raise errors.Conflict(
+                    f"Upload-Offset {offset} is not the upload's offset "
+                    f"{record.received}; resume from {record.received}",
+                    offset=record.received,
+                )
+            length = self._stated_length(headers, interop, offset, complete, body)
+            if length is not None and record.length not in (None, length):
+                raise self._inconsistent(
+                    f"the upload's length is {record.length} bytes, not {length}",
+                    interop,
+                )
+            if length is not None and length < record.received:
+                raise self._inconsistent(
+                    f"the upload already has {record.received} bytes, more than "
+                    f"the length {length}",
+                    interop,
+                )
+            self._check_sizes(body, length, complete)
+            ask = AppendAsk(offset, length, complete, body, named="Upload-Offset")
+            append = begin_append(
+                self._uploads,
+                record,
+                ask,
+                admission.max_upload_size,
+                writer=writer,
+            )
+        except BaseException as refused:
+            writer.release()
+            if isinstance(refused, errors.Conflict):
+                raise self.problem(refused, interop, provided=offset) from None
+            raise
+        location = self._location(admission, record.id)
+        return self._plan(DraftBody(interop, append, location, False))
+
+    def _replay(self, record: UploadRecord) -> BodyPlan:
+        """A plan for an empty body whose answer is the final one again."""
+        staging = BlobFile(self._blobs.staging_path(uuid.uuid4().hex), fsync=False)
+        return BodyPlan(staging, max_size=0, context=Replay(record, staging))
+
+    def _plan(self, body: DraftBody) -> BodyPlan:
+        append = body.append
+        return BodyPlan(
+            append.target,
+            max_size=append.terms.room,
+            context=body,
+            on_aborted=lambda written: Deferred.fromCoroutine(append.aborted(written)),
+            on_checkpoint=(
+                (lambda written: Deferred.fromCoroutine(append.checkpoint(written)))
+                if append.checkpoints
+                else None
+            ),
+            on_attached=lambda attached: self._attached(body, attached),
+            problem_of=lambda error: self.problem(error, body.interop),
+        )
+
+    def _attached(self, body: DraftBody, attached: Attached) -> None:
+        """The body streams: a newer request may end it; a spoken version
+        hears of the upload now (creation) and of its durable offset as
+        it grows."""
+        body.append.writer.stoppable(attached.cut)
+        interop = body.interop
+        if interop is None:
+            return
+        if body.created:
+            announced = [(INTEROP, str(interop.version)), ("Location", body.location)]
+            limit = self.limits(interop)
+            if limit is not None:
+                announced.append(("Upload-Limit", limit))
+            attached.inform(*RESUMPTION, announced)
+        if not interop.progress or self.progress_interval <= 0:
+            return
+        start = body.append.record.received
+        told = [start]
+
+        def tell() -> None:
+            offset = start + attached.durable
+            if offset > told[0]:
+                told[0] = offset
+                attached.inform(
+                    *RESUMPTION,
+                    [(INTEROP, str(interop.version)), ("Upload-Offset", str(offset))],
+                )
+
+        loop = LoopingCall(tell)
+        loop.clock = self._clock
+        loop.start(self.progress_interval, now=False)
+        attached.finished().addBoth(lambda _: loop.stop() if loop.running else None)
+
+    # -- answers -----------------------------------------------------------------
+
+    async def finish(self, request: IRequest) -> bytes:
+        """The answer to a creation or an append whose body has arrived."""
+        upload = upload_of(request)
+        plan, _, digest = await upload.complete()
+        if isinstance(plan.context, Replay):
+            await self._run(plan.context.staging.path.unlink, True)
+            self._gate.stored(upload, plan.context.record.file_id)
+            interop = interop_of(request.requestHeaders)
+            return await self._final(request, plan.context.record, None, interop)
+        body: DraftBody = plan.context
+        try:
+            landing = body.append.land(upload.principal, digest)
+            record, stored = await shield(Deferred.fromCoroutine(landing))
+        except errors.UploaddError as failed:
+            raise self.problem(failed, body.interop) from None
+        self._gate.stored(upload, stored.id if stored else None)
+        if record.state != rules.OPEN:
+            return await self._final(request, record, stored, body.interop)
+        assert body.interop is not None
+        for name, value in self._state(body.interop, False, record):
+            request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+        if body.created:
+            request.setHeader(b"location", body.location.encode("ascii"))
+            return empty(request, 201)
+        return empty(request, body.interop.appended)
+
+    async def _final(
+        self,
+        request: IRequest,
+        record: UploadRecord,
+        stored: FileRecord | None,
+        interop: Interop | None,
+    ) -> bytes:
+        """The answer of the resource the upload was made to: the stored file."""
+        if stored is None:
+            found = await self._uploads.file_of(record)
+            if found is None:
+                raise errors.Gone(f"the file upload {record.id} became is gone")
+            stored = found
+        base = base_url(request, self._public_url)
+        url = f"{base}/files/{quote(stored.id)}"
+        request.setHeader(b"location", url.encode("ascii"))
+        request.setHeader(b"link", f'<{url}>; rel="file"'.encode("ascii"))
+        if interop is not None:
+            for name, value in self._state(interop, True, record):
+                request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+        return json_body(request, 201, await self._describe(base, stored))
+
+    async def retrieve(self, request: IRequest, upload_id: str) -> bytes:
+        """Offset retrieval (HEAD, or GET with no content)."""
+        headers = request.requestHeaders
+        interop = interop_of(headers)
+        owner = principal_of(self._tokens, request, Action.CREATE)
+        try:
+            record = await self._uploads.load(owner, upload_id)
+            if not has_draft_fields(headers) and record.protocol != PROTOCOL:
+                raise NotDraft(upload_id)
+            if interop is None:
+                raise unspoken(headers)
+            await self._uploads.writers.quiet(record.id)
+            record = await self._uploads.load(owner, upload_id)
+        except (errors.UploaddError, Problem) as refused:
+            if isinstance(refused, errors.Elsewhere):
+                raise
+            raise self.problem(refused, interop) from None
+        complete = record.state != rules.OPEN and record.concat != rules.PARTIAL
+        for name, value in self._state(interop, complete, record):
+            request.setHeader(name.encode("ascii"), value.encode("latin-1"))
+        if record.length is not None:
+            request.setHeader(b"upload-length", b"%d" % record.length)
+        limit = self.limits(interop, record)
+        if limit is not None:
+            request.setHeader(b"upload-limit", limit.encode("ascii"))
+        request.setHeader(b"cache-control", b"no-store")
+        return empty(request, 204)
+
+    async def cancel(self, request: IRequest, upload_id: str) -> bytes:
+        """Cancellation: a body still streaming in is ended first."""
+        headers = request.requestHeaders
+        interop = interop_of(headers)
+        owner = principal_of(self._tokens, request, Action.CREATE)
+        try:
+            record = await self._uploads.load(owner, upload_id)
+            if not has_draft_fields(headers) and record.protocol != PROTOCOL:
+                raise NotDraft(upload_id)
+            await self._uploads.writers.quiet(record.id)
+            await self._uploads.delete(owner, upload_id)
+        except (errors.UploaddError, Problem) as refused:
+            if isinstance(refused, errors.Elsewhere):
+                raise
+            raise self.problem(refused, interop) from None
+        return empty(request, 204)
+
+    def options(self, request: IRequest) -> None:
+        """What OPTIONS adds for the draft: the limits of a new upload."""
+        interop = interop_of(request.requestHeaders) or LATEST
+        limit = self.limits(interop) or self.limits(LATEST)
+        assert limit is not None
+        request.setHeader(b"upload-limit", limit.encode("ascii"))
+        request.setHeader(b"accept-patch", PARTIAL_UPLOAD)
+
+
+@attrs.frozen
+class Replay:
+    """An append to a completed upload asking only for the final answer
+    again (the response that completed it was lost); its empty body goes
+    to a staging file that is then removed."""
+
+    record: UploadRecord
+    staging: BlobFile
+
+
+#: What a body the draft planned carries to its answer.
+Drafted = (DraftBody, Replay)
+
+
+class NotDraft(Exception):
+    """A request without the draft's fields about an upload tus made: tus
+    answers it."""
+
+
+def replayable(
+    record: UploadRecord, offset: int, complete: bool, body: int | None
+) -> bool:
+    """A valid append to a completed upload: at its end, nothing in it,
+    saying it completes the upload."""
+    return (
+        record.state == rules.COMPLETE
+        and record.file_id is not None
+        and offset == record.received
+        and complete
+        and body == 0
+    )
+
+
+def unspoken(headers: Headers) -> Problem:
+    spoken = ", ".join(str(v) for v in VERSIONS)
+    stated = fields.raw(headers, INTEROP) or ""
+    return bad_request(
+        f"{INTEROP} {stated[:20]!r} is not spoken here; these are: {spoken}",
+        versions=list(VERSIONS),
+    )
