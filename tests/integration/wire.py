@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import time
@@ -119,3 +120,64 @@ def push(
                 break
             sent += len(piece)
         return read_answer(sock, started)
+
+
+_STATUS_LINE = re.compile(rb"^HTTP/1\.1 ([1-5][0-9]{2}) [\x20-\x7e]*$")
+_FIELD_LINE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[ \t]*[\x20-\x7e\t]*$")
+
+
+@attrs.frozen
+class Exchange:
+    """Every response to one request as the bytes came: the informational
+    (1xx) ones in order, then the final one."""
+
+    interim: tuple[Answer, ...]
+    final: Answer
+
+
+class Stream:
+    """Reads responses from a socket, failing on any byte that is not
+    HTTP/1.1: each status line and field line must parse."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed mid-response: {self.buffer[:200]!r}")
+        self.buffer += chunk
+
+    def head(self, started: float, body: bool = True) -> Answer:
+        """The next response head (a 1xx has no body; a final one's body is
+        read by its Content-Length unless ``body`` is False: the answer to
+        HEAD)."""
+        while b"\r\n\r\n" not in self.buffer:
+            self._fill()
+        head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = _STATUS_LINE.match(lines[0])
+        assert status is not None, f"not a status line: {lines[0]!r}"
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            assert _FIELD_LINE.match(line), f"not a field line: {line!r}"
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.lower()] = value.strip(" \t")
+        code = int(status.group(1))
+        content = b""
+        if code >= 200 and body:
+            length = int(headers.get("content-length", "0"))
+            while len(self.buffer) < length:
+                self._fill()
+            content, self.buffer = self.buffer[:length], self.buffer[length:]
+        return Answer(code, headers, content, time.monotonic() - started)
+
+    def exchange(self, started: float) -> Exchange:
+        """Responses up to and including the final one."""
+        interim = []
+        while True:
+            answer = self.head(started)
+            if answer.status >= 200:
+                return Exchange(tuple(interim), answer)
+            interim.append(answer)

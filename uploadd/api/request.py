@@ -110,7 +110,10 @@ class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
             return
         if channel.transport is None:
             return
-        if pending_request_line(channel)[2] != b"HTTP/1.1":
+        # Until the body has all arrived the version is on the channel;
+        # then it is the request's.
+        version = getattr(channel, "_version", None) or self.clientproto
+        if version != b"HTTP/1.1":
             return
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii"))]
         for name, value in headers:
