@@ -259,9 +259,7 @@ def test_the_whole_body_with_upload_complete_is_an_ordinary_upload(
     assert answer.final.status == 201
     assert answer.final.header("upload-complete") == "?1"
     document = answer.final.json()
-    assert answer.final.header(
-        "location",
-    ).endswith(f"/files/{document['id']}")
+    assert answer.final.headers["location"].endswith(f"/files/{document['id']}")
     assert document["filename"] == "whole.txt"
     assert content_of(daemon, document["id"]) == data
 
@@ -611,10 +609,12 @@ def test_tus_and_the_draft_see_one_upload(daemon: Daemon) -> None:
     listed = daemon.json("GET", "/uploads/")
     entry = next(r for r in listed["results"] if path.endswith(r["id"]))
     assert entry["protocol"] == "ietf" and entry["offset"] == 6
-    status, headers, _ = daemon.request("HEAD", path, **{"Tus-Resumable": "1.0.0"})
+    status, headers, _ = daemon.request(
+        "HEAD", path, None, **{"Tus-Resumable": "1.0.0"}
+    )
     assert status == 200 and headers["Upload-Offset"] == "6"
     status, headers, _ = daemon.request(
-        "POST", "/uploads/", **{"Tus-Resumable": "1.0.0", "Upload-Length": "3"}
+        "POST", "/uploads/", None, **{"Tus-Resumable": "1.0.0", "Upload-Length": "3"}
     )
     tus_path = path_of(headers["Location"])
     status, _, _ = daemon.request("HEAD", tus_path)

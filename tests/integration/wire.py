@@ -175,7 +175,7 @@ class Stream:
 
     def exchange(self, started: float) -> Exchange:
         """Responses up to and including the final one."""
-        interim = []
+        interim: list[Answer] = []
         while True:
             answer = self.head(started)
             if answer.status >= 200:

@@ -22,7 +22,7 @@ from noded.signing import signed_query, url_key
 from tests.malformed import CASES, Case, Target
 from tests.support import Connection, connection, harness
 from uploadd.api.problems import Problem
-from uploadd.api.tus import parse_metadata
+from uploadd.api.metadata import parse_metadata
 
 FILE_ID = "ab" * 16
 SECRET = b"c" * 40

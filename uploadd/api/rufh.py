@@ -41,6 +41,7 @@ from noded.threads import Runner
 from uploadd import errors
 from uploadd.api import fields
 from uploadd.api.access import principal_of, query_value
+from uploadd.api.forward import FORWARDED_BY
 from uploadd.api.gate import Admission, Attached, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import base_url, empty, json_body
 from uploadd.api.metadata import parse_metadata
@@ -172,6 +173,9 @@ class DraftBody:
     location: str
     #: The request made the upload (its 104 carries the upload's URL).
     created: bool
+    #: Sent on by another instance, whose client does not hear 1xx
+    #: responses (Twisted's drops them): no progress for it.
+    relayed: bool = False
 
 
 @attrs.define
@@ -464,7 +468,8 @@ class DraftUploads:
                 raise self.problem(refused, interop, provided=offset) from None
             raise
         location = self._location(admission, record.id)
-        return self._plan(DraftBody(interop, append, location, False))
+        relayed = headers.hasHeader(FORWARDED_BY)
+        return self._plan(DraftBody(interop, append, location, False, relayed))
 
     def _replay(self, record: UploadRecord) -> BodyPlan:
         """A plan for an empty body whose answer is the final one again."""
@@ -501,7 +506,7 @@ class DraftUploads:
             if limit is not None:
                 announced.append(("Upload-Limit", limit))
             attached.inform(*RESUMPTION, announced)
-        if not interop.progress or self.progress_interval <= 0:
+        if not interop.progress or self.progress_interval <= 0 or body.relayed:
             return
         start = body.append.record.received
         told = [start]
