@@ -271,6 +271,20 @@ def build(
         ),
     )
     throttle.attach(bus)
+    draft = DraftUploads(
+        resumable,
+        blobs,
+        run,
+        tokens,
+        gate,
+        reactor,
+        # The draft answers a completed upload as a file's upload is answered.
+        lambda base, record: files_api.document(base, record),
+        config.http.public_url,
+        progress_interval=config.uploads.progress_interval,
+        max_append_size=config.uploads.max_append_size,
+        min_append_size=config.uploads.min_append_size,
+    )
     files_api = FilesAPI(
         library,
         store,
@@ -282,6 +296,7 @@ def build(
         config.http.public_url,
         config.http.page_size,
         links=links,
+        draft=draft,
     )
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
@@ -298,27 +313,7 @@ def build(
             config.http.public_url,
         ),
         files_api,
-        TusAPI(
-            resumable,
-            blobs,
-            run,
-            tokens,
-            gate,
-            config.http.public_url,
-            DraftUploads(
-                resumable,
-                blobs,
-                run,
-                tokens,
-                gate,
-                reactor,
-                files_api.document,
-                config.http.public_url,
-                progress_interval=config.uploads.progress_interval,
-                max_append_size=config.uploads.max_append_size,
-                min_append_size=config.uploads.min_append_size,
-            ),
-        ),
+        TusAPI(resumable, blobs, run, tokens, gate, config.http.public_url, draft),
         StorageAPI(
             resumable,
             store,

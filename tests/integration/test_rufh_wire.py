@@ -619,3 +619,61 @@ def test_tus_and_the_draft_see_one_upload(daemon: Daemon) -> None:
     tus_path = path_of(headers["Location"])
     status, _, _ = daemon.request("HEAD", tus_path)
     assert status == 412
+
+
+def test_a_put_of_a_file_asking_to_be_resumable_becomes_one(daemon: Daemon) -> None:
+    """PUT /files/<name> with Upload-Complete (as an HTTP stack upgrading a
+    plain upload sends it): 104 with an upload to resume; cut off, it is
+    finished by PATCH, and the answer is the PUT's own (the file, named by
+    the path). A version not spoken stays an ordinary PUT."""
+    data = b"\x42" * 300000
+    client = Client(daemon, 8)
+    try:
+        started = client.send_head(
+            "PUT",
+            "/files/upgraded.bin",
+            Upload_Complete="?1",
+            Content_Length=str(len(data)),
+            Content_Type="application/x-up",
+        )
+        announced = client.stream.head(started)
+        assert announced.status == 104
+        client.sock.sendall(data[:100000])
+        time.sleep(0.3)
+    finally:
+        client.close()
+    path = path_of(announced.headers["location"])
+    client = Client(daemon, 8)
+    try:
+        offset = int(
+            eventually(
+                lambda: (
+                    client.call("HEAD", path).final.headers["upload-offset"] != "0"
+                    and client.call("HEAD", path).final.headers["upload-offset"]
+                ),
+                10,
+            )
+        )
+        assert 0 < offset <= 100000
+        finished = client.call(
+            "PATCH",
+            path,
+            data[offset:],
+            Upload_Offset=str(offset),
+            Upload_Complete="?1",
+            Content_Type="application/partial-upload",
+        )
+    finally:
+        client.close()
+    assert finished.final.status == 201
+    document = finished.final.json()
+    assert document["filename"] == "upgraded.bin"
+    assert document["content_type"] == "application/x-up"
+    assert content_of(daemon, document["id"]) == data
+    client = Client(daemon, 99)
+    try:
+        plain = client.call("PUT", "/files/plain.bin", b"plain", Upload_Complete="?1")
+    finally:
+        client.close()
+    assert plain.interim == () and plain.final.status == 201
+    assert plain.final.json()["filename"] == "plain.bin"

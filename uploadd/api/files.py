@@ -20,11 +20,12 @@ from uploadd.api.access import owned, principal_of, query_value
 from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
 from uploadd.api.renditions import renditions_summary
+from uploadd.api.rufh import DraftUploads, interop_of, speaks
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
 from uploadd.ingest.multipart import MultipartSink, boundary_of
-from uploadd.ingest.sink import BlobFile
+from uploadd.ingest.sink import BlobFile, UploadSink
 from uploadd.library import Library
 from uploadd.renditions import parse_requested
 from uploadd.shares import ShareLinks
@@ -73,11 +74,25 @@ class FilesAPI:
     _public_url: str = ""
     _page_size: int = 50
     _links: ShareLinks | None = None
+    #: The IETF resumable-upload draft, for a PUT that asks to be resumable.
+    _draft: DraftUploads | None = None
 
     # -- uploads -------------------------------------------------------------
 
     async def plan_body(self, admission: Admission) -> BodyPlan:
-        """A new staging file; a multipart form for POST /files."""
+        """A new staging file; a multipart form for POST /files; a PUT
+        carrying ``Upload-Complete`` becomes a resumable upload of the
+        IETF draft (one whose version this server does not speak stays an
+        ordinary PUT)."""
+        headers = admission.headers
+        if (
+            admission.endpoint == "put_file"
+            and self._draft is not None
+            and speaks(headers)
+            and interop_of(headers) is not None
+        ):
+            name = admission.arguments["filename"]
+            return await self._draft.plan_body(admission, name=name)
         boundary = None
         if admission.endpoint == "post_file":
             ctype = admission.headers.getRawHeaders(b"content-type")
@@ -91,12 +106,17 @@ class FilesAPI:
 
     @app.route("/files/<path:filename>", methods=["PUT"], endpoint="put_file")
     async def put_file(self, request: IRequest, filename: str) -> bytes:
+        completed = await upload_of(request).complete()
+        plan, _, digest = completed
+        if self._draft is not None and self._draft.planned(plan):
+            return await self._draft.finish(request, plan, digest)
         ctype = request.getHeader(b"content-type")
         return await self._finish(
             request,
             filename=filename,
             content_type=ctype.decode("latin-1") if ctype else None,
             parent=arg(request, "parent"),
+            completed=completed,
         )
 
     @app.route("/files", methods=["POST"], endpoint="post_file")
@@ -111,9 +131,11 @@ class FilesAPI:
         filename: str | None,
         content_type: str | None,
         parent: str | None,
+        completed: tuple[BodyPlan, UploadSink | MultipartSink, Any] | None = None,
     ) -> bytes:
+        """Store the body as a file (``completed``: the body, awaited already)."""
         upload = upload_of(request)
-        plan, body, digest = await upload.complete()
+        plan, body, digest = completed or await upload.complete()
         renditions = arg(request, "renditions")
         if isinstance(body, MultipartSink):
             filename = body.fields.get("filename") or body.filename or ""

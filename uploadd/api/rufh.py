@@ -48,7 +48,7 @@ from uploadd.api.metadata import parse_metadata
 from uploadd.api.problems import Problem, bad_request, problem_of
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import BlobFile
+from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, UploadRecord
 from uploadd.uploads import rules
@@ -288,11 +288,20 @@ class DraftUploads:
 
     # -- bodies ------------------------------------------------------------------
 
-    async def plan_body(self, admission: Admission) -> BodyPlan:
+    @staticmethod
+    def planned(plan: BodyPlan) -> bool:
+        """Whether a body was planned here (its answer is given here)."""
+        return isinstance(plan.context, DraftBody | Replay)
+
+    async def plan_body(
+        self, admission: Admission, name: str | None = None
+    ) -> BodyPlan:
+        """The plan of a creation (``POST /uploads/``, or a ``PUT`` of a file
+        called ``name``) or an append."""
         interop = interop_of(admission.headers)
         try:
-            if admission.endpoint == "create":
-                return await self._plan_create(admission, interop)
+            if admission.endpoint != "patch":
+                return await self._plan_create(admission, interop, name)
             return await self._plan_append(admission, interop)
         except (errors.UploaddError, Problem) as refused:
             if isinstance(refused, errors.Elsewhere):
@@ -342,7 +351,7 @@ class DraftUploads:
         return stated if stated is not None else implied
 
     async def _plan_create(
-        self, admission: Admission, interop: Interop | None
+        self, admission: Admission, interop: Interop | None, name: str | None
     ) -> BodyPlan:
         headers, owner = admission.headers, admission.principal
         body = admission.length
@@ -360,9 +369,10 @@ class DraftUploads:
             complete = stated
         length = self._stated_length(headers, interop or LATEST, 0, complete, body)
         self._check_sizes(body, length, complete)
-        record = await self._uploads.create(
-            owner, PROTOCOL, length, self._metadata(admission)
-        )
+        metadata = self._metadata(admission)
+        if name:
+            metadata["filename"] = name
+        record = await self._uploads.create(owner, PROTOCOL, length, metadata)
         location = self._location(admission, record.id)
         ask = AppendAsk(0, length, complete, body, named="Upload-Offset")
         append = begin_append(
@@ -527,10 +537,9 @@ class DraftUploads:
 
     # -- answers -----------------------------------------------------------------
 
-    async def finish(self, request: IRequest) -> bytes:
+    async def finish(self, request: IRequest, plan: BodyPlan, digest: Digest) -> bytes:
         """The answer to a creation or an append whose body has arrived."""
         upload = upload_of(request)
-        plan, _, digest = await upload.complete()
         if isinstance(plan.context, Replay):
             await self._run(plan.context.staging.path.unlink, True)
             self._gate.stored(upload, plan.context.record.file_id)
@@ -637,10 +646,6 @@ class Replay:
 
     record: UploadRecord
     staging: BlobFile
-
-
-#: What a body the draft planned carries to its answer.
-Drafted = (DraftBody, Replay)
 
 
 class NotDraft(Exception):

@@ -42,7 +42,7 @@ from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import base_url, empty, json_body, timestamp
 from uploadd.api.metadata import encode_metadata, parse_metadata
 from uploadd.api.problems import Problem, bad_request
-from uploadd.api.rufh import PROTOCOL, Drafted, DraftUploads, NotDraft, speaks
+from uploadd.api.rufh import PROTOCOL, DraftUploads, NotDraft, speaks
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
 from uploadd.ingest.sink import BlobFile
@@ -299,24 +299,12 @@ class TusAPI:
             return None
         return self._draft
 
-    def _drafted(self, request: IRequest) -> DraftUploads | None:
-        """The draft's side, for a request whose body the draft planned."""
-        upload = upload_of(request)
-        plan = upload.plan
-        if self._draft is not None and isinstance(plan and plan.context, Drafted):
-            return self._draft
-        if self._draft is not None and upload.plan is None:
-            # The plan failed: whoever would have planned it answers.
-            return self._draft_for(request.requestHeaders, creating=False)
-        return None
-
     @app.route("/uploads/", methods=["POST"], endpoint="create")
     async def create(self, request: IRequest) -> bytes:
-        draft = self._drafted(request)
-        if draft is not None:
-            return await draft.finish(request)
         upload = upload_of(request)
         plan, _, digest = await upload.complete()
+        if self._draft is not None and self._draft.planned(plan):
+            return await self._draft.finish(request, plan, digest)
         context: Append | Concatenation = plan.context
         if isinstance(context, Concatenation):
             await self._run(context.target.path.unlink, True)
@@ -340,11 +328,10 @@ class TusAPI:
 
     @app.route("/uploads/<upload_id>", methods=["PATCH"], endpoint="patch")
     async def patch(self, request: IRequest, upload_id: str) -> bytes:
-        draft = self._drafted(request)
-        if draft is not None:
-            return await draft.finish(request)
         upload = upload_of(request)
         plan, _, digest = await upload.complete()
+        if self._draft is not None and self._draft.planned(plan):
+            return await self._draft.finish(request, plan, digest)
         append: Append = plan.context
         landing = append.land(upload.principal, digest)
         record, stored = await shield(Deferred.fromCoroutine(landing))
