@@ -16,7 +16,14 @@ import psycopg
 import pytest
 
 from tests.integration.daemon import Daemon, ctl, eventually, start
-from tests.integration.wire import Answer, ask, read_answer, request_head
+from tests.integration.wire import (
+    Answer,
+    ask,
+    converse,
+    hold,
+    read_answer,
+    request_head,
+)
 from tests.postgres import empty_tables
 
 pytestmark = pytest.mark.integration
@@ -311,3 +318,57 @@ def test_a_name_is_one_instance_and_a_retired_instance_cancels_its_uploads(
     with pytest.raises(RuntimeError, match="did not start"):
         pair.start("a")
     assert "instance 'a' was retired" in (pair.base / "a" / "twistd.log").read_text()
+
+
+def test_the_draft_continues_through_the_other_instance_ending_a_stale_append(
+    pair: Pair,
+) -> None:
+    """An IETF-draft upload opened on a, its PATCH into a still streaming
+    (the client gave up on it): a HEAD through b reaches a, ends that PATCH
+    and tells the offset it reached; the PATCH through b finishing from
+    there makes the file; no slot is left on either instance."""
+    a, b = pair.daemons["a"], pair.daemons["b"]
+    data = os.urandom(2 * MIB)
+
+    def draft(daemon: Daemon, **headers: str) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {daemon.token}",
+            "Upload-Draft-Interop-Version": "8",
+            **headers,
+        }
+
+    created = converse(a.port, "POST", "/uploads/", draft(a, Upload_Complete="?0"))
+    assert created.final.status == 201, created.final.body
+    path = "/uploads/" + created.final.headers["location"].rsplit("/", 1)[1]
+    append = draft(
+        a,
+        Upload_Offset="0",
+        Upload_Complete="?1",
+        Content_Type="application/partial-upload",
+    )
+    stale = hold(a.port, "PATCH", path, append, len(data))
+    try:
+        time.sleep(0.5)
+        retrieved = converse(b.port, "HEAD", path, draft(b)).final
+        assert retrieved.status == 204, retrieved
+        offset = int(retrieved.header("upload-offset") or -1)
+        assert 0 < offset <= 65536
+        finished = converse(
+            b.port,
+            "PATCH",
+            path,
+            {
+                **append,
+                "Authorization": f"Bearer {b.token}",
+                "Upload_Offset": str(offset),
+            },
+            data[offset:],
+        ).final
+        assert finished.status == 201, finished.body
+        document = finished.json()
+        # What the stale PATCH carried (``hold`` sends "x"s) is kept.
+        whole = b"x" * offset + data[offset:]
+        assert document["sha256"] == hashlib.sha256(whole).hexdigest()
+    finally:
+        stale.close()
+    assert eventually(lambda: in_flight(a) == 0 and in_flight(b) == 0, 10)

@@ -181,3 +181,19 @@ class Stream:
             if answer.status >= 200:
                 return Exchange(tuple(interim), answer)
             interim.append(answer)
+
+
+def converse(
+    port: int, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> Exchange:
+    """One request on a new connection; every response to it (1xx first)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30.0) as sock:
+        started = time.monotonic()
+        sock.sendall(
+            request_head(method, path, {"Content-Length": str(len(body)), **headers})
+            + body
+        )
+        stream = Stream(sock)
+        if method == "HEAD":
+            return Exchange((), stream.head(started, body=False))
+        return stream.exchange(started)

@@ -21,8 +21,8 @@ from noded.http import download_site
 from noded.signing import signed_query, url_key
 from tests.malformed import CASES, Case, Target
 from tests.support import Connection, connection, harness
-from uploadd.api.problems import Problem
 from uploadd.api.metadata import parse_metadata
+from uploadd.api.problems import Problem
 
 FILE_ID = "ab" * 16
 SECRET = b"c" * 40
