@@ -677,3 +677,41 @@ def test_a_put_of_a_file_asking_to_be_resumable_becomes_one(daemon: Daemon) -> N
         client.close()
     assert plain.interim == () and plain.final.status == 201
     assert plain.final.json()["filename"] == "plain.bin"
+
+
+def test_a_draft_request_ends_a_stale_tus_append_and_tus_still_gets_423(
+    daemon: Daemon,
+) -> None:
+    """A tus PATCH streaming into a tus upload: another tus PATCH is 423 as
+    tus has it; a draft HEAD ends the stale one and tells its offset."""
+    status, headers, _ = daemon.request(
+        "POST",
+        "/uploads/",
+        None,
+        **{"Tus-Resumable": "1.0.0", "Upload-Length": "1000000"},
+    )
+    assert status == 201
+    path = path_of(headers["Location"])
+    tus = {
+        "Authorization": f"Bearer {daemon.token}",
+        "Tus-Resumable": "1.0.0",
+        "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream",
+    }
+    stale = socket.create_connection(("127.0.0.1", daemon.port), timeout=10)
+    try:
+        stale.sendall(request_head("PATCH", path, {**tus, "Content-Length": "1000000"}))
+        stale.sendall(b"t" * 200000)
+        time.sleep(0.5)
+        status, _, _ = daemon.request("PATCH", path, b"x", **tus)
+        assert status == 423
+        client = Client(daemon, 8)
+        try:
+            retrieved = client.call("HEAD", path)
+        finally:
+            client.close()
+        assert retrieved.final.status == 204
+        assert 0 < int(retrieved.final.headers["upload-offset"]) <= 200000
+    finally:
+        stale.close()
+    assert eventually(lambda: in_flight(daemon) == 0, 10)

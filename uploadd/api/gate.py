@@ -46,6 +46,7 @@ from uploadd.ingest.sink import (
     UploadSink,
 )
 from uploadd.metrics import Metrics
+from uploadd.uploads.appends import Append
 
 log = Logger()
 
@@ -221,6 +222,37 @@ def upload_of(request: Any) -> Upload:
         # with an upload; anything else is a wiring fault, not a client's.
         raise RuntimeError("upload route reached without the ingest gate")
     return upload
+
+
+def append_plan(
+    append: Append,
+    context: Any = None,
+    on_attached: Callable[[Attached], None] | None = None,
+    problem_of: Callable[[UploaddError], Problem | UploaddError] | None = None,
+) -> BodyPlan:
+    """The plan of a body appending to a resumable upload: it goes into the
+    upload's file; an interrupted one is recorded by the core, a long one
+    checkpointed where it may be, and a newer request for the upload may
+    end it (``append`` is the context unless one is given)."""
+
+    def attached(body: Attached) -> None:
+        append.writer.stoppable(body.cut)
+        if on_attached is not None:
+            on_attached(body)
+
+    return BodyPlan(
+        append.target,
+        max_size=append.terms.room,
+        context=append if context is None else context,
+        on_aborted=lambda written: Deferred.fromCoroutine(append.aborted(written)),
+        on_checkpoint=(
+            (lambda written: Deferred.fromCoroutine(append.checkpoint(written)))
+            if append.checkpoints
+            else None
+        ),
+        on_attached=attached,
+        problem_of=problem_of,
+    )
 
 
 def _worded(

@@ -42,7 +42,14 @@ from uploadd import errors
 from uploadd.api import fields
 from uploadd.api.access import principal_of, query_value
 from uploadd.api.forward import FORWARDED_BY
-from uploadd.api.gate import Admission, Attached, BodyPlan, IngestGate, upload_of
+from uploadd.api.gate import (
+    Admission,
+    Attached,
+    BodyPlan,
+    IngestGate,
+    append_plan,
+    upload_of,
+)
 from uploadd.api.http import base_url, empty, json_body
 from uploadd.api.metadata import parse_metadata
 from uploadd.api.problems import Problem, bad_request, problem_of
@@ -487,26 +494,16 @@ class DraftUploads:
         return BodyPlan(staging, max_size=0, context=Replay(record, staging))
 
     def _plan(self, body: DraftBody) -> BodyPlan:
-        append = body.append
-        return BodyPlan(
-            append.target,
-            max_size=append.terms.room,
+        return append_plan(
+            body.append,
             context=body,
-            on_aborted=lambda written: Deferred.fromCoroutine(append.aborted(written)),
-            on_checkpoint=(
-                (lambda written: Deferred.fromCoroutine(append.checkpoint(written)))
-                if append.checkpoints
-                else None
-            ),
             on_attached=lambda attached: self._attached(body, attached),
             problem_of=lambda error: self.problem(error, body.interop),
         )
 
     def _attached(self, body: DraftBody, attached: Attached) -> None:
-        """The body streams: a newer request may end it; a spoken version
-        hears of the upload now (creation) and of its durable offset as
-        it grows."""
-        body.append.writer.stoppable(attached.cut)
+        """The body streams: a spoken version hears of the upload now
+        (creation) and of its durable offset as it grows."""
         interop = body.interop
         if interop is None:
             return

@@ -38,7 +38,13 @@ from twisted.web.iweb import IRequest
 from noded.threads import Runner
 from uploadd.api import problems
 from uploadd.api.access import principal_of
-from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
+from uploadd.api.gate import (
+    Admission,
+    BodyPlan,
+    IngestGate,
+    append_plan,
+    upload_of,
+)
 from uploadd.api.http import base_url, empty, json_body, timestamp
 from uploadd.api.metadata import encode_metadata, parse_metadata
 from uploadd.api.problems import Problem, bad_request
@@ -244,7 +250,7 @@ class TusAPI:
         append = begin_append(
             self._uploads, record, AppendAsk(0), limit, checksum, created=True
         )
-        return self._plan(append)
+        return append_plan(append)
 
     async def _plan_patch(self, admission: Admission) -> BodyPlan:
         headers, owner = admission.headers, admission.principal
@@ -265,23 +271,7 @@ class TusAPI:
         append = begin_append(
             self._uploads, record, ask, admission.max_upload_size, checksum
         )
-        return self._plan(append)
-
-    @staticmethod
-    def _plan(append: Append) -> BodyPlan:
-        """The body goes into the upload's file; an interrupted one is
-        recorded by the core, and a long one checkpointed where it may be."""
-        return BodyPlan(
-            append.target,
-            max_size=append.terms.room,
-            context=append,
-            on_aborted=lambda written: Deferred.fromCoroutine(append.aborted(written)),
-            on_checkpoint=(
-                (lambda written: Deferred.fromCoroutine(append.checkpoint(written)))
-                if append.checkpoints
-                else None
-            ),
-        )
+        return append_plan(append)
 
     @staticmethod
     def _check_offset_type(headers: Headers) -> None:
