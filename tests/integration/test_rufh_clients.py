@@ -1,9 +1,9 @@
 """tus-js-client 4.3.1 speaking the IETF resumable-upload draft (its
 ``protocol: 'ietf-draft-03'``, interop version 5, and ``'ietf-draft-05'``,
-version 6) under node against a real ``twistd uploadd``: whole uploads in
-chunks, uploads cut off and resumed from the server's offset (behind a relay
-counting what the resumption sent), data sent with the creation request,
-termination."""
+version 6) against a real ``twistd uploadd``: under node, and in headless
+Chromium on a page of another origin. Whole uploads in chunks, uploads cut
+off and resumed from the server's offset (behind a relay counting what the
+resumption sent), data sent with the creation request, termination."""
 
 from __future__ import annotations
 
@@ -12,21 +12,27 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.integration.daemon import Daemon, eventually, start
 from tests.integration.relay import Relay
+from tests.integration.test_web import throttle
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENTS = ROOT / "tests" / "clients"
+TUS_JS = ROOT / "uploadd" / "web" / "vendor" / "tus-js-client-4.3.1.min.js"
 MIB = 1024 * 1024
-#: What the request heads of one resumption add to its bytes.
+#: What the request heads (and preflights) of one resumption add to its bytes.
 HEADS = 64 * 1024
 #: tus-js-client's protocol option -> the interop version it sends.
 PROTOCOLS = {"ietf-draft-03": "5", "ietf-draft-05": "6"}
@@ -35,10 +41,70 @@ PARTIAL_UPLOAD = "application/partial-upload"
 Events = list[dict[str, Any]]
 
 
+@attrs.define
+class Page:
+    """A static site on loopback, an origin other than uploadd's: the test
+    page, the tus-js-client uploadd ships, and ``source`` as /source.bin."""
+
+    source: bytes = b""
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def origin(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> Page:
+        page = self
+        files = {
+            "/": ("text/html", (CLIENTS / "rufh_page.html").read_bytes()),
+            "/tus.min.js": ("text/javascript", TUS_JS.read_bytes()),
+        }
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/source.bin":
+                    ctype, body = "application/octet-stream", page.source
+                elif self.path in files:
+                    ctype, body = files[self.path]
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """One uploadd for the module."""
-    running = start(tmp_path_factory.mktemp("uploadd"))
+def page() -> Iterator[Page]:
+    served = Page().start()
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory, page: Page) -> Iterator[Daemon]:
+    """One uploadd for the module, letting the test page's origin call it."""
+    running = start(
+        tmp_path_factory.mktemp("uploadd"), f"--http-cors-origins={page.origin}"
+    )
     try:
         yield running
     finally:
@@ -378,4 +444,74 @@ def test_node_terminates_an_upload(
     assert status == 404
     listed = [u["url"] for u in daemon.json("GET", "/uploads/")["results"]]
     assert not any(u.endswith(path_of(terminated["url"])) for u in listed)
+    eventually(lambda: in_flight(daemon) == 0, 10, "no upload in flight")
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_chromium_resumes_an_interrupted_upload_across_origins(
+    browser: WebDriver,
+    daemon: Daemon,
+    page: Page,
+    relay: Relay,
+    protocol: str,
+) -> None:
+    """On a page of another origin (uploadd allows it by cors_origins),
+    tus-js-client uploads a 6 MiB File in 1 MiB chunks, slowed so that it is
+    aborted in its third PATCH; a new Upload finds it in localStorage, asks
+    its offset and goes on from the server's, sending only the rest (counted
+    by a relay); the client reads every field it needs across the origins
+    and the stored file is the source's."""
+    interop = PROTOCOLS[protocol]
+    data = os.urandom(6 * MIB + 77)
+    page.source = data
+    name = f"browser-{protocol}.bin"
+    settings = {
+        "endpoint": f"http://127.0.0.1:{relay.port}/uploads/",
+        "protocol": protocol,
+        "chunkSize": MIB,
+        "token": daemon.token,
+        "name": name,
+    }
+    browser.set_script_timeout(120)
+    browser.get(page.origin + "/")
+    eventually(lambda: browser.execute_script("return typeof tus") == "object")
+    throttle(browser, 4 * MIB)
+    first: Events = browser.execute_async_script(
+        "rufh.start(arguments[0]).then(arguments[1])",
+        {**settings, "abortAt": 5 * MIB // 2},
+    )
+    aborted = first[-1]
+    assert aborted["event"] == "aborted", first
+    upload_url = aborted["url"]
+    (create, created), *appends = exchanges_so_far(first)
+    assert (create["interop"], created["status"], created["offset"]) == (
+        interop,
+        201,
+        "0",
+    )
+    assert created["location"] == upload_url
+    assert [a["offset"] for a, _ in appends] == [str(n * MIB) for n in range(3)]
+    assert [r["offset"] for _, r in appends if r] == [str(MIB), str(2 * MIB)]
+    offset = draft_offset(daemon, upload_url, interop)
+    assert 2 * MIB <= offset < 3 * MIB
+
+    throttle(browser, -1)
+    relay.reset()
+    second: Events = browser.execute_async_script(
+        "rufh.resume(arguments[0]).then(arguments[1])", settings
+    )
+    assert second[0] == {"event": "resuming", "url": upload_url}
+    assert second[-1] == {"event": "success", "url": upload_url}, second
+    pairs = exchanges(second)
+    (head, told), (resume, _) = pairs[:2]
+    assert (head["method"], head["interop"]) == ("HEAD", interop)
+    assert (told["status"], told["offset"]) == (204, str(offset))
+    assert (resume["method"], resume["offset"]) == ("PATCH", str(offset))
+    assert {r["method"] for r, _ in pairs[1:]} == {"PATCH"}
+    assert len(data) - offset <= relay.up <= len(data) - offset + HEADS
+    check_stored(daemon, pairs[-1][1], data, name)
+    print(
+        f"{protocol}: aborted after {aborted['sent']} bytes sent; server offset "
+        f"{offset}; resumption sent {relay.up} bytes for {len(data) - offset}"
+    )
     eventually(lambda: in_flight(daemon) == 0, 10, "no upload in flight")
