@@ -1,4 +1,5 @@
-"""Cross-origin access for browsers, tus headers included, origins from config."""
+"""Cross-origin access for browsers, the headers of tus and of the IETF
+resumable-upload draft included, origins from config."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ _EXPOSED = (
     "Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Defer-Length, "
     "Upload-Concat, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, "
     "Tus-Max-Size, Tus-Checksum-Algorithm, Content-Range, Content-Disposition, "
-    "Accept-Ranges, ETag, Retry-After, Link"
+    "Accept-Ranges, ETag, Retry-After, Link, Upload-Complete, Upload-Incomplete, "
+    "Upload-Draft-Interop-Version, Upload-Limit"
 )
 _ALLOWED_HEADERS = (
     "Authorization, Content-Type, Content-Range, Range, X-HTTP-Method-Override, "
     "X-Progress-ID, X-Requested-With, Tus-Resumable, Upload-Offset, Upload-Length, "
-    "Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum"
+    "Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum, "
+    "Upload-Complete, Upload-Incomplete, Upload-Draft-Interop-Version"
 )
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
