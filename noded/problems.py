@@ -46,17 +46,21 @@ _TITLES = {
 
 @attrs.define(auto_exc=True)
 class Problem(Exception):
-    """An error a client can act on: status, a title and a detail naming the cause."""
+    """An error a client can act on: status, a title and a detail naming the
+    cause; ``type`` is the URI of a problem type (RFC 9457 section 3.1.1)
+    whose extension members ``extra`` carries, or ``about:blank`` (the
+    status says it all; the title is then the status phrase)."""
 
     status: int
     detail: str
     title: str = ""
     headers: dict[str, str] = attrs.field(factory=dict)
     extra: dict[str, Any] = attrs.field(factory=dict)
+    type: str = "about:blank"
 
     def document(self) -> dict[str, Any]:
         return {
-            "type": "about:blank",
+            "type": self.type,
             "title": self.title or _TITLES.get(self.status, "Error"),
             "status": self.status,
             "detail": self.detail,
