@@ -37,6 +37,7 @@ from uploadd.renditions import parse_requested
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, UploadRecord
 from uploadd.uploads import rules
+from uploadd.uploads.checks import ReprCheck
 from uploadd.uploads.data import concatenate, hash_file
 from uploadd.uploads.ranges import covered_prefix, merge
 from uploadd.uploads.writers import Writers
@@ -153,6 +154,7 @@ class Resumable:
         parts: tuple[str, ...] = (),
         base: int = 0,
     ) -> UploadRecord:
+        rules.check_metadata(metadata)
         if "renditions" in metadata:
             parse_requested(metadata["renditions"])  # refused now, not at the end
         upload_id = uuid.uuid4().hex
@@ -340,6 +342,14 @@ class Resumable:
             return Digest(length, running.sha256.hexdigest(), running.md5.hexdigest())
         hashes: Hashes = await self._run(hash_file, self._blobs.upload_path(record.id))
         return Digest(length, hashes.sha256.hexdigest(), hashes.md5.hexdigest())
+
+    async def verify_whole(
+        self, record: UploadRecord, digest: Digest, check: ReprCheck
+    ) -> None:
+        """ChecksumMismatch unless the upload's bytes (whose sums
+        :meth:`digest` gave) are the file ``check`` vouches for."""
+        path = self._blobs.upload_path(record.id)
+        await check.verify(digest.sha256, path, self._run)
 
     async def finish(
         self, owner: Principal, record: UploadRecord, digest: Digest
