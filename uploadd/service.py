@@ -288,6 +288,7 @@ def build(
             library,
             store,
             blobs,
+            run,
             tokens,
             gate,
             locator,
