@@ -423,7 +423,8 @@ async def test_a_post_overridden_to_patch_appends(app: Harness) -> None:
 
 @pytest_twisted.ensureDeferred()
 async def test_cors_preflight_and_exposed_headers(tmp_path: Path) -> None:
-    """With an allowed origin, preflights pass and tus headers are readable."""
+    """With an allowed origin, preflights pass with tus headers and the
+    integrity fields, and a page may read them in answers."""
     app = harness(tmp_path, settings={("http", "cors_origins"): "https://app.test"})
     token = app.user("alice")
     origin = {b"origin": [b"https://app.test"]}
@@ -434,11 +435,19 @@ async def test_cors_preflight_and_exposed_headers(tmp_path: Path) -> None:
     )
     assert preflight.code == 204
     assert preflight.header("access-control-allow-origin") == "https://app.test"
-    assert "Upload-Offset" in (preflight.header("access-control-allow-headers") or "")
+    allowed = (preflight.header("access-control-allow-headers") or "").split(", ")
+    assert {
+        "Upload-Offset",
+        "Content-Digest",
+        "Repr-Digest",
+        "Want-Repr-Digest",
+        "Want-Content-Digest",
+    } <= set(allowed)
     created = await app.call(
         "POST", "/uploads/", headers={**h(token, Upload_Length="1"), **origin}
     )
-    assert "Location" in (created.header("access-control-expose-headers") or "")
+    exposed = (created.header("access-control-expose-headers") or "").split(", ")
+    assert {"Location", "Repr-Digest", "Content-Digest"} <= set(exposed)
     stranger = await app.call(
         "OPTIONS",
         "/files",

@@ -1,4 +1,5 @@
-"""Cross-origin access for browsers, tus headers included, origins from config."""
+"""Cross-origin access for browsers, tus headers and RFC 9530 integrity
+fields included, origins from config."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ _EXPOSED = (
     "Location, Upload-Offset, Upload-Length, Upload-Metadata, Upload-Defer-Length, "
     "Upload-Concat, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, "
     "Tus-Max-Size, Tus-Checksum-Algorithm, Content-Range, Content-Disposition, "
-    "Accept-Ranges, ETag, Retry-After, Link"
+    "Accept-Ranges, ETag, Retry-After, Link, Repr-Digest, Content-Digest"
 )
 _ALLOWED_HEADERS = (
     "Authorization, Content-Type, Content-Range, Range, X-HTTP-Method-Override, "
     "X-Progress-ID, X-Requested-With, Tus-Resumable, Upload-Offset, Upload-Length, "
-    "Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum"
+    "Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum, "
+    "Content-Digest, Repr-Digest, Want-Repr-Digest, Want-Content-Digest"
 )
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
