@@ -13,24 +13,27 @@ and the ``Repr-Digest`` it may ask for in answers.
 
 The RFC 9530 fields are Structured Field Dictionaries of Byte Sequences.
 uploadd verifies ``sha-256`` and ``sha-512``, and ignores the others
-(md5, sha, crc32c, unixsum, ...) as the RFC lets a recipient. Given both,
-only sha-512, the stronger, is verified: each request is checked once,
-and the weaker digest of the same bytes adds nothing sha-512 does not
-already prove (RFC 9530 section 6.7 leaves how many to verify to the
-recipient). Parameters on a member are ignored. A field that is no valid
-Dictionary, or gives a supported algorithm something other than a Byte
-Sequence, makes the request a 400 naming the field (RFC 9651 section 4.2:
-the message is malformed); a byte sequence of the wrong length for its
-algorithm is the ``digest-invalid-values`` problem type and a digest that
+(md5, sha, crc32c, unixsum, ...) as the RFC lets a recipient (sections 2
+and 3: "A recipient MAY ignore any or all digests"). Given both, only
+sha-512, the stronger, is verified: checking the stronger one leaves no
+downgrade (section 6.6), and one check per field bounds the work (section
+6.7). A ``Repr-Digest`` in sha-256 costs nothing (the file's sha256 is
+computed anyway); in sha-512 it costs one read of the file at the end.
+Parameters on a member are ignored. A field that is no valid Dictionary,
+or gives a supported algorithm something other than a Byte Sequence,
+makes the request a 400 naming the field (RFC 9651 section 4.2: the
+message is malformed); a byte sequence of the wrong length for its
+algorithm is the ``digest-invalid-values`` problem type, and a digest that
 does not match ``digest-mismatched-values``, both 400 as
 draft-ietf-httpapi-digest-fields-problem-types registers them.
 
-``Repr-Digest`` and ``Content-Digest`` mean the same bytes for every body
-uploadd takes whole: it keeps a body as sent, content coding and all, and
-no body of a request is a part of a larger representation than the one it
-completes. What is answered is ``Repr-Digest: sha-256=:...:`` of a stored
-file, when the client asks with ``Want-Repr-Digest`` (see
-:mod:`noded.digests` for the policy, which both daemons share).
+For a plain ``PUT`` the two fields vouch for the same bytes: uploadd keeps
+the body as sent, content coding and all, so the content is the whole
+representation. For a resumable upload ``Content-Digest`` is of one
+request's bytes and ``Repr-Digest`` of the file they add up to. What is
+answered is ``Repr-Digest: sha-256=:...:`` of a stored file, when the
+client asks with ``Want-Repr-Digest`` (see :mod:`noded.digests` for the
+policy, which both daemons share).
 """
 
 from __future__ import annotations
