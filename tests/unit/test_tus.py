@@ -407,6 +407,51 @@ async def test_partial_uploads_join_into_one_file_that_takes_no_patch(
 
 
 @pytest_twisted.ensureDeferred()
+async def test_a_final_upload_is_checked_against_its_repr_digest_once_joined(
+    app: Harness,
+) -> None:
+    """A final upload whose joined file is not what its Repr-Digest says is
+    the digest-mismatched-values problem: no file, no final upload, and
+    the parts are still there to join; joined right (and asked) it answers
+    the file's Repr-Digest."""
+    token = app.user("alice")
+    paths = []
+    for piece in (b"first, ", b"second"):
+        path = await create(
+            app, token, Upload_Length=str(len(piece)), Upload_Concat="partial"
+        )
+        await patch(app, token, path, 0, piece)
+        paths.append(path)
+    joined = "final;" + " ".join(paths)
+    wrong = await app.call(
+        "POST",
+        "/uploads/",
+        headers=h(
+            token,
+            Upload_Concat=joined,
+            Repr_Digest=f"sha-512={sf(hashlib.sha512(b'second, first').digest())}",
+        ),
+    )
+    assert wrong.code == 400 and wrong.json()["type"] == MISMATCHED
+    assert app.store.files == {}
+    assert not [r for r in app.store.uploads.values() if r.concat == "final"]
+    right = hashlib.sha512(b"first, second").digest()
+    final = await app.call(
+        "POST",
+        "/uploads/",
+        headers=h(
+            token,
+            Upload_Concat=joined,
+            Repr_Digest=f"sha-512={sf(right)}",
+            Want_Repr_Digest="sha-256=1",
+        ),
+    )
+    assert final.code == 201
+    sha = hashlib.sha256(b"first, second").digest()
+    assert final.header("repr-digest") == f"sha-256={sf(sha)}"
+
+
+@pytest_twisted.ensureDeferred()
 async def test_a_post_overridden_to_patch_appends(app: Harness) -> None:
     """POST with X-HTTP-Method-Override: PATCH is a PATCH."""
     token = app.user("alice")

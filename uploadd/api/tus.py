@@ -7,9 +7,10 @@ Locked while the first runs (HEAD shows how far the first got).
 
 Beside tus's own ``Upload-Checksum``, a body may be vouched for with RFC
 9530's ``Content-Digest`` and the whole file with ``Repr-Digest`` (kept
-until the request that completes the upload), and the completing request
-answers ``Repr-Digest`` when asked with ``Want-Repr-Digest``: the same
-checks as every upload route (``uploadd/api/digests.py``).
+until the request that completes the upload; on a final upload, checked
+once its parts are joined), and the completing request answers
+``Repr-Digest`` when asked with ``Want-Repr-Digest``: the same checks as
+every upload route (``uploadd/api/digests.py``).
 
 This module translates tus headers to and from the resumable core
 (``uploadd/uploads/``), which holds every rule of offsets, lengths, writers,
@@ -45,7 +46,7 @@ from uploadd.ingest.sink import BlobFile
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, UploadRecord
 from uploadd.uploads import rules
-from uploadd.uploads.appends import Append, appendable, begin_append
+from uploadd.uploads.appends import Append, ReprCheck, appendable, begin_append
 from uploadd.uploads.resumable import Resumable
 from uploadd.uploads.rules import AppendAsk
 
@@ -152,10 +153,12 @@ def upload_id_of(url: str) -> str:
 @attrs.frozen
 class Concatenation:
     """The creation of a final upload: no body (its empty file only makes the
-    gate refuse one), the partial uploads it joins."""
+    gate refuse one), the partial uploads it joins, and the digest the
+    client vouched for the joined file with."""
 
     target: BlobFile
     parts: tuple[str, ...]
+    whole: ReprCheck | None = None
 
 
 @attrs.define(slots=False)
@@ -235,9 +238,11 @@ class TusAPI:
                 joined += found.length if found.length is not None else found.received
             # Parts each under the limit may not add up to a file over it.
             rules.check_length(joined, limit)
+            whole = digests.repr_check(headers)
             staging = BlobFile(self._blobs.staging_path(uuid.uuid4().hex), fsync=False)
             parts = tuple(upload_id_of(u) for u in urls)
-            return BodyPlan(staging, max_size=0, context=Concatenation(staging, parts))
+            joining = Concatenation(staging, parts, whole)
+            return BodyPlan(staging, max_size=0, context=joining)
         if concat not in (None, "partial"):
             raise bad_request("Upload-Concat is 'partial' or 'final;URL URL...'")
         if length is None and deferred != "1":
@@ -322,7 +327,7 @@ class TusAPI:
             await self._run(context.target.path.unlink, True)
             metadata = parse_metadata(header(request.requestHeaders, "Upload-Metadata"))
             assembling = self._uploads.assemble(
-                upload.principal, context.parts, metadata
+                upload.principal, context.parts, metadata, context.whole
             )
             record, stored = await shield(Deferred.fromCoroutine(assembling))
         else:

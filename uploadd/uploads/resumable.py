@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from noded.threads import Runner
 from uploadd.auth.tokens import Principal
-from uploadd.errors import Elsewhere, Gone, NotFound
+from uploadd.errors import ChecksumMismatch, Elsewhere, Gone, NotFound
 from uploadd.ingest.sink import BlobFile, Digest, Hashes
 from uploadd.library import Library
 from uploadd.metrics import Metrics
@@ -383,12 +383,17 @@ class Resumable:
         return record, stored
 
     async def assemble(
-        self, owner: Principal, part_ids: Sequence[str], metadata: dict[str, str]
+        self,
+        owner: Principal,
+        part_ids: Sequence[str],
+        metadata: dict[str, str],
+        whole: ReprCheck | None = None,
     ) -> Finished:
         """A final upload from complete partial ones, copied in the kernel;
         parts whose bytes other instances hold are brought here first (a
         load balancer sends each part's creation anywhere), and dropped
-        there once joined."""
+        there once joined. A file that is not the one ``whole`` vouches
+        for is ChecksumMismatch: the final upload goes, its parts stay."""
         parts = [await self.load(owner, part, anywhere=True) for part in part_ids]
         for part in parts:
             rules.check_part(part)
@@ -412,6 +417,12 @@ class Resumable:
             await self._run(concatenate, sources, self._blobs.upload_path(record.id))
             self._hashes.pop(record.id, None)
             digest = await self.digest(record, length)
+            if whole is not None:
+                try:
+                    await self.verify_whole(record, digest, whole)
+                except ChecksumMismatch:
+                    await self.terminate(record, "failed")
+                    raise
             record, stored = await self.finish(owner, record, digest)
             # Joined: no longer an unfinished upload, and its bytes may go.
             for part in parts:
