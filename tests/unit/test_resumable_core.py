@@ -426,6 +426,26 @@ def test_a_file_that_is_not_the_one_vouched_for_loses_the_last_body_only(
     assert stored.sha256 == hashlib.sha256(b"abcxyz").hexdigest()
 
 
+def test_an_interrupted_body_keeps_its_whole_file_digest_for_the_end(
+    core: Core,
+) -> None:
+    """A body that breaks off keeps its durable bytes and the whole-file
+    digest it was sent with; the append that completes the upload is
+    checked against it."""
+    record = core.create(6)
+    broken = begin_append(
+        core.uploads, record, AppendAsk(0), LIMIT, whole=sha256_of(b"abcdef")
+    )
+    broken.target.write_sha256([b"ab"])
+    now(broken.aborted(broken.target.discard()))
+    assert core.record(record.id).received == 2
+    assert ReprCheck.kept_in(core.record(record.id).metadata) == sha256_of(b"abcdef")
+    with pytest.raises(errors.ChecksumMismatch):
+        append(core, record.id, 2, b"cdeX")
+    done, stored = append(core, record.id, 2, b"cdef")
+    assert done.state == "complete" and stored is not None
+
+
 def test_a_sha512_is_checked_by_reading_the_file(core: Core) -> None:
     """A sha512 vouching for the whole file is checked against the file
     read once at the end: a matching one makes the file; a wrong one in
