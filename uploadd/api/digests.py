@@ -55,6 +55,7 @@ __all__ = [
     "CHECKSUMS",
     "CONTENT_DIGEST",
     "REPR_DIGEST",
+    "body_check",
     "content_check",
     "mismatch_problem",
     "parse_checksum",
