@@ -15,6 +15,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from noded import problems
+from noded.digests import repr_digest_field, wants_repr_digest
 from noded.problems import Problem
 
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
@@ -126,7 +127,10 @@ def _date(value: bytes | None) -> int | None:
 class BlobResource(Resource):
     """The bytes of one stored file, named and typed for the client, with
     the validators that let a client revalidate or resume it: a strong
-    ``ETag`` from its sha256 (when known) and ``Last-Modified``."""
+    ``ETag`` from its sha256 (when known) and ``Last-Modified``; and, when
+    the client asks with ``Want-Repr-Digest``, the ``Repr-Digest`` of the
+    whole file from that sha256 (of the whole file for a range too: RFC
+    9530 section 3)."""
 
     isLeaf = True
 
@@ -135,14 +139,14 @@ class BlobResource(Resource):
         path: Path,
         filename: str,
         content_type: str,
-        etag: str | None = None,
+        sha256: str | None = None,
         modified: float | None = None,
     ) -> None:
         super().__init__()
         self._path = path
         self._filename = filename
         self._content_type = content_type
-        self._etag = etag
+        self._sha256 = sha256
         self._modified = modified
 
     def render_GET(self, request: IRequest) -> bytes | int:
@@ -154,7 +158,7 @@ class BlobResource(Resource):
         stat = os.fstat(handle.fileno())
         size = stat.st_size
         validators = Validators(
-            f'"{self._etag}"'.encode("ascii") if self._etag else None,
+            f'"{self._sha256}"'.encode("ascii") if self._sha256 else None,
             int(self._modified if self._modified is not None else stat.st_mtime),
         )
         validators.apply(request)
@@ -185,6 +189,8 @@ class BlobResource(Resource):
             b"content-disposition", content_disposition(self._filename).encode("ascii")
         )
         request.setHeader(b"x-content-type-options", b"nosniff")
+        if self._sha256 and wants_repr_digest(request.requestHeaders):
+            request.setHeader(b"repr-digest", repr_digest_field(self._sha256))
         if span is None:
             request.setHeader(b"content-length", b"%d" % size)
             producer: static.StaticProducer = static.NoRangeStaticProducer(

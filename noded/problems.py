@@ -46,7 +46,10 @@ _TITLES = {
 
 @attrs.define(auto_exc=True)
 class Problem(Exception):
-    """An error a client can act on: status, a title and a detail naming the cause."""
+    """An error a client can act on: status, a title and a detail naming the
+    cause; ``type`` is the URI of a problem type (RFC 9457 section 3.1.1)
+    whose extension members ``extra`` carries, or ``about:blank`` (the
+    status says it all; the title is then the status phrase)."""
 
     status: int
     detail: str

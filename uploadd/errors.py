@@ -77,7 +77,25 @@ class Unprocessable(UploaddError):
 
 
 class ChecksumMismatch(UploaddError):
-    """The bytes are not those the client vouched for; they were discarded."""
+    """The bytes are not those the client vouched for; they were discarded.
+
+    ``named`` is what the client called the check (a header name, such as
+    ``Upload-Checksum`` or ``Repr-Digest``), ``algorithm`` the hash (in
+    hashlib's name) and ``provided`` the digest it gave: the edge answers
+    in the protocol that name belongs to. None of them is in ``extra``."""
+
+    def __init__(
+        self,
+        detail: str,
+        named: str = "checksum",
+        algorithm: str = "",
+        provided: bytes = b"",
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail, **extra)
+        self.named = named
+        self.algorithm = algorithm
+        self.provided = provided
 
 
 class Unavailable(UploaddError):

@@ -289,6 +289,7 @@ def build(
         library,
         store,
         blobs,
+        run,
         tokens,
         gate,
         locator,

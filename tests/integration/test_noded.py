@@ -3,6 +3,7 @@ downloads over HTTP, and its rsync daemon restarted when it dies."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -180,6 +181,37 @@ def fetch(url: str, **headers: str) -> tuple[int, bytes]:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+
+
+def test_a_download_asked_for_its_digest_answers_the_whole_files(
+    node: RunningNode, tmp_path: Path
+) -> None:
+    """From a real node, a download through a URL signed with the file's
+    sha256 and asked with Want-Repr-Digest carries the Repr-Digest of the
+    whole file, for a byte range too; without the ask it carries none."""
+    data = os.urandom(256 * 1024)
+    source = tmp_path / "source.bin"
+    source.write_bytes(data)
+    file_id = "2f" * 16
+    assert push(node, source, file_id) == 0
+    key = url_key(SECRET.encode())
+    sha = hashlib.sha256(data)
+    query = signed_query(
+        key, file_id, int(time.time()) + 60, "d.bin", "x/y", sha.hexdigest()
+    )
+    url = f"http://127.0.0.1:{node.ports['http']}/files/{file_id}?{query}"
+    expected = "sha-256=:" + base64.b64encode(sha.digest()).decode() + ":"
+
+    def digest_of(**headers: str) -> tuple[int, str | None]:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+            return response.status, response.headers["Repr-Digest"]
+
+    want = {"Want-Repr-Digest": "sha-512=10, sha-256=1"}
+    assert digest_of(**want) == (200, expected)
+    assert digest_of(Range="bytes=100-199", **want) == (206, expected)
+    assert digest_of() == (200, None)
 
 
 @pytest_twisted.ensureDeferred()

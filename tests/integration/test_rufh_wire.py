@@ -5,6 +5,7 @@ ending an older one. Every byte of every response stream must parse."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import socket
 import time
@@ -715,3 +716,110 @@ def test_a_draft_request_ends_a_stale_tus_append_and_tus_still_gets_423(
     finally:
         stale.close()
     assert eventually(lambda: in_flight(daemon) == 0, 10)
+
+
+def field(algorithm: str, data: bytes) -> str:
+    """An RFC 9530 digest field member for ``data``."""
+    digest = hashlib.new(algorithm.replace("-", ""), data).digest()
+    return f"{algorithm}=:{base64.b64encode(digest).decode()}:"
+
+
+def test_content_digest_checks_each_request_and_a_mismatch_keeps_nothing(
+    daemon: Daemon,
+) -> None:
+    """Content-Digest (sha-256, sha-512) vouches for one request's content:
+    a mismatch is 400 digest-mismatched-values and its bytes are discarded
+    (the offset stays); unknown algorithms are ignored."""
+    first, second = b"a" * 5000, b"b" * 7000
+    client = Client(daemon, 8)
+    try:
+        created = client.call(
+            "POST",
+            "/uploads/",
+            first,
+            Upload_Complete="?0",
+            Content_Digest=field("sha-256", first),
+        )
+        assert created.final.status == 201, created.final.body
+        path = path_of(created.final.headers["location"])
+        partial = {"Content_Type": "application/partial-upload"}
+        wrong = client.call(
+            "PATCH",
+            path,
+            second,
+            Upload_Offset="5000",
+            Upload_Complete="?0",
+            Content_Digest=field("sha-512", b"something else"),
+            **partial,
+        )
+        assert wrong.final.status == 400
+        problem = wrong.final.json()
+        assert problem["type"] == PROBLEMS + "digest-mismatched-values"
+        assert problem["mismatched_digests"][0]["algorithm"] == "sha-512"
+        assert wrong.final.header("upload-complete") == "?0"
+        client.reconnect()
+        assert client.call("HEAD", path).final.header("upload-offset") == "5000"
+        right = client.call(
+            "PATCH",
+            path,
+            second,
+            Upload_Offset="5000",
+            Upload_Complete="?1",
+            Content_Digest=f"md5=:AAAA:, {field('sha-512', second)}",
+            **partial,
+        )
+        assert right.final.status == 201, right.final.body
+        assert content_of(daemon, right.final.json()["id"]) == first + second
+    finally:
+        client.close()
+
+
+def test_repr_digest_is_verified_when_the_upload_completes(daemon: Daemon) -> None:
+    """A Repr-Digest stated at creation is kept and checked by the request
+    completing the upload: wrong, that request's bytes go (400) and the
+    upload waits; a request stating the right one completes it, and
+    Want-Repr-Digest gets the file's digest, on completion and download."""
+    data = bytes(range(256)) * 100
+    client = Client(daemon, 7)
+    try:
+        created = client.call(
+            "POST",
+            "/uploads/",
+            data[:10000],
+            Upload_Complete="?0",
+            Repr_Digest=field("sha-256", b"not the file"),
+        )
+        path = path_of(created.final.headers["location"])
+        partial = {"Content_Type": "application/partial-upload"}
+        refused = client.call(
+            "PATCH",
+            path,
+            data[10000:],
+            Upload_Offset="10000",
+            Upload_Complete="?1",
+            **partial,
+        )
+        assert refused.final.status == 400
+        assert refused.final.json()["type"] == PROBLEMS + "digest-mismatched-values"
+        client.reconnect()
+        assert client.call("HEAD", path).final.header("upload-offset") == "10000"
+        done = client.call(
+            "PATCH",
+            path,
+            data[10000:],
+            Upload_Offset="10000",
+            Upload_Complete="?1",
+            Repr_Digest=field("sha-512", data),
+            Want_Repr_Digest="sha-256=10",
+            **partial,
+        )
+        assert done.final.status == 201, done.final.body
+        assert done.final.header("repr-digest") == field("sha-256", data)
+        file_id = done.final.json()["id"]
+    finally:
+        client.close()
+    status, headers, body = daemon.request(
+        "GET", f"/files/{file_id}/content", None, **{"Want-Repr-Digest": "sha-256=5"}
+    )
+    assert status == 200 and body == data
+    assert headers["Repr-Digest"] == field("sha-256", data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -303,6 +304,141 @@ async def test_content_is_validated_revalidated_and_resumed_conditionally(
     for changed in ('"another-version"', f"W/{etag}", "Mon, 01 Jan 2001 00:00:00 GMT"):
         fresh = await ask(range="bytes=10-19", if_range=changed)
         assert (fresh.code, fresh.body) == (200, data)
+
+
+def sf(raw: bytes) -> str:
+    return ":" + base64.b64encode(raw).decode() + ":"
+
+
+PROBLEMS = "https://iana.org/assignments/http-problem-types#"
+
+
+def fields(**given: str) -> dict[bytes, list[bytes]]:
+    return {k.replace("_", "-").encode(): [v.encode()] for k, v in given.items()}
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_put_vouched_for_by_its_digests_is_stored_and_answers_its_own(
+    app: Harness,
+) -> None:
+    """A PUT whose Content-Digest (sha-256) and Repr-Digest (sha-512, read
+    from the staged file) match is stored; asked with Want-Repr-Digest the
+    201 carries the stored file's Repr-Digest, unasked it does not."""
+    token = app.user("alice")
+    data = b"vouched for\n" * 100
+    response = await app.call(
+        "PUT",
+        "/files/v.txt",
+        data=data,
+        headers={
+            **auth(token),
+            **fields(
+                Content_Digest=f"sha-256={sf(hashlib.sha256(data).digest())}",
+                Repr_Digest=f"sha-512={sf(hashlib.sha512(data).digest())}",
+                Want_Repr_Digest="sha-256=3",
+            ),
+        },
+    )
+    assert response.code == 201
+    assert response.header("repr-digest") == (
+        f"sha-256={sf(hashlib.sha256(data).digest())}"
+    )
+    assert app.parts.blobs.path(response.json()["id"]).read_bytes() == data
+    assert (await put(app, token, "w.txt", data)).header("repr-digest") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_put_that_is_not_what_its_digest_says_is_not_stored(
+    app: Harness,
+) -> None:
+    """A Content-Digest or Repr-Digest that does not match is a 400 of the
+    digest-mismatched-values type naming the digest given; nothing is
+    stored, the staging area is empty and no upload is left in flight."""
+    token = app.user("alice")
+    data = b"the bytes sent"
+    other = b"the bytes meant"
+    for name, digest in (
+        ("Content-Digest", f"sha-256={sf(hashlib.sha256(other).digest())}"),
+        ("Repr-Digest", f"sha-512={sf(hashlib.sha512(other).digest())}"),
+        ("Repr-Digest", f"sha-256={sf(hashlib.sha256(other).digest())}"),
+    ):
+        response = await app.call(
+            "PUT",
+            "/files/x.txt",
+            data=data,
+            headers={**auth(token), name.encode(): [digest.encode()]},
+        )
+        assert response.code == 400, name
+        problem = response.json()
+        assert problem["type"] == PROBLEMS + "digest-mismatched-values"
+        [mismatched] = problem["mismatched_digests"]
+        assert mismatched["header"] == name
+        assert f"{mismatched['algorithm']}={mismatched['provided_digest']}" == digest
+        assert app.store.files == {}
+        assert app.staged() == []
+        assert app.parts.gate.in_flight == 0
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_put_with_a_broken_digest_field_is_refused_before_its_body(
+    app: Harness,
+) -> None:
+    """A Content-Digest that is no Structured Field is a plain 400 naming
+    it; a digest of the wrong length is digest-invalid-values; a field of
+    algorithms uploadd does not verify is ignored and the file stored."""
+    token = app.user("alice")
+    broken = await app.call(
+        "PUT",
+        "/files/x.txt",
+        data=b"x",
+        headers={**auth(token), **fields(Content_Digest="sha-256=:AAA")},
+    )
+    assert broken.code == 400 and broken.json()["type"] == "about:blank"
+    assert "Content-Digest" in broken.json()["detail"]
+    short = await app.call(
+        "PUT",
+        "/files/x.txt",
+        data=b"x",
+        headers={**auth(token), **fields(Repr_Digest=f"sha-512={sf(b'0' * 32)}")},
+    )
+    assert short.code == 400
+    assert short.json()["type"] == PROBLEMS + "digest-invalid-values"
+    assert short.json()["invalid_digests"][0]["header"] == "Repr-Digest"
+    assert app.store.files == {} and app.staged() == []
+    ignored = await app.call(
+        "PUT",
+        "/files/x.txt",
+        data=b"x",
+        headers={
+            **auth(token),
+            **fields(Content_Digest="md5=:AAAAAAAAAAAAAAAAAAAAAA==:"),
+        },
+    )
+    assert ignored.code == 201
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_download_asked_for_its_digest_answers_the_whole_files(
+    app: Harness,
+) -> None:
+    """GET and HEAD of a file's content with Want-Repr-Digest carry the
+    Repr-Digest of the whole file, a range's answer too; unasked, none."""
+    token = app.user("alice")
+    data = bytes(range(256)) * 4
+    created = (await put(app, token, "d.bin", data)).json()
+    path = f"/files/{created['id']}/content"
+    expected = f"sha-256={sf(hashlib.sha256(data).digest())}"
+    want = fields(Want_Repr_Digest="sha-256=10")
+    whole = await app.call("GET", path, headers={**auth(token), **want})
+    assert (whole.code, whole.header("repr-digest")) == (200, expected)
+    part = await app.call(
+        "GET", path, headers={**auth(token), **want, **fields(Range="bytes=0-9")}
+    )
+    assert (part.code, part.header("repr-digest")) == (206, expected)
+    head = await app.call("HEAD", path, headers={**auth(token), **want})
+    assert head.header("repr-digest") == expected
+    plain = await app.call("GET", path, headers=auth(token))
+    assert plain.header("repr-digest") is None
 
 
 @pytest_twisted.ensureDeferred()

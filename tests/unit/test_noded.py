@@ -3,6 +3,7 @@ downloads, the rsync process protocol, the reserve."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import stat
@@ -236,6 +237,41 @@ async def test_downloads_need_a_valid_signature(tmp_path: Path) -> None:
     assert (code, body) == (200, b"0123456789")
     forged = tagged.replace(sha, "0" * 64)
     assert (await get(f"/files/{FILE_ID}?{forged}"))[0] == 403
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_download_asked_for_its_digest_carries_the_whole_files(
+    tmp_path: Path,
+) -> None:
+    """With the sha256 signed into its URL and Want-Repr-Digest asked, the
+    node's answer has Repr-Digest: sha-256 of the whole file, for a range
+    and a HEAD too; not unasked, not when sha-256 is called unacceptable,
+    and not when the URL carries no sha256 (the node does not hash)."""
+    node = make_node(tmp_path)
+    data = b"0123456789"
+    put(node, FILE_ID, data)
+    key = url_key(SECRET)
+    clock = Clock()
+    client: Any = StubTreq(Downloads(node.files, key, clock))
+    sha = hashlib.sha256(data)
+    expected = ["sha-256=:" + base64.b64encode(sha.digest()).decode() + ":"]
+
+    async def digest_of(query: str, method: str = "GET", **headers: str) -> Any:
+        url = f"http://node/files/{FILE_ID}?{query}"
+        response = await pumped(client, client.request(method, url, headers=headers))
+        await pumped(client, response.content())
+        assert response.code in (200, 206)
+        return response.headers.getRawHeaders("repr-digest")
+
+    tagged = signed_query(key, FILE_ID, 60, "d.txt", "text/plain", sha.hexdigest())
+    want = {"Want-Repr-Digest": "sha-512=10, sha-256=3"}
+    assert await digest_of(tagged, **want) == expected
+    assert await digest_of(tagged, Range="bytes=2-4", **want) == expected
+    assert await digest_of(tagged, "HEAD", **want) == expected
+    assert await digest_of(tagged) is None
+    assert await digest_of(tagged, **{"Want-Repr-Digest": "sha-256=0"}) is None
+    untagged = signed_query(key, FILE_ID, 60, "d.txt", "text/plain")
+    assert await digest_of(untagged, **want) is None
 
 
 @pytest_twisted.ensureDeferred()

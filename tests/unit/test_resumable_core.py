@@ -24,7 +24,14 @@ from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import UploadRecord
 from uploadd.store.memory import MemoryStore
 from uploadd.uploads import rules, spans
-from uploadd.uploads.appends import Append, BodyCheck, appendable, begin_append
+from uploadd.uploads.appends import (
+    Append,
+    BodyCheck,
+    ReprCheck,
+    appendable,
+    begin_append,
+)
+from uploadd.uploads.checks import KEPT
 from uploadd.uploads.resumable import Resumable
 from uploadd.uploads.rules import AppendAsk, SpanAsk
 from uploadd.uploads.writers import Writers
@@ -93,10 +100,20 @@ def written(target: BlobFile, data: bytes) -> Digest:
     return target.close()
 
 
-def append(core: Core, upload_id: str, offset: int, data: bytes, **ask: Any) -> Any:
-    """Admit, write and land one append of ``data`` at ``offset``."""
+def append(
+    core: Core,
+    upload_id: str,
+    offset: int,
+    data: bytes,
+    whole: ReprCheck | None = None,
+    **ask: Any,
+) -> Any:
+    """Admit, write and land one append of ``data`` at ``offset`` (vouched
+    for by ``whole`` when given)."""
     record = now(appendable(core.uploads, ALICE, upload_id))
-    admitted = begin_append(core.uploads, record, AppendAsk(offset, **ask), LIMIT)
+    admitted = begin_append(
+        core.uploads, record, AppendAsk(offset, **ask), LIMIT, whole=whole
+    )
     return now(admitted.land(ALICE, written(admitted.target, data)))
 
 
@@ -362,6 +379,131 @@ def test_an_upload_created_with_its_body_goes_when_the_body_fails(
                 now(made.land(ALICE, written(made.target, b"abc")))
         assert record.id not in core.store.uploads
         assert not core.blobs.upload_path(record.id).exists()
+
+
+def sha256_of(data: bytes) -> ReprCheck:
+    return ReprCheck("sha256", hashlib.sha256(data).digest())
+
+
+def test_a_whole_file_digest_stated_early_is_kept_and_checked_at_the_end(
+    core: Core,
+) -> None:
+    """A whole-file digest sent with a body that does not complete the
+    upload is kept on its record (under a key of the server's own); the
+    append that completes the upload is checked against it and makes the
+    file when it matches."""
+    record = core.create(6, metadata={"filename": "six.txt"})
+    opened, stored = append(core, record.id, 0, b"abc", whole=sha256_of(b"abcdef"))
+    assert (opened.received, stored) == (3, None)
+    assert ReprCheck.kept_in(core.record(record.id).metadata) == sha256_of(b"abcdef")
+    assert rules.shown(core.record(record.id).metadata) == {"filename": "six.txt"}
+    done, stored = append(core, record.id, 3, b"def")
+    assert done.state == "complete" and stored is not None
+    assert stored.sha256 == hashlib.sha256(b"abcdef").hexdigest()
+
+
+def test_a_file_that_is_not_the_one_vouched_for_loses_the_last_body_only(
+    core: Core,
+) -> None:
+    """When the completing append makes a file other than the kept digest
+    says, ChecksumMismatch names the check, the digest given and its
+    algorithm; that body's bytes are cut off, the offset stays, and the
+    running hashes are those before it. A later request stating another
+    digest replaces the kept one."""
+    record = core.create(6)
+    append(core, record.id, 0, b"abc", whole=sha256_of(b"abcdef"))
+    with pytest.raises(errors.ChecksumMismatch) as wrong:
+        append(core, record.id, 3, b"xyz")
+    assert (wrong.value.named, wrong.value.algorithm) == ("Repr-Digest", "sha256")
+    assert wrong.value.provided == hashlib.sha256(b"abcdef").digest()
+    assert core.record(record.id).received == 3
+    assert core.record(record.id).state == "open"
+    assert core.bytes_of(record.id) == b"abc"
+    assert core.uploads.running(record.id, 3) is not None
+    assert record.id not in core.store.files
+    done, stored = append(core, record.id, 3, b"xyz", whole=sha256_of(b"abcxyz"))
+    assert done.state == "complete" and stored is not None
+    assert stored.sha256 == hashlib.sha256(b"abcxyz").hexdigest()
+
+
+def test_an_interrupted_body_keeps_its_whole_file_digest_for_the_end(
+    core: Core,
+) -> None:
+    """A body that breaks off keeps its durable bytes and the whole-file
+    digest it was sent with; the append that completes the upload is
+    checked against it."""
+    record = core.create(6)
+    broken = begin_append(
+        core.uploads, record, AppendAsk(0), LIMIT, whole=sha256_of(b"abcdef")
+    )
+    broken.target.write_sha256([b"ab"])
+    now(broken.aborted(broken.target.discard()))
+    assert core.record(record.id).received == 2
+    assert ReprCheck.kept_in(core.record(record.id).metadata) == sha256_of(b"abcdef")
+    with pytest.raises(errors.ChecksumMismatch):
+        append(core, record.id, 2, b"cdeX")
+    done, stored = append(core, record.id, 2, b"cdef")
+    assert done.state == "complete" and stored is not None
+
+
+def test_a_sha512_is_checked_by_reading_the_file(core: Core) -> None:
+    """A sha512 vouching for the whole file is checked against the file
+    read once at the end: a matching one makes the file; a wrong one in
+    the request that made the upload removes the upload, as any failure of
+    that request does."""
+    record = core.create(3)
+    good = ReprCheck("sha512", hashlib.sha512(b"abc").digest())
+    done, stored = append(core, record.id, 0, b"abc", whole=good)
+    assert done.state == "complete" and stored is not None and stored.size == 3
+    made = core.create(3)
+    bad = ReprCheck("sha512", hashlib.sha512(b"abd").digest())
+    admitted = begin_append(
+        core.uploads, made, AppendAsk(0), LIMIT, created=True, whole=bad
+    )
+    with pytest.raises(errors.ChecksumMismatch):
+        now(admitted.land(ALICE, written(admitted.target, b"abc")))
+    assert made.id not in core.store.uploads
+    assert not core.blobs.upload_path(made.id).exists()
+
+
+def test_a_discarded_last_body_undoes_its_checkpoints(core: Core) -> None:
+    """A last body that checkpointed while it streamed and then fails the
+    whole-file check leaves the offset where it was before it."""
+    record = core.create(6)
+    append(core, record.id, 0, b"abc")
+    current = core.record(record.id)
+    last = begin_append(
+        core.uploads, current, AppendAsk(3), LIMIT, whole=sha256_of(b"abcdef")
+    )
+    assert last.checkpoints
+    last.target.write_sha256([b"de"])
+    now(last.checkpoint(2))
+    assert core.record(record.id).received == 5
+    last.target.write_sha256([b"X"])
+    last.target.update_md5([b"deX"])
+    with pytest.raises(errors.ChecksumMismatch):
+        now(last.land(ALICE, last.target.close()))
+    assert core.record(record.id).received == 3
+    assert core.bytes_of(record.id) == b"abc"
+
+
+def test_a_whole_file_check_is_a_known_hash_of_its_size() -> None:
+    """A whole-file check is sha256 or sha512 with a digest of that size;
+    a record whose kept check cannot be read checks nothing."""
+    with pytest.raises(ValueError):
+        ReprCheck("sha256", b"short")
+    with pytest.raises(ValueError):
+        ReprCheck("md5", hashlib.md5(b"x").digest())
+    assert ReprCheck.kept_in({KEPT: "sha256 !!"}) is None
+    kept = sha256_of(b"x").kept()
+    assert ReprCheck.kept_in({KEPT: kept}) == sha256_of(b"x")
+
+
+def test_metadata_keys_of_the_server_are_not_the_clients_to_set(core: Core) -> None:
+    """Metadata keys starting with '_' are the server's: an upload created
+    with one is Invalid."""
+    with pytest.raises(errors.Invalid):
+        core.create(3, metadata={KEPT: sha256_of(b"abc").kept()})
 
 
 def test_a_complete_flag_of_unknown_size_ends_the_upload_with_its_body(

@@ -216,6 +216,136 @@ async def test_a_body_is_kept_only_when_it_matches_its_checksum(app: Harness) ->
     assert record.sha256 == hashlib.sha256(b"abcdef").hexdigest()
 
 
+def sf(raw: bytes) -> str:
+    return ":" + base64.b64encode(raw).decode() + ":"
+
+
+MISMATCHED = "https://iana.org/assignments/http-problem-types#digest-mismatched-values"
+
+
+@pytest_twisted.ensureDeferred()
+async def test_rfc_9530_digests_vouch_for_a_body_and_for_the_whole_file(
+    app: Harness,
+) -> None:
+    """A Repr-Digest sent at creation is kept (not shown as metadata) and
+    checked by the PATCH that completes the upload: a wrong file is the
+    digest-mismatched-values problem and that PATCH's bytes are discarded;
+    a wrong Content-Digest discards its body the same way; the completing
+    PATCH asked with Want-Repr-Digest answers the file's Repr-Digest."""
+    token = app.user("alice", ttl=3 * 24 * 3600)
+    whole = hashlib.sha256(b"abcdef").digest()
+    path = await create(
+        app,
+        token,
+        Upload_Length="6",
+        Upload_Metadata=f"filename {b64('six.txt')}",
+        Repr_Digest=f"sha-256={sf(whole)}",
+    )
+    head = await app.call("HEAD", path, headers=h(token))
+    assert head.header("upload-metadata") == f"filename {b64('six.txt')}"
+    listing = (await app.call("GET", "/uploads/", headers=auth(token))).json()
+    assert listing["results"][0]["metadata"] == {"filename": "six.txt"}
+    first = await patch(
+        app,
+        token,
+        path,
+        0,
+        b"abc",
+        Content_Digest=f"sha-512={sf(hashlib.sha512(b'abc').digest())}",
+    )
+    assert first.code == 204
+    wrong_file = await patch(app, token, path, 3, b"xyz")
+    assert wrong_file.code == 400
+    assert wrong_file.header("content-type") == "application/problem+json"
+    assert wrong_file.json()["type"] == MISMATCHED
+    assert wrong_file.json()["mismatched_digests"] == [
+        {"algorithm": "sha-256", "provided_digest": sf(whole), "header": "Repr-Digest"}
+    ]
+    assert (await app.call("HEAD", path, headers=h(token))).header(
+        "upload-offset"
+    ) == "3"
+    wrong_body = await patch(
+        app,
+        token,
+        path,
+        3,
+        b"def",
+        Content_Digest=f"sha-256={sf(hashlib.sha256(b'deX').digest())}",
+    )
+    assert wrong_body.code == 400
+    assert wrong_body.json()["mismatched_digests"][0]["header"] == "Content-Digest"
+    assert (await app.call("HEAD", path, headers=h(token))).header(
+        "upload-offset"
+    ) == "3"
+    assert app.parts.blobs.upload_path(path.rsplit("/", 1)[-1]).read_bytes() == b"abc"
+    done = await patch(
+        app, token, path, 3, b"def", Want_Repr_Digest="sha-512=10, sha-256=5"
+    )
+    assert done.code == 204
+    assert done.header("repr-digest") == f"sha-256={sf(whole)}"
+    assert app.store.files[path.rsplit("/", 1)[-1]].sha256 == whole.hex()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_a_creation_that_completes_answers_its_digest_when_asked(
+    app: Harness,
+) -> None:
+    """POST with the whole body and Want-Repr-Digest answers Repr-Digest;
+    a wrong Repr-Digest leaves no upload behind; a key of the server's own
+    in Upload-Metadata, or Upload-Checksum beside Content-Digest, is a 400."""
+    token = app.user("alice")
+    made = await app.call(
+        "POST",
+        "/uploads/",
+        data=b"hello",
+        headers={**h(token, Upload_Length="5", Want_Repr_Digest="sha-256=1"), **BODY},
+    )
+    assert made.code == 201
+    digest = hashlib.sha256(b"hello").digest()
+    assert made.header("repr-digest") == f"sha-256={sf(digest)}"
+    plain = await app.call(
+        "POST",
+        "/uploads/",
+        data=b"hello",
+        headers={**h(token, Upload_Length="5"), **BODY},
+    )
+    assert plain.header("repr-digest") is None
+    wrong = await app.call(
+        "POST",
+        "/uploads/",
+        data=b"hellO",
+        headers={
+            **h(token, Upload_Length="5", Repr_Digest=f"sha-256={sf(digest)}"),
+            **BODY,
+        },
+    )
+    assert wrong.code == 400 and wrong.json()["type"] == MISMATCHED
+    assert len(app.store.files) == 2
+    assert [r.state for r in app.store.uploads.values()] == ["complete", "complete"]
+    reserved = await app.call(
+        "POST",
+        "/uploads/",
+        headers=h(token, Upload_Length="1", Upload_Metadata="_repr-digest"),
+    )
+    assert reserved.code == 400
+    sha = base64.b64encode(hashlib.sha256(b"x").digest()).decode()
+    both = await app.call(
+        "POST",
+        "/uploads/",
+        data=b"x",
+        headers={
+            **h(
+                token,
+                Upload_Length="1",
+                Upload_Checksum=f"sha256 {sha}",
+                Content_Digest=f"sha-256=:{sha}:",
+            ),
+            **BODY,
+        },
+    )
+    assert both.code == 400
+
+
 @pytest_twisted.ensureDeferred()
 async def test_expiry_answers_410_and_the_sweeper_frees_the_bytes(
     app: Harness,
@@ -277,6 +407,51 @@ async def test_partial_uploads_join_into_one_file_that_takes_no_patch(
 
 
 @pytest_twisted.ensureDeferred()
+async def test_a_final_upload_is_checked_against_its_repr_digest_once_joined(
+    app: Harness,
+) -> None:
+    """A final upload whose joined file is not what its Repr-Digest says is
+    the digest-mismatched-values problem: no file, no final upload, and
+    the parts are still there to join; joined right (and asked) it answers
+    the file's Repr-Digest."""
+    token = app.user("alice")
+    paths = []
+    for piece in (b"first, ", b"second"):
+        path = await create(
+            app, token, Upload_Length=str(len(piece)), Upload_Concat="partial"
+        )
+        await patch(app, token, path, 0, piece)
+        paths.append(path)
+    joined = "final;" + " ".join(paths)
+    wrong = await app.call(
+        "POST",
+        "/uploads/",
+        headers=h(
+            token,
+            Upload_Concat=joined,
+            Repr_Digest=f"sha-512={sf(hashlib.sha512(b'second, first').digest())}",
+        ),
+    )
+    assert wrong.code == 400 and wrong.json()["type"] == MISMATCHED
+    assert app.store.files == {}
+    assert not [r for r in app.store.uploads.values() if r.concat == "final"]
+    right = hashlib.sha512(b"first, second").digest()
+    final = await app.call(
+        "POST",
+        "/uploads/",
+        headers=h(
+            token,
+            Upload_Concat=joined,
+            Repr_Digest=f"sha-512={sf(right)}",
+            Want_Repr_Digest="sha-256=1",
+        ),
+    )
+    assert final.code == 201
+    sha = hashlib.sha256(b"first, second").digest()
+    assert final.header("repr-digest") == f"sha-256={sf(sha)}"
+
+
+@pytest_twisted.ensureDeferred()
 async def test_a_post_overridden_to_patch_appends(app: Harness) -> None:
     """POST with X-HTTP-Method-Override: PATCH is a PATCH."""
     token = app.user("alice")
@@ -293,7 +468,8 @@ async def test_a_post_overridden_to_patch_appends(app: Harness) -> None:
 
 @pytest_twisted.ensureDeferred()
 async def test_cors_preflight_and_exposed_headers(tmp_path: Path) -> None:
-    """With an allowed origin, preflights pass and tus headers are readable."""
+    """With an allowed origin, preflights pass with tus headers and the
+    integrity fields, and a page may read them in answers."""
     app = harness(tmp_path, settings={("http", "cors_origins"): "https://app.test"})
     token = app.user("alice")
     origin = {b"origin": [b"https://app.test"]}
@@ -304,11 +480,19 @@ async def test_cors_preflight_and_exposed_headers(tmp_path: Path) -> None:
     )
     assert preflight.code == 204
     assert preflight.header("access-control-allow-origin") == "https://app.test"
-    assert "Upload-Offset" in (preflight.header("access-control-allow-headers") or "")
+    allowed = (preflight.header("access-control-allow-headers") or "").split(", ")
+    assert {
+        "Upload-Offset",
+        "Content-Digest",
+        "Repr-Digest",
+        "Want-Repr-Digest",
+        "Want-Content-Digest",
+    } <= set(allowed)
     created = await app.call(
         "POST", "/uploads/", headers={**h(token, Upload_Length="1"), **origin}
     )
-    assert "Location" in (created.header("access-control-expose-headers") or "")
+    exposed = (created.header("access-control-expose-headers") or "").split(", ")
+    assert {"Location", "Repr-Digest", "Content-Digest"} <= set(exposed)
     stranger = await app.call(
         "OPTIONS",
         "/files",

@@ -1,5 +1,6 @@
-"""Cross-origin access for browsers, the headers of tus and of the IETF
-resumable-upload draft included, origins from config."""
+"""Cross-origin access for browsers, origins from config: the headers of
+tus, of the IETF resumable-upload draft and RFC 9530's integrity fields
+included."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ _EXPOSED = (
     "Upload-Concat, Upload-Expires, Tus-Resumable, Tus-Version, Tus-Extension, "
     "Tus-Max-Size, Tus-Checksum-Algorithm, Content-Range, Content-Disposition, "
     "Accept-Ranges, ETag, Retry-After, Link, Upload-Complete, Upload-Incomplete, "
-    "Upload-Draft-Interop-Version, Upload-Limit"
+    "Upload-Draft-Interop-Version, Upload-Limit, Repr-Digest, Content-Digest"
 )
 _ALLOWED_HEADERS = (
     "Authorization, Content-Type, Content-Range, Range, X-HTTP-Method-Override, "
     "X-Progress-ID, X-Requested-With, Tus-Resumable, Upload-Offset, Upload-Length, "
     "Upload-Metadata, Upload-Defer-Length, Upload-Concat, Upload-Checksum, "
-    "Upload-Complete, Upload-Incomplete, Upload-Draft-Interop-Version"
+    "Upload-Complete, Upload-Incomplete, Upload-Draft-Interop-Version, "
+    "Content-Disposition, Content-Digest, Repr-Digest, Want-Repr-Digest, "
+    "Want-Content-Digest"
 )
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 

@@ -1,5 +1,12 @@
 """``/files``: upload (raw PUT or multipart POST), list (a page at a time,
-searched by name, sorted by name, size or date), show, download, delete."""
+searched by name, sorted by name, size or date), show, download, delete.
+
+A raw PUT may vouch for its body with ``Content-Digest`` and ``Repr-Digest``
+(the same bytes: the body is the whole file); one that does not match is
+not stored and its staging bytes go. A multipart POST's fields would vouch
+for the whole form, not the file, and are not checked. Either answers the
+stored file's ``Repr-Digest`` when asked (``uploadd/api/digests.py``).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,8 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
 from noded.download import BlobResource
-from uploadd.api import problems
+from noded.threads import Runner
+from uploadd.api import digests, problems
 from uploadd.api.access import owned, principal_of, query_value
 from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
@@ -24,13 +32,15 @@ from uploadd.api.rufh import DraftUploads, interop_of, speaks
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
+from uploadd.errors import ChecksumMismatch
 from uploadd.ingest.multipart import MultipartSink, boundary_of
-from uploadd.ingest.sink import BlobFile, UploadSink
+from uploadd.ingest.sink import BlobFile, Digest, UploadSink
 from uploadd.library import Library
 from uploadd.renditions import parse_requested
 from uploadd.shares import ShareLinks
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FILE_ORDERS, FileRecord, IMetadataStore
+from uploadd.uploads.checks import BodyCheck, ReprCheck
 
 #: The longest name search ``GET /files?q=`` takes.
 MAX_SEARCH = 200
@@ -55,6 +65,28 @@ async def serve(
     return empty(request, 302)
 
 
+@attrs.frozen
+class Staged:
+    """A body on its way to becoming a file: its staging blob, and the
+    checks its request vouched for it with."""
+
+    blob_id: str
+    check: BodyCheck | None = None
+    whole: ReprCheck | None = None
+
+    async def verify(self, digest: Digest, target: BlobFile, run: Runner) -> None:
+        """ChecksumMismatch, the staging bytes removed, unless the body is
+        the one vouched for."""
+        try:
+            if self.check is not None:
+                self.check.verify(digest)
+            if self.whole is not None:
+                await self.whole.verify(digest.sha256, target.path, run)
+        except ChecksumMismatch:
+            await run(target.path.unlink, True)
+            raise
+
+
 @attrs.define(slots=False)
 class FilesAPI:
     app = Klein()
@@ -67,6 +99,7 @@ class FilesAPI:
     _library: Library
     _store: IMetadataStore
     _blobs: BlobStore
+    _run: Runner
     _tokens: TokenIssuer
     _gate: IngestGate
     _locator: Locator
@@ -80,10 +113,11 @@ class FilesAPI:
     # -- uploads -------------------------------------------------------------
 
     async def plan_body(self, admission: Admission) -> BodyPlan:
-        """A new staging file; a multipart form for POST /files; a PUT
-        carrying ``Upload-Complete`` becomes a resumable upload of the
-        IETF draft (one whose version this server does not speak stays an
-        ordinary PUT)."""
+        """A new staging file; a multipart form for POST /files; for a PUT,
+        the checks of its integrity fields (a malformed one refuses the
+        body before it is read). A PUT carrying ``Upload-Complete`` becomes
+        a resumable upload of the IETF draft (one whose version this server
+        does not speak stays an ordinary PUT)."""
         headers = admission.headers
         if (
             admission.endpoint == "put_file"
@@ -94,15 +128,24 @@ class FilesAPI:
             name = admission.arguments["filename"]
             return await self._draft.plan_body(admission, name=name)
         boundary = None
+        staged = Staged(uuid.uuid4().hex)
         if admission.endpoint == "post_file":
             ctype = admission.headers.getRawHeaders(b"content-type")
             boundary = boundary_of(ctype[0] if ctype else None)
+        else:
+            check = digests.content_check(admission.headers)
+            staged = attrs.evolve(
+                staged, check=check, whole=digests.repr_check(admission.headers)
+            )
         requested = query_value(admission.target, "renditions")
         if requested is not None:
             parse_requested(requested)  # refused before the body is read
-        blob_id = uuid.uuid4().hex
-        target = BlobFile(self._blobs.staging_path(blob_id), self._fsync)
-        return BodyPlan(target, boundary=boundary, context=blob_id)
+        target = BlobFile(
+            self._blobs.staging_path(staged.blob_id),
+            self._fsync,
+            check=staged.check.hasher if staged.check is not None else None,
+        )
+        return BodyPlan(target, boundary=boundary, context=staged)
 
     @app.route("/files/<path:filename>", methods=["PUT"], endpoint="put_file")
     async def put_file(self, request: IRequest, filename: str) -> bytes:
@@ -136,6 +179,8 @@ class FilesAPI:
         """Store the body as a file (``completed``: the body, awaited already)."""
         upload = upload_of(request)
         plan, body, digest = completed or await upload.complete()
+        staged: Staged = plan.context
+        await staged.verify(digest, plan.target, self._run)
         renditions = arg(request, "renditions")
         if isinstance(body, MultipartSink):
             filename = body.fields.get("filename") or body.filename or ""
@@ -146,7 +191,7 @@ class FilesAPI:
             Deferred.fromCoroutine(
                 self._library.store(
                     upload.principal,
-                    plan.context,
+                    staged.blob_id,
                     digest,
                     filename or "",
                     content_type,
@@ -158,6 +203,12 @@ class FilesAPI:
         self._gate.stored(upload, record.id)
         base = base_url(request, self._public_url)
         request.setHeader(b"location", f"{base}/files/{record.id}".encode("ascii"))
+        if digests.wants_repr_digest(request.requestHeaders):
+            # Of the stored file, what the client sent, though the 201's
+            # body describes it (RFC 9530 section 3.1 would give the digest
+            # of that body): what a client asking on an upload wants to
+            # compare, as the resumable upload draft answers it too.
+            request.setHeader(b"repr-digest", digests.repr_digest_field(record.sha256))
         return json_body(request, 201, await self.document(base, record))
 
     # -- reading -------------------------------------------------------------

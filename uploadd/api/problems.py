@@ -33,6 +33,7 @@ from noded.problems import (
     unexpected,
 )
 from uploadd import errors
+from uploadd.api.digests import mismatch_problem
 from uploadd.api.forward import relay_buffered
 
 __all__ = [
@@ -72,7 +73,13 @@ STATUSES: tuple[tuple[type[errors.UploaddError], int], ...] = (
 
 def problem_of(error: errors.UploaddError) -> Problem:
     """The HTTP face of a core error: its status, and the headers that let a
-    client act on it (when to retry, where to resume, how to sign in)."""
+    client act on it (when to retry, where to resume, how to sign in). A
+    mismatch of an RFC 9530 integrity field is its registered problem type;
+    one of tus's Upload-Checksum stays tus's 460."""
+    if isinstance(error, errors.ChecksumMismatch):
+        typed = mismatch_problem(error)
+        if typed is not None:
+            return typed
     status = next((code for kind, code in STATUSES if isinstance(error, kind)), 500)
     headers: dict[str, str] = {}
     if isinstance(error, errors.Unavailable):

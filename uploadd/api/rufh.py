@@ -39,7 +39,7 @@ from twisted.web.iweb import IRequest
 
 from noded.threads import Runner
 from uploadd import errors
-from uploadd.api import fields
+from uploadd.api import digests, fields
 from uploadd.api.access import principal_of, query_value
 from uploadd.api.forward import FORWARDED_BY
 from uploadd.api.gate import (
@@ -387,7 +387,9 @@ class DraftUploads:
             record,
             ask,
             admission.max_upload_size,
+            digests.content_check(headers),
             created=interop is None,
+            whole=digests.repr_check(headers),
         )
         return self._plan(DraftBody(interop, append, location, True))
 
@@ -477,6 +479,8 @@ class DraftUploads:
                 record,
                 ask,
                 admission.max_upload_size,
+                digests.content_check(headers),
+                whole=digests.repr_check(headers),
                 writer=writer,
             )
         except BaseException as refused:
@@ -576,6 +580,8 @@ class DraftUploads:
         url = f"{base}/files/{quote(stored.id)}"
         request.setHeader(b"location", url.encode("ascii"))
         request.setHeader(b"link", f'<{url}>; rel="file"'.encode("ascii"))
+        if digests.wants_repr_digest(request.requestHeaders):
+            request.setHeader(b"repr-digest", digests.repr_digest_field(stored.sha256))
         if interop is not None:
             for name, value in self._state(interop, True, record):
                 request.setHeader(name.encode("ascii"), value.encode("latin-1"))

@@ -6,6 +6,13 @@ expiration, checksum (sha1, md5, sha256), termination and concatenation.
 Two PATCHes on one upload never interleave: the second is answered 423
 Locked while the first runs (HEAD shows how far the first got).
 
+Beside tus's own ``Upload-Checksum``, a body may be vouched for with RFC
+9530's ``Content-Digest`` and the whole file with ``Repr-Digest`` (kept
+until the request that completes the upload; on a final upload, checked
+once its parts are joined), and the completing request answers
+``Repr-Digest`` when asked with ``Want-Repr-Digest``: the same checks as
+every upload route (``uploadd/api/digests.py``).
+
 This module translates tus headers to and from the resumable core
 (``uploadd/uploads/``), which holds every rule of offsets, lengths, writers,
 expiry and completion; what is left here is the protocol's syntax.
@@ -18,10 +25,7 @@ carries none of its fields about an upload tus made, and tus then answers
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import re
 import uuid
 from typing import Any, ClassVar
@@ -36,7 +40,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from noded.threads import Runner
-from uploadd.api import problems
+from uploadd.api import digests, problems
 from uploadd.api.access import principal_of
 from uploadd.api.gate import (
     Admission,
@@ -53,9 +57,9 @@ from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
 from uploadd.ingest.sink import BlobFile
 from uploadd.store.blobs import BlobStore
-from uploadd.store.interface import UploadRecord
+from uploadd.store.interface import FileRecord, UploadRecord
 from uploadd.uploads import rules
-from uploadd.uploads.appends import Append, BodyCheck, appendable, begin_append
+from uploadd.uploads.appends import Append, ReprCheck, appendable, begin_append
 from uploadd.uploads.resumable import Resumable
 from uploadd.uploads.rules import AppendAsk
 
@@ -64,7 +68,6 @@ EXTENSIONS = (
     "creation,creation-with-upload,creation-defer-length,expiration,"
     "checksum,termination,concatenation"
 )
-CHECKSUMS = ("sha1", "md5", "sha256")
 OFFSET_TYPE = b"application/offset+octet-stream"
 _SIZE = re.compile(r"^[0-9]{1,19}$")
 
@@ -96,27 +99,9 @@ def parse_size(text: str | None, name: str) -> int | None:
     return int(text)
 
 
-def parse_checksum(text: str | None) -> BodyCheck | None:
-    """Upload-Checksum: ``algorithm base64`` -> the check of one body."""
-    if text is None:
-        return None
-    algorithm, _, encoded = text.partition(" ")
-    if algorithm not in CHECKSUMS:
-        raise bad_request(
-            f"unsupported checksum algorithm {algorithm!r}; use one of "
-            + ", ".join(CHECKSUMS)
-        )
-    try:
-        expected = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error:
-        raise bad_request("Upload-Checksum is not 'algorithm base64digest'") from None
-    hasher = hashlib.new(algorithm, usedforsecurity=False)
-    return BodyCheck(hasher, expected, named="Upload-Checksum")
-
-
 def listed(base: str, record: UploadRecord) -> dict[str, Any]:
     """An unfinished upload as ``GET /uploads/`` lists it."""
-    metadata = record.metadata
+    metadata = rules.shown(record.metadata)
     return {
         "id": record.id,
         "url": f"{base}/uploads/{record.id}",
@@ -142,10 +127,12 @@ def upload_id_of(url: str) -> str:
 @attrs.frozen
 class Concatenation:
     """The creation of a final upload: no body (its empty file only makes the
-    gate refuse one), the partial uploads it joins."""
+    gate refuse one), the partial uploads it joins, and the digest the
+    client vouched for the joined file with."""
 
     target: BlobFile
     parts: tuple[str, ...]
+    whole: ReprCheck | None = None
 
 
 @attrs.define(slots=False)
@@ -190,7 +177,9 @@ class TusAPI:
         request.setHeader(b"tus-version", VERSION.encode())
         request.setHeader(b"tus-extension", EXTENSIONS.encode())
         request.setHeader(b"tus-max-size", b"%d" % self._gate.limits.max_upload_size)
-        request.setHeader(b"tus-checksum-algorithm", ",".join(CHECKSUMS).encode())
+        request.setHeader(
+            b"tus-checksum-algorithm", ",".join(digests.CHECKSUMS).encode()
+        )
         return empty(request, 204)
 
     # -- bodies ----------------------------------------------------------------
@@ -231,9 +220,11 @@ class TusAPI:
                 joined += found.length if found.length is not None else found.received
             # Parts each under the limit may not add up to a file over it.
             rules.check_length(joined, limit)
+            whole = digests.repr_check(headers)
             staging = BlobFile(self._blobs.staging_path(uuid.uuid4().hex), fsync=False)
             parts = tuple(upload_id_of(u) for u in urls)
-            return BodyPlan(staging, max_size=0, context=Concatenation(staging, parts))
+            joining = Concatenation(staging, parts, whole)
+            return BodyPlan(staging, max_size=0, context=joining)
         if concat not in (None, "partial"):
             raise bad_request("Upload-Concat is 'partial' or 'final;URL URL...'")
         if length is None and deferred != "1":
@@ -241,14 +232,21 @@ class TusAPI:
         if length is not None and deferred is not None:
             raise bad_request("send Upload-Length or Upload-Defer-Length, not both")
         rules.check_length(length, limit)
-        checksum = parse_checksum(header(headers, "Upload-Checksum"))
+        checksum = digests.body_check(headers, header(headers, "Upload-Checksum"))
+        whole = digests.repr_check(headers)
         if has_body:
             self._check_offset_type(headers)
         record = await self._uploads.create(
             owner, "tus", length, metadata, concat=concat
         )
         append = begin_append(
-            self._uploads, record, AppendAsk(0), limit, checksum, created=True
+            self._uploads,
+            record,
+            AppendAsk(0),
+            limit,
+            checksum,
+            created=True,
+            whole=whole,
         )
         return append_plan(append)
 
@@ -267,9 +265,14 @@ class TusAPI:
             body_length=admission.length,
             named="Upload-Offset",
         )
-        checksum = parse_checksum(header(headers, "Upload-Checksum"))
+        checksum = digests.body_check(headers, header(headers, "Upload-Checksum"))
         append = begin_append(
-            self._uploads, record, ask, admission.max_upload_size, checksum
+            self._uploads,
+            record,
+            ask,
+            admission.max_upload_size,
+            checksum,
+            whole=digests.repr_check(headers),
         )
         return append_plan(append)
 
@@ -300,7 +303,7 @@ class TusAPI:
             await self._run(context.target.path.unlink, True)
             metadata = parse_metadata(header(request.requestHeaders, "Upload-Metadata"))
             assembling = self._uploads.assemble(
-                upload.principal, context.parts, metadata
+                upload.principal, context.parts, metadata, context.whole
             )
             record, stored = await shield(Deferred.fromCoroutine(assembling))
         else:
@@ -311,7 +314,7 @@ class TusAPI:
         base = base_url(request, self._public_url)
         request.setHeader(b"location", f"{base}/uploads/{record.id}".encode("ascii"))
         if stored is not None:
-            self._file_link(request, base, stored.id)
+            self._file_link(request, base, stored)
         if digest.size or record.concat != "final":
             request.setHeader(b"upload-offset", b"%d" % record.received)
         return empty(request, 201)
@@ -329,15 +332,18 @@ class TusAPI:
         self._tus_headers(request, record)
         request.setHeader(b"upload-offset", b"%d" % record.received)
         if stored is not None:
-            self._file_link(request, base_url(request, self._public_url), stored.id)
+            self._file_link(request, base_url(request, self._public_url), stored)
         return empty(request, 204)
 
     @staticmethod
-    def _file_link(request: IRequest, base: str, file_id: str) -> None:
+    def _file_link(request: IRequest, base: str, stored: FileRecord) -> None:
         """Tell the client of the request that finished an upload which file
-        it became (tus itself has no header for that)."""
-        link = f'<{base}/files/{quote(file_id)}>; rel="file"'
+        it became (tus itself has no header for that), and that file's
+        digest when it asks with Want-Repr-Digest."""
+        link = f'<{base}/files/{quote(stored.id)}>; rel="file"'
         request.setHeader(b"link", link.encode("ascii"))
+        if digests.wants_repr_digest(request.requestHeaders):
+            request.setHeader(b"repr-digest", digests.repr_digest_field(stored.sha256))
 
     # -- state -----------------------------------------------------------------
 
@@ -386,10 +392,9 @@ class TusAPI:
             request.setHeader(b"upload-defer-length", b"1")
         else:
             request.setHeader(b"upload-length", b"%d" % record.length)
-        if record.metadata:
-            request.setHeader(
-                b"upload-metadata", encode_metadata(record.metadata).encode()
-            )
+        metadata = rules.shown(record.metadata)
+        if metadata:
+            request.setHeader(b"upload-metadata", encode_metadata(metadata).encode())
         if record.concat == "partial":
             request.setHeader(b"upload-concat", b"partial")
         elif record.concat == "final":

@@ -7,5 +7,6 @@ protocol to come are adapters in ``api/`` that translate their headers to it.
 ``resumable``  records, data files, running hashes, life cycle, the end
 ``appends``    bodies that continue the bytes in order from the offset
 ``spans``      bodies that fill ``[start, end)``, and span completion
+``checks``     digests a client vouches for one body or the whole file with
 ``ranges``     span arithmetic; ``data``: hashing and joining data files
 """

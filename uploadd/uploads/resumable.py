@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from noded.threads import Runner
 from uploadd.auth.tokens import Principal
-from uploadd.errors import Elsewhere, Gone, NotFound
+from uploadd.errors import ChecksumMismatch, Elsewhere, Gone, NotFound
 from uploadd.ingest.sink import BlobFile, Digest, Hashes
 from uploadd.library import Library
 from uploadd.metrics import Metrics
@@ -37,6 +37,7 @@ from uploadd.renditions import parse_requested
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, IMetadataStore, UploadRecord
 from uploadd.uploads import rules
+from uploadd.uploads.checks import ReprCheck
 from uploadd.uploads.data import concatenate, hash_file
 from uploadd.uploads.ranges import covered_prefix, merge
 from uploadd.uploads.writers import Writers
@@ -153,6 +154,7 @@ class Resumable:
         parts: tuple[str, ...] = (),
         base: int = 0,
     ) -> UploadRecord:
+        rules.check_metadata(metadata)
         if "renditions" in metadata:
             parse_requested(metadata["renditions"])  # refused now, not at the end
         upload_id = uuid.uuid4().hex
@@ -347,6 +349,14 @@ class Resumable:
         hashes: Hashes = await self._run(hash_file, self._blobs.upload_path(record.id))
         return Digest(length, hashes.sha256.hexdigest(), hashes.md5.hexdigest())
 
+    async def verify_whole(
+        self, record: UploadRecord, digest: Digest, check: ReprCheck
+    ) -> None:
+        """ChecksumMismatch unless the upload's bytes (whose sums
+        :meth:`digest` gave) are the file ``check`` vouches for."""
+        path = self._blobs.upload_path(record.id)
+        await check.verify(digest.sha256, path, self._run)
+
     async def finish(
         self, owner: Principal, record: UploadRecord, digest: Digest
     ) -> Finished:
@@ -379,12 +389,17 @@ class Resumable:
         return record, stored
 
     async def assemble(
-        self, owner: Principal, part_ids: Sequence[str], metadata: dict[str, str]
+        self,
+        owner: Principal,
+        part_ids: Sequence[str],
+        metadata: dict[str, str],
+        whole: ReprCheck | None = None,
     ) -> Finished:
         """A final upload from complete partial ones, copied in the kernel;
         parts whose bytes other instances hold are brought here first (a
         load balancer sends each part's creation anywhere), and dropped
-        there once joined."""
+        there once joined. A file that is not the one ``whole`` vouches
+        for is ChecksumMismatch: the final upload goes, its parts stay."""
         parts = [await self.load(owner, part, anywhere=True) for part in part_ids]
         for part in parts:
             rules.check_part(part)
@@ -408,6 +423,12 @@ class Resumable:
             await self._run(concatenate, sources, self._blobs.upload_path(record.id))
             self._hashes.pop(record.id, None)
             digest = await self.digest(record, length)
+            if whole is not None:
+                try:
+                    await self.verify_whole(record, digest, whole)
+                except ChecksumMismatch:
+                    await self.terminate(record, "failed")
+                    raise
             record, stored = await self.finish(owner, record, digest)
             # Joined: no longer an unfinished upload, and its bytes may go.
             for part in parts:

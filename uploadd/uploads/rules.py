@@ -55,6 +55,28 @@ def keeps_bytes(record: UploadRecord) -> bool:
     )
 
 
+# -- metadata --------------------------------------------------------------------
+
+#: Metadata keys starting so are the server's own (a digest kept for the
+#: end, say): a client may not set them, and nobody is shown them.
+RESERVED = "_"
+
+
+def check_metadata(metadata: dict[str, str]) -> None:
+    """A client's metadata names none of the server's own keys."""
+    reserved = sorted(key for key in metadata if key.startswith(RESERVED))
+    if reserved:
+        raise Invalid(
+            f"metadata keys starting with {RESERVED!r} are the server's own: "
+            + ", ".join(reserved[:10])
+        )
+
+
+def shown(metadata: dict[str, str]) -> dict[str, str]:
+    """An upload's metadata as a client may see it: without the server's keys."""
+    return {k: v for k, v in metadata.items() if not k.startswith(RESERVED)}
+
+
 # -- lengths ---------------------------------------------------------------------
 
 
