@@ -1,0 +1,103 @@
+"""Review of the IETF resumable-upload draft on /uploads/: defects found by
+raw-socket tests against a real `twistd uploadd`. Each test states what
+the draft (or tus, or the config) requires and fails while the defect is
+there."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.daemon import Daemon, start
+from tests.integration.test_rufh_wire import path_of
+from tests.integration.wire import Exchange, Stream, request_head
+
+pytestmark = pytest.mark.integration
+
+PROBLEMS = "https://iana.org/assignments/http-problem-types#"
+PARTIAL = {"Content_Type": "application/partial-upload"}
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    running = start(
+        tmp_path_factory.mktemp("uploadd"),
+        f"--http-max-upload-size={64 << 20}",
+        "--uploads-checkpoint=64K",
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def send(
+    daemon: Daemon,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes = b"",
+    chunked: bool = False,
+) -> Exchange:
+    """One request on its own connection, head and body in one write (a
+    chunked body in one chunk); every response to it, 1xx first."""
+    headers = {"Authorization": f"Bearer {daemon.token}", **headers}
+    if chunked:
+        headers["Transfer-Encoding"] = "chunked"
+        payload = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
+    else:
+        headers.setdefault("Content-Length", str(len(body)))
+        payload = body
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as sock:
+        started = time.monotonic()
+        sock.sendall(request_head(method, path, headers) + payload)
+        stream = Stream(sock)
+        if method == "HEAD":
+            return Exchange((), stream.head(started, body=False))
+        return stream.exchange(started)
+
+
+def draft(version: int = 8, /, **more: str) -> dict[str, str]:
+    found = {"Upload-Draft-Interop-Version": str(version)}
+    found.update({k.replace("_", "-"): v for k, v in more.items()})
+    return found
+
+
+def open_uploads(daemon: Daemon) -> set[str]:
+    return {r["id"] for r in daemon.json("GET", "/uploads/")["results"]}
+
+
+# -- 1 ----------------------------------------------------------------------
+
+
+def test_expect_100_continue_with_the_body_already_sent_is_answered_and_counted_once(
+    daemon: Daemon,
+) -> None:
+    """A client that sends Expect: 100-continue and its body at once (curl
+    does after a second; the body is small enough to come with the head):
+    the creation's plan waits on the store, so the whole body is in before
+    the plan is made. The 104 goes out, then ``release_continue`` reads the
+    request line off the channel after Twisted deleted it (AttributeError):
+    500, and the body is counted twice (``_abandon`` and the sink's abort
+    both call ``Append.aborted``), so the upload's offset is past its
+    length and past what is on disk."""
+    exchange = send(
+        daemon,
+        "POST",
+        "/uploads/",
+        draft(Upload_Complete="?0", Upload_Length="5", Expect="100-continue"),
+        b"hello",
+    )
+    assert [a.status for a in exchange.interim if a.status == 104] == [104]
+    location = exchange.interim[-1].headers["location"]
+    time.sleep(0.5)  # what the request's end records, after its answer
+    retrieved = send(daemon, "HEAD", path_of(location), draft())
+    offset = int(retrieved.final.headers["upload-offset"])
+    on_disk = (daemon.data_dir / "uploads" / f"{path_of(location)[9:]}.bin").stat()
+    assert (exchange.final.status, offset) == (201, 5), (
+        f"{exchange.final.status} {exchange.final.body!r}; offset {offset} of "
+        f"an upload of length 5 with {on_disk.st_size} bytes on disk"
+    )
