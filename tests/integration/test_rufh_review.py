@@ -101,3 +101,40 @@ def test_expect_100_continue_with_the_body_already_sent_is_answered_and_counted_
         f"{exchange.final.status} {exchange.final.body!r}; offset {offset} of "
         f"an upload of length 5 with {on_disk.st_size} bytes on disk"
     )
+
+
+# -- 2 ----------------------------------------------------------------------
+
+
+def test_an_upload_complete_false_append_reaching_the_length_leaves_it_open(
+    daemon: Daemon,
+) -> None:
+    """The draft: "the length and offset values do not determine whether an
+    upload is complete ... The offset could match the length, but the
+    upload can still be incomplete" (-05: "The upload is not automatically
+    completed if the offset reaches the upload's final size"). A creation
+    with Upload-Complete: ?0 whose bytes reach its Upload-Length is turned
+    into the file anyway (``Append.land`` finishes on ``is_complete``),
+    answered Upload-Complete: ?1 with the file's Location, not the upload's."""
+    data = b"L" * 2000
+    created = send(
+        daemon,
+        "POST",
+        "/uploads/",
+        draft(Upload_Complete="?0", Upload_Length=str(len(data))),
+        data,
+    )
+    location = created.interim[0].headers["location"]
+    assert created.final.status == 201
+    assert created.final.header("upload-complete") == "?0", created.final.headers
+    assert created.final.header("location") == location
+    retrieved = send(daemon, "HEAD", path_of(location), draft())
+    assert retrieved.final.header("upload-complete") == "?0"
+    finished = send(
+        daemon,
+        "PATCH",
+        path_of(location),
+        draft(Upload_Offset=str(len(data)), Upload_Complete="?1", **PARTIAL),
+    )
+    assert finished.final.status == 201
+    assert finished.final.json()["size"] == len(data)
