@@ -138,3 +138,23 @@ def test_an_upload_complete_false_append_reaching_the_length_leaves_it_open(
     )
     assert finished.final.status == 201
     assert finished.final.json()["size"] == len(data)
+
+
+# -- 3 ----------------------------------------------------------------------
+
+
+def test_a_version_3_append_without_upload_incomplete_is_the_last_part(
+    daemon: Daemon,
+) -> None:
+    """draft-01 (interop 3, iOS 17): "the last part of the upload does not
+    have the Upload-Incomplete header", and an upload is complete once a
+    request arrives "with the Upload-Incomplete header being omitted or set
+    to false". ``_plan_append`` demands the field for every version: the
+    last PATCH of a version 3 client is 400 and the upload never completes."""
+    created = send(
+        daemon, "POST", "/uploads/", draft(3, Upload_Incomplete="?1"), b"a" * 10
+    )
+    path = path_of(created.final.headers["location"])
+    last = send(daemon, "PATCH", path, draft(3, Upload_Offset="10"), b"b" * 10)
+    assert last.final.status == 201, last.final.body
+    assert last.final.json()["size"] == 20
