@@ -158,3 +158,25 @@ def test_a_version_3_append_without_upload_incomplete_is_the_last_part(
     last = send(daemon, "PATCH", path, draft(3, Upload_Offset="10"), b"b" * 10)
     assert last.final.status == 201, last.final.body
     assert last.final.json()["size"] == 20
+
+
+# -- 4 ----------------------------------------------------------------------
+
+
+def test_a_refused_creation_leaves_no_upload_behind(daemon: Daemon) -> None:
+    """A creation whose body is larger than its Upload-Length is refused
+    (413) without a Location, so nobody can ever resume or cancel the
+    upload; but ``_plan_create`` made the upload before ``begin_append``
+    refused the body, and nothing removes it: it stays listed, with its
+    data file, until it expires."""
+    before = open_uploads(daemon)
+    refused = send(
+        daemon,
+        "POST",
+        "/uploads/",
+        draft(Upload_Complete="?0", Upload_Length="100"),
+        b"z" * 500,
+    )
+    assert refused.final.status in (400, 413)
+    assert refused.final.header("location") is None
+    assert open_uploads(daemon) - before == set()
