@@ -180,3 +180,39 @@ def test_a_refused_creation_leaves_no_upload_behind(daemon: Daemon) -> None:
     assert refused.final.status in (400, 413)
     assert refused.final.header("location") is None
     assert open_uploads(daemon) - before == set()
+
+
+# -- 5 ----------------------------------------------------------------------
+
+
+def test_a_chunked_append_is_held_to_the_append_size_limits(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``[uploads] max_append_size`` ("the most one request may add") and
+    ``min_append_size`` are announced in Upload-Limit but only checked
+    against Content-Length: a chunked body (no Content-Length) of any size
+    is appended (``_check_sizes`` returns when the body's size is unknown,
+    and the sink's limit is the upload's room, not the append limit)."""
+    sized = start(
+        tmp_path_factory.mktemp("sized"),
+        "--uploads-max-append-size=1000",
+        "--uploads-min-append-size=100",
+    )
+    try:
+        answers = {}
+        for name, size in (("5000 bytes", 5000), ("10 bytes", 10)):
+            created = send(sized, "POST", "/uploads/", draft(Upload_Complete="?0"))
+            path = path_of(created.final.headers["location"])
+            limit = created.final.headers["upload-limit"]
+            assert "max-append-size=1000" in limit and "min-append-size=100" in limit
+            answers[name] = send(
+                sized,
+                "PATCH",
+                path,
+                draft(Upload_Offset="0", Upload_Complete="?0", **PARTIAL),
+                b"a" * size,
+                chunked=True,
+            ).final.status
+    finally:
+        sized.stop()
+    assert answers == {"5000 bytes": 413, "10 bytes": 413}
