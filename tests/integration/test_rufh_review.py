@@ -216,3 +216,25 @@ def test_a_chunked_append_is_held_to_the_append_size_limits(
     finally:
         sized.stop()
     assert answers == {"5000 bytes": 413, "10 bytes": 413}
+
+
+# -- 6 ----------------------------------------------------------------------
+
+
+def test_tus_requests_without_tus_resumable_still_get_412(daemon: Daemon) -> None:
+    """tus: a request without Tus-Resumable is 412, whatever it names; so
+    it was before the draft came. Now HEAD, PATCH and DELETE go to the
+    draft first, which loads the upload before it knows the request is not
+    its own: an unknown (or expired, or someone else's) upload is 404/410
+    carrying Upload-Draft-Interop-Version and Upload-Complete instead."""
+    unknown = "/uploads/0123456789abcdef0123456789abcdef"
+    patch = {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}
+    answers = {
+        "HEAD": send(daemon, "HEAD", unknown, {}).final,
+        "PATCH": send(daemon, "PATCH", unknown, patch, b"x").final,
+        "DELETE": send(daemon, "DELETE", unknown, {}).final,
+    }
+    assert {m: a.status for m, a in answers.items()} == dict.fromkeys(answers, 412)
+    assert all(
+        a.header("upload-draft-interop-version") is None for a in answers.values()
+    )
