@@ -238,3 +238,27 @@ def test_tus_requests_without_tus_resumable_still_get_412(daemon: Daemon) -> Non
     assert all(
         a.header("upload-draft-interop-version") is None for a in answers.values()
     )
+
+
+# -- 7 ----------------------------------------------------------------------
+
+
+def test_an_unspoken_version_with_a_short_chunked_body_is_an_ordinary_upload(
+    daemon: Daemon,
+) -> None:
+    """An interop version not spoken "gets an ordinary answer: its body
+    becomes a file". With Upload-Length (tus-js-client always sends it) and
+    a chunked body shorter than it, the upload is not complete after
+    landing and ``finish`` hits ``assert body.interop is not None``: 500,
+    and the upload it made (which nobody was told of) stays open."""
+    before = open_uploads(daemon)
+    answer = send(
+        daemon,
+        "POST",
+        "/uploads/?name=short.txt",
+        draft(99, Upload_Complete="?1", Upload_Length="100"),
+        b"s" * 50,
+        chunked=True,
+    )
+    assert answer.final.status < 500, answer.final.body
+    assert open_uploads(daemon) - before == set()
