@@ -262,3 +262,27 @@ def test_an_unspoken_version_with_a_short_chunked_body_is_an_ordinary_upload(
     )
     assert answer.final.status < 500, answer.final.body
     assert open_uploads(daemon) - before == set()
+
+
+# -- 8 ----------------------------------------------------------------------
+
+
+def test_a_completing_chunked_body_short_of_upload_length_is_inconsistent(
+    daemon: Daemon,
+) -> None:
+    """Upload-Complete: ?1 says the content is the rest of the upload, and
+    Upload-Length says how long the upload is. A chunked body (no
+    Content-Length, so ``_stated_length`` cannot compare) that ends short
+    of it is answered 2xx Upload-Complete: ?0: the client's "this is all"
+    is silently turned into an open upload instead of being refused as
+    inconsistent-upload-length (with Content-Length the same request is)."""
+    answer = send(
+        daemon,
+        "POST",
+        "/uploads/",
+        draft(Upload_Complete="?1", Upload_Length="1000"),
+        b"c" * 300,
+        chunked=True,
+    )
+    assert answer.final.status == 400, (answer.final.status, answer.final.headers)
+    assert answer.final.json()["type"] == PROBLEMS + "inconsistent-upload-length"
