@@ -286,3 +286,19 @@ def test_a_completing_chunked_body_short_of_upload_length_is_inconsistent(
     )
     assert answer.final.status == 400, (answer.final.status, answer.final.headers)
     assert answer.final.json()["type"] == PROBLEMS + "inconsistent-upload-length"
+
+
+# -- 9 ----------------------------------------------------------------------
+
+
+def test_no_104_to_a_request_without_the_interop_version(daemon: Daemon) -> None:
+    """The draft's version appendix (present in every draft up to the
+    latest): "Server implementations of draft versions of the protocol MUST
+    NOT send a 104 (Upload Resumption Supported) informational response
+    when the interop version indicated by the Upload-Draft-Interop-Version
+    header field in the request is missing". ``interop_of`` takes a missing
+    version as the latest and the 104 goes out (labelled version 8), so a
+    client of the final RFC, which sends no version, resumes against a
+    draft server: exactly what the rule is there to prevent."""
+    answer = send(daemon, "POST", "/uploads/", {"Upload-Complete": "?1"}, b"no version")
+    assert answer.interim == (), [a.headers for a in answer.interim]
