@@ -302,3 +302,20 @@ def test_no_104_to_a_request_without_the_interop_version(daemon: Daemon) -> None
     draft server: exactly what the rule is there to prevent."""
     answer = send(daemon, "POST", "/uploads/", {"Upload-Complete": "?1"}, b"no version")
     assert answer.interim == (), [a.headers for a in answer.interim]
+
+
+# -- 10 ---------------------------------------------------------------------
+
+
+def test_options_on_a_put_target_that_creates_uploads_carries_upload_limit(
+    daemon: Daemon,
+) -> None:
+    """PUT /files/<name> now creates resumable uploads. The draft (from -05,
+    interop 6, to the latest): "When responding to an OPTIONS request
+    without the Upload-Complete header field, if the resource that is the
+    target of the request supports the creation of a resumable upload
+    resource, the server MUST include the Upload-Limit header field". Only
+    /uploads/ answers OPTIONS; /files/<name> is 405 without it."""
+    answer = send(daemon, "OPTIONS", "/files/any.bin", draft())
+    assert answer.final.status < 300, answer.final.status
+    assert answer.final.header("upload-limit") is not None
