@@ -25,6 +25,10 @@ class Invalid(UploaddError):
     """The request is malformed or names something impossible."""
 
 
+class InconsistentLength(Invalid):
+    """Lengths a client stated disagree with each other or with the bytes."""
+
+
 class Unsupported(UploaddError):
     """The body is of a kind this route does not take."""
 

@@ -13,13 +13,21 @@ from collections.abc import Sequence
 
 from twisted.web.http_headers import Headers
 
-_PARAMS = r"(?:\s*;\s*[a-z*][a-z0-9_.*-]*(?:=[^;]*)?)*"
+# A parameter's value: a token, a quoted string, a number, a boolean or a
+# byte sequence (RFC 8941 3.1.2); never a comma, which would end the member.
+_BARE = (
+    r"(?:[A-Za-z*][A-Za-z0-9:/!#$%&'*+.^_`|~-]*"
+    r'|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"'
+    r"|-?[0-9]{1,15}(?:\.[0-9]{1,3})?|\?[01]|:[A-Za-z0-9+/=]*:)"
+)
+_PARAMS = r"(?:;[ ]*[a-z*][a-z0-9_.*-]*(?:=" + _BARE + r")?)*"
 _BOOLEAN = re.compile(r"^\?([01])" + _PARAMS + r"$")
 _INTEGER = re.compile(r"^(-?[0-9]{1,15})" + _PARAMS + r"$")
 
 
 def raw(headers: Headers, name: str) -> str | None:
-    """The field's value (lines joined as HTTP joins them), or None."""
+    """The field's value (lines joined as HTTP joins them, so an Item sent
+    on two lines is a list, which no Item parser takes), or None."""
     values = headers.getRawHeaders(name.encode("ascii"))
     if not values:
         return None

@@ -147,6 +147,15 @@ class FilesAPI:
         )
         return BodyPlan(target, boundary=boundary, context=staged)
 
+    @app.route("/files/<path:filename>", methods=["OPTIONS"])
+    def discover(self, request: IRequest, filename: str) -> bytes:
+        """A PUT here can make a resumable upload (the IETF draft): its
+        limits, as the draft asks of a resource that creates uploads."""
+        if self._draft is not None:
+            self._draft.options(request)
+        request.setHeader(b"allow", b"GET, HEAD, PUT, DELETE, OPTIONS")
+        return empty(request, 204)
+
     @app.route("/files/<path:filename>", methods=["PUT"], endpoint="put_file")
     async def put_file(self, request: IRequest, filename: str) -> bytes:
         completed = await upload_of(request).complete()

@@ -226,6 +226,7 @@ def upload_of(request: Any) -> Upload:
 
 def append_plan(
     append: Append,
+    limit: int | None = None,
     context: Any = None,
     on_attached: Callable[[Attached], None] | None = None,
     problem_of: Callable[[UploaddError], Problem | UploaddError] | None = None,
@@ -233,7 +234,8 @@ def append_plan(
     """The plan of a body appending to a resumable upload: it goes into the
     upload's file; an interrupted one is recorded by the core, a long one
     checkpointed where it may be, and a newer request for the upload may
-    end it (``append`` is the context unless one is given)."""
+    end it (``append`` is the context unless one is given). ``limit``: the
+    most one body may carry, whatever room the upload has."""
 
     def attached(body: Attached) -> None:
         append.writer.stoppable(body.cut)
@@ -242,7 +244,7 @@ def append_plan(
 
     return BodyPlan(
         append.target,
-        max_size=append.terms.room,
+        max_size=append.terms.room if limit is None else min(limit, append.terms.room),
         context=append if context is None else context,
         on_aborted=lambda written: Deferred.fromCoroutine(append.aborted(written)),
         on_checkpoint=(
@@ -409,7 +411,12 @@ class IngestGate:
                 return
             except Exception:
                 failure = Failure()
-                self._abandon(result)
+                if upload.body is None:
+                    self._abandon(result)
+                else:
+                    # The body streams into its sink already: ending it
+                    # undoes the plan once, as for any body cut short.
+                    upload.body.abort()
                 result = failure
         elsewhere = result.value if isinstance(result.value, Elsewhere) else None
         if elsewhere is not None and self.forwarder is not None:

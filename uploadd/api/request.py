@@ -96,8 +96,15 @@ class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
         channel: Any = self.channel
         if self._continue_held and channel is not None and channel.transport:
             self._continue_held = False
-            if pending_request_line(channel)[2] == b"HTTP/1.1":
+            if self._version() == b"HTTP/1.1":
                 channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _version(self) -> bytes:
+        """The request's HTTP version: on the channel until the body has
+        all arrived (Twisted then clears it there), then the request's."""
+        channel: Any = self.channel
+        version: bytes = getattr(channel, "_version", None) or self.clientproto
+        return version
 
     def inform(
         self, status: int, reason: str, headers: Sequence[tuple[str, str]]
@@ -110,10 +117,7 @@ class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
             return
         if channel.transport is None:
             return
-        # Until the body has all arrived the version is on the channel;
-        # then it is the request's.
-        version = getattr(channel, "_version", None) or self.clientproto
-        if version != b"HTTP/1.1":
+        if self._version() != b"HTTP/1.1":
             return
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason.encode("ascii"))]
         for name, value in headers:

@@ -53,7 +53,7 @@ from uploadd.api.gate import (
 from uploadd.api.http import base_url, empty, json_body
 from uploadd.api.metadata import parse_metadata
 from uploadd.api.problems import Problem, bad_request, problem_of
-from uploadd.auth.tokens import Action, TokenIssuer
+from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
 from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.store.blobs import BlobStore
@@ -90,6 +90,8 @@ class Interop:
     age_key: str = "max-age"
     #: The status of an append that leaves the upload incomplete.
     appended: int = 204
+    #: Retrieval and cancellation must carry no offset or completeness.
+    bare_requests: bool = False
 
 
 #: Interop version -> what it says. 3: draft-01 (iOS 17); 4: draft-02;
@@ -105,12 +107,28 @@ VERSIONS: dict[int, Interop] = {
         partial_type=False,
         limits=False,
         appended=201,
+        bare_requests=True,
     ),
     4: Interop(
-        4, "draft-02", progress=False, partial_type=False, limits=False, appended=201
+        4,
+        "draft-02",
+        progress=False,
+        partial_type=False,
+        limits=False,
+        appended=201,
+        bare_requests=True,
     ),
-    5: Interop(5, "draft-03", partial_type=False, limits=False, appended=201),
-    6: Interop(6, "draft-04, draft-05", age_key="expires", appended=201),
+    5: Interop(
+        5,
+        "draft-03",
+        partial_type=False,
+        limits=False,
+        appended=201,
+        bare_requests=True,
+    ),
+    6: Interop(
+        6, "draft-04, draft-05", age_key="expires", appended=201, bare_requests=True
+    ),
     7: Interop(7, "draft-06 to draft-08"),
     8: Interop(8, "draft-09 to draft-12"),
 }
@@ -140,11 +158,13 @@ def interop_of(headers: Headers) -> Interop | None:
 
 
 def completeness(headers: Headers, interop: Interop) -> bool | None:
-    """What ``Upload-Complete`` (or the older ``Upload-Incomplete``) says."""
+    """What ``Upload-Complete`` (or the older ``Upload-Incomplete``) says.
+    In interop version 3 the last part carries no field at all ("omitted
+    or set to false": complete)."""
     complete = fields.boolean(headers, "Upload-Complete")
     if complete is None and interop.incomplete_field:
         incomplete = fields.boolean(headers, "Upload-Incomplete")
-        complete = None if incomplete is None else not incomplete
+        complete = True if incomplete is None else not incomplete
     return complete
 
 
@@ -180,6 +200,9 @@ class DraftBody:
     location: str
     #: The request made the upload (its 104 carries the upload's URL).
     created: bool
+    #: The client named its interop version: only then may 104s go to it
+    #: ("MUST NOT send a 104 ... when the interop version is missing").
+    announce: bool = True
     #: Sent on by another instance, whose client does not hear 1xx
     #: responses (Twisted's drops them): no progress for it.
     relayed: bool = False
@@ -273,6 +296,13 @@ class DraftUploads:
             )
         if problem.status != 413:
             headers.pop("Upload-Limit", None)
+        if isinstance(error, errors.InconsistentLength):
+            return attrs.evolve(
+                problem,
+                title="inconsistent length values for upload",
+                type=PROBLEMS + "inconsistent-upload-length",
+                headers=headers,
+            )
         return attrs.evolve(problem, headers=headers)
 
     def _inconsistent(self, detail: str, interop: Interop) -> Problem:
@@ -362,36 +392,46 @@ class DraftUploads:
     ) -> BodyPlan:
         headers, owner = admission.headers, admission.principal
         body = admission.length
-        # A version this server does not speak: an ordinary upload.
-        complete = True
-        if interop is not None:
-            stated = completeness(headers, interop)
-            if stated is None:
-                name = (
-                    "Upload-Incomplete"
-                    if interop.incomplete_field
-                    else ("Upload-Complete")
-                )
-                raise bad_request(f"creating an upload needs {name}: ?0 or ?1")
-            complete = stated
-        length = self._stated_length(headers, interop or LATEST, 0, complete, body)
+        if interop is None:
+            # A version this server does not speak: an ordinary upload of
+            # the body, whatever lengths the draft's fields state.
+            complete, length = True, body
+        else:
+            said = completeness(headers, interop)
+            if said is None:
+                raise bad_request("creating an upload needs Upload-Complete: ?0 or ?1")
+            complete = said
+            length = self._stated_length(headers, interop, 0, complete, body)
         self._check_sizes(body, length, complete)
         metadata = self._metadata(admission)
         if name:
             metadata["filename"] = name
         record = await self._uploads.create(owner, PROTOCOL, length, metadata)
-        location = self._location(admission, record.id)
-        ask = AppendAsk(0, length, complete, body, named="Upload-Offset")
-        append = begin_append(
-            self._uploads,
-            record,
-            ask,
-            admission.max_upload_size,
-            digests.content_check(headers),
-            created=interop is None,
-            whole=digests.repr_check(headers),
+        ask = AppendAsk(
+            0,
+            length,
+            complete,
+            body,
+            named="Upload-Offset",
+            explicit=interop is not None,
         )
-        return self._plan(DraftBody(interop, append, location, True))
+        try:
+            append = begin_append(
+                self._uploads,
+                record,
+                ask,
+                admission.max_upload_size,
+                digests.content_check(headers),
+                created=interop is None,
+                whole=digests.repr_check(headers),
+            )
+        except BaseException:
+            # Refused before anyone heard of the upload: it goes.
+            await self._uploads.terminate(record, "failed")
+            raise
+        location = self._location(admission, record.id)
+        announce = headers.hasHeader(INTEROP.encode("ascii"))
+        return self._plan(DraftBody(interop, append, location, True, announce))
 
     def _metadata(self, admission: Admission) -> dict[str, str]:
         """File name, type, parent and renditions of a new upload: from
@@ -422,9 +462,7 @@ class DraftUploads:
     ) -> BodyPlan:
         headers, owner = admission.headers, admission.principal
         upload_id = admission.arguments["upload_id"]
-        record = await self._uploads.load(owner, upload_id)
-        if not has_draft_fields(headers) and record.protocol != PROTOCOL:
-            raise NotDraft(upload_id)
+        _, record = await self._identified(headers, lambda: owner, upload_id)
         if interop is None:
             raise unspoken(headers)
         rules.check_appendable(record)
@@ -473,7 +511,9 @@ class DraftUploads:
                     interop,
                 )
             self._check_sizes(body, length, complete)
-            ask = AppendAsk(offset, length, complete, body, named="Upload-Offset")
+            ask = AppendAsk(
+                offset, length, complete, body, named="Upload-Offset", explicit=True
+            )
             append = begin_append(
                 self._uploads,
                 record,
@@ -490,7 +530,10 @@ class DraftUploads:
             raise
         location = self._location(admission, record.id)
         relayed = headers.hasHeader(FORWARDED_BY)
-        return self._plan(DraftBody(interop, append, location, False, relayed))
+        announce = headers.hasHeader(INTEROP.encode("ascii"))
+        return self._plan(
+            DraftBody(interop, append, location, False, announce, relayed)
+        )
 
     def _replay(self, record: UploadRecord) -> BodyPlan:
         """A plan for an empty body whose answer is the final one again."""
@@ -500,6 +543,7 @@ class DraftUploads:
     def _plan(self, body: DraftBody) -> BodyPlan:
         return append_plan(
             body.append,
+            limit=self.max_append_size or None,
             context=body,
             on_attached=lambda attached: self._attached(body, attached),
             problem_of=lambda error: self.problem(error, body.interop),
@@ -509,7 +553,7 @@ class DraftUploads:
         """The body streams: a spoken version hears of the upload now
         (creation) and of its durable offset as it grows."""
         interop = body.interop
-        if interop is None:
+        if interop is None or not body.announce:
             return
         if body.created:
             announced = [(INTEROP, str(interop.version)), ("Location", body.location)]
@@ -547,6 +591,18 @@ class DraftUploads:
             interop = interop_of(request.requestHeaders)
             return await self._final(request, plan.context.record, None, interop)
         body: DraftBody = plan.context
+        least = self.min_append_size
+        if least and 0 < digest.size < least and not body.append.terms.completes:
+            # A body whose size was not known before it arrived (chunked).
+            await body.append.refuse()
+            raise self.problem(
+                Problem(
+                    413,
+                    f"the request carried {digest.size} bytes, under the "
+                    f"min-append-size of {least}; it was not appended",
+                ),
+                body.interop,
+            )
         try:
             landing = body.append.land(upload.principal, digest)
             record, stored = await shield(Deferred.fromCoroutine(landing))
@@ -587,17 +643,53 @@ class DraftUploads:
                 request.setHeader(name.encode("ascii"), value.encode("latin-1"))
         return json_body(request, 201, await self._describe(base, stored))
 
+    async def _identified(
+        self,
+        headers: Headers,
+        caller: Callable[[], Principal],
+        upload_id: str,
+    ) -> tuple[Principal, UploadRecord]:
+        """The caller and the upload a request names; NotDraft for a request
+        carrying none of the draft's fields unless it names, to a caller who
+        may see it, an upload the draft made (tus answers the rest, 412)."""
+        fielded = has_draft_fields(headers)
+        try:
+            owner = caller()
+            record = await self._uploads.load(owner, upload_id)
+        except errors.Elsewhere:
+            raise
+        except (errors.UploaddError, Problem):
+            if not fielded:
+                raise NotDraft(upload_id) from None
+            raise
+        if not fielded and record.protocol != PROTOCOL:
+            raise NotDraft(upload_id)
+        return owner, record
+
+    @staticmethod
+    def _check_no_state(headers: Headers, interop: Interop) -> None:
+        """Drafts -01 to -05: retrieval and cancellation carry no offset or
+        completeness (400)."""
+        named = ("Upload-Offset", "Upload-Complete", "Upload-Incomplete")
+        if interop.bare_requests and any(headers.hasHeader(n.encode()) for n in named):
+            raise bad_request(
+                "offset retrieval and cancellation carry no Upload-Offset or "
+                "completeness field"
+            )
+
     async def retrieve(self, request: IRequest, upload_id: str) -> bytes:
         """Offset retrieval (HEAD, or GET with no content)."""
         headers = request.requestHeaders
         interop = interop_of(headers)
-        owner = principal_of(self._tokens, request, Action.CREATE)
+        owner, record = await self._identified(
+            headers,
+            lambda: principal_of(self._tokens, request, Action.CREATE),
+            upload_id,
+        )
         try:
-            record = await self._uploads.load(owner, upload_id)
-            if not has_draft_fields(headers) and record.protocol != PROTOCOL:
-                raise NotDraft(upload_id)
             if interop is None:
                 raise unspoken(headers)
+            self._check_no_state(headers, interop)
             await self._uploads.writers.quiet(record.id)
             record = await self._uploads.load(owner, upload_id)
         except (errors.UploaddError, Problem) as refused:
@@ -619,11 +711,14 @@ class DraftUploads:
         """Cancellation: a body still streaming in is ended first."""
         headers = request.requestHeaders
         interop = interop_of(headers)
-        owner = principal_of(self._tokens, request, Action.CREATE)
+        owner, record = await self._identified(
+            headers,
+            lambda: principal_of(self._tokens, request, Action.CREATE),
+            upload_id,
+        )
         try:
-            record = await self._uploads.load(owner, upload_id)
-            if not has_draft_fields(headers) and record.protocol != PROTOCOL:
-                raise NotDraft(upload_id)
+            if interop is not None:
+                self._check_no_state(headers, interop)
             await self._uploads.writers.quiet(record.id)
             await self._uploads.delete(owner, upload_id)
         except (errors.UploaddError, Problem) as refused:

@@ -376,6 +376,7 @@ class TusAPI:
         if self._draft is not None:
             with contextlib.suppress(NotDraft):
                 return await self._draft.retrieve(request, upload_id)
+        principal_of(self._tokens, request, Action.CREATE)
         raise Problem(405, "a tus upload's offset is retrieved by HEAD")
 
     @app.route("/uploads/<upload_id>", methods=["HEAD"])

@@ -129,9 +129,11 @@ class Append:
                 expires_at=uploads.expiry(),
                 metadata=self._keeping(record.metadata),
             )
-            if not rules.is_complete(record):
+            if not rules.finishes(record, self.terms):
                 uploads.keep_running(record.id, self.target.hashes)
                 await uploads.save(record)
+                # Kept, but the length it said it ended at is not reached.
+                rules.check_said_length(record, self.terms)
                 return record, None
             whole = self.whole or ReprCheck.kept_in(record.metadata)
             # The hashes before this body, back in place if the file fails.
@@ -150,6 +152,15 @@ class Append:
             if self.created:
                 await uploads.terminate(self.record, "failed")
             raise
+        finally:
+            self.writer.release()
+
+    async def refuse(self) -> None:
+        """The body arrived but will not count (its protocol refuses it):
+        its bytes go and the upload stays as it was; the writer is released."""
+        uploads = self._uploads
+        try:
+            await self._discard(uploads.running(self.record.id, self.record.received))
         finally:
             self.writer.release()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import attrs
 
 from uploadd.auth.tokens import Principal
-from uploadd.errors import Conflict, Forbidden, Invalid, TooLarge
+from uploadd.errors import Conflict, Forbidden, InconsistentLength, Invalid, TooLarge
 from uploadd.store.interface import UploadRecord
 from uploadd.uploads.ranges import missing
 
@@ -129,6 +129,10 @@ class AppendAsk:
     complete: bool = False
     body_length: int | None = None
     named: str = "offset"
+    #: The upload is complete only once a request says so (``complete``),
+    #: even when its bytes reach its length (the IETF draft); otherwise
+    #: reaching the length completes it (tus).
+    explicit: bool = False
 
 
 @attrs.frozen
@@ -141,6 +145,26 @@ class AppendTerms:
     length: int | None
     room: int
     ends_upload: bool = False
+    #: As :attr:`AppendAsk.explicit`; ``completes``: this body says so.
+    explicit: bool = False
+    completes: bool = False
+
+
+def finishes(record: UploadRecord, terms: AppendTerms) -> bool:
+    """Whether the upload is complete once this body has landed: every
+    byte is here and, where completion is said, this body said it."""
+    return is_complete(record) and (terms.completes or not terms.explicit)
+
+
+def check_said_length(record: UploadRecord, terms: AppendTerms) -> None:
+    """A body that said it completes the upload ends at its length."""
+    if terms.explicit and terms.completes and not is_complete(record):
+        raise InconsistentLength(
+            f"the request said it completes the upload, but the upload has "
+            f"{record.received} of its {record.length} bytes",
+            length=record.length,
+            offset=record.received,
+        )
 
 
 def check_appendable(record: UploadRecord) -> None:
@@ -178,7 +202,13 @@ def admit_append(record: UploadRecord, ask: AppendAsk, limit: int) -> AppendTerm
     room = (length if length is not None else limit) - record.received
     if ask.body_length is not None and ask.body_length > room:
         raise TooLarge(room, f"body of {ask.body_length} bytes")
-    return AppendTerms(length, room, ask.complete and length is None)
+    return AppendTerms(
+        length,
+        room,
+        ask.complete and length is None,
+        explicit=ask.explicit,
+        completes=ask.complete,
+    )
 
 
 # -- spans -----------------------------------------------------------------------
