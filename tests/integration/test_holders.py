@@ -323,11 +323,14 @@ def test_a_name_is_one_instance_and_a_retired_instance_cancels_its_uploads(
 def test_the_draft_continues_through_the_other_instance_ending_a_stale_append(
     pair: Pair,
 ) -> None:
-    """An IETF-draft upload opened on a, its PATCH into a still streaming
-    (the client gave up on it): a HEAD through b reaches a, ends that PATCH
-    and tells the offset it reached; the PATCH through b finishing from
-    there makes the file; no slot is left on either instance."""
-    a, b = pair.daemons["a"], pair.daemons["b"]
+    """An IETF-draft upload opened on one instance, its PATCH there still
+    streaming (the client gave up on it): a HEAD through another reaches
+    the holder, ends that PATCH and tells the offset it reached; the PATCH
+    through the other finishing from there makes the file; no slot is left
+    on either. (b holds, and c, started for this, is the other: a may have
+    been retired by the test before.)"""
+    holder = pair.daemons["b"]
+    other = pair.daemons.get("c") or pair.start("c")
     data = os.urandom(2 * MIB)
 
     def draft(daemon: Daemon, **headers: str) -> dict[str, str]:
@@ -337,29 +340,31 @@ def test_the_draft_continues_through_the_other_instance_ending_a_stale_append(
             **headers,
         }
 
-    created = converse(a.port, "POST", "/uploads/", draft(a, Upload_Complete="?0"))
+    created = converse(
+        holder.port, "POST", "/uploads/", draft(holder, Upload_Complete="?0")
+    )
     assert created.final.status == 201, created.final.body
     path = "/uploads/" + created.final.headers["location"].rsplit("/", 1)[1]
     append = draft(
-        a,
+        holder,
         Upload_Offset="0",
         Upload_Complete="?1",
         Content_Type="application/partial-upload",
     )
-    stale = hold(a.port, "PATCH", path, append, len(data))
+    stale = hold(holder.port, "PATCH", path, append, len(data))
     try:
         time.sleep(0.5)
-        retrieved = converse(b.port, "HEAD", path, draft(b)).final
+        retrieved = converse(other.port, "HEAD", path, draft(other)).final
         assert retrieved.status == 204, retrieved
         offset = int(retrieved.header("upload-offset") or -1)
         assert 0 < offset <= 65536
         finished = converse(
-            b.port,
+            other.port,
             "PATCH",
             path,
             {
                 **append,
-                "Authorization": f"Bearer {b.token}",
+                "Authorization": f"Bearer {other.token}",
                 "Upload_Offset": str(offset),
             },
             data[offset:],
@@ -371,4 +376,4 @@ def test_the_draft_continues_through_the_other_instance_ending_a_stale_append(
         assert document["sha256"] == hashlib.sha256(whole).hexdigest()
     finally:
         stale.close()
-    assert eventually(lambda: in_flight(a) == 0 and in_flight(b) == 0, 10)
+    assert eventually(lambda: in_flight(holder) == 0 and in_flight(other) == 0, 10)
