@@ -32,6 +32,7 @@ STATUS: Mapping[str, int] = MappingProxyType(
         "InvalidDigest": 400,
         "InvalidPart": 400,
         "InvalidPartOrder": 400,
+        "InvalidPolicyDocument": 400,
         "InvalidRange": 416,
         "InvalidRequest": 400,
         "KeyTooLongError": 400,

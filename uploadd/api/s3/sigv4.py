@@ -293,7 +293,9 @@ def _mismatch(
     )
 
 
-async def _key_of(credential: Credential, secret_of: SecretOf) -> bytes:
+async def key_of(credential: Credential, secret_of: SecretOf) -> bytes:
+    """The signing key of a credential, from its key id's secret; an
+    unknown key id is InvalidAccessKeyId."""
     secret = await secret_of(credential.access_key_id)
     if secret is None:
         raise S3Error(
@@ -547,7 +549,7 @@ async def _verify(
     if claim.payload in STREAMING:
         length, trailers = _streaming_terms(headers, claim.payload)
     credential = claim.credential
-    key = await _key_of(credential, secret_of)
+    key = await key_of(credential, secret_of)
     canonical = canonical_request(
         method,
         canonical_uri(path),
