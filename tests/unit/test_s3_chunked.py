@@ -9,11 +9,15 @@ import base64
 import hashlib
 import hmac
 import random
+from pathlib import Path
 
 import attrs
 import pytest
 
+from noded.threads import run_inline
 from tests.unit.s3_signing import AKID, client, sent
+from tests.unit.test_sink import Flow, result
+from uploadd.api.s3.body import ChunkedSink
 from uploadd.api.s3.checksums import Checksum
 from uploadd.api.s3.chunked import MAX_LINE, AwsChunked, Decoded
 from uploadd.api.s3.errors import STATUS, S3Error
@@ -24,6 +28,7 @@ from uploadd.api.s3.sigv4 import (
     STREAMING_UNSIGNED_TRAILER,
     Verified,
 )
+from uploadd.ingest.sink import BlobFile, FlowLimits, UploadSink
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SEED = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"
@@ -439,3 +444,59 @@ def test_nothing_is_passed_on_after_a_failure() -> None:
     with pytest.raises(S3Error) as caught:
         run.decoder.finish()
     assert caught.value is run.errors[0]
+
+
+# -- in front of the upload's sink -------------------------------------------------
+
+
+def chunked_sink(path: Path, verified: Verified) -> tuple[ChunkedSink, list[S3Error]]:
+    rejected: list[S3Error] = []
+    upload = UploadSink(
+        BlobFile(path, fsync=False),
+        run_inline,
+        Flow(),
+        FlowLimits(high_water=1 << 20, low_water=1 << 18, max_size=None),
+    )
+    return ChunkedSink(upload, verified, rejected.append), rejected
+
+
+def test_the_sink_stores_the_decoded_body(tmp_path: Path) -> None:
+    """Through a ChunkedSink the file holds the decoded bytes, hashed as
+    such, and the decoded trailer checksums are kept."""
+    s3 = client("https://127.0.0.1:9000")
+    data = random.Random(9).randbytes(200_000)
+    request = sent(
+        s3.put_object, Bucket="b", Key="k", Body=data, ChecksumAlgorithm="CRC32"
+    )
+    body, rejected = chunked_sink(tmp_path / "blob", request.verify())
+    for start in range(0, len(request.body), 7000):
+        body.write(request.body[start : start + 7000])
+    digest = result(body.complete())
+    assert (tmp_path / "blob").read_bytes() == data
+    assert digest.sha256 == hashlib.sha256(data).hexdigest()
+    assert digest.size == len(data) and body.received == len(request.body)
+    assert body.decoded is not None and set(body.decoded.checksums) == {"CRC32"}
+    assert rejected == []
+
+
+def test_a_body_failing_midway_is_discarded_and_rejected(tmp_path: Path) -> None:
+    """A chunk whose signature fails: the staging file is removed and the
+    request is answered with SignatureDoesNotMatch at once."""
+    body, rejected = chunked_sink(tmp_path / "blob", EXAMPLE)
+    tampered = bytearray(EXAMPLE_BODY)
+    tampered[100] = ord("b")
+    body.write(bytes(tampered))
+    assert [error.code for error in rejected] == ["SignatureDoesNotMatch"]
+    assert not (tmp_path / "blob").exists()
+
+
+def test_a_body_failing_at_its_end_raises_from_complete(tmp_path: Path) -> None:
+    """A body that ends early: complete raises IncompleteBody for the
+    handler to answer, and the staging file is removed."""
+    body, rejected = chunked_sink(tmp_path / "blob", EXAMPLE)
+    body.write(EXAMPLE_BODY[:-40])
+    with pytest.raises(S3Error) as caught:
+        body.complete()
+    assert caught.value.code == "IncompleteBody"
+    assert rejected == []
+    assert not (tmp_path / "blob").exists()
