@@ -396,8 +396,34 @@ def test_the_credential_date_must_be_the_request_date() -> None:
 
 
 def test_a_request_without_a_date_is_denied() -> None:
-    """Neither x-amz-date nor Date: AccessDenied."""
+    """Neither x-amz-date nor Date, or a date that is no date: AccessDenied."""
     refused(get().without_header("x-amz-date"), "AccessDenied")
+    refused(get().with_header("x-amz-date", "yesterday"), "AccessDenied")
+    no_amz_date = get().without_header("x-amz-date")
+    refused(no_amz_date.with_header("date", "not a date"), "AccessDenied")
+
+
+def test_a_date_header_in_minus_zero_is_gmt() -> None:
+    """The Date of AWS's PUT example written with "-0000" is the same GMT
+    time, and the example still verifies."""
+    request = example(
+        "PUT",
+        b"/test$file.text",
+        "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd",
+        date="Fri, 24 May 2013 00:00:00 GMT",
+        x_amz_storage_class="REDUCED_REDUNDANCY",
+        x_amz_content_sha256=(
+            "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"
+        ),
+    )
+    assert request.verify(EXAMPLE_TIME)
+    dated = request.without_header("x-amz-date").with_header(
+        "date", "Fri, 24 May 2013 00:00:00 -0000"
+    )
+    # Now dated by Date alone: the time is right, the signature (made with
+    # x-amz-date signed) no longer holds.
+    refused(dated, "SignatureDoesNotMatch", EXAMPLE_TIME + 600)
+    refused(dated, "RequestTimeTooSkewed", EXAMPLE_TIME + 3600)
 
 
 def test_x_amz_content_sha256_is_required_and_read() -> None:

@@ -23,6 +23,7 @@ import hmac
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -171,10 +172,14 @@ def _request_time(headers: Headers) -> tuple[str, float]:
         date = _header(headers, "date")
         if date is not None:
             try:
-                seconds = parsedate_to_datetime(date).timestamp()
+                when = parsedate_to_datetime(date)
             except (TypeError, ValueError, IndexError):
                 pass
             else:
+                # An HTTP date is GMT; one written "-0000" parses naive.
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=UTC)
+                seconds = when.timestamp()
                 return time.strftime(AMZ_DATE, time.gmtime(seconds)), seconds
     raise S3Error(
         "AccessDenied", "AWS authentication requires a valid Date or x-amz-date header"
