@@ -1,7 +1,7 @@
 """The buckets core in memory for unit tests: a memory store, a Clock,
-blobs in a temporary directory, the library, resumable uploads and buckets,
-with the users alice and bob (writers) and root (admin), and helpers that
-store objects as the edge would."""
+blobs in a temporary directory, the library, resumable uploads, buckets and
+multipart uploads, with the users alice and bob (writers) and root (admin),
+and helpers that store objects and send parts as the edge would."""
 
 from __future__ import annotations
 
@@ -19,9 +19,11 @@ from twisted.python.failure import Failure
 from noded.threads import run_inline
 from uploadd.auth.tokens import Principal
 from uploadd.buckets import Buckets, ObjectInfo, ObjectMeta
+from uploadd.buckets.multipart import Multipart
 from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.library import Library
 from uploadd.store.blobs import BlobStore
+from uploadd.store.buckets import PartRecord
 from uploadd.store.memory import MemoryStore
 from uploadd.uploads.resumable import Resumable
 
@@ -60,6 +62,7 @@ class Core:
     library: Library
     uploads: Resumable
     buckets: Buckets
+    multipart: Multipart
 
     def put(
         self,
@@ -81,13 +84,29 @@ class Core:
     def content(self, file_id: str) -> bytes:
         return self.blobs.path(file_id).read_bytes()
 
+    def send_part(
+        self,
+        upload_id: str,
+        number: int,
+        data: bytes,
+        bucket: str = "bkt",
+        key: str = "k",
+        who: Principal = ALICE,
+        checksum: tuple[str, str] | None = None,
+    ) -> PartRecord:
+        """Send one part's body whole, as UploadPart would."""
+        body = now(
+            self.multipart.begin_part(who, bucket, key, upload_id, number, len(data))
+        )
+        return now(body.land(who, written(body.target, data), checksum))
+
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def make_core(tmp_path: Path) -> Core:
-    """A fresh core."""
+def make_core(tmp_path: Path, min_part: int = 8) -> Core:
+    """A fresh core whose parts but the last need ``min_part`` bytes."""
     store, clock = MemoryStore(), Clock()
     for name, scopes in (("alice", "write"), ("bob", "write"), ("root", "admin")):
         now(store.add_user(name, "h", frozenset({scopes}), 0.0))
@@ -96,4 +115,5 @@ def make_core(tmp_path: Path) -> Core:
     library = Library(store, blobs, run_inline, clock)
     uploads = Resumable(store, blobs, library, run_inline, clock, DAY)
     buckets = Buckets(store, library, blobs, run_inline, clock)
-    return Core(store, clock, blobs, library, uploads, buckets)
+    multipart = Multipart(store, uploads, buckets, clock, min_part=min_part)
+    return Core(store, clock, blobs, library, uploads, buckets, multipart)

@@ -11,15 +11,21 @@ again stores a new file whose ``parent`` is the one before, so the object
 is always the newest of its versions. What a client said of an object (its
 content type as given, user metadata, headers to answer with) and its
 entity tag ride in the object's metadata, so listings need no file records.
+A multipart upload is an unfinished upload of the resumable core whose
+parts are partial uploads, joined into the object's file when completed.
 
 ``rules``      bucket names, keys, file names and types, who may do what
 ``records``    objects as given out, and what a client says of one
 ``listing``    pages of keys: prefixes, delimiters, continuation tokens
 ``core``       :class:`Buckets`: buckets and objects
+``parts``      multipart uploads and their parts as shown, entity tags
+``multipart``  :class:`Multipart`: uploads made of parts
 """
 
 from uploadd.buckets.core import Buckets
 from uploadd.buckets.listing import MAX_KEYS, Listing
+from uploadd.buckets.multipart import Multipart, PartBody
+from uploadd.buckets.parts import MultipartUpload, PartsPage, UploadsPage
 from uploadd.buckets.records import ObjectInfo, ObjectMeta
 from uploadd.buckets.rules import MAX_KEY_BYTES, Reason
 
@@ -28,7 +34,12 @@ __all__ = [
     "MAX_KEY_BYTES",
     "Buckets",
     "Listing",
+    "Multipart",
+    "MultipartUpload",
     "ObjectInfo",
     "ObjectMeta",
+    "PartBody",
+    "PartsPage",
     "Reason",
+    "UploadsPage",
 ]

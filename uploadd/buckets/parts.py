@@ -1,0 +1,169 @@
+"""Multipart uploads as they are shown: their records, pages of parts and
+of unfinished uploads, entity tags, and what the client said of the
+object, kept in the upload's metadata until it is made. Pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from uploadd.buckets.listing import rolled_up
+from uploadd.buckets.records import ObjectMeta
+from uploadd.store.buckets import PartRecord
+from uploadd.store.interface import UploadRecord
+from uploadd.uploads import rules
+
+#: The protocol a multipart upload and its parts name in their records.
+PROTOCOL = "s3"
+
+
+@attrs.frozen
+class MultipartUpload:
+    """An unfinished multipart upload as listings show it."""
+
+    upload_id: str
+    bucket: str
+    key: str
+    owner_id: int
+    initiated: float
+    expires_at: float | None
+    meta: ObjectMeta
+
+
+@attrs.frozen
+class PartsPage:
+    """A page of an upload's parts, by number; when ``truncated``, the next
+    page starts after ``next_marker``."""
+
+    upload: MultipartUpload
+    parts: list[PartRecord]
+    truncated: bool
+    next_marker: int | None
+
+
+@attrs.frozen
+class UploadsPage:
+    """A page of a bucket's unfinished multipart uploads, by key and then
+    by when they began, with the common prefixes keys were rolled up into;
+    when ``truncated``, the next page starts after ``next_key_marker`` (and
+    ``next_upload_id_marker``, when the page ended on an upload)."""
+
+    uploads: list[MultipartUpload]
+    prefixes: list[str]
+    truncated: bool
+    next_key_marker: str | None = None
+    next_upload_id_marker: str | None = None
+
+
+def multipart_etag(etags: Sequence[str]) -> str:
+    """The entity tag of an object made of parts: the md5 of the parts'
+    md5s (as bytes, in order), a dash, and how many parts there were."""
+    joined = b"".join(bytes.fromhex(etag) for etag in etags)
+    return f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(etags)}"
+
+
+def same_etag(given: str, stored: str) -> bool:
+    """Whether an entity tag a client names (quoted or not, any case) is
+    ``stored``."""
+    return given.strip().strip('"').lower() == stored
+
+
+def meta_json(meta: ObjectMeta) -> str:
+    return json.dumps(
+        {
+            "content_type": meta.content_type,
+            "user": dict(meta.user),
+            "headers": dict(meta.headers),
+            "checksums": dict(meta.checksums),
+        }
+    )
+
+
+def meta_of(record: UploadRecord) -> ObjectMeta:
+    kept: dict[str, Any] = json.loads(record.metadata.get("meta") or "{}")
+    return ObjectMeta(
+        kept.get("content_type"),
+        dict(kept.get("user", {})),
+        dict(kept.get("headers", {})),
+        dict(kept.get("checksums", {})),
+    )
+
+
+def shown(record: UploadRecord) -> MultipartUpload:
+    return MultipartUpload(
+        record.id,
+        record.metadata.get("bucket", ""),
+        record.metadata.get("key", ""),
+        record.owner_id,
+        record.created_at,
+        record.expires_at,
+        meta_of(record),
+    )
+
+
+def is_multipart(record: UploadRecord) -> bool:
+    """Whether ``record`` is a multipart upload (not one of its parts)."""
+    return (
+        record.protocol == PROTOCOL
+        and record.concat == rules.FINAL
+        and rules.PART_OF not in record.metadata
+    )
+
+
+def page_of_uploads(
+    ordered: Sequence[UploadRecord],
+    prefix: str,
+    delimiter: str,
+    key_marker: str,
+    upload_id_marker: str,
+    size: int,
+) -> UploadsPage:
+    """Up to ``size`` of the multipart uploads ``ordered`` (by key, then by
+    when they began) after the markers; keys holding ``delimiter`` after
+    ``prefix`` are rolled up into common prefixes, each given once (not one
+    at or before ``key_marker``: a page ended on it)."""
+    uploads: list[MultipartUpload] = []
+    prefixes: list[str] = []
+    last: tuple[str, str | None] | None = None
+    for record in _after_markers(ordered, key_marker, upload_id_marker):
+        key = record.metadata["key"]
+        common = rolled_up(key, prefix, delimiter)
+        if common is not None and (common in prefixes or common <= key_marker):
+            continue
+        if len(uploads) + len(prefixes) == size:
+            if last is None:
+                break
+            return UploadsPage(uploads, prefixes, True, last[0], last[1])
+        if common is None:
+            uploads.append(shown(record))
+            last = (key, record.id)
+        else:
+            prefixes.append(common)
+            last = (common, None)
+    return UploadsPage(uploads, prefixes, False)
+
+
+def _after_markers(
+    ordered: Sequence[UploadRecord], key_marker: str, upload_id_marker: str
+) -> Sequence[UploadRecord]:
+    """The uploads past the markers: keys after ``key_marker``, and with an
+    ``upload_id_marker``, the uploads of that key after that one."""
+    if not key_marker:
+        return ordered
+    if not upload_id_marker:
+        return [r for r in ordered if r.metadata["key"] > key_marker]
+    ids = [r.id for r in ordered if r.metadata["key"] == key_marker]
+    if upload_id_marker in ids:
+        skip = set(ids[: ids.index(upload_id_marker) + 1])
+    else:
+        skip = {i for i in ids if i <= upload_id_marker}
+    return [
+        r
+        for r in ordered
+        if r.metadata["key"] > key_marker
+        or (r.metadata["key"] == key_marker and r.id not in skip)
+    ]
