@@ -1,11 +1,12 @@
 """Access keys: ids and secrets, sealed so that only this server opens them
 (a real SQLite database holds no secret; another server secret, a row
 moved to another key, a revoked key or a user without the scope opens
-nothing)."""
+nothing), and ``uploadctl s3-key`` on a real database."""
 
 from __future__ import annotations
 
 import base64
+import io
 import re
 import sqlite3
 from pathlib import Path
@@ -16,8 +17,10 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from noded.reactor import checked
-from uploadd import errors
+from noded.secret import token_secret
+from uploadd import ctl, errors
 from uploadd.auth.access_keys import AccessKeys, Sealer
+from uploadd.config import Config, load_config
 from uploadd.store.memory import MemoryStore
 from uploadd.store.sqlite import SQLiteStore
 
@@ -112,3 +115,74 @@ async def test_a_key_is_limited_to_what_its_user_holds_and_can_be_revoked() -> N
     assert await keys.secret_of(again.key_id) is None
     assert await keys.secret_of("UPLDNOTHINGNOTHING00") is None
     assert [k.user_id for k in await keys.keys_of()] == [admin.id]
+
+
+# -- uploadctl s3-key ----------------------------------------------------------------
+
+
+def config_in(tmp_path: Path) -> Config:
+    """uploadctl's config for a data dir of its own (a secret generated into it)."""
+    return load_config(
+        environ={}, options={("storage", "data_dir"): str(tmp_path / "data")}
+    )
+
+
+async def uploadctl(config: Config, *args: str) -> str:
+    """One uploadctl command, in this process, on the real reactor."""
+    from twisted.internet import reactor
+
+    out = io.StringIO()
+    await ctl.run(checked(reactor), ctl.parser().parse_args(list(args)), config, out)
+    return out.getvalue()
+
+
+@pytest_twisted.ensureDeferred()
+async def test_uploadctl_makes_lists_and_revokes_keys_showing_a_secret_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``s3-key create`` prints the id and the secret once (and says so),
+    sealed under the daemon's own secret; ``list`` shows keys without
+    secrets; ``revoke`` ends one; mistakes are CommandErrors."""
+    from twisted.internet import reactor
+
+    config = config_in(tmp_path)
+    monkeypatch.setattr("sys.stdin", io.StringIO("long-enough\n"))
+    await uploadctl(config, "user", "add", "alice", "--scope", "write")
+    made = await uploadctl(config, "s3-key", "create", "alice", "--scope", "read")
+    key_id = re.search(r"access key id: +(UPLD[A-Z0-9]{16})\n", made)
+    secret = re.search(r"secret access key: +([A-Za-z0-9]{40})\n", made)
+    assert key_id and secret and "shown this once" in made
+    await uploadctl(config, "s3-key", "create", "alice")
+    listed = await uploadctl(config, "s3-key", "list", "alice")
+    assert secret.group(1) not in listed
+    rows = [line.split("\t") for line in listed.splitlines()]
+    first = rows[0]
+    assert (first[0], first[1], first[2], first[4]) == (
+        key_id.group(1),
+        "alice",
+        "read",
+        "active",
+    )
+    assert [r[2] for r in rows] == ["read", "write"]
+    # The daemon opens the key with the secret it reads from the data dir.
+    store = SQLiteStore(config.database_path, checked(reactor))
+    try:
+        daemon_secret = token_secret(config.auth.secret, config.storage.data_dir)
+        keys = AccessKeys.with_secret(store, daemon_secret, Clock())
+        opened = await keys.secret_of(key_id.group(1))
+        assert opened is not None and opened.secret == secret.group(1)
+    finally:
+        store.close()
+    revoked = await uploadctl(config, "s3-key", "revoke", key_id.group(1))
+    assert revoked == f"revoked {key_id.group(1)}\n"
+    assert "\trevoked " in await uploadctl(config, "s3-key", "list")
+    for mistake in (
+        ("s3-key", "revoke", key_id.group(1)),
+        ("s3-key", "revoke", "UPLDNOTHINGNOTHING00"),
+        ("s3-key", "create", "nobody"),
+        ("s3-key", "list", "nobody"),
+    ):
+        with pytest.raises(ctl.CommandError):
+            await uploadctl(config, *mistake)
+    with pytest.raises(SystemExit):
+        ctl.parser().parse_args(["s3-key", "create", "alice", "--scope", "admin"])
