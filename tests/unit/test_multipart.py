@@ -48,7 +48,8 @@ def part_files(core: Core) -> list[str]:
 def test_parts_sent_in_any_order_join_in_the_order_listed(core: Core) -> None:
     """Parts uploaded 3, 1, 2 and completed as 1, 2, 3 make a file of their
     bytes in that order, with its sums right, its entity tag the md5 of the
-    parts' md5s and the count; the parts and their bytes are gone."""
+    parts' md5s and the count; the parts and their bytes are gone. The same
+    completion sent again answers the same while the key names that file."""
     meta = ObjectMeta("text/plain", {"colour": "red"}, {"cache-control": "no"})
     upload_id = start(core, meta=meta)
     chunks = {1: b"first---", 2: b"second--", 3: b"end"}
@@ -79,9 +80,14 @@ def test_parts_sent_in_any_order_join_in_the_order_listed(core: Core) -> None:
         u.metadata.get(rules.PART_OF) != upload_id for u in core.store.uploads.values()
     )
     assert core.store.uploads[upload_id].state == "complete"
+    # A client retrying the completion gets the same answer, and no more.
+    assert complete(core, upload_id, [(n, sent[n].etag) for n in (1, 2, 3)]) == info
     with pytest.raises(errors.NotFound) as again:
         complete(core, upload_id, [(1, sent[1].etag)])
     assert reason(again) == Reason.NO_UPLOAD
+    core.put("bkt", "k", b"newer")
+    with pytest.raises(errors.NotFound):
+        complete(core, upload_id, [(n, sent[n].etag) for n in (1, 2, 3)])
 
 
 def test_a_part_sent_again_replaces_the_one_before(core: Core) -> None:
@@ -200,13 +206,19 @@ def test_a_part_that_lands_after_its_upload_ended_goes(core: Core) -> None:
 
 
 def test_a_part_body_that_breaks_off_leaves_no_part(core: Core) -> None:
-    """A body that ends early takes its part record and bytes with it."""
+    """A body that breaks off, or lands short of its length (INCOMPLETE_BODY),
+    takes its part record and bytes with it."""
     upload_id = start(core)
     body = now(core.multipart.begin_part(ALICE, "bkt", "k", upload_id, 1, 10))
     body.target.write_sha256([b"abc"])
     now(body.append.aborted(body.target.discard()))
+    short = now(core.multipart.begin_part(ALICE, "bkt", "k", upload_id, 1, 10))
+    with pytest.raises(errors.Invalid) as caught:
+        now(short.land(ALICE, written(short.target, b"abc")))
+    assert reason(caught) == Reason.INCOMPLETE_BODY
     assert part_files(core) == [upload_id]
     assert now(core.store.parts_of(upload_id)) == []
+    assert list(core.store.uploads) == [upload_id]
 
 
 def test_unfinished_uploads_expire_with_their_parts_and_parts_keep_them_alive(

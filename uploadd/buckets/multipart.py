@@ -41,7 +41,7 @@ from uploadd.buckets.parts import (
     same_etag,
     shown,
 )
-from uploadd.buckets.records import ObjectInfo, ObjectMeta
+from uploadd.buckets.records import ObjectInfo, ObjectMeta, object_info
 from uploadd.buckets.rules import Reason, file_type, filename_of
 from uploadd.errors import Invalid, NotFound, TooLarge
 from uploadd.ingest.sink import BlobFile, Digest
@@ -236,7 +236,7 @@ class Multipart:
             raise Invalid(
                 f"part {body.part_number} ended after {part.received} of its "
                 f"{part.length} bytes",
-                reason=Reason.BAD_PART,
+                reason=Reason.INCOMPLETE_BODY,
             )
         recorded = PartRecord(
             body.upload.id,
@@ -322,7 +322,12 @@ class Multipart:
         (BAD_PART), each but the last at least :attr:`min_part` bytes
         (PART_TOO_SMALL), into a new file of the library: the newest version
         of ``key``, its entity tag :func:`multipart_etag`. Parts not listed
-        go. Not while another completion of it runs here (Busy)."""
+        go. Not while another completion of it runs here (Busy). Sent
+        again once it succeeded (a client retrying), it answers the same
+        while the key still names what it made."""
+        done = await self._completed(principal, bucket, key, upload_id, listed)
+        if done is not None:
+            return done
         record = await self._upload(principal, bucket, key, upload_id, "write")
         parts = await self._chosen(record, listed)
         writer = self._uploads.writers.claim(record.id)
@@ -356,6 +361,38 @@ class Multipart:
             count=len(parts),
         )
         return info
+
+    async def _completed(
+        self,
+        principal: Principal,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        listed: Sequence[tuple[int, str]],
+    ) -> ObjectInfo | None:
+        """The object a completion with the same parts made already, if the
+        key still names it."""
+        found = await self._buckets.get(principal, bucket, "write")
+        record = await self._store.get_upload(upload_id)
+        if (
+            record is None
+            or not is_multipart(record)
+            or record.state != rules.COMPLETE
+            or record.file_id is None
+            or record.owner_id != found.owner_id
+            or (record.metadata.get("bucket"), record.metadata.get("key"))
+            != (bucket, key)
+        ):
+            return None
+        made = await self._store.get_object(bucket, key)
+        if made is None or made.file_id != record.file_id:
+            return None
+        info = object_info(made)
+        try:
+            etag = multipart_etag([tag.strip().strip('"') for _, tag in listed])
+        except ValueError:
+            return None
+        return info if etag == info.etag else None
 
     async def _chosen(
         self, record: UploadRecord, listed: Sequence[tuple[int, str]]

@@ -40,6 +40,7 @@ class Reason(enum.StrEnum):
     PART_ORDER = "part-order"
     BAD_PART = "bad-part"
     PART_TOO_SMALL = "part-too-small"
+    INCOMPLETE_BODY = "incomplete-body"
     TOO_LARGE = "too-large"
 
 
