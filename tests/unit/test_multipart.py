@@ -114,7 +114,8 @@ def test_completion_refuses_what_breaks_its_rules_and_changes_nothing(
     """Parts out of order or twice (PART_ORDER), a wrong entity tag or a
     part never sent (BAD_PART), a part but the last under the minimum
     (PART_TOO_SMALL), no parts (NO_PARTS), a part number out of range
-    (BAD_PART_NUMBER): refused, and the upload can still complete."""
+    (BAD_PART_NUMBER), parts adding up past the largest object (TooLarge):
+    refused, and the upload can still complete."""
     upload_id = start(core)
     one = core.send_part(upload_id, 1, b"12345678")
     two = core.send_part(upload_id, 2, b"short")
@@ -132,6 +133,11 @@ def test_completion_refuses_what_breaks_its_rules_and_changes_nothing(
         with pytest.raises(errors.Invalid) as caught:
             complete(core, upload_id, listed)
         assert reason(caught) == why, listed
+    core.multipart.max_size = 11
+    with pytest.raises(errors.TooLarge) as large:
+        complete(core, upload_id, [(1, one.etag), (3, three.etag)])
+    assert reason(large) == Reason.TOO_LARGE
+    core.multipart.max_size = 12
     assert len(now(core.store.parts_of(upload_id))) == 3
     assert core.store.uploads[upload_id].state == "open"
     info = complete(core, upload_id, [(1, one.etag.upper()), (3, three.etag)])

@@ -19,7 +19,6 @@ among their unfinished uploads, and never the parts.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import attrs
@@ -33,17 +32,18 @@ from uploadd.buckets.parts import (
     MultipartUpload,
     PartsPage,
     UploadsPage,
+    check_part_number,
+    choose_parts,
     is_multipart,
     meta_json,
     meta_of,
     multipart_etag,
     page_of_uploads,
-    same_etag,
     shown,
 )
 from uploadd.buckets.records import ObjectInfo, ObjectMeta, object_info
 from uploadd.buckets.rules import Reason, file_type, filename_of
-from uploadd.errors import Invalid, NotFound, TooLarge
+from uploadd.errors import Invalid, NotFound
 from uploadd.ingest.sink import BlobFile, Digest
 from uploadd.store.buckets import BucketRecord, PartRecord
 from uploadd.store.interface import Conflict as StoreConflict
@@ -176,13 +176,6 @@ class Multipart:
 
     # -- parts -----------------------------------------------------------------
 
-    def check_part_number(self, part_number: int) -> None:
-        if not 1 <= part_number <= self.max_parts:
-            raise Invalid(
-                f"part numbers run from 1 to {self.max_parts}, not {part_number}",
-                reason=Reason.BAD_PART_NUMBER,
-            )
-
     async def begin_part(
         self,
         principal: Principal,
@@ -197,7 +190,7 @@ class Multipart:
         known; at most :attr:`max_part`), vouched for by ``check`` if given:
         its part is a new partial upload the body streams into."""
         record = await self._upload(principal, bucket, key, upload_id, "write")
-        self.check_part_number(part_number)
+        check_part_number(part_number, self.max_parts)
         rules.check_length(length, self.max_part)
         owner = await self._owner(principal, record)
         part = await self._uploads.create(
@@ -398,45 +391,13 @@ class Multipart:
         self, record: UploadRecord, listed: Sequence[tuple[int, str]]
     ) -> list[PartRecord]:
         """The recorded parts a completion lists, once every rule holds."""
-        if not listed:
-            raise Invalid(
-                "a completion lists at least one part", reason=Reason.NO_PARTS
-            )
-        numbers = [number for number, _ in listed]
-        for number in numbers:
-            self.check_part_number(number)
-        if any(later <= earlier for earlier, later in itertools.pairwise(numbers)):
-            raise Invalid(
-                "the parts are listed in ascending order of their numbers, once each",
-                reason=Reason.PART_ORDER,
-            )
-        recorded = {
-            part.part_number: part for part in await self._store.parts_of(record.id)
-        }
-        chosen = []
-        for number, etag in listed:
-            part = recorded.get(number)
-            if part is None or not same_etag(etag, part.etag):
-                raise Invalid(
-                    f"part {number} with entity tag {etag[:70]} was not uploaded",
-                    reason=Reason.BAD_PART,
-                    part_number=number,
-                )
-            chosen.append(part)
-        for part in chosen[:-1]:
-            if part.size < self.min_part:
-                raise Invalid(
-                    f"part {part.part_number} has {part.size} bytes; every part "
-                    f"but the last has at least {self.min_part}",
-                    reason=Reason.PART_TOO_SMALL,
-                    part_number=part.part_number,
-                    size=part.size,
-                    minimum=self.min_part,
-                )
-        total = sum(part.size for part in chosen)
-        if self.max_size is not None and total > self.max_size:
-            raise TooLarge(self.max_size, "object", reason=Reason.TOO_LARGE)
-        return chosen
+        return choose_parts(
+            await self._store.parts_of(record.id),
+            listed,
+            self.min_part,
+            self.max_parts,
+            self.max_size,
+        )
 
     # -- what an upload leaves behind ------------------------------------------------
 

@@ -1,10 +1,12 @@
-"""Multipart uploads as they are shown: their records, pages of parts and
-of unfinished uploads, entity tags, and what the client said of the
-object, kept in the upload's metadata until it is made. Pure functions."""
+"""Multipart uploads as they are shown, and the rules of their parts:
+records, pages of parts and of unfinished uploads, entity tags, what the
+client said of the object (kept in the upload's metadata until it is
+made), and which parts a completion may join. Pure functions."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +15,8 @@ import attrs
 
 from uploadd.buckets.listing import rolled_up
 from uploadd.buckets.records import ObjectMeta
+from uploadd.buckets.rules import Reason
+from uploadd.errors import Invalid, TooLarge
 from uploadd.store.buckets import PartRecord
 from uploadd.store.interface import UploadRecord
 from uploadd.uploads import rules
@@ -112,6 +116,64 @@ def is_multipart(record: UploadRecord) -> bool:
         and record.concat == rules.FINAL
         and rules.PART_OF not in record.metadata
     )
+
+
+def check_part_number(number: int, max_parts: int) -> None:
+    """Parts are numbered 1 to ``max_parts``."""
+    if not 1 <= number <= max_parts:
+        raise Invalid(
+            f"part numbers run from 1 to {max_parts}, not {number}",
+            reason=Reason.BAD_PART_NUMBER,
+        )
+
+
+def choose_parts(
+    recorded: Sequence[PartRecord],
+    listed: Sequence[tuple[int, str]],
+    min_part: int,
+    max_parts: int,
+    max_size: int | None,
+) -> list[PartRecord]:
+    """The ``recorded`` parts a completion lists as (number, entity tag):
+    at least one (else Invalid, reason NO_PARTS), numbered within range
+    (BAD_PART_NUMBER), in ascending order once each (PART_ORDER), each
+    recorded with that tag (BAD_PART), each but the last at least
+    ``min_part`` bytes (PART_TOO_SMALL), together within ``max_size``
+    (TooLarge)."""
+    if not listed:
+        raise Invalid("a completion lists at least one part", reason=Reason.NO_PARTS)
+    numbers = [number for number, _ in listed]
+    for number in numbers:
+        check_part_number(number, max_parts)
+    if any(later <= earlier for earlier, later in itertools.pairwise(numbers)):
+        raise Invalid(
+            "the parts are listed in ascending order of their numbers, once each",
+            reason=Reason.PART_ORDER,
+        )
+    by_number = {part.part_number: part for part in recorded}
+    chosen = []
+    for number, etag in listed:
+        part = by_number.get(number)
+        if part is None or not same_etag(etag, part.etag):
+            raise Invalid(
+                f"part {number} with entity tag {etag[:70]} was not uploaded",
+                reason=Reason.BAD_PART,
+                part_number=number,
+            )
+        chosen.append(part)
+    for part in chosen[:-1]:
+        if part.size < min_part:
+            raise Invalid(
+                f"part {part.part_number} has {part.size} bytes; every part "
+                f"but the last has at least {min_part}",
+                reason=Reason.PART_TOO_SMALL,
+                part_number=part.part_number,
+                size=part.size,
+                minimum=min_part,
+            )
+    if max_size is not None and sum(part.size for part in chosen) > max_size:
+        raise TooLarge(max_size, "object", reason=Reason.TOO_LARGE)
+    return chosen
 
 
 def page_of_uploads(
