@@ -7,6 +7,8 @@
     uploadctl worker-token [--ttl 30d]
     uploadctl node add NAME HOST:PORT | node list | node drain|activate|remove NAME
     uploadctl instance list | instance retire NAME
+    uploadctl s3-key create USER [--scope write|read|upload-only]
+    uploadctl s3-key list [USER] | s3-key revoke KEYID
     uploadctl login [--url URL] [USERNAME]
     uploadctl upload FILE... [--url URL] [--parallel N] [--chunk SIZE]
     uploadctl download ID [--url URL] [-o PATH]
@@ -48,6 +50,7 @@ from noded.settings import (
     parse_host,
     parse_port,
 )
+from uploadd import ctl_s3keys
 from uploadd.auth.passwords import hash_password
 from uploadd.auth.tokens import Principal, TokenIssuer, check_scopes
 from uploadd.client import commands as client
@@ -136,6 +139,8 @@ def parser() -> argparse.ArgumentParser:
         "bytes it held (their clients get 410)",
     ).add_argument("name")
 
+    ctl_s3keys.add_commands(commands)
+
     commands.add_parser(
         "migrate",
         help="bring the database to the newest schema and print its version"
@@ -212,6 +217,11 @@ async def _dispatch(
         await nodes(reactor, options, store, out)
     elif options.command == "instance":
         await instances(reactor, options, store, out, config.shared_store)
+    elif options.command == ctl_s3keys.COMMAND:
+        try:
+            await ctl_s3keys.run(reactor, options, config, store, out)
+        except ctl_s3keys.Refused as refused:
+            raise CommandError(str(refused)) from None
     elif options.command == "worker-token":
         out.write(_issue(reactor, config, WORKER, options.ttl) + "\n")
     elif options.command == "token":

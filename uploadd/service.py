@@ -51,8 +51,10 @@ from uploadd.api.storage import StorageAPI
 from uploadd.api.tus import TusAPI
 from uploadd.api.web import WebAPI
 from uploadd.api.webhooks import WebhooksAPI
+from uploadd.auth.access_keys import AccessKeys
 from uploadd.auth.throttle import SignInLimits, SignInThrottle
 from uploadd.auth.tokens import TokenIssuer
+from uploadd.buckets import Buckets, Multipart
 from uploadd.cluster.amp_rsync import AmpRsyncNodes, RsyncSettings
 from uploadd.cluster.locator import Locator
 from uploadd.cluster.pinger import Pinger
@@ -101,6 +103,9 @@ class Parts:
     bus: IEventBus
     relay: OutboxRelay
     drain: Drain
+    buckets: Buckets
+    multipart: Multipart
+    access_keys: AccessKeys
 
 
 def build(
@@ -141,6 +146,14 @@ def build(
         config.shared_store,
         metrics=metrics,
     )
+
+    # The S3 API's core: buckets of library files, multipart uploads on the
+    # resumable core, and access keys sealed under the token secret.
+    buckets = Buckets(store, library, blobs, run, reactor)
+    multipart = Multipart(
+        store, resumable, buckets, reactor, max_size=config.http.max_upload_size
+    )
+    access_keys = AccessKeys.with_secret(store, secret, reactor)
 
     def connector(record: NodeRecord) -> Deferred[Any]:
         return Deferred.fromCoroutine(
@@ -384,6 +397,9 @@ def build(
         bus,
         relay,
         drain,
+        buckets,
+        multipart,
+        access_keys,
     )
 
 

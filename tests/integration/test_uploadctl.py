@@ -136,3 +136,32 @@ def test_uploadctl_anywhere_manages_the_users_of_the_uploadd_that_shares_its_con
     finally:
         stop_process(process)
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_s3_keys_are_made_listed_and_revoked(tmp_path: Path) -> None:
+    """``s3-key create`` shows a key id and its secret once (the database
+    holds no copy of the secret); ``list`` shows keys without secrets;
+    ``revoke`` ends one; a scope the user does not hold is refused."""
+    ctl(
+        tmp_path,
+        "user",
+        "add",
+        "kiosk",
+        "--scope",
+        "upload-only",
+        stdin="long-enough\n",
+    )
+    made = ctl(tmp_path, "s3-key", "create", "kiosk", "--scope", "upload-only")
+    key_id = made.split("access key id:", 1)[1].split()[0]
+    secret = made.split("secret access key:", 1)[1].split()[0]
+    assert key_id.startswith("UPLD") and len(key_id) == 20 and len(secret) == 40
+    assert "shown this once" in made
+    assert secret.encode() not in (tmp_path / "uploadd.sqlite3").read_bytes()
+    listed = ctl(tmp_path, "s3-key", "list")
+    assert listed.startswith(f"{key_id}\tkiosk\tupload-only\t") and secret not in listed
+    assert ctl(tmp_path, "s3-key", "revoke", key_id) == f"revoked {key_id}\n"
+    assert "\trevoked " in ctl(tmp_path, "s3-key", "list", "kiosk")
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        ctl(tmp_path, "s3-key", "create", "kiosk", "--scope", "write")
+    assert caught.value.returncode == 2
+    assert b"holds only upload-only" in caught.value.stderr

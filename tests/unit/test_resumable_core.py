@@ -627,3 +627,113 @@ def test_an_upload_another_instance_holds_goes_on_there_only_on_a_shared_store(
         now(core.uploads.load(ALICE, opened.id))
     assert elsewhere.value.holder == "old-host"
     assert now(core.uploads.load(ALICE, opened.id, anywhere=True)) == moved
+
+
+# -- final uploads opened before their parts (an S3 multipart upload's) -----------
+
+
+def part_of(core: Core, final: UploadRecord | None, data: bytes) -> UploadRecord:
+    """A complete partial upload of ``data`` (made for ``final``, if given)."""
+    own = {rules.PART_OF: final.id} if final is not None else None
+    part = now(
+        core.uploads.create(ALICE, "test", len(data), {}, rules.PARTIAL, own=own)
+    )
+    admitted = begin_append(core.uploads, part, AppendAsk(0), LIMIT, created=True)
+    done, _ = now(admitted.land(ALICE, written(admitted.target, data)))
+    return done
+
+
+def test_a_final_upload_opened_early_becomes_the_file_of_its_parts(
+    core: Core,
+) -> None:
+    """A final upload opened without parts takes none of its own bytes;
+    joined into, it becomes the file of the parts made for it, with the
+    metadata added at the end, and the parts' bytes go."""
+    final = now(
+        core.uploads.create(ALICE, "test", None, {"filename": "a.txt"}, rules.FINAL)
+    )
+    with pytest.raises(errors.Forbidden):
+        now(appendable(core.uploads, ALICE, final.id))
+    with pytest.raises(errors.Forbidden):
+        spans.begin_span(core.uploads, final, SpanAsk(0, 3, None), LIMIT)
+    parts = [part_of(core, final, data) for data in (b"abc", b"de")]
+    record, stored = now(
+        core.uploads.assemble(
+            ALICE, [p.id for p in parts], {"content_type": "text/plain"}, into=final
+        )
+    )
+    assert stored is not None and record.id == final.id
+    assert (record.state, record.file_id, record.length) == ("complete", stored.id, 5)
+    assert (stored.filename, stored.content_type) == ("a.txt", "text/plain")
+    assert core.blobs.path(stored.id).read_bytes() == b"abcde"
+    assert stored.sha256 == hashlib.sha256(b"abcde").hexdigest()
+    for part in parts:
+        assert not core.blobs.upload_path(part.id).exists()
+        assert core.record(part.id).file_id == stored.id
+
+
+def test_a_join_that_fails_leaves_the_final_upload_open_and_empty(
+    core: Core,
+) -> None:
+    """When the file cannot be made (its parent is not the owner's), the
+    final upload stays open and empty and its parts stay, for another try."""
+    final = now(core.uploads.create(ALICE, "test", None, {}, rules.FINAL))
+    part = part_of(core, final, b"abc")
+    with pytest.raises(errors.Unprocessable):
+        now(core.uploads.assemble(ALICE, [part.id], {"parent": "x"}, into=final))
+    assert core.record(final.id) == final
+    assert core.bytes_of(final.id) == b""
+    assert core.bytes_of(part.id) == b"abc"
+    _, stored = now(core.uploads.assemble(ALICE, [part.id], {}, into=final))
+    assert stored is not None and core.blobs.path(stored.id).read_bytes() == b"abc"
+
+
+def test_a_part_made_for_one_upload_joins_no_other(core: Core) -> None:
+    """A partial upload made for a final upload is refused by any other
+    join (a tus final upload naming it, or another final upload)."""
+    final = now(core.uploads.create(ALICE, "test", None, {}, rules.FINAL))
+    other = now(core.uploads.create(ALICE, "test", None, {}, rules.FINAL))
+    part = part_of(core, final, b"abc")
+    loose = part_of(core, None, b"xyz")
+    for into in (None, other):
+        with pytest.raises(errors.Invalid):
+            now(core.uploads.assemble(ALICE, [part.id], {}, into=into))
+    with pytest.raises(errors.Invalid):
+        now(core.uploads.assemble(ALICE, [loose.id], {}, into=final))
+
+
+def test_parts_made_for_an_upload_are_not_listed_as_unfinished(core: Core) -> None:
+    """The unfinished uploads listed are the final upload and loose parts,
+    not the parts made for the final one; the server's own metadata keys
+    are the server's alone to set."""
+    final = now(core.uploads.create(ALICE, "test", None, {}, rules.FINAL))
+    core.clock.advance(1)
+    part_of(core, final, b"abc")
+    loose = part_of(core, None, b"xyz")
+    found = now(core.uploads.unfinished(ALICE))
+    assert [r.id for r in found] == [final.id, loose.id]
+    with pytest.raises(ValueError):
+        now(core.uploads.create(ALICE, "test", 1, {}, own={"plain": "x"}))
+
+
+def test_an_upload_ending_unfinished_is_heard_and_may_be_kept_alive(
+    core: Core,
+) -> None:
+    """``on_ended`` hears uploads terminated or expired (not finished ones);
+    touching an open upload moves its expiry, and only its expiry."""
+    heard: list[str] = []
+
+    async def ended(record: UploadRecord) -> None:
+        heard.append(record.id)
+
+    core.uploads.on_ended.append(ended)
+    terminated, expiring, kept = core.create(3), core.create(3), core.create(3)
+    now(core.uploads.delete(ALICE, terminated.id))
+    core.clock.advance(DAY / 2)
+    assert now(core.uploads.touch(kept))
+    assert core.record(kept.id) == attrs.evolve(kept, expires_at=DAY * 1.5)
+    core.clock.advance(DAY / 2 + 1)
+    assert now(core.uploads.sweep()) == 1
+    append(core, kept.id, 0, b"abc")
+    assert heard == [terminated.id, expiring.id]
+    assert not now(core.uploads.touch(expiring))

@@ -19,6 +19,13 @@ from noded.reactor import checked
 from tests.postgres import empty_tables
 from uploadd.events.bus import IEventBus, InProcessBus
 from uploadd.events.relay import OutboxRelay
+from uploadd.store.buckets import (
+    AccessKeyRecord,
+    BucketRecord,
+    ObjectRecord,
+    PartRecord,
+    key_successor,
+)
 from uploadd.store.interface import (
     Conflict,
     Delivery,
@@ -669,3 +676,222 @@ async def test_published_events_are_replayed_by_owner_and_pruned_by_age(
     assert await store.prune_events(15.0) == 2
     assert [e.payload["n"] for e in await store.events_after(0, None, 10)] == [3]
     assert [e.payload["n"] for e in await store.pending_events(10)] == [4]
+
+
+# -- buckets, objects, access keys, multipart parts -------------------------------
+
+
+@pytest_twisted.ensureDeferred()
+async def test_buckets_have_unique_names_and_go_with_their_owner(
+    store: IMetadataStore,
+) -> None:
+    """A bucket name is taken once, by anyone; buckets list by name, one
+    owner's or everyone's; CORS rules are set and cleared; a bucket needs a
+    known owner and goes with them."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    bob = await store.add_user("bob", "h", frozenset({"write"}), 0)
+    photos = BucketRecord("photos", alice.id, 1.0)
+    await store.add_bucket(BucketRecord("zebra", alice.id, 2.0))
+    await store.add_bucket(photos)
+    await store.add_bucket(BucketRecord("bobs", bob.id, 3.0))
+    with pytest.raises(Conflict):
+        await store.add_bucket(BucketRecord("photos", bob.id, 4.0))
+    with pytest.raises(Conflict):
+        await store.add_bucket(BucketRecord("nobodys", 999, 4.0))
+    assert await store.get_bucket("photos") == photos
+    assert await store.get_bucket("nothing") is None
+    assert [b.name for b in await store.list_buckets(alice.id)] == ["photos", "zebra"]
+    assert [b.name for b in await store.list_buckets(None)] == [
+        "bobs",
+        "photos",
+        "zebra",
+    ]
+    assert await store.set_bucket_cors("photos", "<CORSConfiguration/>")
+    assert (await store.get_bucket("photos")) == attrs.evolve(
+        photos, cors="<CORSConfiguration/>"
+    )
+    assert await store.set_bucket_cors("photos", None)
+    assert (await store.get_bucket("photos")) == photos
+    assert not await store.set_bucket_cors("nothing", None)
+    assert await store.delete_bucket("zebra")
+    assert not await store.delete_bucket("zebra")
+    assert await store.delete_user("alice")
+    assert await store.list_buckets(None) == [BucketRecord("bobs", bob.id, 3.0)]
+
+
+#: Keys whose code point order (UTF-8's byte order) differs from most
+#: locales' and from UTF-16's: capitals first, '/' before digits, accents
+#: and symbols after ASCII, a character beyond the BMP after U+FFFD.
+KEYS = [
+    "A",
+    "a",
+    "a/",
+    "a/b",
+    "a/b/c",
+    "a/\U0010ffffx",
+    "a0",
+    "a\u00e9",
+    "b",
+    "z",
+    "\u00e9t\u00e9",
+    "\ufffd",
+    "\U0001f600",
+]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_objects_list_in_utf8_byte_order_by_prefix_and_position(
+    store: IMetadataStore,
+) -> None:
+    """Objects list in code point order (as S3: UTF-8's bytes, whatever the
+    database's locale), from a position (after it, or at it), under a
+    prefix, up to a limit; one bucket's only."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_bucket(BucketRecord("one", alice.id, 1.0))
+    await store.add_bucket(BucketRecord("two", alice.id, 1.0))
+    await store.add_file(record("f", alice.id, 1.0))
+    for key in reversed(KEYS):
+        await store.put_object(ObjectRecord("one", key, "f", {"etag": key}, 2.0))
+    await store.put_object(ObjectRecord("two", "a", "f", {}, 2.0))
+
+    async def keys(**asked: object) -> list[str]:
+        found = await store.list_objects("one", **asked)  # type: ignore[arg-type]
+        return [o.key for o in found]
+
+    assert await keys() == KEYS
+    assert sorted(KEYS, key=lambda k: k.encode("utf-8")) == KEYS
+    assert await keys(prefix="a/") == ["a/", "a/b", "a/b/c", "a/\U0010ffffx"]
+    assert await keys(prefix="a/", after="a/b") == ["a/b/c", "a/\U0010ffffx"]
+    assert await keys(prefix="a/", after="a/b", including=True) == [
+        "a/b",
+        "a/b/c",
+        "a/\U0010ffffx",
+    ]
+    assert await keys(after="a0", limit=3) == ["a\u00e9", "b", "z"]
+    assert await keys(after="\ufffd") == ["\U0001f600"]
+    assert await keys(prefix="\u00e9") == ["\u00e9t\u00e9"]
+    assert await keys(prefix="a/\U0010ffff") == ["a/\U0010ffffx"]
+    assert await keys(prefix="q") == []
+    listed = await store.list_objects("one", "a/b/", "", 10)
+    assert listed == [ObjectRecord("one", "a/b/c", "f", {"etag": "a/b/c"}, 2.0)]
+
+
+def test_the_successor_of_a_prefix_sorts_after_everything_under_it() -> None:
+    """key_successor: the first text past every text starting with a prefix."""
+    assert key_successor("a/") == "a0"
+    assert key_successor("a\U0010ffff") == "b"
+    assert key_successor("\ud7ff") == "\ue000"
+    assert key_successor("\U0010ffff") is None
+    assert key_successor("") is None
+
+
+@pytest_twisted.ensureDeferred()
+async def test_objects_are_replaced_deleted_and_go_with_their_file_or_bucket(
+    store: IMetadataStore,
+) -> None:
+    """Putting a key again replaces its object (and gives back the one it
+    replaced); an object needs a known bucket and file, goes with its file,
+    and a bucket holding one cannot be deleted."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_bucket(BucketRecord("b", alice.id, 1.0))
+    for file_id in ("f1", "f2"):
+        await store.add_file(record(file_id, alice.id, 1.0))
+    first = ObjectRecord("b", "k", "f1", {"etag": "1", "meta": {"x": "y"}}, 2.0)
+    assert await store.put_object(first) is None
+    assert await store.has_objects("b")
+    second = ObjectRecord("b", "k", "f2", {"etag": "2"}, 3.0)
+    assert await store.put_object(second) == first
+    assert await store.get_object("b", "k") == second
+    assert await store.get_object("b", "other") is None
+    with pytest.raises(Conflict):
+        await store.put_object(ObjectRecord("nothing", "k", "f1", {}, 2.0))
+    with pytest.raises(Conflict):
+        await store.put_object(ObjectRecord("b", "k2", "nofile", {}, 2.0))
+    with pytest.raises(Conflict):
+        await store.delete_bucket("b")
+    assert await store.delete_object("b", "k")
+    assert not await store.delete_object("b", "k")
+    assert not await store.has_objects("b")
+    await store.put_object(ObjectRecord("b", "k3", "f1", {}, 4.0))
+    assert await store.delete_file("f1")
+    assert await store.get_object("b", "k3") is None
+    assert await store.delete_bucket("b")
+
+
+@pytest_twisted.ensureDeferred()
+async def test_access_keys_are_listed_revoked_once_and_go_with_their_user(
+    store: IMetadataStore,
+) -> None:
+    """An access key id is taken once and needs a known user; keys list
+    oldest first, one user's or everyone's; a key is revoked once and stays
+    listed; keys go with their user."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    bob = await store.add_user("bob", "h", frozenset({"write"}), 0)
+    first = AccessKeyRecord("UPLDA", alice.id, "write", "sealed-1", 1.0)
+    second = AccessKeyRecord("UPLDB", alice.id, "read", "sealed-2", 2.0)
+    await store.add_access_key(second)
+    await store.add_access_key(first)
+    await store.add_access_key(AccessKeyRecord("UPLDC", bob.id, "read", "s", 3.0))
+    with pytest.raises(Conflict):
+        await store.add_access_key(attrs.evolve(first, user_id=bob.id))
+    with pytest.raises(Conflict):
+        await store.add_access_key(AccessKeyRecord("UPLDD", 999, "read", "s", 3.0))
+    assert await store.get_access_key("UPLDA") == first
+    assert await store.get_access_key("UPLDZ") is None
+    assert await store.access_keys_of(alice.id) == [first, second]
+    assert [k.key_id for k in await store.access_keys_of(None)] == [
+        "UPLDA",
+        "UPLDB",
+        "UPLDC",
+    ]
+    assert await store.revoke_access_key("UPLDA", 5.0)
+    assert not await store.revoke_access_key("UPLDA", 6.0)
+    assert not await store.revoke_access_key("UPLDZ", 6.0)
+    assert await store.get_access_key("UPLDA") == attrs.evolve(first, revoked_at=5.0)
+    assert await store.delete_user("alice")
+    assert [k.key_id for k in await store.access_keys_of(None)] == ["UPLDC"]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_multipart_parts_replace_by_number_and_go_with_their_upload(
+    store: IMetadataStore,
+) -> None:
+    """A part number saved again replaces the part (which is given back);
+    parts list by number; they need their upload, are deleted together,
+    and go with their upload."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    await store.add_upload(UploadRecord("mp", alice.id, "s3", None, 1.0, 99.0))
+    size = 5 * 2**30  # parts may pass 32 bits
+    second = PartRecord("mp", 2, "p2", size, "e2", 2.0)
+    first = PartRecord("mp", 1, "p1", 5, "e1", 3.0, "CRC32", "AAAAAA==")
+    assert await store.save_part(second) is None
+    assert await store.save_part(first) is None
+    assert await store.parts_of("mp") == [first, second]
+    again = PartRecord("mp", 2, "p3", 7, "e3", 4.0, "SHA256", "x")
+    assert await store.save_part(again) == second
+    assert await store.parts_of("mp") == [first, again]
+    with pytest.raises(Conflict):
+        await store.save_part(PartRecord("nothing", 1, "p", 1, "e", 1.0))
+    assert await store.delete_parts("mp") == 2
+    assert await store.parts_of("mp") == []
+    await store.save_part(first)
+    assert await store.delete_upload("mp")
+    assert await store.parts_of("mp") == []
+
+
+@pytest_twisted.ensureDeferred()
+async def test_touching_an_open_upload_moves_its_expiry_only(
+    store: IMetadataStore,
+) -> None:
+    """touch_upload changes an open upload's expiry and nothing else, and
+    leaves uploads that are not open as they are."""
+    alice = await store.add_user("alice", "h", frozenset({"write"}), 0)
+    upload = UploadRecord("u", alice.id, "s3", None, 1.0, 10.0, metadata={"a": "b"})
+    await store.add_upload(upload)
+    done = UploadRecord("done", alice.id, "s3", 1, 1.0, 10.0, "complete")
+    await store.add_upload(done)
+    assert await store.touch_upload("u", 50.0)
+    assert await store.get_upload("u") == attrs.evolve(upload, expires_at=50.0)
+    assert not await store.touch_upload("done", 50.0)
+    assert (await store.get_upload("done")).expires_at == 10.0  # type: ignore[union-attr]
+    assert not await store.touch_upload("nothing", 50.0)

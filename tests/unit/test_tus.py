@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest_twisted
 from twisted.python.failure import Failure
 
+from tests.bucketcore import written
 from tests.support import Harness, Reply, auth, harness, now
 from tests.unit.test_gate import connect, held_app
+from uploadd.auth.tokens import Principal
+from uploadd.buckets import ObjectMeta
 from uploadd.store.interface import UploadRecord
 
 TUS = {b"tus-resumable": [b"1.0.0"]}
@@ -594,6 +597,36 @@ async def test_get_lists_the_owners_unfinished_uploads_for_another_browser(
     app.clock.advance(24 * 3600 + 1)
     after = (await app.call("GET", "/uploads/", headers=auth(token))).json()
     assert [r["url"] for r in after["results"]] == [f"http://uploadd{part}"]
+
+
+@pytest_twisted.ensureDeferred()
+async def test_s3_multipart_uploads_are_listed_without_their_parts(
+    app: Harness,
+) -> None:
+    """An S3 multipart upload is one of its owner's unfinished uploads,
+    named after its key, whatever parts it has so far; the parts are not
+    listed on their own."""
+    token = app.user("alice")
+    alice = Principal(1, "alice", frozenset({"write"}))
+    await app.parts.buckets.create(alice, "photos")
+    multipart = app.parts.multipart
+    made = await multipart.create(alice, "photos", "2024/cat.jpg", ObjectMeta())
+    body = await multipart.begin_part(
+        alice, "photos", "2024/cat.jpg", made.upload_id, 1, 3
+    )
+    await body.land(alice, written(body.target, b"cat"))
+    listing = (await app.call("GET", "/uploads/", headers=auth(token))).json()
+    assert listing["count"] == 1
+    (shown,) = listing["results"]
+    assert (shown["id"], shown["protocol"], shown["name"]) == (
+        made.upload_id,
+        "s3",
+        "cat.jpg",
+    )
+    assert (shown["metadata"]["bucket"], shown["metadata"]["key"]) == (
+        "photos",
+        "2024/cat.jpg",
+    )
 
 
 @pytest_twisted.ensureDeferred()

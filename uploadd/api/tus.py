@@ -349,7 +349,8 @@ class TusAPI:
 
     @app.route("/uploads/", methods=["GET"])
     async def unfinished(self, request: IRequest) -> bytes:
-        """The caller's unfinished tus uploads, from the store every instance
+        """The caller's unfinished uploads (tus, the draft's, S3 multipart
+        uploads: not their parts), from the store every instance
         shares: another browser or machine finds the one to continue by its
         ``fingerprint`` (metadata its client chose) and goes on from
         ``offset`` at ``url``, whichever instance holds the bytes."""
@@ -358,7 +359,7 @@ class TusAPI:
         found = [
             r
             for r in await self._uploads.unfinished(owner)
-            if r.protocol in ("tus", PROTOCOL)
+            if r.protocol in ("tus", PROTOCOL, "s3")
         ]
         request.setHeader(b"cache-control", b"no-store")
         return json_body(

@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import attrs
-from zope.interface import Interface
+
+from uploadd.store.buckets import IBucketStore
 
 
 @attrs.frozen
@@ -223,8 +224,10 @@ class Conflict(Exception):
     """The record exists already; str() names it."""
 
 
-class IMetadataStore(Interface):
-    """Users and file records; every method returns an awaitable."""
+class IMetadataStore(IBucketStore):
+    """Users and file records, uploads, nodes, events and the rest (buckets
+    and what goes with them: :class:`~uploadd.store.buckets.IBucketStore`);
+    every method returns an awaitable."""
 
     def migrate() -> Awaitable[int]:
         """Bring the schema to the newest version; return that version."""
@@ -333,6 +336,11 @@ class IMetadataStore(Interface):
 
     def delete_upload(upload_id: str) -> Awaitable[bool]:
         """Forget an upload; False if there was none."""
+
+    def touch_upload(upload_id: str, expires_at: float) -> Awaitable[bool]:
+        """Move an open upload's expiry to ``expires_at`` and change nothing
+        else (an instance that does not hold its bytes may keep it alive
+        without overwriting what its holder records); False unless open."""
 
     def uploads_of(owner_id: int) -> Awaitable[list[UploadRecord]]:
         """A user's unfinished uploads, oldest first: open ones (expired or

@@ -8,6 +8,12 @@ from typing import Any
 import attrs
 from zope.interface import implementer
 
+from uploadd.store.buckets import (
+    AccessKeyRecord,
+    BucketRecord,
+    ObjectRecord,
+    PartRecord,
+)
 from uploadd.store.interface import (
     FILE_ORDERS,
     Conflict,
@@ -28,11 +34,12 @@ from uploadd.store.interface import (
     ascii_lower,
     place_output,
 )
+from uploadd.store.memory_buckets import BucketsInMemory
 
 
 @implementer(IMetadataStore)
 @attrs.define
-class MemoryStore:
+class MemoryStore(BucketsInMemory):
     users: dict[str, User] = attrs.field(factory=dict)
     files: dict[str, FileRecord] = attrs.field(factory=dict)
     uploads: dict[str, UploadRecord] = attrs.field(factory=dict)
@@ -46,6 +53,10 @@ class MemoryStore:
     shares: dict[str, Share] = attrs.field(factory=dict)
     push_subscriptions: dict[str, PushSubscription] = attrs.field(factory=dict)
     sent: dict[int, float] = attrs.field(factory=dict)
+    buckets: dict[str, BucketRecord] = attrs.field(factory=dict)
+    objects: dict[tuple[str, str], ObjectRecord] = attrs.field(factory=dict)
+    access_keys: dict[str, AccessKeyRecord] = attrs.field(factory=dict)
+    parts: dict[tuple[str, int], PartRecord] = attrs.field(factory=dict)
     _next_event: int = 0
     _next_user: int = 1
 
@@ -105,7 +116,8 @@ class MemoryStore:
         if user is None:
             return False
         for upload in [u for u in self.uploads.values() if u.owner_id == user.id]:
-            del self.uploads[upload.id]
+            await self.delete_upload(upload.id)
+        self._forget_user(user.id)
         for record in [f for f in self.files.values() if f.owner_id == user.id]:
             await self.delete_file(record.id)
         for subscription in await self.push_subscriptions_of(user.id):
@@ -228,7 +240,15 @@ class MemoryStore:
             self.uploads[record.id] = record
 
     async def delete_upload(self, upload_id: str) -> bool:
+        self._forget_upload(upload_id)
         return self.uploads.pop(upload_id, None) is not None
+
+    async def touch_upload(self, upload_id: str, expires_at: float) -> bool:
+        found = self.uploads.get(upload_id)
+        if found is None or found.state != "open":
+            return False
+        self.uploads[upload_id] = attrs.evolve(found, expires_at=expires_at)
+        return True
 
     async def uploads_of(self, owner_id: int) -> list[UploadRecord]:
         found = [
@@ -419,6 +439,7 @@ class MemoryStore:
         if self.files.pop(file_id, None) is None:
             return False
         self._append(events)
+        self._forget_file(file_id)
         for share in await self.shares_of(file_id):
             del self.shares[share.id]
         for key in [k for k in self.replicas if k[0] == file_id]:

@@ -18,7 +18,7 @@ ends (stored, partial, expired or terminated), whatever requests carried it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeAlias
 
@@ -75,6 +75,12 @@ class Resumable:
     parts: PartSource | None = None
     writers: Writers = attrs.field(factory=Writers)
     metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
+    #: Heard when an upload ends without becoming a file (terminated or
+    #: expired), after its bytes and record went: what a protocol made
+    #: alongside it goes too (an S3 multipart upload's parts).
+    on_ended: list[Callable[[UploadRecord], Awaitable[object]]] = attrs.field(
+        factory=list, kw_only=True
+    )
     _hashes: dict[str, Hashes] = attrs.field(factory=dict)
     _record_locks: dict[str, DeferredLock] = attrs.field(factory=dict)
     # Open uploads as last stored: only the instance holding an upload's
@@ -144,6 +150,13 @@ class Resumable:
         """When an upload touched now expires."""
         return self._clock.seconds() + self.expire_after
 
+    async def touch(self, record: UploadRecord) -> bool:
+        """Keep an open upload alive from now, from any instance: its expiry
+        alone changes in the store (the holder's other fields stay as it
+        wrote them); False once it is not open."""
+        self._records.pop(record.id, None)
+        return await self._store.touch_upload(record.id, self.expiry())
+
     async def create(
         self,
         owner: Principal,
@@ -153,10 +166,16 @@ class Resumable:
         concat: str | None = None,
         parts: tuple[str, ...] = (),
         base: int = 0,
+        own: Mapping[str, str] | None = None,
     ) -> UploadRecord:
+        """A new open upload with the client's ``metadata`` and the
+        server's ``own`` (keys starting with :data:`rules.RESERVED`)."""
         rules.check_metadata(metadata)
         if "renditions" in metadata:
             parse_requested(metadata["renditions"])  # refused now, not at the end
+        if own and any(not key.startswith(rules.RESERVED) for key in own):
+            raise ValueError(f"the server's own keys start with {rules.RESERVED!r}")
+        metadata = {**metadata, **(own or {})}
         upload_id = uuid.uuid4().hex
         await self._run(self._blobs.create_upload, upload_id)
         record = UploadRecord(
@@ -219,10 +238,16 @@ class Resumable:
         """``owner``'s uploads still to finish, oldest first, whichever
         instance holds their bytes (the store is shared): open ones not
         past their expiry, and complete partial ones no final upload has
-        joined yet."""
+        joined yet (but not those made as parts of another upload: that
+        one is listed)."""
         now = self._clock.seconds()
         found = await self._store.uploads_of(owner.user_id)
-        return [record for record in found if not rules.has_expired(record, now)]
+        return [
+            record
+            for record in found
+            if not rules.has_expired(record, now)
+            and rules.PART_OF not in record.metadata
+        ]
 
     async def terminate(
         self, record: UploadRecord, outcome: str = "terminated"
@@ -237,6 +262,16 @@ class Resumable:
         self._hashes.pop(record.id, None)
         self.metrics.upload_ended(record.protocol, outcome)
         log.info("upload {upload_id} terminated", upload_id=record.id)
+        await self._ended(record)
+
+    async def _ended(self, record: UploadRecord) -> None:
+        for hook in self.on_ended:
+            try:
+                await hook(record)
+            except Exception:
+                log.failure(
+                    "cleaning up after upload {upload_id} failed", upload_id=record.id
+                )
 
     async def delete(self, owner: Principal, upload_id: str) -> None:
         """The client ends its upload: not while a body is appending (Busy)."""
@@ -293,6 +328,7 @@ class Resumable:
             self._hashes.pop(record.id, None)
             self.metrics.upload_ended(record.protocol, "expired")
             log.info("upload {upload_id} expired", upload_id=record.id)
+            await self._ended(record)
         return len(expired)
 
     # -- spans arrived -----------------------------------------------------
@@ -394,15 +430,22 @@ class Resumable:
         part_ids: Sequence[str],
         metadata: dict[str, str],
         whole: ReprCheck | None = None,
+        into: UploadRecord | None = None,
     ) -> Finished:
         """A final upload from complete partial ones, copied in the kernel;
         parts whose bytes other instances hold are brought here first (a
         load balancer sends each part's creation anywhere), and dropped
         there once joined. A file that is not the one ``whole`` vouches
-        for is ChecksumMismatch: the final upload goes, its parts stay."""
+        for is ChecksumMismatch: the final upload goes, its parts stay.
+
+        ``into`` is a final upload opened before its parts were known (an
+        S3 multipart upload, whose parts name it, :data:`rules.PART_OF`):
+        the parts become its file, with ``metadata`` added to its own; if
+        that fails it stays open and empty for another try."""
+        part_of = into.id if into is not None else None
         parts = [await self.load(owner, part, anywhere=True) for part in part_ids]
         for part in parts:
-            rules.check_part(part)
+            rules.check_part(part, part_of)
         elsewhere = [part for part in parts if not self.holds(part)]
         if elsewhere and self.parts is None:
             raise Elsewhere(elsewhere[0].holder)
@@ -411,25 +454,25 @@ class Resumable:
                 assert self.parts is not None
                 await self.parts.pull(part, self._blobs.upload_path(part.id))
             length = sum(part.length or part.received for part in parts)
-            record = await self.create(
-                owner,
-                "tus",
-                length,
-                metadata,
-                concat=rules.FINAL,
-                parts=tuple(part_ids),
-            )
-            sources = [self._blobs.upload_path(part.id) for part in parts]
-            await self._run(concatenate, sources, self._blobs.upload_path(record.id))
-            self._hashes.pop(record.id, None)
-            digest = await self.digest(record, length)
-            if whole is not None:
-                try:
-                    await self.verify_whole(record, digest, whole)
-                except ChecksumMismatch:
+            if into is None:
+                record = await self.create(
+                    owner,
+                    "tus",
+                    length,
+                    metadata,
+                    concat=rules.FINAL,
+                    parts=tuple(part_ids),
+                )
+            else:
+                record = await self._reopen(into, length, metadata, part_ids)
+            try:
+                record, stored = await self._join(owner, record, parts, whole)
+            except BaseException as failure:
+                if into is not None:
+                    await self._empty(attrs.evolve(into, holder=record.holder))
+                elif isinstance(failure, ChecksumMismatch):
                     await self.terminate(record, "failed")
-                    raise
-            record, stored = await self.finish(owner, record, digest)
+                raise
             # Joined: no longer an unfinished upload, and its bytes may go.
             for part in parts:
                 await self.save(attrs.evolve(part, file_id=record.file_id))
@@ -443,3 +486,55 @@ class Resumable:
             else:
                 await self._run(self._blobs.remove_upload, part.id)
         return record, stored
+
+    async def _reopen(
+        self,
+        into: UploadRecord,
+        length: int,
+        metadata: dict[str, str],
+        part_ids: Sequence[str],
+    ) -> UploadRecord:
+        """``into`` about to take ``length`` bytes of its parts, here: its
+        data file is made on this instance if another one opened it (it
+        holds no bytes until now)."""
+        holder = into.holder
+        if not self.holds(into):
+            await self._run(_create_anew, self._blobs.upload_path(into.id))
+            holder = self.instance
+        record = attrs.evolve(
+            into,
+            length=length,
+            metadata={**into.metadata, **metadata},
+            parts=tuple(part_ids),
+            holder=holder,
+        )
+        await self.save(record)
+        return record
+
+    async def _empty(self, into: UploadRecord) -> None:
+        """A join into ``into`` failed: it goes back to open and empty."""
+        await self._run(_create_anew, self._blobs.upload_path(into.id))
+        self._hashes.pop(into.id, None)
+        await self.save(into)
+
+    async def _join(
+        self,
+        owner: Principal,
+        record: UploadRecord,
+        parts: Sequence[UploadRecord],
+        whole: ReprCheck | None,
+    ) -> Finished:
+        """Concatenate ``parts`` into ``record``'s data file and finish it."""
+        length = record.length or 0
+        sources = [self._blobs.upload_path(part.id) for part in parts]
+        await self._run(concatenate, sources, self._blobs.upload_path(record.id))
+        self._hashes.pop(record.id, None)
+        digest = await self.digest(record, length)
+        if whole is not None:
+            await self.verify_whole(record, digest, whole)
+        return await self.finish(owner, record, digest)
+
+
+def _create_anew(path: Path) -> None:
+    """An empty data file at ``path`` (emptied if one is there)."""
+    path.open("wb").close()

@@ -60,6 +60,10 @@ def keeps_bytes(record: UploadRecord) -> bool:
 #: Metadata keys starting so are the server's own (a digest kept for the
 #: end, say): a client may not set them, and nobody is shown them.
 RESERVED = "_"
+#: The server's metadata key naming the upload a partial upload is a part
+#: of, when it was made for one (an S3 multipart upload's part): only that
+#: upload joins it, and it is not listed on its own.
+PART_OF = "_part_of"
 
 
 def check_metadata(metadata: dict[str, str]) -> None:
@@ -235,10 +239,11 @@ def check_span(ask: SpanAsk) -> None:
 
 
 def admit_span(record: UploadRecord, ask: SpanAsk) -> None:
-    """A span may land on ``record``: it is open, the span states the
-    upload's length and lies inside it."""
+    """A span may land on ``record``: it is open and takes bytes (not a
+    final upload), the span states the upload's length and lies inside it."""
     if record.state != OPEN:
         raise Conflict(f"upload {record.id} is already complete")
+    check_appendable(record)
     if ask.total != record.length:
         raise Invalid(
             f"{ask.named} total {ask.total} is not the upload's length {record.length}"
@@ -257,9 +262,12 @@ def check_span_filled(ask: SpanAsk, size: int) -> None:
 # -- concatenation ---------------------------------------------------------------
 
 
-def check_part(record: UploadRecord) -> None:
-    """Only complete partial uploads join a final one."""
+def check_part(record: UploadRecord, of: str | None = None) -> None:
+    """Only complete partial uploads join a final one: one made as a part
+    of an upload (:data:`PART_OF`) only that upload, ``of``."""
     if record.concat != PARTIAL:
         raise Invalid(f"upload {record.id} is not a partial upload")
+    if record.metadata.get(PART_OF) != of:
+        raise Invalid(f"upload {record.id} is a part of another upload")
     if record.state != COMPLETE:
         raise Conflict(f"partial upload {record.id} is not complete yet")

@@ -13,6 +13,7 @@ from zope.interface import implementer
 
 from uploadd.store.interface import IMetadataStore
 from uploadd.store.postgres.base import PostgresBase, migrations
+from uploadd.store.sql.buckets import Buckets
 from uploadd.store.sql.cluster import Cluster
 from uploadd.store.sql.events import EventsAndWebhooks
 from uploadd.store.sql.people import UsersAndFiles
@@ -33,6 +34,7 @@ class PostgresStore(
     Renditions,
     Shares,
     PushSubscriptions,
+    Buckets,
     PostgresBase,
 ):
     """IMetadataStore on one PostgreSQL database."""

@@ -58,6 +58,17 @@ class Uploads(SQLBase):
         deleted: bool = await self._write(run)
         return deleted
 
+    async def touch_upload(self, upload_id: str, expires_at: float) -> bool:
+        def run(cursor: Cursor) -> bool:
+            cursor.execute(
+                "UPDATE uploads SET expires_at = ? WHERE id = ? AND state = 'open'",
+                (expires_at, upload_id),
+            )
+            return cursor.rowcount > 0
+
+        touched: bool = await self._write(run)
+        return touched
+
     async def uploads_of(self, owner_id: int) -> list[UploadRecord]:
         rows = await self._query(
             f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE owner_id = ? AND"

@@ -4,7 +4,8 @@ One connection (SQLite allows one writer) in a pool thread, so no query ever
 runs on the reactor thread. Migrations are the numbered ``migrations/*.sql``
 files; ``PRAGMA user_version`` records how far a database has come. The store
 is assembled from the dialect-neutral parts in ``uploadd.store.sql``, one per
-area (people, uploads, cluster, events, renditions, shares, push).
+area (people, uploads, cluster, events, renditions, shares, push,
+buckets).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from zope.interface import implementer
 
 from uploadd.store.interface import IMetadataStore
+from uploadd.store.sql.buckets import Buckets
 from uploadd.store.sql.cluster import Cluster
 from uploadd.store.sql.events import EventsAndWebhooks
 from uploadd.store.sql.people import UsersAndFiles
@@ -33,6 +35,7 @@ class SQLiteStore(
     Renditions,
     Shares,
     PushSubscriptions,
+    Buckets,
     SQLiteBase,
 ):
     """IMetadataStore on one SQLite file."""
