@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.logger import Logger
@@ -50,6 +50,10 @@ class Problem(Exception):
     cause; ``type`` is the URI of a problem type (RFC 9457 section 3.1.1)
     whose extension members ``extra`` carries, or ``about:blank`` (the
     status says it all; the title is then the status phrase)."""
+
+    #: The media type of :meth:`body` (a protocol with its own error
+    #: documents, such as S3's XML, overrides both).
+    media_type: ClassVar[str] = PROBLEM_TYPE
 
     status: int
     detail: str
@@ -99,7 +103,7 @@ def too_large(limit: int, what: str = "upload") -> Problem:
 def apply(request: IRequest, problem: Problem) -> bytes:
     """Set status and headers of ``request`` for ``problem``; return the body."""
     request.setResponseCode(problem.status)
-    request.setHeader(b"content-type", PROBLEM_TYPE.encode("ascii"))
+    request.setHeader(b"content-type", problem.media_type.encode("ascii"))
     for name, value in problem.headers.items():
         request.setHeader(name.encode("ascii"), value.encode("latin-1"))
     body = problem.body()

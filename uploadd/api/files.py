@@ -25,7 +25,7 @@ from noded.download import BlobResource
 from noded.threads import Runner
 from uploadd.api import digests, problems
 from uploadd.api.access import owned, principal_of, query_value
-from uploadd.api.gate import Admission, BodyPlan, IngestGate, upload_of
+from uploadd.api.gate import Admission, BodyPlan, DecodedBody, IngestGate, upload_of
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
 from uploadd.api.renditions import renditions_summary
 from uploadd.api.rufh import DraftUploads, interop_of, speaks
@@ -183,7 +183,8 @@ class FilesAPI:
         filename: str | None,
         content_type: str | None,
         parent: str | None,
-        completed: tuple[BodyPlan, UploadSink | MultipartSink, Any] | None = None,
+        completed: tuple[BodyPlan, UploadSink | MultipartSink | DecodedBody, Any]
+        | None = None,
     ) -> bytes:
         """Store the body as a file (``completed``: the body, awaited already)."""
         upload = upload_of(request)

@@ -39,6 +39,7 @@ from uploadd.ingest.progress import Progress, ProgressBoard, check_key
 from uploadd.ingest.sink import (
     BlobFile,
     Checkpoints,
+    Digest,
     FlowControl,
     FlowLimits,
     SinkState,
@@ -49,6 +50,9 @@ from uploadd.metrics import Metrics
 from uploadd.uploads.appends import Append
 
 log = Logger()
+
+#: Who a body of a ``SIGNED`` family is for until its plan says.
+UNSIGNED = Principal(0, "", frozenset())
 
 #: Upload protocols (``UPLOAD_ROUTES`` values) whose one request is the
 #: whole upload.
@@ -117,6 +121,7 @@ class Admission:
     max_upload_size: int
     #: Scheme and authority the client addressed (``http://host:port``).
     origin: str = ""
+    method: bytes = b""
 
 
 @attrs.frozen
@@ -138,6 +143,13 @@ class BodyPlan:
     on_aborted: Callable[[int], object] = lambda n: None
     on_checkpoint: Callable[[int], Deferred[None]] | None = None
     on_attached: Callable[[Attached], None] | None = None
+    #: Who the body is for, when the family's own credentials said so
+    #: (a ``SIGNED`` family's plan).
+    principal: Principal | None = None
+    #: What the raw body goes through before the sink (a transfer coding
+    #: of the family's own, such as S3's aws-chunked): given the sink and
+    #: the request's refusal, the content object Twisted writes to.
+    wrap: Callable[[UploadSink, Callable[[Any], None]], DecodedBody] | None = None
     #: How the family words a refusal of the streaming body (over a limit,
     #: the disk failed); None: the core's error as it is.
     problem_of: Callable[[UploaddError], Problem | UploaddError] | None = None
@@ -175,6 +187,26 @@ class Attached:
         return self._request.notifyFinish()
 
 
+class DecodedBody(Protocol):
+    """A body decoded on its way into an :class:`UploadSink`."""
+
+    received: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def complete(self) -> Deferred[Digest]: ...
+
+    def abort(self) -> None: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+
+    def read(self, size: int = -1) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
 class StreamingFamily(Protocol):
     """A resource family with routes that take a streamed body."""
 
@@ -196,7 +228,7 @@ class Upload:
     request_line: tuple[bytes, bytes] = (b"", b"")
     plan: BodyPlan | None = None
     sink: UploadSink | None = None
-    body: UploadSink | MultipartSink | ForwardedBody | None = None
+    body: UploadSink | MultipartSink | DecodedBody | ForwardedBody | None = None
     progress: Progress | None = None
     #: The request as it goes on to the instance holding the upload.
     forwarded: Deferred[Relayed] | None = None
@@ -206,11 +238,13 @@ class Upload:
     took: float | None = None
     ended: bool = False
 
-    async def complete(self) -> tuple[BodyPlan, UploadSink | MultipartSink, Any]:
+    async def complete(
+        self,
+    ) -> tuple[BodyPlan, UploadSink | MultipartSink | DecodedBody, Any]:
         """Wait for the plan and the whole body; (plan, body, digest)."""
         plan = await self.ready
         body = self.body
-        assert isinstance(body, UploadSink | MultipartSink)
+        assert body is not None and not isinstance(body, ForwardedBody)
         return plan, body, await body.complete()
 
 
@@ -342,10 +376,15 @@ class IngestGate:
             request.content = CappedBuffer(cap, request.reject)
             return
 
-        action = getattr(found.family, "UPLOAD_ACTION", Action.CREATE)
-        principal = require(
-            authenticate(self._tokens, request.requestHeaders, target), action
-        )
+        if getattr(found.family, "SIGNED", False):
+            # The family checks its requests' own credentials (S3's
+            # signatures) when it plans the body, and names the principal.
+            principal = UNSIGNED
+        else:
+            action = getattr(found.family, "UPLOAD_ACTION", Action.CREATE)
+            principal = require(
+                authenticate(self._tokens, request.requestHeaders, target), action
+            )
         limit = self.limits.max_upload_size
         if length is not None and length > limit:
             raise too_large(limit)
@@ -366,6 +405,7 @@ class IngestGate:
             length,
             limit,
             base_url(cast(IRequest, request), ""),
+            method,
         )
         planning = Deferred.fromCoroutine(found.family.plan_body(admission))
         upload = Upload(principal, self._clock.seconds(), length, Deferred(), kind)
@@ -467,10 +507,14 @@ class IngestGate:
                 else None
             ),
         )
-        body: UploadSink | MultipartSink = sink
-        if plan.boundary is not None:
+        body: UploadSink | MultipartSink | DecodedBody = sink
+        if plan.wrap is not None:
+            body = plan.wrap(sink, request.reject)
+        elif plan.boundary is not None:
             body = MultipartSink(sink, plan.boundary, on_reject=request.reject)
         upload.sink, upload.body = sink, body
+        if plan.principal is not None:
+            upload.principal = plan.principal
         request.content = body
         if plan.on_attached is not None:
             plan.on_attached(Attached(request, sink))
