@@ -1,8 +1,9 @@
-"""RFC 9651 Structured Field Dictionaries, parsed: what the digest fields
+"""RFC 9651 Structured Fields, parsed: Dictionaries, what the digest fields
 (RFC 9530 ``Content-Digest``, ``Repr-Digest`` and their ``Want-`` forms)
-are written in.
+are written in, and Items, what the resumable-upload fields
+(``Upload-Offset``, ``Upload-Complete``, ...) are.
 
-Only parsing, only Dictionaries (with every kind of member value, so that a
+Only parsing, only Dictionaries and Items (with every kind of value, so that a
 member this code does not care about still parses or fails as the RFC
 says); a value that breaks the syntax raises :class:`Malformed`, and the
 caller decides whether that ignores the field or refuses the message
@@ -70,6 +71,19 @@ def parse_dictionary(lines: Iterable[bytes | str]) -> dict[str, Member]:
         line.decode("latin-1") if isinstance(line, bytes) else line for line in lines
     )
     return _Parser(text.strip(" ")).dictionary()
+
+
+def parse_item(lines: Iterable[bytes | str]) -> Item:
+    """The Item the field lines of one field make; Malformed if they make
+    none (two lines make a list, which is no Item)."""
+    text = ",".join(
+        line.decode("latin-1") if isinstance(line, bytes) else line for line in lines
+    )
+    parser = _Parser(text.strip(" "))
+    item = parser.item()
+    if parser.peek():
+        parser.fail("an Item ends here")
+    return item
 
 
 @attrs.define

@@ -155,3 +155,14 @@ def test_a_newer_writer_ends_the_older_and_waits_for_its_release() -> None:
     assert isinstance(third.result, Writer) and third.result is not newer
     third.result.release()
     writers.claim("u").release()
+
+
+def test_an_item_sent_on_two_lines_is_a_list_and_ignored() -> None:
+    """Two field lines make a list, not an Item; a quoted parameter with a
+    ';' in it is still one parameter."""
+    twice = Headers({b"upload-offset": [b"5;a=1", b"9"]})
+    assert fields.integer(twice, "Upload-Offset") is None
+    both = Headers({b"upload-complete": [b"?1;a=1", b"?0"]})
+    assert fields.boolean(both, "Upload-Complete") is None
+    quoted = Headers({b"upload-complete": [b'?1;a="x;y"']})
+    assert fields.boolean(quoted, "Upload-Complete") is True
