@@ -358,28 +358,37 @@ def test_progress_104s_carry_the_durable_offset_while_the_body_streams(
     assert final.final.header("upload-offset") == str(len(block) * blocks)
 
 
+def stale_append(
+    daemon: Daemon, version: int, sent: bytes, declared: int
+) -> tuple[str, Client, Client]:
+    """A new upload with a PATCH into it that declared ``declared`` bytes,
+    sent ``sent`` and stalled (its client gave up on it): the upload's
+    path, the stale PATCH's client and a fresh one."""
+    client = Client(daemon, version)
+    created = client.call("POST", "/uploads/", Upload_Complete="?0")
+    path = path_of(created.final.headers["location"])
+    client.close()
+    stale = Client(daemon, version)
+    stale.send_head(
+        "PATCH",
+        path,
+        Upload_Offset="0",
+        Upload_Complete="?1",
+        Content_Type="application/partial-upload",
+        Content_Length=str(declared),
+    )
+    stale.sock.sendall(sent)
+    time.sleep(0.5)
+    return path, stale, Client(daemon, version)
+
+
 def test_a_newer_request_ends_the_one_still_streaming(daemon: Daemon) -> None:
     """A client that believes its PATCH dead asks HEAD on a new connection:
     the old PATCH is cut, what it carried counted, and the offset HEAD
     gives is accepted by the next PATCH; no slot is left behind."""
     data = bytes(range(256)) * 4096  # 1 MiB
-    client = Client(daemon, 8)
-    created = client.call("POST", "/uploads/", Upload_Complete="?0")
-    path = path_of(created.final.headers["location"])
-    client.close()
-    stale = Client(daemon, 8)
-    fresh = Client(daemon, 8)
+    path, stale, fresh = stale_append(daemon, 8, data[:300000], len(data))
     try:
-        stale.send_head(
-            "PATCH",
-            path,
-            Upload_Offset="0",
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-            Content_Length=str(len(data)),
-        )
-        stale.sock.sendall(data[:300000])
-        time.sleep(0.5)
         retrieved = fresh.call("HEAD", path)
         assert retrieved.final.status == 204
         offset = int(retrieved.final.headers["upload-offset"])
@@ -409,23 +418,8 @@ def test_a_newer_append_takes_over_from_a_stale_one(daemon: Daemon) -> None:
     the second is judged against the offset the first reached (409 with
     that offset if it named another), and resuming from it works."""
     data = b"\x11" * (512 << 10)
-    client = Client(daemon, 7)
-    created = client.call("POST", "/uploads/", Upload_Complete="?0")
-    path = path_of(created.final.headers["location"])
-    client.close()
-    stale = Client(daemon, 7)
-    fresh = Client(daemon, 7)
+    path, stale, fresh = stale_append(daemon, 7, data[:200000], len(data))
     try:
-        stale.send_head(
-            "PATCH",
-            path,
-            Upload_Offset="0",
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-            Content_Length=str(len(data)),
-        )
-        stale.sock.sendall(data[:200000])
-        time.sleep(0.5)
         # Offset 0 is no longer the upload's: the stale PATCH's bytes count.
         conflict = fresh.call(
             "PATCH",
@@ -447,23 +441,8 @@ def test_a_newer_append_takes_over_from_a_stale_one(daemon: Daemon) -> None:
 def test_cancellation_ends_a_streaming_body_and_the_upload(daemon: Daemon) -> None:
     """DELETE while a body streams: the body is cut, 204, then the upload
     is gone (404) and its bytes with it."""
-    client = Client(daemon, 8)
-    created = client.call("POST", "/uploads/", Upload_Complete="?0")
-    path = path_of(created.final.headers["location"])
-    client.close()
-    stale = Client(daemon, 8)
-    fresh = Client(daemon, 8)
+    path, stale, fresh = stale_append(daemon, 8, b"x" * 100000, 1000000)
     try:
-        stale.send_head(
-            "PATCH",
-            path,
-            Upload_Offset="0",
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-            Content_Length="1000000",
-        )
-        stale.sock.sendall(b"x" * 100000)
-        time.sleep(0.3)
         assert fresh.call("DELETE", path).final.status == 204
         assert fresh.call("HEAD", path).final.status == 404
     finally:

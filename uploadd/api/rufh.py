@@ -23,9 +23,10 @@ the draft's fields, or about an upload the draft created, is the draft's.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -336,13 +337,20 @@ class DraftUploads:
         """The plan of a creation (``POST /uploads/``, or a ``PUT`` of a file
         called ``name``) or an append."""
         interop = interop_of(admission.headers)
-        try:
+        with self._worded(interop):
             if admission.endpoint != "patch":
                 return await self._plan_create(admission, interop, name)
             return await self._plan_append(admission, interop)
+
+    @contextlib.contextmanager
+    def _worded(self, interop: Interop | None) -> Iterator[None]:
+        """Refusals raised inside become the draft's documents (one held
+        elsewhere goes on to its holder as it is)."""
+        try:
+            yield
+        except errors.Elsewhere:
+            raise
         except (errors.UploaddError, Problem) as refused:
-            if isinstance(refused, errors.Elsewhere):
-                raise
             raise self.problem(refused, interop) from None
 
     def _location(self, admission: Admission, upload_id: str) -> str:
@@ -603,11 +611,9 @@ class DraftUploads:
                 ),
                 body.interop,
             )
-        try:
+        with self._worded(body.interop):
             landing = body.append.land(upload.principal, digest)
             record, stored = await shield(Deferred.fromCoroutine(landing))
-        except errors.UploaddError as failed:
-            raise self.problem(failed, body.interop) from None
         self._gate.stored(upload, stored.id if stored else None)
         if record.state != rules.OPEN:
             return await self._final(request, record, stored, body.interop)
@@ -681,21 +687,12 @@ class DraftUploads:
         """Offset retrieval (HEAD, or GET with no content)."""
         headers = request.requestHeaders
         interop = interop_of(headers)
-        owner, record = await self._identified(
-            headers,
-            lambda: principal_of(self._tokens, request, Action.CREATE),
-            upload_id,
-        )
-        try:
-            if interop is None:
-                raise unspoken(headers)
-            self._check_no_state(headers, interop)
-            await self._uploads.writers.quiet(record.id)
+        with self._worded(interop):
+            owner, record = await self._settled(
+                request, upload_id, interop, spoken_only=True
+            )
             record = await self._uploads.load(owner, upload_id)
-        except (errors.UploaddError, Problem) as refused:
-            if isinstance(refused, errors.Elsewhere):
-                raise
-            raise self.problem(refused, interop) from None
+        assert interop is not None  # refused above when not spoken
         complete = record.state != rules.OPEN and record.concat != rules.PARTIAL
         for name, value in self._state(interop, complete, record):
             request.setHeader(name.encode("ascii"), value.encode("latin-1"))
@@ -709,23 +706,34 @@ class DraftUploads:
 
     async def cancel(self, request: IRequest, upload_id: str) -> bytes:
         """Cancellation: a body still streaming in is ended first."""
+        interop = interop_of(request.requestHeaders)
+        with self._worded(interop):
+            owner, _ = await self._settled(request, upload_id, interop)
+            await self._uploads.delete(owner, upload_id)
+        return empty(request, 204)
+
+    async def _settled(
+        self,
+        request: IRequest,
+        upload_id: str,
+        interop: Interop | None,
+        spoken_only: bool = False,
+    ) -> tuple[Principal, UploadRecord]:
+        """The caller and the upload a retrieval or cancellation names, once
+        any body still streaming into it has ended and been recorded (a
+        version not spoken is refused first, if ``spoken_only``)."""
         headers = request.requestHeaders
-        interop = interop_of(headers)
         owner, record = await self._identified(
             headers,
             lambda: principal_of(self._tokens, request, Action.CREATE),
             upload_id,
         )
-        try:
-            if interop is not None:
-                self._check_no_state(headers, interop)
-            await self._uploads.writers.quiet(record.id)
-            await self._uploads.delete(owner, upload_id)
-        except (errors.UploaddError, Problem) as refused:
-            if isinstance(refused, errors.Elsewhere):
-                raise
-            raise self.problem(refused, interop) from None
-        return empty(request, 204)
+        if interop is None and spoken_only:
+            raise unspoken(headers)
+        if interop is not None:
+            self._check_no_state(headers, interop)
+        await self._uploads.writers.quiet(record.id)
+        return owner, record
 
     def options(self, request: IRequest) -> None:
         """What OPTIONS adds for the draft: the limits of a new upload."""
