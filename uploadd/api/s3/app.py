@@ -246,6 +246,9 @@ class S3API:
     @app.route(_BUCKET, methods=["GET"])
     @app.route(_BUCKET_SLASH, methods=["GET"], endpoint="get_bucket_slash")
     async def get_bucket(self, request: IRequest, bucket: str) -> bytes:
+        if request.method == b"HEAD":
+            # werkzeug lets a GET route take HEAD too.
+            return await self.head_bucket(request, bucket)
         await self._enter(request, bucket)
         principal, _ = await self._caller(request)
         query = args_of(request)
