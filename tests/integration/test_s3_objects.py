@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -19,6 +20,9 @@ from typing import Any
 
 import pytest
 from botocore import UNSIGNED
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.integration.s3daemon import (
@@ -459,3 +463,36 @@ def test_a_refused_body_reads_as_an_s3_error_document(
     request_id = caught.value.headers["x-amz-request-id"]
     assert f"<RequestId>{request_id}</RequestId>".encode() in body
     assert f"<Resource>/{bucket}/raw.bin</Resource>".encode() in body
+
+
+def test_a_body_streaming_in_counts_in_the_main_apis_health(
+    s3: S3Daemon, alice: Key, bucket: str
+) -> None:
+    """A signed PutObject whose body is still arriving is an upload in
+    flight in GET /health of the main API; once its client leaves, it is
+    not, and nothing of it is stored."""
+    url = f"{s3.endpoint}/{bucket}/slow.bin"
+    length = 10 * 1024 * 1024
+    request = AWSRequest(
+        "PUT",
+        url,
+        headers={
+            "Host": f"127.0.0.1:{s3.port}",
+            "Content-Length": str(length),
+            "x-amz-content-sha256": "UNSIGNED-PAYLOAD",
+        },
+    )
+    S3SigV4Auth(Credentials(alice.key_id, alice.secret), "s3", "us-east-1").add_auth(
+        request
+    )
+    head = f"PUT /{bucket}/slow.bin HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in request.headers.items()
+    )
+    with socket.create_connection(("127.0.0.1", s3.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n" + b"x" * 65536)
+        deadline = time.monotonic() + 10
+        while s3.in_flight() != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s3.in_flight() == 1
+    s3.settle()
+    assert s3.files("slow.bin") == []
