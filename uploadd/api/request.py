@@ -70,8 +70,9 @@ class _Drain(StreamedContent):
             self._on_full()
 
 
-def plain_problem(error: Problem | UploaddError) -> Problem:
-    """A refusal as the main API words it: problem+json."""
+def plain_problem(error: Problem | UploaddError, target: bytes = b"") -> Problem:
+    """A refusal (of the request for ``target``) as the main API words it:
+    problem+json."""
     return error if isinstance(error, Problem) else problems.problem_of(error)
 
 
@@ -242,7 +243,10 @@ class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
 
     def reject(self, error: Problem | UploaddError) -> None:
         """Answer ``error`` now and stop taking this request's body."""
-        problem = self.word(error)
+        # Before the body has all arrived, the target is still the channel's.
+        pending = self.channel is not None and hasattr(self.channel, "_path")
+        target = pending_request_line(self.channel)[1] if pending else self.uri
+        problem = self.word(error, target)
         self._refuse(
             lambda: problems.apply(self, problem), f"{problem.status} {problem.detail}"
         )
@@ -320,7 +324,7 @@ def request_factory(
     clock: IReactorTime,
     cors: Cors,
     drain: Drain,
-    word: Callable[[Problem | UploaddError], Problem] = plain_problem,
+    word: Callable[[Problem | UploaddError, bytes], Problem] = plain_problem,
 ) -> type[StreamingRequest]:
     """A StreamingRequest class bound to ``gate``, for ``Site.requestFactory``;
     ``word`` says how its refusals are answered."""

@@ -184,7 +184,7 @@ def problem_error(problem: Problem) -> S3Error:
     """The S3 error for a problem of the main API's kind."""
     code = _BY_STATUS.get(problem.status, "InternalError")
     status = None if code != "InternalError" else max(problem.status, 500)
-    return S3Error(code, problem.detail, status)
+    return S3Error(code, problem.detail[:1].upper() + problem.detail[1:], status)
 
 
 def s3_problem(
@@ -222,10 +222,11 @@ def s3_problem(
     return S3Problem.of(found, resource, rid, headers)
 
 
-def word(error: Problem | errors.UploaddError) -> Problem:
-    """A refusal of the S3 listener's ingest gate (before a handler runs),
-    as S3 words it: ``StreamingRequest.word`` of its request factory."""
-    return s3_problem(error)
+def word(error: Problem | errors.UploaddError, target: bytes = b"") -> Problem:
+    """A refusal of the S3 listener's ingest gate (before a handler runs)
+    of the request for ``target``, as S3 words it: ``StreamingRequest.word``
+    of its request factory."""
+    return s3_problem(error, decode_path(target) if target else "")
 
 
 def resource_of(request: IRequest) -> str:
