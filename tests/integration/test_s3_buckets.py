@@ -29,6 +29,9 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Daemon]:
     yield from running(
         tmp_path_factory.mktemp("s3buckets") / "uploadd",
         f"--s3-cors-origins={CONFIGURED}",
+        # Listings are what is tested here, not durability: the few hundred
+        # keys are stored without an fsync each.
+        "--storage-fsync=false",
     )
 
 

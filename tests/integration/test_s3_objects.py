@@ -496,3 +496,19 @@ def test_a_body_streaming_in_counts_in_the_main_apis_health(
         assert s3.in_flight() == 1
     s3.settle()
     assert s3.files("slow.bin") == []
+
+
+def test_keys_of_any_shape_round_trip(s3: S3Daemon, client: Any, bucket: str) -> None:
+    """Keys with runs of slashes, a trailing slash, a query's characters or
+    letters beyond ASCII name their objects exactly, empty ones included."""
+    keys = ["a//b", "dir/", "q?x=1#frag", "ünï/çødé.txt", "sp ace/+plus"]
+    for key in keys:
+        data = key.encode() * 3
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+        assert body_of(client, bucket, key) == data
+    client.put_object(Bucket=bucket, Key="empty", Body=b"")
+    assert client.head_object(Bucket=bucket, Key="empty")["ContentLength"] == 0
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["Key"] for o in listed] == sorted([*keys, "empty"])
+    client.delete_object(Bucket=bucket, Key="a//b")
+    assert error_code(refused(client.head_object, Bucket=bucket, Key="a//b")) == ("404")

@@ -14,6 +14,7 @@ body has arrived; a body that fails is removed.
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +29,6 @@ from uploadd.api.s3.body import ChunkedSink
 from uploadd.api.s3.checksums import BodyChecks, header_of
 from uploadd.api.s3.errors import S3Error
 from uploadd.api.s3.faults import s3_problem
-from uploadd.api.s3.serving import checksum_value
 from uploadd.api.s3.sigv4 import Verified
 from uploadd.api.s3.xml import MAX_DOCUMENT
 from uploadd.auth.tokens import Principal
@@ -159,6 +159,11 @@ def decoder(verified: Verified) -> Any:
         )
 
     return wrap
+
+
+def checksum_value(digest: bytes) -> str:
+    """A checksum as S3 writes it in a header: base64."""
+    return base64.b64encode(digest).decode("ascii")
 
 
 def verified_checksums(signed: Signed, body: Any, digest: Digest) -> dict[str, str]:

@@ -20,7 +20,6 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 
-from noded.threads import Runner
 from uploadd.api.gate import BodyPlan, IngestGate, upload_of
 from uploadd.api.http import empty
 from uploadd.api.s3.bodies import (
@@ -125,7 +124,6 @@ class ObjectOps:
     _staging: Staging
     _reader: ObjectReader
     _gate: IngestGate
-    _run: Runner
 
     # -- PutObject ----------------------------------------------------------------
 

@@ -18,7 +18,6 @@ parameters override the headers answered.
 
 from __future__ import annotations
 
-import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -361,7 +360,3 @@ async def fetch_from_nodes(
     if digest.sha256 != record.sha256:
         await run(destination.unlink, True)
         raise errors.Unavailable(f"the bytes of file {record.id} came altered")
-
-
-def checksum_value(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")

@@ -96,7 +96,6 @@ def s3_listener(
             staging,
             ObjectReader(core.locator, agent),
             gate,
-            core.run,
         ),
         MultipartOps(core.multipart, staging, gate, public_url),
         FormOps(
