@@ -234,6 +234,90 @@ class UploadsSection:
     )
 
 
+_REGION = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def parse_region(text: str) -> str:
+    """A region name as AWS writes them: lowercase letters, digits, '-'."""
+    text = text.strip()
+    if not _REGION.match(text):
+        raise ValueError(text)
+    return text
+
+
+def parse_listen(text: str) -> str:
+    """A Twisted server endpoint string; not empty."""
+    endpoint = parse_endpoint(text)
+    if not endpoint:
+        raise ValueError(text)
+    return endpoint
+
+
+def parse_max_parts(text: str) -> int:
+    """How many parts an upload may have: 1 to S3's 10,000."""
+    value = parse_positive_int(text)
+    if value > 10_000:
+        raise ValueError(text)
+    return value
+
+
+def parse_presign_expiry(text: str) -> float:
+    """A presigned URL's longest life: up to S3's seven days."""
+    value = parse_duration(text)
+    if not 0 < value <= 7 * 24 * 3600:
+        raise ValueError(text)
+    return value
+
+
+@attrs.frozen
+class S3Section:
+    enabled: bool = setting(
+        "false",
+        parse_bool,
+        "serve the S3-compatible API (path-style: http://host:port/bucket/key)"
+        " on its own listener",
+        "true or false",
+    )
+    endpoint: str = setting(
+        "tcp:9000:interface=127.0.0.1",
+        parse_listen,
+        "where the S3 API listens: tcp:9000:interface=0.0.0.0, ssl:9443:..."
+        " (TLS lets clients send checksums as trailers)",
+        "a Twisted server endpoint string",
+    )
+    region: str = setting(
+        "us-east-1",
+        parse_region,
+        "the region clients sign requests for",
+        "an AWS region name such as us-east-1",
+    )
+    cors_origins: frozenset[str] = setting(
+        "",
+        parse_origins,
+        "browser origins allowed on every bucket, besides each bucket's own"
+        " CORS rules (PutBucketCors); * for any, empty for none",
+        "*, or comma-separated origins such as https://app.example.com",
+    )
+    min_part: int = setting(
+        "5M",
+        parse_size,
+        "the smallest a multipart upload's part may be, but the last",
+        SIZE,
+    )
+    max_parts: int = setting(
+        "10000",
+        parse_max_parts,
+        "the most parts a multipart upload may have",
+        "an integer from 1 to 10000",
+    )
+    presign_max_expiry: float = setting(
+        "7d",
+        parse_presign_expiry,
+        "the longest a presigned URL may live (X-Amz-Expires)",
+        "a duration up to 7d",
+    )
+
+
 def parse_nodes(text: str) -> tuple[tuple[str, str, int], ...]:
     """``id=host:port, ...`` -> ((id, host, port), ...)."""
     nodes = []
@@ -591,6 +675,7 @@ class Config:
     auth: AuthSection = attrs.field(factory=AuthSection)
     ingest: IngestSection = attrs.field(factory=IngestSection)
     uploads: UploadsSection = attrs.field(factory=UploadsSection)
+    s3: S3Section = attrs.field(factory=S3Section)
     cluster: ClusterSection = attrs.field(factory=ClusterSection)
     amqp: AmqpSection = attrs.field(factory=AmqpSection)
     webhooks: WebhooksSection = attrs.field(factory=WebhooksSection)

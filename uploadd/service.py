@@ -45,6 +45,7 @@ from uploadd.api.renditions import RenditionsAPI
 from uploadd.api.request import request_factory
 from uploadd.api.root import Router
 from uploadd.api.rufh import DraftUploads
+from uploadd.api.s3.site import S3Core, S3Listener, s3_listener
 from uploadd.api.shares import SharesAPI
 from uploadd.api.slideshow import SlideshowAPI
 from uploadd.api.storage import StorageAPI
@@ -106,6 +107,8 @@ class Parts:
     buckets: Buckets
     multipart: Multipart
     access_keys: AccessKeys
+    #: The S3 listener, when ``[s3] enabled``.
+    s3: S3Listener | None = None
 
 
 def build(
@@ -151,7 +154,13 @@ def build(
     # resumable core, and access keys sealed under the token secret.
     buckets = Buckets(store, library, blobs, run, reactor)
     multipart = Multipart(
-        store, resumable, buckets, reactor, max_size=config.http.max_upload_size
+        store,
+        resumable,
+        buckets,
+        reactor,
+        min_part=config.s3.min_part,
+        max_parts=config.s3.max_parts,
+        max_size=config.http.max_upload_size,
     )
     access_keys = AccessKeys.with_secret(store, secret, reactor)
 
@@ -252,24 +261,34 @@ def build(
         store, reactor, instance_name(config), url_key(cluster_secret), run
     )
     resumable.parts = forwarder
-    gate = IngestGate(
-        router,
-        tokens,
-        run,
-        progress,
-        metrics,
-        reactor,
-        IngestLimits(
-            max_upload_size=config.http.max_upload_size,
-            max_body_size=config.http.max_body_size,
-            max_concurrent=config.ingest.max_concurrent_uploads,
-            high_water=config.ingest.high_water,
-            low_water=config.ingest.low_water,
-            fsync=config.storage.fsync,
-            checkpoint=config.uploads.checkpoint,
-        ),
-        forwarder=forwarder,
+    limits = IngestLimits(
+        max_upload_size=config.http.max_upload_size,
+        max_body_size=config.http.max_body_size,
+        max_concurrent=config.ingest.max_concurrent_uploads,
+        high_water=config.ingest.high_water,
+        low_water=config.ingest.low_water,
+        fsync=config.storage.fsync,
+        checkpoint=config.uploads.checkpoint,
     )
+    gate = IngestGate(
+        router, tokens, run, progress, metrics, reactor, limits, forwarder=forwarder
+    )
+    drain = Drain(reactor)
+    s3 = None
+    if config.s3.enabled:
+        # The S3 API on its own listener: its own router and gate, the same
+        # limits, metrics, progress and drain as the main site.
+        s3 = s3_listener(
+            config,
+            reactor,
+            S3Core(store, blobs, buckets, multipart, access_keys, locator, run),
+            tokens,
+            progress,
+            metrics,
+            limits,
+            drain,
+        )
+    gates = [gate] if s3 is None else [gate, s3.gate]
     renditions = Renditions(
         store, reactor, config.workers.max_attempts, failures=failures, metrics=metrics
     )
@@ -362,11 +381,11 @@ def build(
             config.push.max_subscriptions,
         ),
         InstancesAPI(resumable, blobs, run, url_key(cluster_secret), reactor),
-        OpsAPI(metrics, lambda: gate.in_flight, config.metrics.token),
+        # Bodies in flight on every listener.
+        OpsAPI(metrics, lambda: sum(g.in_flight for g in gates), config.metrics.token),
         DocsAPI(),
         WebAPI(),
     )
-    drain = Drain(reactor)
     site = GuardedSite(
         router,
         requestFactory=request_factory(
@@ -400,6 +419,7 @@ def build(
         buckets,
         multipart,
         access_keys,
+        s3,
     )
 
 
@@ -464,8 +484,12 @@ class UploaddService(InOrder):
       stop closes the port, then lets requests in flight finish
       (``[http] shutdown_grace``) before anything above it stops
 
+    - ``s3``: with ``[s3] enabled``, the S3 API's listener on ``[s3]
+      endpoint`` (its requests drain with the main listener's)
+
     Once all are up, the instance registers the URL the others reach it at
-    and ``<data_dir>/uploadd.port`` is written; a start that
+    and ``<data_dir>/s3.port`` (with the S3 API) and ``uploadd.port`` are
+    written; a start that
     fails logs a critical line and exits 1.
     """
 
@@ -504,6 +528,13 @@ class UploaddService(InOrder):
         self.http = Listener(
             "http", reactor, config.http.listen_on, parts.site, self._drain
         )
+        # Started after the main listener and stopped before it, whose
+        # drain lets the S3 requests in flight end too.
+        self.s3 = (
+            Listener("s3", reactor, config.s3.endpoint, parts.s3.site)
+            if parts.s3 is not None
+            else None
+        )
         for child in (
             Step("store", self._migrate, store.close),
             Step("instance", self._claim_name),
@@ -516,6 +547,7 @@ class UploaddService(InOrder):
             Step("uploads", self._reconcile),
             sweeper,
             self.http,
+            *([self.s3] if self.s3 is not None else []),
         ):
             child.setServiceParent(self)
 
@@ -583,7 +615,12 @@ class UploaddService(InOrder):
 
     async def _listening(self) -> None:
         await self._register()
-        self._write_port_file()
+        if self.s3 is not None:
+            self._write_port_file("s3.port", self.s3)
+            log.info(
+                "S3 API listening on {at}", at=self.s3.url() or self.s3.description
+            )
+        self._write_port_file("uploadd.port", self.http)
         log.info(
             "uploadd listening on {at} (schema {version}, data {data})",
             at=self.http.url() or self.http.description,
@@ -591,12 +628,13 @@ class UploaddService(InOrder):
             data=self._data_path,
         )
 
-    def _write_port_file(self) -> None:
-        """Tell tools where uploadd listens: the TCP port (useful with
-        port = 0), or the UNIX socket's path."""
-        final = self.config.storage.data_dir / "uploadd.port"
+    def _write_port_file(self, name: str, listener: Listener) -> None:
+        """Tell tools where a listener listens: the TCP port (useful with
+        port 0), or the UNIX socket's path (``uploadd.port`` last: once it
+        is there, every listener is)."""
+        final = self.config.storage.data_dir / name
         partial = final.with_suffix(".port.tmp")
-        partial.write_text(f"{self.http.port_or_path()}\n")
+        partial.write_text(f"{listener.port_or_path()}\n")
         partial.replace(final)
 
     async def _drain(self) -> None:

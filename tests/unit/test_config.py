@@ -190,3 +190,27 @@ def test_push_settings_check_the_key_without_showing_it() -> None:
     assert load_config(environ={}, options=given).push_subject == (
         "mailto:ops@example.com"
     )
+
+
+def test_the_s3_listener_is_off_by_default_and_set_like_every_section() -> None:
+    """[s3] starts disabled on loopback port 9000 for us-east-1 with S3's
+    part rules; --s3-<key> options set it, and a region or part count S3
+    would not take is refused by name."""
+    config = load_config(environ={})
+    assert not config.s3.enabled
+    assert config.s3.endpoint == "tcp:9000:interface=127.0.0.1"
+    assert (config.s3.region, config.s3.cors_origins) == ("us-east-1", frozenset())
+    assert (config.s3.min_part, config.s3.max_parts) == (5 * 1024**2, 10_000)
+    assert config.s3.presign_max_expiry == 7 * 24 * 3600
+    options = Options()
+    options.parseOptions(
+        ["--s3-enabled=true", "--s3-endpoint=tcp:0:interface=127.0.0.1"]
+    )
+    assert options.config.s3.enabled
+    assert options.config.s3.endpoint == "tcp:0:interface=127.0.0.1"
+    with pytest.raises(ConfigError, match=r"\[s3\] max_parts"):
+        load_config(environ={"UPLOADD_S3_MAX_PARTS": "10001"})
+    with pytest.raises(ConfigError, match=r"\[s3\] region"):
+        load_config(environ={"UPLOADD_S3_REGION": "US East"})
+    with pytest.raises(ConfigError, match=r"\[s3\] presign_max_expiry"):
+        load_config(environ={"UPLOADD_S3_PRESIGN_MAX_EXPIRY": "8d"})

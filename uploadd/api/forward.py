@@ -406,6 +406,15 @@ class _IntoFile(protocol.Protocol):
             self._finished.errback(reason)
 
 
+def into_file(
+    destination: Path, run: Runner, finished: Deferred[Digest]
+) -> protocol.Protocol:
+    """A protocol for ``IResponse.deliverBody`` that writes the body to the
+    new file ``destination`` through the ingest sink; ``finished`` fires
+    with its digest, or fails (the file removed) if the body broke off."""
+    return _IntoFile(destination, run, finished)
+
+
 def relay_buffered(
     forwarder: Forwarder, request: IRequest, holder: str
 ) -> Deferred[Relayed]:

@@ -70,10 +70,19 @@ class _Drain(StreamedContent):
             self._on_full()
 
 
+def plain_problem(error: Problem | UploaddError, target: bytes = b"") -> Problem:
+    """A refusal (of the request for ``target``) as the main API words it:
+    problem+json."""
+    return error if isinstance(error, Problem) else problems.problem_of(error)
+
+
 class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
     """A Request whose body goes where the gate says, as it arrives; counted
     by the route the gate matched."""
 
+    #: How this site words a refusal made before its handler runs (the S3
+    #: listener answers with S3's error documents).
+    word = staticmethod(plain_problem)
     gate: IngestGate
     clock: IReactorTime
     cors: Cors
@@ -234,7 +243,10 @@ class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
 
     def reject(self, error: Problem | UploaddError) -> None:
         """Answer ``error`` now and stop taking this request's body."""
-        problem = error if isinstance(error, Problem) else problems.problem_of(error)
+        # Before the body has all arrived, the target is still the channel's.
+        pending = self.channel is not None and hasattr(self.channel, "_path")
+        target = pending_request_line(self.channel)[1] if pending else self.uri
+        problem = self.word(error, target)
         self._refuse(
             lambda: problems.apply(self, problem), f"{problem.status} {problem.detail}"
         )
@@ -308,9 +320,21 @@ def shutting_down() -> Problem:
 
 
 def request_factory(
-    gate: IngestGate, clock: IReactorTime, cors: Cors, drain: Drain
+    gate: IngestGate,
+    clock: IReactorTime,
+    cors: Cors,
+    drain: Drain,
+    word: Callable[[Problem | UploaddError, bytes], Problem] = plain_problem,
 ) -> type[StreamingRequest]:
-    """A StreamingRequest class bound to ``gate``, for ``Site.requestFactory``."""
-    bound = drained(StreamingRequest, drain, gate=gate, clock=clock, cors=cors)
+    """A StreamingRequest class bound to ``gate``, for ``Site.requestFactory``;
+    ``word`` says how its refusals are answered."""
+    bound = drained(
+        StreamingRequest,
+        drain,
+        gate=gate,
+        clock=clock,
+        cors=cors,
+        word=staticmethod(word),
+    )
     assert issubclass(bound, StreamingRequest)
     return bound
