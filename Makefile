@@ -51,6 +51,7 @@ bench: setup bench-peers
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/resumable.py
 	$(BIN)/python bench/browser.py
+	$(BIN)/python bench/s3.py
 
 # SQLite vs PostgreSQL per tus chunk, one vs two instances behind HAProxy
 # (private PostgreSQL, RabbitMQ and HAProxy on loopback)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -211,6 +212,12 @@ def write_section(path: Path, heading: str, section: str) -> None:
         if not ("## " + p).startswith(heading)
     ]
     path.write_text("\n".join([*kept, section]))
+
+
+class Chunks(Protocol):
+    """Where a client's body comes from, a chunk at a time."""
+
+    def chunk(self, offset: int, size: int) -> bytes: ...
 
 
 class Body:

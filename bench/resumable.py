@@ -29,6 +29,7 @@ from common import (
     HERE,
     MIB,
     Body,
+    Chunks,
     in_rounds,
     machine,
     median_rates,
@@ -47,7 +48,7 @@ def tus_upload(
     path: str,
     size: int,
     chunk: int,
-    body: Body,
+    body: Chunks,
     token: str | None,
     latencies: list[float] | None = None,
 ) -> float:
@@ -96,7 +97,7 @@ def tus_upload(
     return elapsed
 
 
-def range_upload(port: int, size: int, chunk: int, body: Body, token: str) -> float:
+def range_upload(port: int, size: int, chunk: int, body: Chunks, token: str) -> float:
     """uploadd's Content-Range API: PUT raw chunks, then POST to complete."""
     auth = {"Authorization": f"Bearer {token}"}
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
@@ -134,7 +135,7 @@ def range_upload(port: int, size: int, chunk: int, body: Body, token: str) -> fl
     return elapsed
 
 
-def single_upload(port: int, size: int, body: Body, token: str) -> float:
+def single_upload(port: int, size: int, body: Chunks, token: str) -> float:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     started = time.monotonic()
     connection.putrequest("PUT", "/files/bench.bin")
