@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -200,3 +203,64 @@ def test_an_aborted_upload_takes_its_parts_with_it(
         assert error_code(error) == "NoSuchUpload"
     assert error_code(refused(client.head_object, Bucket=bucket, Key=key)) == "404"
     assert s3.files("gone.bin") == []
+
+
+def test_presigned_upload_part_urls_take_parts_from_a_browser(
+    s3: S3Daemon, client: Any, bucket: str
+) -> None:
+    """A page given presigned UploadPart URLs (seed 001's restricted
+    browser upload) PUTs each part with no credentials of its own; the
+    ETags it reads back complete the upload; a URL for part 1 does not
+    take part 2, and one past its expiry is refused."""
+    key = "browser/parts.bin"
+    data = os.urandom(5 * MiB + 12345)
+    parts = [data[: 5 * MiB], data[5 * MiB :]]
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+
+    def presigned(number: int, expires: int = 600) -> str:
+        url: str = client.generate_presigned_url(
+            "upload_part",
+            Params={
+                "Bucket": bucket,
+                "Key": key,
+                "UploadId": upload_id,
+                "PartNumber": number,
+            },
+            ExpiresIn=expires,
+        )
+        return url
+
+    def put(url: str, body: bytes) -> tuple[int, str]:
+        request = urllib.request.Request(url, data=body, method="PUT")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                return answer.status, answer.headers["ETag"]
+        except urllib.error.HTTPError as refusal:
+            return refusal.code, refusal.read().decode()
+
+    tampered = presigned(1).replace("partNumber=1", "partNumber=2")
+    status, document = put(tampered, parts[1])
+    assert status == 403 and "<Code>SignatureDoesNotMatch</Code>" in document
+    etags = []
+    for number, part in enumerate(parts, start=1):
+        status, etag = put(presigned(number), part)
+        assert status == 200
+        assert etag == f'"{hashlib.md5(part).hexdigest()}"'
+        etags.append(etag)
+    client.complete_multipart_upload(
+        Bucket=bucket,
+        Key=key,
+        UploadId=upload_id,
+        MultipartUpload={
+            "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]
+        },
+    )
+    got = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert sha256(got) == sha256(data)
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    stale = presigned(1, expires=1)
+    time.sleep(2.1)
+    status, document = put(stale, parts[0])
+    assert status == 403 and "<Code>AccessDenied</Code>" in document
+    assert "expired" in document
+    client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
