@@ -27,7 +27,6 @@ from types import MappingProxyType
 from typing import Any
 
 import attrs
-from awscrt import checksums as crt
 from twisted.web.http_headers import Headers
 
 from uploadd.api.s3.errors import S3Error
@@ -103,14 +102,22 @@ def _crc32(data: bytes, previous: int) -> int:
     return zlib.crc32(data, previous) & 0xFFFFFFFF
 
 
+# awscrt (some 8 MiB of native code) is loaded by the first body that asks
+# for one of its checksums, not by every uploadd that starts.
+def _crc32c(data: bytes, previous: int) -> int:
+    from awscrt import checksums
+
+    return int(checksums.crc32c(data, previous)) & 0xFFFFFFFF
+
+
+def _crc64nvme(data: bytes, previous: int) -> int:
+    from awscrt import checksums
+
+    return int(checksums.crc64nvme(data, previous)) & 0xFFFFFFFFFFFFFFFF
+
+
 _CRCS: Mapping[str, Callable[[bytes, int], int]] = MappingProxyType(
-    {
-        "CRC32": _crc32,
-        "CRC32C": lambda data, previous: crt.crc32c(data, previous) & 0xFFFFFFFF,
-        "CRC64NVME": (
-            lambda data, previous: crt.crc64nvme(data, previous) & 0xFFFFFFFFFFFFFFFF
-        ),
-    }
+    {"CRC32": _crc32, "CRC32C": _crc32c, "CRC64NVME": _crc64nvme}
 )
 
 
