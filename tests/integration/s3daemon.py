@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import attrs
 import boto3
+import pytest
 from botocore.config import Config
 
 from tests.integration.daemon import Daemon, ctl, start
@@ -128,3 +129,12 @@ def error_code(error: Any) -> str:
 def body_of(client: Any, bucket: str, key: str, **options: Any) -> bytes:
     data: bytes = client.get_object(Bucket=bucket, Key=key, **options)["Body"].read()
     return data
+
+
+def refused(call: Any, **options: Any) -> Any:
+    """The ClientError ``call(**options)`` raises (it must raise one)."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        call(**options)
+    return caught.value

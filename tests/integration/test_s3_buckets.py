@@ -13,10 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 
 from tests.integration.daemon import PASSWORD, add_user
-from tests.integration.s3daemon import Key, S3Daemon, error_code, running
+from tests.integration.s3daemon import Key, S3Daemon, error_code, refused, running
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +34,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Daemon]:
     )
 
 
-@pytest.fixture(scope="module")
-def alice(s3: S3Daemon) -> Key:
-    return s3.key()
-
-
-@pytest.fixture
-def client(s3: S3Daemon, alice: Key) -> Any:
-    return s3.client(alice)
-
-
 def fresh(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def refused(call: Any, **options: Any) -> ClientError:
-    with pytest.raises(ClientError) as caught:
-        call(**options)
-    return caught.value
 
 
 def test_a_bucket_is_made_listed_found_and_deleted_when_empty(

@@ -53,11 +53,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Daemon]:
     yield from running(tmp_path_factory.mktemp("s3cli") / "uploadd")
 
 
-@pytest.fixture(scope="module")
-def alice(s3: S3Daemon) -> Key:
-    return s3.key()
-
-
 @attrs.frozen
 class Shell:
     """Debian's awscli and rclone, run in ``work`` with a HOME of their own

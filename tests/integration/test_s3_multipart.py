@@ -12,15 +12,19 @@ import os
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
 
-from tests.integration.s3daemon import Key, S3Daemon, error_code, running, sha256
+from tests.integration.s3daemon import (
+    S3Daemon,
+    error_code,
+    refused,
+    running,
+    sha256,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,30 +34,6 @@ MiB = 1024 * 1024
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Daemon]:
     yield from running(tmp_path_factory.mktemp("s3multipart") / "uploadd")
-
-
-@pytest.fixture(scope="module")
-def alice(s3: S3Daemon) -> Key:
-    return s3.key()
-
-
-@pytest.fixture
-def client(s3: S3Daemon, alice: Key) -> Any:
-    return s3.client(alice)
-
-
-@pytest.fixture
-def bucket(client: Any, s3: S3Daemon) -> Iterator[str]:
-    name = f"parts-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    yield name
-    s3.settle()
-
-
-def refused(call: Any, **options: Any) -> ClientError:
-    with pytest.raises(ClientError) as caught:
-        call(**options)
-    return caught.value
 
 
 def multipart_etag(parts: list[bytes]) -> str:

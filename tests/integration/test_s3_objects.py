@@ -23,13 +23,13 @@ from botocore import UNSIGNED
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
 
 from tests.integration.s3daemon import (
     Key,
     S3Daemon,
     body_of,
     error_code,
+    refused,
     running,
     sha256,
 )
@@ -43,30 +43,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Daemon]:
         tmp_path_factory.mktemp("s3objects") / "uploadd",
         "--s3-presign-max-expiry=1h",
     )
-
-
-@pytest.fixture(scope="module")
-def alice(s3: S3Daemon) -> Key:
-    return s3.key()
-
-
-@pytest.fixture
-def client(s3: S3Daemon, alice: Key) -> Any:
-    return s3.client(alice)
-
-
-@pytest.fixture
-def bucket(client: Any, s3: S3Daemon) -> Iterator[str]:
-    name = f"objects-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    yield name
-    s3.settle()
-
-
-def refused(call: Any, **options: Any) -> ClientError:
-    with pytest.raises(ClientError) as caught:
-        call(**options)
-    return caught.value
 
 
 def stored(s3: S3Daemon, client: Any, bucket: str, key: str, data: bytes) -> None:
