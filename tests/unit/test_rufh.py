@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.web.http_headers import Headers
 
 from uploadd import errors
@@ -18,6 +19,7 @@ from uploadd.api.rufh import (
     interop_of,
     speaks,
 )
+from uploadd.api.rufh.documents import Documents
 from uploadd.uploads.writers import Writer, Writers
 
 
@@ -115,11 +117,8 @@ def test_the_file_name_comes_from_content_disposition(
 def test_a_mismatching_offset_is_the_draft_s_problem_type() -> None:
     """409 with expected-offset and provided-offset, Upload-Offset and
     Upload-Complete: ?0 in its headers."""
-    from uploadd.api.rufh import DraftUploads
-
-    draft = object.__new__(DraftUploads)
-    draft._gate = None  # type: ignore[assignment]
-    problem = draft.problem(
+    documents = Documents(1 << 30, 3600.0, Clock())
+    problem = documents.problem(
         errors.Conflict("elsewhere", offset=12), VERSIONS[3], provided=40
     )
     assert problem.status == 409
@@ -166,3 +165,16 @@ def test_an_item_sent_on_two_lines_is_a_list_and_ignored() -> None:
     assert fields.boolean(both, "Upload-Complete") is None
     quoted = Headers({b"upload-complete": [b'?1;a="x;y"']})
     assert fields.boolean(quoted, "Upload-Complete") is True
+
+
+def test_the_limits_are_written_as_each_version_names_them() -> None:
+    """Upload-Limit from version 6, its lifetime as ``expires`` there and
+    ``max-age`` after; append limits only when configured; none before 6."""
+    documents = Documents(1000, 3600.0, Clock(), max_append_size=100)
+    assert documents.limits(VERSIONS[5]) is None
+    assert documents.limits(VERSIONS[6]) == (
+        "min-size=0, max-size=1000, max-append-size=100, expires=3600"
+    )
+    assert documents.limits(VERSIONS[8]) == (
+        "min-size=0, max-size=1000, max-append-size=100, max-age=3600"
+    )

@@ -33,12 +33,12 @@ from uploadd.api.gate import (
 )
 from uploadd.api.http import base_url, empty, json_body
 from uploadd.api.metadata import parse_metadata
-from uploadd.api.problems import Problem, bad_request, problem_of
+from uploadd.api.problems import Problem, bad_request
+from uploadd.api.rufh.documents import Documents
 from uploadd.api.rufh.versions import (
     INTEROP,
     LATEST,
     PARTIAL_UPLOAD,
-    PROBLEMS,
     PROTOCOL,
     RESUMPTION,
     Interop,
@@ -95,102 +95,15 @@ class DraftUploads:
     max_append_size: int = 0
     min_append_size: int = 0
 
-    # -- limits ----------------------------------------------------------------
+    _documents: Documents = attrs.field(init=False)
 
-    def limits(
-        self, interop: Interop, record: UploadRecord | None = None
-    ) -> str | None:
-        """The ``Upload-Limit`` field for ``interop`` (None where it has none)."""
-        if not interop.limits:
-            return None
-        members = [("min-size", 0), ("max-size", self._gate.limits.max_upload_size)]
-        if self.max_append_size:
-            members.append(("max-append-size", self.max_append_size))
-        if self.min_append_size:
-            members.append(("min-append-size", self.min_append_size))
-        if record is None:
-            age = self._uploads.expire_after
-        elif record.state == rules.OPEN and record.expires_at is not None:
-            age = record.expires_at - self._clock.seconds()
-        else:
-            age = None
-        if age is not None:
-            members.append((interop.age_key, max(0, int(age))))
-        return fields.dictionary(members)
-
-    def _state(
-        self,
-        interop: Interop,
-        complete: bool,
-        record: UploadRecord | None = None,
-        offset: bool = True,
-    ) -> list[tuple[str, str]]:
-        """The draft's fields saying where an upload stands."""
-        found: list[tuple[str, str]] = [(INTEROP, str(interop.version))]
-        if interop.incomplete_field:
-            found.append(("Upload-Incomplete", fields.boolean_value(not complete)))
-        else:
-            found.append(("Upload-Complete", fields.boolean_value(complete)))
-        if record is not None and offset:
-            found.append(("Upload-Offset", str(record.received)))
-        limit = self.limits(interop, record)
-        if limit is not None and not complete:
-            found.append(("Upload-Limit", limit))
-        return found
-
-    def problem(
-        self,
-        error: Problem | errors.UploaddError,
-        interop: Interop | None,
-        provided: int | None = None,
-    ) -> Problem:
-        """The draft's document for a refusal: its problem types, and the
-        fields saying the upload is not complete (and the limits on a 413)."""
-        problem = error if isinstance(error, Problem) else problem_of(error)
-        if interop is None:
-            return problem
-        headers = dict(problem.headers)
-        headers.update(self._state(interop, False, offset=False))
-        if isinstance(error, errors.Conflict) and error.offset is not None:
-            extra = {k: v for k, v in problem.extra.items() if k != "offset"}
-            extra["expected-offset"] = error.offset
-            if provided is not None:
-                extra["provided-offset"] = provided
-            headers["Upload-Offset"] = str(error.offset)
-            return attrs.evolve(
-                problem,
-                title="offset from request does not match offset of resource",
-                type=PROBLEMS + "mismatching-upload-offset",
-                headers=headers,
-                extra=extra,
-            )
-        if problem.status != 413:
-            headers.pop("Upload-Limit", None)
-        if isinstance(error, errors.InconsistentLength):
-            return attrs.evolve(
-                problem,
-                title="inconsistent length values for upload",
-                type=PROBLEMS + "inconsistent-upload-length",
-                headers=headers,
-            )
-        return attrs.evolve(problem, headers=headers)
-
-    def _inconsistent(self, detail: str, interop: Interop) -> Problem:
-        return attrs.evolve(
-            self.problem(bad_request(detail), interop),
-            title="inconsistent length values for upload",
-            type=PROBLEMS + "inconsistent-upload-length",
-        )
-
-    def _completed(self, record: UploadRecord, interop: Interop) -> Problem:
-        problem = self.problem(
-            bad_request(f"upload {record.id} is complete and takes no more bytes"),
-            interop,
-        )
-        return attrs.evolve(
-            problem,
-            title="upload is already completed",
-            type=PROBLEMS + "completed-upload",
+    def __attrs_post_init__(self) -> None:
+        self._documents = Documents(
+            self._gate.limits.max_upload_size,
+            self._uploads.expire_after,
+            self._clock,
+            self.max_append_size,
+            self.min_append_size,
         )
 
     # -- bodies ------------------------------------------------------------------
@@ -220,7 +133,7 @@ class DraftUploads:
         except errors.Elsewhere:
             raise
         except (errors.UploaddError, Problem) as refused:
-            raise self.problem(refused, interop) from None
+            raise self._documents.problem(refused, interop) from None
 
     def _location(self, admission: Admission, upload_id: str) -> str:
         base = (self._public_url or admission.origin).rstrip("/")
@@ -257,7 +170,7 @@ class DraftUploads:
         stated = fields.integer(headers, "Upload-Length")
         implied = offset + body if complete and body is not None else None
         if stated is not None and implied is not None and stated != implied:
-            raise self._inconsistent(
+            raise self._documents.inconsistent(
                 f"Upload-Length {stated} is not the offset {offset} plus the "
                 f"{body} bytes of a request completing the upload",
                 interop,
@@ -368,7 +281,7 @@ class DraftUploads:
                 if replayable(record, offset, complete, body):
                     writer.release()
                     return self._replay(record)
-                raise self._completed(record, interop)
+                raise self._documents.completed(record, interop)
             if offset != record.received:
                 raise errors.Conflict(
                     f"Upload-Offset {offset} is not the upload's offset "
@@ -377,12 +290,12 @@ class DraftUploads:
                 )
             length = self._stated_length(headers, interop, offset, complete, body)
             if length is not None and record.length not in (None, length):
-                raise self._inconsistent(
+                raise self._documents.inconsistent(
                     f"the upload's length is {record.length} bytes, not {length}",
                     interop,
                 )
             if length is not None and length < record.received:
-                raise self._inconsistent(
+                raise self._documents.inconsistent(
                     f"the upload already has {record.received} bytes, more than "
                     f"the length {length}",
                     interop,
@@ -403,7 +316,9 @@ class DraftUploads:
         except BaseException as refused:
             writer.release()
             if isinstance(refused, errors.Conflict):
-                raise self.problem(refused, interop, provided=offset) from None
+                raise self._documents.problem(
+                    refused, interop, provided=offset
+                ) from None
             raise
         location = self._location(admission, record.id)
         relayed = headers.hasHeader(FORWARDED_BY)
@@ -423,7 +338,7 @@ class DraftUploads:
             limit=self.max_append_size or None,
             context=body,
             on_attached=lambda attached: self._attached(body, attached),
-            problem_of=lambda error: self.problem(error, body.interop),
+            problem_of=lambda error: self._documents.problem(error, body.interop),
         )
 
     def _attached(self, body: DraftBody, attached: Attached) -> None:
@@ -434,7 +349,7 @@ class DraftUploads:
             return
         if body.created:
             announced = [(INTEROP, str(interop.version)), ("Location", body.location)]
-            limit = self.limits(interop)
+            limit = self._documents.limits(interop)
             if limit is not None:
                 announced.append(("Upload-Limit", limit))
             attached.inform(*RESUMPTION, announced)
@@ -472,7 +387,7 @@ class DraftUploads:
         if least and 0 < digest.size < least and not body.append.terms.completes:
             # A body whose size was not known before it arrived (chunked).
             await body.append.refuse()
-            raise self.problem(
+            raise self._documents.problem(
                 Problem(
                     413,
                     f"the request carried {digest.size} bytes, under the "
@@ -487,7 +402,7 @@ class DraftUploads:
         if record.state != rules.OPEN:
             return await self._final(request, record, stored, body.interop)
         assert body.interop is not None
-        for name, value in self._state(body.interop, False, record):
+        for name, value in self._documents.state(body.interop, False, record):
             request.setHeader(name.encode("ascii"), value.encode("latin-1"))
         if body.created:
             request.setHeader(b"location", body.location.encode("ascii"))
@@ -514,7 +429,7 @@ class DraftUploads:
         if digests.wants_repr_digest(request.requestHeaders):
             request.setHeader(b"repr-digest", digests.repr_digest_field(stored.sha256))
         if interop is not None:
-            for name, value in self._state(interop, True, record):
+            for name, value in self._documents.state(interop, True, record):
                 request.setHeader(name.encode("ascii"), value.encode("latin-1"))
         return json_body(request, 201, await self._describe(base, stored))
 
@@ -563,11 +478,11 @@ class DraftUploads:
             record = await self._uploads.load(owner, upload_id)
         assert interop is not None  # refused above when not spoken
         complete = record.state != rules.OPEN and record.concat != rules.PARTIAL
-        for name, value in self._state(interop, complete, record):
+        for name, value in self._documents.state(interop, complete, record):
             request.setHeader(name.encode("ascii"), value.encode("latin-1"))
         if record.length is not None:
             request.setHeader(b"upload-length", b"%d" % record.length)
-        limit = self.limits(interop, record)
+        limit = self._documents.limits(interop, record)
         if limit is not None:
             request.setHeader(b"upload-limit", limit.encode("ascii"))
         request.setHeader(b"cache-control", b"no-store")
@@ -607,7 +522,7 @@ class DraftUploads:
     def options(self, request: IRequest) -> None:
         """What OPTIONS adds for the draft: the limits of a new upload."""
         interop = interop_of(request.requestHeaders) or LATEST
-        limit = self.limits(interop) or self.limits(LATEST)
+        limit = self._documents.limits(interop) or self._documents.limits(LATEST)
         assert limit is not None
         request.setHeader(b"upload-limit", limit.encode("ascii"))
         request.setHeader(b"accept-patch", PARTIAL_UPLOAD)
