@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from uploadd.ingest.sink import Hashes
@@ -15,13 +16,23 @@ READ_SIZE = 1024 * 1024
 
 
 def hash_file(path: Path) -> Hashes:
-    """sha256 and md5 of a whole file in one read (runs on a thread)."""
+    """sha256 and md5 of a whole file in one read (runs on a thread): md5
+    on a second thread beside it, as the ingest sink runs its two lanes
+    (hashlib lets go of the GIL), so a re-read costs the slower sum alone."""
     hashes = Hashes()
-    with path.open("rb", buffering=0) as handle:
+    with (
+        ThreadPoolExecutor(max_workers=1) as beside,
+        path.open("rb", buffering=0) as handle,
+    ):
+        md5: Future[None] | None = None
         while block := handle.read(READ_SIZE):
+            if md5 is not None:
+                md5.result()
+            md5 = beside.submit(hashes.md5.update, block)
             hashes.sha256.update(block)
-            hashes.md5.update(block)
             hashes.size += len(block)
+        if md5 is not None:
+            md5.result()
     return hashes
 
 
