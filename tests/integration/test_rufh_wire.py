@@ -512,6 +512,23 @@ def test_over_the_size_limit_is_413_with_the_limits(daemon: Daemon) -> None:
     assert answer.interim == ()
     assert answer.final.status == 413
     assert f"max-size={MAX_SIZE}" in answer.final.headers["upload-limit"]
+    # A body declared over the limit is refused by its Content-Length alone,
+    # before anything is planned: the same answer.
+    for target in ("/uploads/", "/files/too-large.bin"):
+        client = Client(daemon, 8)
+        try:
+            started = client.send_head(
+                "POST" if target == "/uploads/" else "PUT",
+                target,
+                Upload_Complete="?1",
+                Content_Length=str(MAX_SIZE + 1),
+            )
+            declared = client.stream.exchange(started).final
+        finally:
+            client.close()
+        assert declared.status == 413, target
+        assert f"max-size={MAX_SIZE}" in declared.headers["upload-limit"], target
+        assert declared.header("upload-complete") == "?0", target
     listed = daemon.json("GET", "/uploads/")
     assert all(r["size"] != MAX_SIZE + 1 for r in listed["results"])
 

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import attrs
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 
@@ -27,6 +28,7 @@ from uploadd.api import digests, problems
 from uploadd.api.access import owned, principal_of, query_value
 from uploadd.api.gate import Admission, BodyPlan, DecodedBody, IngestGate, upload_of
 from uploadd.api.http import arg, base_url, empty, json_body, paging, timestamp
+from uploadd.api.problems import Problem
 from uploadd.api.renditions import renditions_summary
 from uploadd.api.rufh import DraftUploads, interop_of, speaks
 from uploadd.auth.tokens import Action, TokenIssuer
@@ -111,6 +113,13 @@ class FilesAPI:
     _draft: DraftUploads | None = None
 
     # -- uploads -------------------------------------------------------------
+
+    def word_refusal(self, headers: Headers, problem: Problem) -> Problem:
+        """A refusal the gate makes before planning: in the draft's terms
+        for a PUT asking to be resumable."""
+        if self._draft is not None and speaks(headers):
+            return self._draft.word(headers, problem)
+        return problem
 
     async def plan_body(self, admission: Admission) -> BodyPlan:
         """A new staging file; a multipart form for POST /files; for a PUT,

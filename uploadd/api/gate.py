@@ -386,14 +386,20 @@ class IngestGate:
                 authenticate(self._tokens, request.requestHeaders, target), action
             )
         limit = self.limits.max_upload_size
+        # A family may word these refusals in its protocol's terms (the
+        # resumable-upload draft's 413 carries the limits).
+        word = getattr(found.family, "word_refusal", None) or (lambda h, p: p)
         if length is not None and length > limit:
-            raise too_large(limit)
+            raise word(request.requestHeaders, too_large(limit))
         if self.in_flight >= self.limits.max_concurrent:
-            raise Problem(
-                503,
-                f"{self.in_flight} uploads are in progress, the most this server "
-                "takes at once; retry shortly",
-                headers={"Retry-After": "5"},
+            raise word(
+                request.requestHeaders,
+                Problem(
+                    503,
+                    f"{self.in_flight} uploads are in progress, the most this "
+                    "server takes at once; retry shortly",
+                    headers={"Retry-After": "5"},
+                ),
             )
         key = self._progress_key(request, target)
         admission = Admission(

@@ -184,6 +184,13 @@ class TusAPI:
 
     # -- bodies ----------------------------------------------------------------
 
+    def word_refusal(self, headers: Headers, problem: Problem) -> Problem:
+        """A refusal the gate makes before planning, in the draft's terms
+        for a draft request (its limits on a 413), else as it is."""
+        if self._draft is not None and speaks(headers):
+            return self._draft.word(headers, problem)
+        return problem
+
     async def plan_body(self, admission: Admission) -> BodyPlan:
         headers = admission.headers
         draft = self._draft_for(headers, creating=admission.endpoint == "create")

@@ -108,6 +108,10 @@ class DraftUploads:
 
     # -- bodies ------------------------------------------------------------------
 
+    def word(self, headers: Headers, problem: Problem) -> Problem:
+        """``problem`` as the draft answers it to a request with ``headers``."""
+        return self._documents.problem(problem, interop_of(headers))
+
     @staticmethod
     def planned(plan: BodyPlan) -> bool:
         """Whether a body was planned here (its answer is given here)."""
