@@ -1,0 +1,90 @@
+"""S3 requests that fail part-way: each must be answered, release its
+upload slot (``uploads_in_flight`` back to 0) and leave no bytes on disk
+(no staging file under <data>/incoming, no part under <data>/uploads)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests.integration.s3daemon import Key, S3Daemon, running
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Daemon]:
+    yield from running(tmp_path_factory.mktemp("s3failures") / "uploadd")
+
+
+def signed_head(s3: S3Daemon, key: Key, method: str, path: str, body: bytes) -> bytes:
+    """The head of a signed request whose body is ``body`` (its sha256 signed)."""
+    request = AWSRequest(
+        method,
+        f"{s3.endpoint}{path}",
+        data=body,
+        headers={"Host": f"127.0.0.1:{s3.port}", "Content-Length": str(len(body))},
+    )
+    S3SigV4Auth(Credentials(key.key_id, key.secret), "s3", "us-east-1").add_auth(
+        request
+    )
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(
+        f"{name}: {value}\r\n" for name, value in request.headers.items()
+    )
+    return head.encode() + b"\r\n"
+
+
+def wait_in_flight(s3: S3Daemon, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while s3.in_flight() != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert s3.in_flight() == count
+
+
+def answer_of(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def leftovers(s3: S3Daemon) -> list[str]:
+    root = s3.daemon.data_dir
+    return sorted(
+        str(p.relative_to(root))
+        for folder in ("incoming", "uploads")
+        if (root / folder).exists()
+        for p in (root / folder).iterdir()
+    )
+
+
+def test_a_put_into_a_bucket_deleted_while_its_body_streams_leaves_no_file(
+    s3: S3Daemon, alice: Key, client: Any
+) -> None:
+    """PutObject admitted, then its (empty) bucket deleted before the body
+    ends: NoSuchBucket, and the staged body must be removed."""
+    name = "gone-while-put"
+    client.create_bucket(Bucket=name)
+    before = leftovers(s3)
+    body = b"x" * 200_000
+    with socket.create_connection(("127.0.0.1", s3.port), timeout=10) as sock:
+        sock.sendall(signed_head(s3, alice, "PUT", f"/{name}/k.bin", body))
+        sock.sendall(body[:1000])
+        wait_in_flight(s3, 1)
+        client.delete_bucket(Bucket=name)
+        sock.sendall(body[1000:])
+        answer = answer_of(sock)
+    assert b" 404 " in answer.split(b"\r\n")[0], answer
+    s3.settle()
+    time.sleep(0.3)
+    assert leftovers(s3) == before
