@@ -91,6 +91,50 @@ def test_a_put_into_a_bucket_deleted_while_its_body_streams_leaves_no_file(
     assert sorted(set(leftovers(s3)) - set(before)) == []
 
 
+def test_an_upload_part_cut_off_by_its_client_leaves_no_part_on_disk(
+    s3: S3Daemon, alice: Key, client: Any, bucket: str
+) -> None:
+    """A client leaving mid-UploadPart: the slot is released and the part's
+    partial upload goes with its bytes (its body broke off)."""
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key="cut.bin")["UploadId"]
+    before = leftovers(s3)
+    body = b"y" * 300_000
+    path = f"/{bucket}/cut.bin?partNumber=1&uploadId={upload_id}"
+    with socket.create_connection(("127.0.0.1", s3.port), timeout=10) as sock:
+        sock.sendall(signed_head(s3, alice, "PUT", path, body))
+        sock.sendall(body[:100_000])
+        wait_in_flight(s3, 1)
+        time.sleep(0.3)
+    s3.settle()
+    time.sleep(0.5)
+    assert sorted(set(leftovers(s3)) - set(before)) == []
+    assert client.list_parts(Bucket=bucket, Key="cut.bin", UploadId=upload_id).get(
+        "Parts", []
+    ) == []
+
+
+def test_an_upload_part_of_an_upload_aborted_while_it_streams_is_removed(
+    s3: S3Daemon, alice: Key, client: Any, bucket: str
+) -> None:
+    """AbortMultipartUpload while a part's body arrives: the part is
+    answered NoSuchUpload when it ends, and none of its bytes stay."""
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key="ab.bin")["UploadId"]
+    before = leftovers(s3)
+    body = b"z" * 300_000
+    path = f"/{bucket}/ab.bin?partNumber=1&uploadId={upload_id}"
+    with socket.create_connection(("127.0.0.1", s3.port), timeout=10) as sock:
+        sock.sendall(signed_head(s3, alice, "PUT", path, body))
+        sock.sendall(body[:100_000])
+        wait_in_flight(s3, 1)
+        client.abort_multipart_upload(Bucket=bucket, Key="ab.bin", UploadId=upload_id)
+        sock.sendall(body[100_000:])
+        answer = answer_of(sock)
+    assert b" 404 " in answer.split(b"\r\n")[0], answer
+    s3.settle()
+    time.sleep(0.5)
+    assert sorted(set(leftovers(s3)) - set(before)) == []
+
+
 def test_a_post_form_with_too_much_metadata_leaves_no_staging_file(
     s3: S3Daemon, client: Any, bucket: str
 ) -> None:
