@@ -178,3 +178,22 @@ def test_a_post_form_with_too_much_metadata_leaves_no_staging_file(
     s3.settle()
     time.sleep(0.3)
     assert sorted(set(leftovers(s3)) - set(before)) == []
+
+
+def test_a_malformed_completion_document_is_answered_and_leaves_nothing(
+    s3: S3Daemon, alice: Key, client: Any, bucket: str
+) -> None:
+    upload_id = client.create_multipart_upload(Bucket=bucket, Key="x.bin")["UploadId"]
+    client.upload_part(
+        Bucket=bucket, Key="x.bin", UploadId=upload_id, PartNumber=1, Body=b"p" * 10
+    )
+    before = leftovers(s3)
+    body = b"<CompleteMultipartUpload><Part><PartNumber>1</Part>"
+    path = f"/{bucket}/x.bin?uploadId={upload_id}"
+    with socket.create_connection(("127.0.0.1", s3.port), timeout=10) as sock:
+        sock.sendall(signed_head(s3, alice, "POST", path, body) + body)
+        answer = answer_of(sock)
+    assert b" 400 " in answer.split(b"\r\n")[0], answer
+    s3.settle()
+    time.sleep(0.3)
+    assert sorted(set(leftovers(s3)) - set(before)) == []
