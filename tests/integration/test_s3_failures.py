@@ -5,7 +5,6 @@ upload slot (``uploads_in_flight`` back to 0) and leave no bytes on disk
 from __future__ import annotations
 
 import socket
-import urllib.error
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -108,9 +107,12 @@ def test_an_upload_part_cut_off_by_its_client_leaves_no_part_on_disk(
     s3.settle()
     time.sleep(0.5)
     assert sorted(set(leftovers(s3)) - set(before)) == []
-    assert client.list_parts(Bucket=bucket, Key="cut.bin", UploadId=upload_id).get(
-        "Parts", []
-    ) == []
+    assert (
+        client.list_parts(Bucket=bucket, Key="cut.bin", UploadId=upload_id).get(
+            "Parts", []
+        )
+        == []
+    )
 
 
 def test_an_upload_part_of_an_upload_aborted_while_it_streams_is_removed(
@@ -160,9 +162,13 @@ def test_a_post_form_with_too_much_metadata_leaves_no_staging_file(
         for name, value in post["fields"].items()
     )
     parts += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-        f'filename="form.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
-    ).encode() + b"f" * 50_000 + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="form.bin"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        ).encode()
+        + b"f" * 50_000
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     request = urllib.request.Request(
         post["url"],
         data=parts,

@@ -152,10 +152,16 @@ class Buckets:
     ) -> ObjectInfo:
         """The staged blob ``blob_id`` (or the file ``staged``) becomes a new
         file of the library, the newest version of ``key`` (its ``parent``
-        is the file the key named), and the object ``key`` names."""
-        bucket = await self.writable(principal, name, key)
-        owner = await self.owner_of(principal, bucket.owner_id)
-        previous = await self._store.get_object(name, key)
+        is the file the key named), and the object ``key`` names. Refused
+        before the library takes the body (the bucket went while it
+        arrived), the staged bytes go."""
+        try:
+            bucket = await self.writable(principal, name, key)
+            owner = await self.owner_of(principal, bucket.owner_id)
+            previous = await self._store.get_object(name, key)
+        except BaseException:
+            await self.discard(blob_id, staged)
+            raise
         filename = filename_of(key)
         record = await self._library.store(
             owner,
@@ -167,6 +173,12 @@ class Buckets:
             staged=staged,
         )
         return await self._record(bucket, key, record, meta, record.md5)
+
+    async def discard(self, blob_id: str, staged: Path | None = None) -> None:
+        """Remove a staged body no object will have."""
+        if staged is not None:
+            await self._run(staged.unlink, True)
+        await self._run(self._blobs.remove, blob_id)
 
     async def parent_for(self, name: str, key: str) -> str | None:
         """The file a new version of ``key`` continues: the one it names now."""

@@ -218,7 +218,12 @@ class FormOps:
         }
         if "content-type" not in fields and form.parser.content_type:
             fields["content-type"] = form.parser.content_type
-        meta = meta_of(fields)
+        try:
+            meta = meta_of(fields)
+        except BaseException:
+            # The file part is staged already; a refused form keeps nothing.
+            await self._buckets.discard(plan.context)
+            raise
         key, bucket = allowed.policy.key, allowed.policy.bucket
         info: ObjectInfo = await shield(
             Deferred.fromCoroutine(
