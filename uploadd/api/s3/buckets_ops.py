@@ -56,6 +56,11 @@ def count_arg(request: IRequest, name: str, default: int) -> int:
     return int(text)
 
 
+def rolled_up(request: IRequest) -> tuple[str, str]:
+    """A listing's ``prefix`` and ``delimiter`` (empty when not given)."""
+    return arg(request, "prefix") or "", arg(request, "delimiter") or ""
+
+
 def encoding_of(request: IRequest) -> bool:
     """Whether keys are to be URL-encoded in the answer (``encoding-type``)."""
     kind = arg(request, "encoding-type")
@@ -168,10 +173,7 @@ class BucketOps:
         self, request: IRequest, principal: Principal, name: str
     ) -> bytes:
         url = encoding_of(request)
-        prefix, delimiter = (
-            arg(request, "prefix") or "",
-            arg(request, "delimiter") or "",
-        )
+        prefix, delimiter = rolled_up(request)
         size = count_arg(request, "max-keys", LIST_LIMIT)
         token, after = arg(request, "continuation-token"), arg(request, "start-after")
         listing = await self._buckets.list_objects(
@@ -201,10 +203,7 @@ class BucketOps:
         self, request: IRequest, principal: Principal, name: str
     ) -> bytes:
         url = encoding_of(request)
-        prefix, delimiter = (
-            arg(request, "prefix") or "",
-            arg(request, "delimiter") or "",
-        )
+        prefix, delimiter = rolled_up(request)
         size = count_arg(request, "max-keys", LIST_LIMIT)
         marker = arg(request, "marker") or ""
         listing = await self._buckets.list_objects(

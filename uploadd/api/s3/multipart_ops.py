@@ -28,7 +28,7 @@ from uploadd.api.s3.bodies import (
     meta_of,
     verified_checksums,
 )
-from uploadd.api.s3.buckets_ops import count_arg, encoding_of, xml_answer
+from uploadd.api.s3.buckets_ops import count_arg, encoding_of, rolled_up, xml_answer
 from uploadd.api.s3.checksums import Checksum
 from uploadd.api.s3.errors import S3Error
 from uploadd.api.s3.xml import (
@@ -257,10 +257,7 @@ class MultipartOps:
         self, request: IRequest, principal: Principal, bucket: str
     ) -> bytes:
         url = encoding_of(request)
-        prefix, delimiter = (
-            arg(request, "prefix") or "",
-            arg(request, "delimiter") or "",
-        )
+        prefix, delimiter = rolled_up(request)
         key_marker = arg(request, "key-marker") or ""
         id_marker = arg(request, "upload-id-marker") or ""
         size = count_arg(request, "max-uploads", MAX_LISTED)
