@@ -79,6 +79,21 @@ class Client:
             return Exchange((), self.stream.head(started, body=False))
         return self.stream.exchange(started)
 
+    def append(
+        self, path: str, body: bytes, offset: int, complete: bool, **headers: str
+    ) -> Exchange:
+        """An append of the latest draft: PATCH with Upload-Offset,
+        Upload-Complete and application/partial-upload."""
+        return self.call(
+            "PATCH",
+            path,
+            body,
+            Upload_Offset=str(offset),
+            Upload_Complete="?1" if complete else "?0",
+            Content_Type="application/partial-upload",
+            **headers,
+        )
+
 
 def complete_field(version: int | None, complete: bool) -> tuple[str, str]:
     if version == 3:
@@ -397,14 +412,7 @@ def test_a_newer_request_ends_the_one_still_streaming(daemon: Daemon) -> None:
         stale.sock.settimeout(5)
         with pytest.raises((ConnectionError, OSError)):
             stale.stream.exchange(time.monotonic())
-        finished = fresh.call(
-            "PATCH",
-            path,
-            data[offset:],
-            Upload_Offset=str(offset),
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-        )
+        finished = fresh.append(path, data[offset:], offset, True)
         assert finished.final.status == 201, finished.final.body
         assert content_of(daemon, finished.final.json()["id"]) == data
     finally:
@@ -421,14 +429,7 @@ def test_a_newer_append_takes_over_from_a_stale_one(daemon: Daemon) -> None:
     path, stale, fresh = stale_append(daemon, 7, data[:200000], len(data))
     try:
         # Offset 0 is no longer the upload's: the stale PATCH's bytes count.
-        conflict = fresh.call(
-            "PATCH",
-            path,
-            b"",
-            Upload_Offset="0",
-            Upload_Complete="?0",
-            Content_Type="application/partial-upload",
-        )
+        conflict = fresh.append(path, b"", 0, False)
         assert conflict.final.status == 409
         offset = conflict.final.json()["expected-offset"]
         assert 0 < offset <= 200000
@@ -474,14 +475,7 @@ def test_lengths_that_disagree_are_inconsistent_upload_length(daemon: Daemon) ->
             "POST", "/uploads/", b"12345", Upload_Complete="?0", Upload_Length="10"
         )
         path = path_of(created.final.headers["location"])
-        later = client.call(
-            "PATCH",
-            path,
-            b"678",
-            Upload_Offset="5",
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-        )
+        later = client.append(path, b"678", 5, True)
         assert later.final.status == 400
         assert later.final.json()["type"] == PROBLEMS + "inconsistent-upload-length"
         assert later.final.header("upload-complete") == "?0"
@@ -543,24 +537,10 @@ def test_a_completed_upload_replays_its_answer_or_refuses_more_bytes(
         first = client.call("POST", "/uploads/", b"done", Upload_Complete="?1")
         location = first.interim[0].headers["location"]
         path = path_of(location)
-        again = client.call(
-            "PATCH",
-            path,
-            b"",
-            Upload_Offset="4",
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-        )
+        again = client.append(path, b"", 4, True)
         assert again.final.status == 201
         assert again.final.json()["id"] == first.final.json()["id"]
-        more = client.call(
-            "PATCH",
-            path,
-            b"!",
-            Upload_Offset="4",
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-        )
+        more = client.append(path, b"!", 4, True)
         assert more.final.status == 400
         assert more.final.json()["type"] == PROBLEMS + "completed-upload"
         assert more.final.header("connection") == "close"
@@ -659,14 +639,7 @@ def test_a_put_of_a_file_asking_to_be_resumable_becomes_one(daemon: Daemon) -> N
             )
         )
         assert 0 < offset <= 100000
-        finished = client.call(
-            "PATCH",
-            path,
-            data[offset:],
-            Upload_Offset=str(offset),
-            Upload_Complete="?1",
-            Content_Type="application/partial-upload",
-        )
+        finished = client.append(path, data[offset:], offset, True)
     finally:
         client.close()
     assert finished.final.status == 201
