@@ -1,10 +1,15 @@
-"""Ingest benchmark: one large upload into uploadd, a raw socket-to-disk sink and a
-naive twisted.web resource, on this machine, in one run.
+"""Ingest benchmark: one large upload into uploadd, a raw socket-to-disk sink, a
+plain receive-hash-write loop and a naive twisted.web resource, on this
+machine, in one run, in two modes.
 
 Every server gets the same client (a blocking socket sending a generated body
-with a Content-Length) and writes to the same disk with an fsync at the end.
-Rounds are interleaved so drift in the machine hits all servers alike; the
-median of the rounds is reported. Peak memory is VmHWM of each server process.
+with a Content-Length). In the durable mode every server fsyncs before it
+answers; in the page-cache mode none does (uploadd with ``[storage] fsync =
+false``), which takes the disk's flush out of the figures. Rounds are
+interleaved so drift in the machine hits all servers alike; the median of the
+rounds is reported. Beside the wall-clock rate each row has the server's CPU
+time per GiB (user + system of all its threads, from /proc), which holds
+still when the machine is noisy, and its peak memory (VmHWM).
 
     .venv/bin/python bench/ingest.py [--size 1G] [--rounds 3]
 
@@ -17,23 +22,28 @@ import argparse
 import os
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import attrs
 from common import (
     HERE,
     MIB,
-    in_rounds,
+    cpu_seconds,
     machine,
-    median_rates,
     parse_size,
     peak_kib,
     server,
     uploadd,
     write_section,
 )
+
+GIB = 1024 * MIB
 
 
 def upload(port: int, size: int, path: str, token: str | None) -> float:
@@ -61,8 +71,99 @@ def upload(port: int, size: int, path: str, token: str | None) -> float:
     return elapsed
 
 
-def clear_uploadd_files(work: Path) -> None:
-    shutil.rmtree(work / "uploadd" / "files", ignore_errors=True)
+@attrs.define
+class Row:
+    """One server in one mode: how to start it and what it does."""
+
+    label: str
+    mode: str
+    hashes: str
+    start: Callable[[Path], Iterator[tuple[int, int, str, str | None]]]
+    seconds: list[float] = attrs.field(factory=list)
+    cpu: list[float] = attrs.field(factory=list)
+    peak: int = 0
+
+
+def raw(flags: list[str]) -> Callable[[Path], Iterator[tuple[int, int, str, None]]]:
+    @contextmanager
+    def start(work: Path) -> Iterator[tuple[int, int, str, None]]:
+        (work / "out").mkdir()
+        command = [
+            sys.executable,
+            str(HERE / "raw_sink.py"),
+            str(work / "port"),
+            str(work / "out"),
+            *flags,
+        ]
+        with server(command, work / "port") as (port, pid):
+            yield port, pid, "/", None
+
+    return start
+
+
+@contextmanager
+def naive(work: Path) -> Iterator[tuple[int, int, str, None]]:
+    (work / "out").mkdir()
+    command = [
+        sys.executable,
+        str(HERE / "naive_twisted.py"),
+        str(work / "port"),
+        str(work / "out"),
+    ]
+    with server(command, work / "port") as (port, pid):
+        yield port, pid, "/", None
+
+
+def uploadd_with(
+    settings: dict[str, str],
+) -> Callable[[Path], Iterator[tuple[int, int, str, str]]]:
+    @contextmanager
+    def start(work: Path) -> Iterator[tuple[int, int, str, str]]:
+        command, port_file, env, token_of = uploadd(work, settings)
+        with server(command, port_file, env) as (port, pid):
+            yield port, pid, "/files/bench.bin", token_of()
+
+    return start
+
+
+def rows() -> list[Row]:
+    found = []
+    for mode, fsync in (("durable", []), ("page cache", ["--no-fsync"])):
+        stored = {"storage-fsync": "true" if not fsync else "false"}
+        found += [
+            Row("raw socket-to-disk sink (the limit)", mode, "none", raw(fsync)),
+            Row(
+                "plain receive-sha256-write loop",
+                mode,
+                "sha256",
+                raw(["--hash", *fsync]),
+            ),
+            Row(
+                "uploadd `PUT /files/{name}`",
+                mode,
+                "sha256",
+                uploadd_with(stored),
+            ),
+            Row(
+                "uploadd, `[storage] digests = sha256, md5`",
+                mode,
+                "sha256 + md5",
+                uploadd_with({**stored, "storage-digests": "sha256, md5"}),
+            ),
+        ]
+        if not fsync:
+            found.append(
+                Row("naive twisted.web (reads request.content)", mode, "none", naive)
+            )
+    return found
+
+
+def measure(row: Row, port: int, pid: int, path: str, token: str | None, size: int):
+    before = cpu_seconds(pid)
+    row.seconds.append(upload(port, size, path, token))
+    # Let the server finish recording the file before reading its CPU time.
+    time.sleep(0.3)
+    row.cpu.append((cpu_seconds(pid) - before) * GIB / size)
 
 
 def main() -> None:
@@ -75,93 +176,68 @@ def main() -> None:
     work = Path(
         tempfile.mkdtemp(prefix="uploadd-bench-", dir=os.environ.get("BENCH_DIR"))
     )
-    env = dict(os.environ)
-    times: dict[str, list[float]] = {}
-    peaks: dict[str, int] = {}
+    table = rows()
     try:
-        command, port_file, uenv, token_of = uploadd(work)
-        (work / "raw").mkdir()
-        (work / "rawhash").mkdir()
-        (work / "naive").mkdir()
-        with (
-            server(
-                [
-                    sys.executable,
-                    str(HERE / "raw_sink.py"),
-                    str(work / "raw.port"),
-                    str(work / "raw"),
-                ],
-                work / "raw.port",
-                env,
-            ) as (raw_port, raw_pid),
-            server(
-                [
-                    sys.executable,
-                    str(HERE / "naive_twisted.py"),
-                    str(work / "naive.port"),
-                    str(work / "naive"),
-                ],
-                work / "naive.port",
-                env,
-            ) as (naive_port, naive_pid),
-            server(
-                [
-                    sys.executable,
-                    str(HERE / "raw_sink.py"),
-                    str(work / "rawhash.port"),
-                    str(work / "rawhash"),
-                    "--hash",
-                ],
-                work / "rawhash.port",
-                env,
-            ) as (hash_port, hash_pid),
-            server(command, port_file, uenv) as (uploadd_port, uploadd_pid),
-        ):
-            token = token_of()
-            in_rounds(
-                {
-                    "raw": lambda: upload(raw_port, size, "/", None),
-                    "raw+hash": lambda: upload(hash_port, size, "/", None),
-                    "naive": lambda: upload(naive_port, size, "/", None),
-                    "uploadd": lambda: upload(
-                        uploadd_port, size, "/files/bench.bin", token
+        with ExitStack() as stack:
+            running = []
+            for number, row in enumerate(table):
+                place = work / str(number)
+                place.mkdir()
+                running.append((row, place, *stack.enter_context(row.start(place))))
+            for round_number in range(args.rounds):
+                for row, place, port, pid, path, token in running:
+                    measure(row, port, pid, path, token, size)
+                    shutil.rmtree(place / "uploadd" / "files", ignore_errors=True)
+                print(
+                    f"round {round_number + 1}: "
+                    + "; ".join(
+                        f"{row.label} ({row.mode}) {size / row.seconds[-1] / MIB:.0f}"
+                        f" MiB/s {row.cpu[-1]:.2f} CPU-s/GiB"
+                        for row, *_ in running
                     ),
-                },
-                args.rounds,
-                size,
-                times,
-                lambda: clear_uploadd_files(work),
-            )
-            peaks = {
-                "raw": peak_kib(raw_pid),
-                "raw+hash": peak_kib(hash_pid),
-                "naive": peak_kib(naive_pid),
-                "uploadd": peak_kib(uploadd_pid),
-            }
+                    flush=True,
+                )
+            for row, _, _, pid, _, _ in running:
+                row.peak = peak_kib(pid)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    print(report(table, args, size))
 
-    rate = median_rates(times, size)
-    rows = [
-        ("raw socket-to-disk sink (the limit)", "raw", "no"),
-        (
-            "raw sink hashing in its loop (a plain program's floor)",
-            "raw+hash",
-            "sha256 + md5",
-        ),
-        ("naive twisted.web (reads request.content)", "naive", "no"),
-        ("uploadd `PUT /files/{name}`", "uploadd", "sha256 + md5"),
-    ]
-    table = [
-        "| server | hashes | MiB/s (median) | ratio to the limit | ratio to raw+hash "
-        "| peak RSS (VmHWM) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for label, key, hashes in rows:
-        table.append(
-            f"| {label} | {hashes} | {rate[key]:.0f} | {rate[key] / rate['raw']:.2f}x "
-            f"| {rate[key] / rate['raw+hash']:.2f}x | {peaks[key] / 1024:.1f} MiB |"
-        )
+
+def report(table: list[Row], args: argparse.Namespace, size: int) -> str:
+    lines = []
+    for mode in ("durable", "page cache"):
+        here = [row for row in table if row.mode == mode]
+        limit = size / statistics.median(here[0].seconds) / MIB
+        floor = statistics.median(here[1].cpu)
+        lines += [
+            f"### {mode.capitalize()}"
+            + (": every server fsyncs before answering" if mode == "durable" else
+               ": no fsync, the bytes left to the page cache"),
+            "",
+            "| server | hashes | MiB/s (median) | vs the limit | CPU-s/GiB (median) "
+            "| CPU vs the plain loop | peak RSS (VmHWM) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for row in here:
+            rate = size / statistics.median(row.seconds) / MIB
+            cpu = statistics.median(row.cpu)
+            lines.append(
+                f"| {row.label} | {row.hashes} | {rate:.0f} | {rate / limit:.2f}x "
+                f"| {cpu:.2f} | {cpu / floor:.2f}x | {row.peak / 1024:.1f} MiB |"
+            )
+        lines += [
+            "",
+            "Rounds (MiB/s / CPU-s per GiB): "
+            + "; ".join(
+                f"{row.label}: "
+                + ", ".join(
+                    f"{size / t / MIB:.0f}/{c:.2f}" for t, c in zip(row.seconds, row.cpu)
+                )
+                for row in here
+            ),
+            "",
+        ]
     section = "\n".join(
         [
             "## Ingest: one upload of " + args.size,
@@ -169,21 +245,13 @@ def main() -> None:
             "Command: `.venv/bin/python bench/ingest.py "
             f"--size {args.size} --rounds {args.rounds}`",
             "",
-            f"Machine: {machine()}; client and servers on one host over loopback; "
-            "every server fsyncs before answering.",
+            f"Machine: {machine()}; client and servers on one host over loopback.",
             "",
-            *table,
-            "",
-            "Rounds (MiB/s): "
-            + "; ".join(
-                f"{name} " + ", ".join(f"{size / t / MIB:.0f}" for t in ts)
-                for name, ts in times.items()
-            ),
-            "",
+            *lines,
         ]
     )
     write_section(Path(args.output), "## Ingest", section)
-    print(section)
+    return section
 
 
 if __name__ == "__main__":
