@@ -27,8 +27,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
+from typing import TypeAlias
 
 import attrs
 from common import (
@@ -44,6 +45,10 @@ from common import (
 )
 
 GIB = 1024 * MIB
+
+#: A running server: its port, pid, the path to PUT to and a bearer token.
+Running: TypeAlias = tuple[int, int, str, str | None]
+Start: TypeAlias = Callable[[Path], AbstractContextManager[Running]]
 
 
 def upload(port: int, size: int, path: str, token: str | None) -> float:
@@ -78,15 +83,15 @@ class Row:
     label: str
     mode: str
     hashes: str
-    start: Callable[[Path], Iterator[tuple[int, int, str, str | None]]]
+    start: Start
     seconds: list[float] = attrs.field(factory=list)
     cpu: list[float] = attrs.field(factory=list)
     peak: int = 0
 
 
-def raw(flags: list[str]) -> Callable[[Path], Iterator[tuple[int, int, str, None]]]:
+def raw(flags: list[str]) -> Start:
     @contextmanager
-    def start(work: Path) -> Iterator[tuple[int, int, str, None]]:
+    def start(work: Path) -> Iterator[Running]:
         (work / "out").mkdir()
         command = [
             sys.executable,
@@ -102,7 +107,7 @@ def raw(flags: list[str]) -> Callable[[Path], Iterator[tuple[int, int, str, None
 
 
 @contextmanager
-def naive(work: Path) -> Iterator[tuple[int, int, str, None]]:
+def naive(work: Path) -> Iterator[Running]:
     (work / "out").mkdir()
     command = [
         sys.executable,
@@ -114,11 +119,9 @@ def naive(work: Path) -> Iterator[tuple[int, int, str, None]]:
         yield port, pid, "/", None
 
 
-def uploadd_with(
-    settings: dict[str, str],
-) -> Callable[[Path], Iterator[tuple[int, int, str, str]]]:
+def uploadd_with(settings: dict[str, str]) -> Start:
     @contextmanager
-    def start(work: Path) -> Iterator[tuple[int, int, str, str]]:
+    def start(work: Path) -> Iterator[Running]:
         command, port_file, env, token_of = uploadd(work, settings)
         with server(command, port_file, env) as (port, pid):
             yield port, pid, "/files/bench.bin", token_of()
@@ -158,7 +161,9 @@ def rows() -> list[Row]:
     return found
 
 
-def measure(row: Row, port: int, pid: int, path: str, token: str | None, size: int):
+def measure(
+    row: Row, port: int, pid: int, path: str, token: str | None, size: int
+) -> None:
     before = cpu_seconds(pid)
     row.seconds.append(upload(port, size, path, token))
     # Let the server finish recording the file before reading its CPU time.
@@ -212,8 +217,11 @@ def report(table: list[Row], args: argparse.Namespace, size: int) -> str:
         floor = statistics.median(here[1].cpu)
         lines += [
             f"### {mode.capitalize()}"
-            + (": every server fsyncs before answering" if mode == "durable" else
-               ": no fsync, the bytes left to the page cache"),
+            + (
+                ": every server fsyncs before answering"
+                if mode == "durable"
+                else ": no fsync, the bytes left to the page cache"
+            ),
             "",
             "| server | hashes | MiB/s (median) | vs the limit | CPU-s/GiB (median) "
             "| CPU vs the plain loop | peak RSS (VmHWM) |",
@@ -232,7 +240,8 @@ def report(table: list[Row], args: argparse.Namespace, size: int) -> str:
             + "; ".join(
                 f"{row.label}: "
                 + ", ".join(
-                    f"{size / t / MIB:.0f}/{c:.2f}" for t, c in zip(row.seconds, row.cpu)
+                    f"{size / t / MIB:.0f}/{c:.2f}"
+                    for t, c in zip(row.seconds, row.cpu, strict=True)
                 )
                 for row in here
             ),

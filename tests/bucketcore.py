@@ -50,7 +50,7 @@ def written(target: BlobFile, data: bytes) -> Digest:
     """Write ``data`` as one body into ``target`` the way the writer
     threads do, and close it durably."""
     target.write_sha256([data])
-    target.update_md5([data])
+    target.update_beside([data])
     return target.close()
 
 
@@ -74,7 +74,7 @@ class Core:
     ) -> ObjectInfo:
         """Store ``data`` as ``key``, as a PutObject body staged by the edge."""
         blob_id = uuid.uuid4().hex
-        digest = written(BlobFile(self.blobs.staging_path(blob_id), False), data)
+        digest = written(BlobFile(self.blobs.staging_path(blob_id), False, md5=True), data)
         return now(
             self.buckets.store_object(
                 who, bucket, key, blob_id, digest, meta or ObjectMeta()

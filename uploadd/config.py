@@ -42,6 +42,13 @@ SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
 DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"
 
 
+def parse_digests(text: str) -> frozenset[str]:
+    names = frozenset(name.strip().lower() for name in text.split(",") if name.strip())
+    if "sha256" not in names or not names <= {"sha256", "md5"}:
+        raise ValueError("sha256, with md5 or without")
+    return names
+
+
 def parse_origins(text: str) -> frozenset[str]:
     """``*`` or comma-separated ``scheme://host[:port]`` origins; empty: none."""
     origins = frozenset(o.strip().rstrip("/") for o in text.split(",") if o.strip())
@@ -126,6 +133,19 @@ class StorageSection:
     fsync: bool = setting(
         "true", parse_bool, "fsync each file before recording it", "true or false"
     )
+    digests: frozenset[str] = setting(
+        "sha256",
+        parse_digests,
+        "sums every file records: sha256 always; md5 as well costs about twice"
+        " sha256's CPU per byte (uploads whose protocol needs md5, Content-Range"
+        " with an md5 at completion and S3 entity tags, get it either way)",
+        "sha256, or sha256, md5",
+    )
+
+    @property
+    def every_md5(self) -> bool:
+        """Every file records its md5, not only those whose protocol needs it."""
+        return "md5" in self.digests
 
 
 @attrs.frozen

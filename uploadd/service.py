@@ -148,6 +148,7 @@ def build(
         instance_name(config),
         config.shared_store,
         metrics=metrics,
+        every_md5=config.storage.every_md5,
     )
 
     # The S3 API's core: buckets of library files, multipart uploads on the
@@ -330,6 +331,7 @@ def build(
         config.http.page_size,
         links=links,
         draft=draft,
+        md5=config.storage.every_md5,
     )
     router.mount(
         # Before FilesAPI: its PUT /files/<path> would take output uploads.
@@ -344,6 +346,7 @@ def build(
             locator,
             config.storage.fsync,
             config.http.public_url,
+            md5=config.storage.every_md5,
         ),
         files_api,
         TusAPI(resumable, blobs, run, tokens, gate, config.http.public_url, draft),

@@ -29,8 +29,9 @@ async def post_form(app: Harness, token: str, body: bytes, ctype: bytes) -> Repl
 
 
 @pytest_twisted.ensureDeferred()
-async def test_put_stores_the_body_with_both_hashes(app: Harness) -> None:
-    """PUT /files/{name} answers 201 with the file and its sha256 and md5."""
+async def test_put_stores_the_body_with_its_sha256(app: Harness) -> None:
+    """PUT /files/{name} answers 201 with the file and its sha256; its md5
+    is not computed unless ``[storage] digests`` asks, and shows as null."""
     token = app.user("alice")
     data = b"hello uploadd\n" * 1000
     response = await put(app, token, "greeting.txt", data)
@@ -39,13 +40,27 @@ async def test_put_stores_the_body_with_both_hashes(app: Harness) -> None:
     assert body["filename"] == "greeting.txt"
     assert body["size"] == len(data)
     assert body["sha256"] == hashlib.sha256(data).hexdigest()
-    assert body["md5"] == hashlib.md5(data).hexdigest()
+    assert body["md5"] is None
     assert body["content_type"] == "text/plain"
     assert body["parent"] is None and body["versions"] == []
     assert body["download_url"] == f"http://uploadd/files/{body['id']}/content"
     assert response.header("location") == f"http://uploadd/files/{body['id']}"
     assert app.parts.blobs.path(body["id"]).read_bytes() == data
     assert app.staged() == []
+
+
+@pytest_twisted.ensureDeferred()
+async def test_digests_with_md5_give_every_file_its_md5(tmp_path: Path) -> None:
+    """``[storage] digests = sha256, md5``: PUT and multipart form
+    bodies record the md5 too."""
+    app = harness(tmp_path, settings={("storage", "digests"): "sha256, md5"})
+    token = app.user("alice")
+    data = b"hello uploadd\n" * 1000
+    body = (await put(app, token, "greeting.txt", data)).json()
+    assert body["md5"] == hashlib.md5(data).hexdigest()
+    form, ctype = multipart({}, "f.txt", data)
+    body = (await post_form(app, token, form, ctype)).json()
+    assert body["md5"] == hashlib.md5(data).hexdigest()
 
 
 @pytest_twisted.ensureDeferred()

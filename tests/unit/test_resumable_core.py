@@ -96,7 +96,7 @@ def written(target: BlobFile, data: bytes) -> Digest:
     """Write ``data`` as one body into ``target`` the way the writer threads
     do, and close it durably."""
     target.write_sha256([data])
-    target.update_md5([data])
+    target.update_beside([data])
     return target.close()
 
 
@@ -480,7 +480,7 @@ def test_a_discarded_last_body_undoes_its_checkpoints(core: Core) -> None:
     now(last.checkpoint(2))
     assert core.record(record.id).received == 5
     last.target.write_sha256([b"X"])
-    last.target.update_md5([b"deX"])
+    last.target.update_beside([b"deX"])
     with pytest.raises(errors.ChecksumMismatch):
         now(last.land(ALICE, last.target.close()))
     assert core.record(record.id).received == 3
@@ -554,7 +554,7 @@ def test_spans_land_in_any_order_and_complete_once_all_arrived(
     gap remains, refuses a wrong md5 and keeps the upload, then finishes."""
     data = b"0123456789" * 3
     first = now(
-        spans.create_with_span(core.uploads, ALICE, "test", SpanAsk(20, 30, 30), LIMIT)
+        spans.create_with_span(core.uploads, ALICE, "range", SpanAsk(20, 30, 30), LIMIT)
     )
     record = now(first.land(written(first.target, data[20:]), {"filename": "f"}))
     second = spans.begin_span(core.uploads, record, SpanAsk(0, 10, 30), LIMIT)

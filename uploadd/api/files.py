@@ -111,6 +111,8 @@ class FilesAPI:
     _links: ShareLinks | None = None
     #: The IETF resumable-upload draft, for a PUT that asks to be resumable.
     _draft: DraftUploads | None = None
+    #: Every file's md5 too ([storage] digests).
+    _md5: bool = False
 
     # -- uploads -------------------------------------------------------------
 
@@ -153,6 +155,7 @@ class FilesAPI:
             self._blobs.staging_path(staged.blob_id),
             self._fsync,
             check=staged.check.hasher if staged.check is not None else None,
+            md5=self._md5,
         )
         return BodyPlan(target, boundary=boundary, context=staged)
 
@@ -307,7 +310,7 @@ class FilesAPI:
             "filename": record.filename,
             "size": record.size,
             "sha256": record.sha256,
-            "md5": record.md5,
+            "md5": record.md5 or None,
             "content_type": record.content_type,
             "created_at": timestamp(record.created_at),
             "parent": record.parent,

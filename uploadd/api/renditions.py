@@ -123,6 +123,8 @@ class RenditionsAPI:
     _locator: Locator
     _fsync: bool = True
     _public_url: str = ""
+    #: Every file's md5 too ([storage] digests).
+    _md5: bool = False
 
     @app.route("/files/<file_id>/renditions", methods=["GET"])
     async def list_renditions(self, request: IRequest, file_id: str) -> bytes:
@@ -206,7 +208,7 @@ class RenditionsAPI:
         )
         blob_id = uuid.uuid4().hex
         slot = OutputSlot(source, rendition.profile, arguments["index"], attempt)
-        target = BlobFile(self._blobs.staging_path(blob_id), self._fsync)
+        target = BlobFile(self._blobs.staging_path(blob_id), self._fsync, md5=self._md5)
         return BodyPlan(target, context=(blob_id, slot))
 
     @app.route(

@@ -46,7 +46,8 @@ class FlowControl(Protocol):
 @attrs.frozen
 class Digest:
     """What one body left behind: its size, the running hashes after it, and
-    the digest of the body alone when a per-body checksum was asked for."""
+    the digest of the body alone when a per-body checksum was asked for.
+    ``md5`` is empty when it was not computed."""
 
     size: int
     sha256: str
@@ -72,26 +73,42 @@ class Checkpoints:
 
 @attrs.define
 class Hashes:
-    """sha256 and md5 of a file's bytes from its start up to ``size``.
+    """sha256 (always) and md5 (where wanted) of a file's bytes from its start
+    up to ``size``.
 
     A resumable upload keeps one across requests so the file's sums are ready
     when its last byte lands; ``copy()`` snapshots it before a body that may
-    be discarded.
+    be discarded. Without md5 the file's md5 is unknown: an empty string in
+    its :class:`Digest`, never a made-up value.
     """
 
     sha256: Any = attrs.field(factory=hashlib.sha256)
-    md5: Any = attrs.field(factory=lambda: hashlib.md5(usedforsecurity=False))
+    md5: Any = None
     size: int = 0
 
+    @classmethod
+    def fresh(cls, md5: bool) -> Hashes:
+        return cls(md5=hashlib.md5(usedforsecurity=False) if md5 else None)
+
     def copy(self) -> Hashes:
-        return Hashes(self.sha256.copy(), self.md5.copy(), self.size)
+        md5 = self.md5.copy() if self.md5 is not None else None
+        return Hashes(self.sha256.copy(), md5, self.size)
+
+    def digest(self, check: bytes | None = None) -> Digest:
+        return Digest(
+            self.size,
+            self.sha256.hexdigest(),
+            self.md5.hexdigest() if self.md5 is not None else "",
+            check,
+        )
 
 
 class BlobFile:
     """The thread side: one open file, the running hashes, an optional checksum.
 
-    Either a new file (created exclusively) or, with ``offset``, an existing
-    one written from ``offset`` on. Methods run on writer threads, never two
+    Either a new file (created exclusively; its md5 computed too with
+    ``md5``) or, with ``offset``, an existing one written from ``offset`` on,
+    continuing ``hashes``. Methods run on writer threads, never two
     at once for the same lane; the two lanes touch disjoint state.
     """
 
@@ -103,6 +120,7 @@ class BlobFile:
         offset: int | None = None,
         hashes: Hashes | None = None,
         check: Any = None,
+        md5: bool = False,
     ) -> None:
         self.path = path
         self.resuming = offset is not None
@@ -113,7 +131,7 @@ class BlobFile:
         else:
             self._fd = os.open(path, os.O_WRONLY)
             os.lseek(self._fd, offset, os.SEEK_SET)
-        self.hashes = Hashes() if hashes is None and offset is None else hashes
+        self.hashes = Hashes.fresh(md5) if hashes is None and offset is None else hashes
         self._check = check
         self.written = 0
         self._open = True
@@ -128,7 +146,13 @@ class BlobFile:
                 view = view[os.write(self._fd, view) :]
             self.written += len(chunk)
 
-    def update_md5(self, chunks: list[bytes]) -> None:
+    @property
+    def beside(self) -> bool:
+        """Whether anything runs in a second lane beside sha256 and the write."""
+        md5 = self.hashes.md5 if self.hashes is not None else None
+        return md5 is not None or self._check is not None
+
+    def update_beside(self, chunks: list[bytes]) -> None:
         md5 = self.hashes.md5 if self.hashes is not None else None
         for chunk in chunks:
             if md5 is not None:
@@ -143,15 +167,12 @@ class BlobFile:
         finally:
             self._open = False
             os.close(self._fd)
+        check = self._check.digest() if self._check is not None else None
         hashes = self.hashes
-        if hashes is not None:
-            hashes.size += self.written
-        return Digest(
-            self.written,
-            hashes.sha256.hexdigest() if hashes is not None else "",
-            hashes.md5.hexdigest() if hashes is not None else "",
-            self._check.digest() if self._check is not None else None,
-        )
+        if hashes is None:
+            return Digest(self.written, "", "", check)
+        hashes.size += self.written
+        return attrs.evolve(hashes.digest(check), size=self.written)
 
     def sync(self) -> None:
         """Make the bytes written so far durable (a checkpoint)."""
@@ -269,7 +290,9 @@ class UploadSink(StreamedContent):
     _error: Failure | None = None
 
     def __attrs_post_init__(self) -> None:
-        self._lanes = [_Lane(self._blob.write_sha256), _Lane(self._blob.update_md5)]
+        self._lanes = [_Lane(self._blob.write_sha256)]
+        if self._blob.beside:
+            self._lanes.append(_Lane(self._blob.update_beside))
 
     # -- the file-like face Twisted uses -------------------------------------
 

@@ -15,24 +15,26 @@ from uploadd.ingest.sink import Hashes
 READ_SIZE = 1024 * 1024
 
 
-def hash_file(path: Path) -> Hashes:
-    """sha256 and md5 of a whole file in one read (runs on a thread): md5
-    on a second thread beside it, as the ingest sink runs its two lanes
-    (hashlib lets go of the GIL), so a re-read costs the slower sum alone."""
-    hashes = Hashes()
+def hash_file(path: Path, md5: bool) -> Hashes:
+    """sha256 (and with ``md5`` md5) of a whole file in one read (runs on a
+    thread): md5 on a second thread beside it, as the ingest sink runs its
+    two lanes (hashlib lets go of the GIL), so a re-read costs the slower sum
+    alone."""
+    hashes = Hashes.fresh(md5)
     with (
         ThreadPoolExecutor(max_workers=1) as beside,
         path.open("rb", buffering=0) as handle,
     ):
-        md5: Future[None] | None = None
+        pending: Future[None] | None = None
         while block := handle.read(READ_SIZE):
-            if md5 is not None:
-                md5.result()
-            md5 = beside.submit(hashes.md5.update, block)
+            if pending is not None:
+                pending.result()
+            if hashes.md5 is not None:
+                pending = beside.submit(hashes.md5.update, block)
             hashes.sha256.update(block)
             hashes.size += len(block)
-        if md5 is not None:
-            md5.result()
+        if pending is not None:
+            pending.result()
     return hashes
 
 

@@ -74,6 +74,9 @@ class Resumable:
     #: Brings the bytes of parts other instances hold (None: one instance).
     parts: PartSource | None = None
     writers: Writers = attrs.field(factory=Writers)
+    #: Every upload's md5 ([storage] digests), not only those whose protocol
+    #: needs it (:data:`rules.MD5_PROTOCOLS`).
+    every_md5: bool = attrs.field(default=False, kw_only=True)
     metrics: Metrics = attrs.field(factory=Metrics, kw_only=True)
     #: Heard when an upload ends without becoming a file (terminated or
     #: expired), after its bytes and record went: what a protocol made
@@ -197,7 +200,7 @@ class Resumable:
         except BaseException:
             await self._run(self._blobs.remove_upload, upload_id)
             raise
-        self._hashes[upload_id] = Hashes()
+        self._hashes[upload_id] = Hashes.fresh(self.wants_md5(protocol))
         self.metrics.uploads_started.labels(protocol).inc()
         log.info(
             "upload {upload_id} opened ({protocol}, {length} bytes) for {owner}",
@@ -375,15 +378,22 @@ class Resumable:
 
     # -- the end -------------------------------------------------------------
 
+    def wants_md5(self, protocol: str) -> bool:
+        """Whether uploads of ``protocol`` compute their file's md5."""
+        return self.every_md5 or protocol in rules.MD5_PROTOCOLS
+
     async def digest(self, record: UploadRecord, length: int) -> Digest:
-        """sha256 and md5 of the upload's ``length`` bytes: the running ones
-        when they cover it all, else one read of the file."""
+        """sha256 (and md5 where wanted) of the upload's ``length`` bytes:
+        the running ones when they cover it all, else one read of the file."""
         await self._run(self._blobs.truncate_upload, record.id, length)
         running = self._hashes.get(record.id)
-        if running is not None and running.size == length:
-            return Digest(length, running.sha256.hexdigest(), running.md5.hexdigest())
-        hashes: Hashes = await self._run(hash_file, self._blobs.upload_path(record.id))
-        return Digest(length, hashes.sha256.hexdigest(), hashes.md5.hexdigest())
+        md5 = self.wants_md5(record.protocol)
+        covered = running is not None and running.size == length
+        if running is not None and covered and (running.md5 is not None or not md5):
+            return running.digest()
+        path = self._blobs.upload_path(record.id)
+        hashes: Hashes = await self._run(hash_file, path, md5)
+        return hashes.digest()
 
     async def verify_whole(
         self, record: UploadRecord, digest: Digest, check: ReprCheck

@@ -107,6 +107,12 @@ def check_covered(record: UploadRecord) -> None:
         )
 
 
+#: Protocols whose uploads compute their file's md5 whatever ``[storage]
+#: digests`` says: a Content-Range upload's completion may name the md5 the
+#: file must have, and S3's entity tags are md5s.
+MD5_PROTOCOLS = frozenset({"range", "s3"})
+
+
 def check_md5(given: str | None, actual: str) -> None:
     """The whole upload's md5 is the one the client gave, if it gave one."""
     if given and given.lower() != actual:

@@ -121,6 +121,7 @@ class Staging:
             self._blobs.staging_path(blob_id or uuid.uuid4().hex),
             self._fsync,
             check=signed.checks.hasher(),
+            md5=True,
         )
         return BodyPlan(
             target,

@@ -195,7 +195,7 @@ class FormOps:
                 "The body of your POST request is not well-formed multipart/form-data.",
             ) from None
         blob_id = uuid.uuid4().hex
-        target = BlobFile(self._blobs.staging_path(blob_id), self._fsync)
+        target = BlobFile(self._blobs.staging_path(blob_id), self._fsync, md5=True)
 
         async def judge(fields: dict[str, str], filename: str | None) -> Allowed:
             principal, policy = await self._signatures.policy(fields, bucket, filename)
