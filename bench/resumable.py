@@ -8,6 +8,18 @@ tus clients do. Rounds are interleaved; medians are reported. Each row says
 what its server does with the bytes besides writing them (what it hashes,
 when it fsyncs), as read in the versions installed (``DOES`` below).
 
+tusd, the Go reference server, is not a peer here because no registry this
+project installs from ships it: Debian bookworm has no tusd package
+(``apt-cache policy tusd`` lists nothing), PyPI has no ``tusd``, npm answers
+404 for ``tusd`` and for ``tusd-static-linux`` (a package said to bundle its
+binary), and building it from its Go module fails for want of the network,
+not of a compiler: ``go install github.com/tus/tusd/cmd/tusd@v1.13.0`` with
+Debian's golang-go 1.19 (tusd 1.13 asks for Go 1.16, v2 for 1.20 to 1.25)
+cannot resolve the Go module proxy's host, nor, with ``GOPROXY=direct``, the
+repository's. (Its file store, read in v2.10.0, hashes nothing and never
+fsyncs: ``pkg/filestore`` WriteChunk appends each PATCH with ``io.Copy`` and
+closes the file.)
+
     .venv/bin/python bench/resumable.py [--size 1G] [--rounds 2]
 
 Needs the peers: `make bench-peers` (npm ci in bench/peers and a venv with
@@ -291,7 +303,8 @@ def main() -> None:
             f"--rounds {args.rounds}`",
             "",
             f"Machine: {machine()}; one keep-alive client connection sending chunks "
-            "in order.",
+            "in order. tusd is not measured: no package registry ships it "
+            "(bench/resumable.py says what was tried).",
             "",
             *table,
             "",
