@@ -4,7 +4,21 @@ uploadd's tus endpoint against @tus/server with @tus/file-store (npm, node)
 and tuspyserver on uvicorn (PyPI), with the same client and chunk sizes, plus
 uploadd's Content-Range API and its single-request ingest as the reference.
 The client is one keep-alive connection sending chunks one after another, as
-tus clients do. Rounds are interleaved; medians are reported.
+tus clients do. Rounds are interleaved; medians are reported. Each row says
+what its server does with the bytes besides writing them (what it hashes,
+when it fsyncs), as read in the versions installed (``DOES`` below).
+
+tusd, the Go reference server, is not a peer here because no registry this
+project installs from ships it: Debian bookworm has no tusd package
+(``apt-cache policy tusd`` lists nothing), PyPI has no ``tusd``, npm answers
+404 for ``tusd`` and for ``tusd-static-linux`` (a package said to bundle its
+binary), and building it from its Go module fails for want of the network,
+not of a compiler: ``go install github.com/tus/tusd/cmd/tusd@v1.13.0`` with
+Debian's golang-go 1.19 (tusd 1.13 asks for Go 1.16, v2 for 1.20 to 1.25)
+cannot resolve the Go module proxy's host, nor, with ``GOPROXY=direct``, the
+repository's. (Its file store, read in v2.10.0, hashes nothing and never
+fsyncs: ``pkg/filestore`` WriteChunk appends each PATCH with ``io.Copy`` and
+closes the file.)
 
     .venv/bin/python bench/resumable.py [--size 1G] [--rounds 2]
 
@@ -41,6 +55,34 @@ from common import (
 )
 
 PEERS_VENV = HERE / "work" / "peers-venv"
+
+# What each server does with the bytes besides writing them, as read in its
+# source (uploadd's in this tree, the peers' in the versions bench/peers and
+# `make bench-peers` pin); the "does" column of the report.
+DOES = {
+    # uploadd/ingest/sink.py: BlobFile.write_sha256 and .update_md5 hash every
+    # byte of every body; .close fsyncs it ([storage] fsync, on by default),
+    # then uploadd/uploads/appends.py Append.land (spans.py for Content-Range)
+    # saves the new offset to SQLite (PRAGMA synchronous=FULL).
+    "uploadd single request": "sha256 + md5 of every byte; fsync at the end",
+    "uploadd tus": "sha256 + md5 of every byte; fsync + offset commit per chunk",
+    "uploadd Content-Range": (
+        "sha256 + md5 of every byte; fsync + offset commit per chunk"
+    ),
+    # @tus/file-store 2.1.1 dist/index.js write() (lines 75-98): a pipeline
+    # into fs.createWriteStream, no fsync; getUpload() takes the offset from
+    # the file's size (line 124); @tus/utils 0.7.1 FileKvStore.set() writes
+    # the JSON record with fs.writeFile at creation, no fsync. No hash.
+    "@tus/server + @tus/file-store": "no hash; never fsyncs",
+    # tuspyserver 4.4.3 request.py (no storage backend, as here): each body
+    # piece is f.write + f.flush() (to the kernel, lines 276-277), never
+    # fsynced; the offset is then saved with `file.info = ...` (line 286),
+    # which info.py serialize() writes to a temporary file, fsyncs (line 68)
+    # and renames. No hash.
+    "tuspyserver on uvicorn": (
+        "no hash; fsyncs only the offset file per chunk, never the data"
+    ),
+}
 
 
 def tus_upload(
@@ -230,24 +272,28 @@ def main() -> None:
     rate = median_rates(times, size)
     single = rate["uploadd single request"]
     table = [
-        "| server and path | chunk | MiB/s (median) | vs @tus/server | vs tuspyserver "
-        "| vs uploadd single request |",
-        "|---|---|---|---|---|---|",
-        f"| uploadd single request | whole | {single:.0f} | | | 1.00x |",
+        "| server and path | chunk | does | MiB/s (median) | vs @tus/server "
+        "| vs tuspyserver | vs uploadd single request |",
+        "|---|---|---|---|---|---|---|",
+        row("uploadd single request", "whole", single, "", "", "1.00x"),
     ]
     for chunk in chunks:
         label = f"{chunk // MIB} MiB"
         node, tuspy = rate[f"@tus/server {label}"], rate[f"tuspyserver {label}"]
-        for name in (f"uploadd tus {label}", f"uploadd Content-Range {label}"):
+        for name in ("uploadd tus", "uploadd Content-Range"):
+            mine = rate[f"{name} {label}"]
             table.append(
-                f"| {name.rsplit(' ', 2)[0]} | {label} | {rate[name]:.0f} | "
-                f"{rate[name] / node:.2f}x | {rate[name] / tuspy:.2f}x | "
-                f"{rate[name] / single:.2f}x |"
+                row(
+                    name,
+                    label,
+                    mine,
+                    f"{mine / node:.2f}x",
+                    f"{mine / tuspy:.2f}x",
+                    f"{mine / single:.2f}x",
+                )
             )
-        table.append(
-            f"| @tus/server + @tus/file-store | {label} | {node:.0f} | 1.00x | | |"
-        )
-        table.append(f"| tuspyserver on uvicorn | {label} | {tuspy:.0f} | | 1.00x | |")
+        table.append(row("@tus/server + @tus/file-store", label, node, "1.00x", "", ""))
+        table.append(row("tuspyserver on uvicorn", label, tuspy, "", "1.00x", ""))
     memory = ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in peaks.items())
     section = "\n".join(
         [
@@ -257,7 +303,8 @@ def main() -> None:
             f"--rounds {args.rounds}`",
             "",
             f"Machine: {machine()}; one keep-alive client connection sending chunks "
-            "in order; uploadd hashes every byte (sha256 + md5), the peers none.",
+            "in order. tusd is not measured: no package registry ships it "
+            "(bench/resumable.py says what was tried).",
             "",
             *table,
             "",
@@ -267,6 +314,13 @@ def main() -> None:
     )
     write_section(Path(args.output), "## Resumable", section)
     print(section)
+
+
+def row(name: str, chunk: str, rate: float, *ratios: str) -> str:
+    """One line of the report's table: a server, what it does, its rate."""
+    return (
+        f"| {name} | {chunk} | {DOES[name]} | {rate:.0f} | " + " | ".join(ratios) + " |"
+    )
 
 
 def clean(work: Path) -> None:
