@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 import attrs
@@ -78,13 +78,15 @@ class Row:
     label: str
     mode: str
     hashes: str
-    start: Callable[[Path], Iterator[tuple[int, int, str, str | None]]]
+    start: Callable[[Path], AbstractContextManager[tuple[int, int, str, str | None]]]
     seconds: list[float] = attrs.field(factory=list)
     cpu: list[float] = attrs.field(factory=list)
     peak: int = 0
 
 
-def raw(flags: list[str]) -> Callable[[Path], Iterator[tuple[int, int, str, None]]]:
+def raw(
+    flags: list[str],
+) -> Callable[[Path], AbstractContextManager[tuple[int, int, str, None]]]:
     @contextmanager
     def start(work: Path) -> Iterator[tuple[int, int, str, None]]:
         (work / "out").mkdir()
@@ -116,7 +118,7 @@ def naive(work: Path) -> Iterator[tuple[int, int, str, None]]:
 
 def uploadd_with(
     settings: dict[str, str],
-) -> Callable[[Path], Iterator[tuple[int, int, str, str]]]:
+) -> Callable[[Path], AbstractContextManager[tuple[int, int, str, str]]]:
     @contextmanager
     def start(work: Path) -> Iterator[tuple[int, int, str, str]]:
         command, port_file, env, token_of = uploadd(work, settings)
@@ -158,7 +160,9 @@ def rows() -> list[Row]:
     return found
 
 
-def measure(row: Row, port: int, pid: int, path: str, token: str | None, size: int):
+def measure(
+    row: Row, port: int, pid: int, path: str, token: str | None, size: int
+) -> None:
     before = cpu_seconds(pid)
     row.seconds.append(upload(port, size, path, token))
     # Let the server finish recording the file before reading its CPU time.
@@ -212,8 +216,11 @@ def report(table: list[Row], args: argparse.Namespace, size: int) -> str:
         floor = statistics.median(here[1].cpu)
         lines += [
             f"### {mode.capitalize()}"
-            + (": every server fsyncs before answering" if mode == "durable" else
-               ": no fsync, the bytes left to the page cache"),
+            + (
+                ": every server fsyncs before answering"
+                if mode == "durable"
+                else ": no fsync, the bytes left to the page cache"
+            ),
             "",
             "| server | hashes | MiB/s (median) | vs the limit | CPU-s/GiB (median) "
             "| CPU vs the plain loop | peak RSS (VmHWM) |",
@@ -232,7 +239,8 @@ def report(table: list[Row], args: argparse.Namespace, size: int) -> str:
             + "; ".join(
                 f"{row.label}: "
                 + ", ".join(
-                    f"{size / t / MIB:.0f}/{c:.2f}" for t, c in zip(row.seconds, row.cpu)
+                    f"{size / t / MIB:.0f}/{c:.2f}"
+                    for t, c in zip(row.seconds, row.cpu, strict=True)
                 )
                 for row in here
             ),

@@ -59,4 +59,9 @@ def serve(port_file: Path, out_dir: Path, hashing: bool, fsync: bool) -> None:
 
 if __name__ == "__main__":
     flags = sys.argv[3:]
-    serve(Path(sys.argv[1]), Path(sys.argv[2]), "--hash" in flags, "--no-fsync" not in flags)
+    serve(
+        Path(sys.argv[1]),
+        Path(sys.argv[2]),
+        "--hash" in flags,
+        "--no-fsync" not in flags,
+    )
