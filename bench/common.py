@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
+import shlex
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,11 +21,51 @@ from typing import Protocol
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
 
 def parse_size(text: str) -> int:
     units = {"K": 1024, "M": MIB, "G": 1024 * MIB}
     return int(text[:-1]) * units[text[-1].upper()] if text[-1].isalpha() else int(text)
+
+
+def size_label(size: int) -> str:
+    """``size`` in the largest binary unit dividing it: 64 MiB, 8 GiB."""
+    for unit, name in ((GIB, "GiB"), (MIB, "MiB"), (1024, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size} B"
+
+
+def work_dir() -> Path:
+    """A new scratch directory under ``$BENCH_DIR``, else the system's temp."""
+    return Path(
+        tempfile.mkdtemp(prefix="uploadd-bench-", dir=os.environ.get("BENCH_DIR"))
+    )
+
+
+def require_room(path: Path, needed: int, what: str) -> None:
+    """Exit with a message unless ``path``'s file system has ``needed`` bytes
+    free, rather than fill the disk other measurements share."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise SystemExit(
+            f"{path} has {free / GIB:.1f} GiB free; {what} needs "
+            f"{needed / GIB:.1f} GiB there: free some or set BENCH_DIR to a "
+            "directory on a larger disk"
+        )
+
+
+def command_line() -> str:
+    """This run's command as a RESULTS.md section cites it: the script and
+    its arguments as given."""
+    script = Path(sys.argv[0]).resolve()
+    name = (
+        script.relative_to(HERE.parent)
+        if script.is_relative_to(HERE.parent)
+        else script
+    )
+    return shlex.join([".venv/bin/python", str(name), *sys.argv[1:]])
 
 
 def peak_kib(pid: int) -> int:
@@ -166,6 +210,51 @@ def uploadd(
         *(f"--{name}={value}" for name, value in (settings or {}).items()),
     ]
     return command, data / "uploadd.port", env, token
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.removeprefix("--"), value
+
+
+def add_uploadd_options(parser: argparse.ArgumentParser) -> None:
+    """``--fsync`` and ``--setting`` for a benchmark starting uploadd."""
+    parser.add_argument(
+        "--fsync",
+        choices=("true", "false"),
+        default="true",
+        help="uploadd's [storage] fsync (default true: durable before 201)",
+    )
+    parser.add_argument(
+        "--setting",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pass --NAME=VALUE to uploadd, such as ingest-high-water=4M "
+        "(repeatable; wins over the benchmark's own settings)",
+    )
+
+
+def uploadd_settings(
+    args: argparse.Namespace, own: Mapping[str, str]
+) -> dict[str, str]:
+    """The settings for uploadd: the benchmark's ``own``, then ``--fsync``,
+    then each ``--setting`` in order."""
+    return {**own, "storage-fsync": args.fsync, **dict(args.setting)}
+
+
+@contextmanager
+def running_uploadd(
+    work: Path, settings: Mapping[str, str]
+) -> Iterator[tuple[int, int, str]]:
+    """A fresh uploadd in ``work``: its port, its pid, and a bearer token of
+    user 'bench'."""
+    command, port_file, env, token_of = uploadd(work, settings)
+    with server(command, port_file, env) as (port, pid):
+        yield port, pid, token_of()
 
 
 def in_rounds(

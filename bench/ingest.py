@@ -24,7 +24,6 @@ import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -33,18 +32,18 @@ from typing import TypeAlias
 
 import attrs
 from common import (
+    GIB,
     HERE,
     MIB,
     cpu_seconds,
     machine,
     parse_size,
     peak_kib,
+    running_uploadd,
     server,
-    uploadd,
+    work_dir,
     write_section,
 )
-
-GIB = 1024 * MIB
 
 #: A running server: its port, pid, the path to PUT to and a bearer token.
 Running: TypeAlias = tuple[int, int, str, str | None]
@@ -122,9 +121,8 @@ def naive(work: Path) -> Iterator[Running]:
 def uploadd_with(settings: dict[str, str]) -> Start:
     @contextmanager
     def start(work: Path) -> Iterator[Running]:
-        command, port_file, env, token_of = uploadd(work, settings)
-        with server(command, port_file, env) as (port, pid):
-            yield port, pid, "/files/bench.bin", token_of()
+        with running_uploadd(work, settings) as (port, pid, token):
+            yield port, pid, "/files/bench.bin", token
 
     return start
 
@@ -178,9 +176,7 @@ def main() -> None:
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
     size = parse_size(args.size)
-    work = Path(
-        tempfile.mkdtemp(prefix="uploadd-bench-", dir=os.environ.get("BENCH_DIR"))
-    )
+    work = work_dir()
     table = rows()
     try:
         with ExitStack() as stack:
