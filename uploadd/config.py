@@ -196,6 +196,13 @@ class IngestSection:
     low_water: int = setting(
         "4M", parse_size, "resume reading below this much waiting", SIZE
     )
+    memory_budget: int = setting(
+        "64M",
+        parse_size,
+        "bytes waiting for disk across all uploads at once; past it the"
+        " uploads holding the most stop reading until writes catch up",
+        SIZE,
+    )
     writer_threads: int = setting(
         "4",
         parse_positive_int,

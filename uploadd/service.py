@@ -69,6 +69,7 @@ from uploadd.events.factory import open_bus
 from uploadd.events.relay import OutboxRelay
 from uploadd.failures import FailureLog
 from uploadd.gauges import watch_bus, watch_cluster, watch_outbox
+from uploadd.ingest.budget import MemoryBudget
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.library import Library
 from uploadd.metrics import Metrics
@@ -271,8 +272,18 @@ def build(
         fsync=config.storage.fsync,
         checkpoint=config.uploads.checkpoint,
     )
+    # One budget for the bytes every body holds, on every listener.
+    budget = MemoryBudget(config.ingest.memory_budget)
     gate = IngestGate(
-        router, tokens, run, progress, metrics, reactor, limits, forwarder=forwarder
+        router,
+        tokens,
+        run,
+        progress,
+        metrics,
+        reactor,
+        limits,
+        forwarder=forwarder,
+        budget=budget,
     )
     drain = Drain(reactor)
     s3 = None
@@ -288,6 +299,7 @@ def build(
             metrics,
             limits,
             drain,
+            budget,
         )
     gates = [gate] if s3 is None else [gate, s3.gate]
     renditions = Renditions(

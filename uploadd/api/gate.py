@@ -34,6 +34,8 @@ from uploadd.api.problems import Problem, too_large
 from uploadd.api.root import RouteMatch, Router
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.errors import Elsewhere, UploaddError
+from uploadd.ingest.budget import MemoryBudget
+from uploadd.ingest.direct import SocketSource
 from uploadd.ingest.multipart import MultipartSink
 from uploadd.ingest.progress import Progress, ProgressBoard, check_key
 from uploadd.ingest.sink import (
@@ -86,6 +88,10 @@ class Admitted(Protocol):
 
     def release_continue(self) -> None:
         """Send the ``100 Continue`` held back, if any."""
+
+    def body_source(self) -> SocketSource | None:
+        """The socket the body may be read from directly (None: through
+        the channel only)."""
 
     def body_flow(self) -> FlowControl | None:
         """The connection's read side, set up for a large body (None once
@@ -356,6 +362,8 @@ class IngestGate:
     in_flight: int = 0
     #: Sends on a request for an upload another instance holds.
     forwarder: Forwarder | None = None
+    #: The memory all bodies share (None: each bounded by high water alone).
+    budget: MemoryBudget | None = None
 
     def admit(
         self,
@@ -512,6 +520,12 @@ class IngestGate:
                 if plan.on_checkpoint is not None and self.limits.checkpoint > 0
                 else None
             ),
+            source=(
+                request.body_source()
+                if plan.wrap is None and plan.boundary is None
+                else None
+            ),
+            budget=self.budget,
         )
         body: UploadSink | MultipartSink | DecodedBody = sink
         if plan.wrap is not None:

@@ -29,6 +29,7 @@ from uploadd.api.gate import IngestGate, Upload
 from uploadd.api.problems import Problem
 from uploadd.api.root import RouteMatch
 from uploadd.errors import UploaddError
+from uploadd.ingest.direct import SocketSource
 from uploadd.ingest.sink import FlowControl, StreamedContent
 
 log = Logger()
@@ -164,6 +165,10 @@ class StreamingRequest(DrainedRequest, MeteredRequest, ProblemRequest):
         if transport is not None:
             transport.bufferSize = UPLOAD_READ_SIZE
         return transport  # type: ignore[no-any-return]
+
+    def body_source(self) -> SocketSource | None:
+        """The socket this request's body may be read from directly."""
+        return SocketSource.of(self.channel)
 
     def progressed(self) -> None:
         if self.channel is not None:

@@ -3,10 +3,15 @@
 :class:`UploadSink` stands in for ``request.content`` on upload routes. The
 reactor thread only queues the chunks it receives; a writer thread pool hashes
 and writes them, one batch in flight per upload, sha256 and the write in one
-lane and md5 in another so both hashes run alongside each other. When more than
-``high_water`` bytes wait, reading from the socket is paused; below
-``low_water`` it resumes. Memory is bounded by ``high_water`` plus one socket
-read, whatever the body's size.
+lane and, where md5 or a per-body checksum is wanted, those in another so
+they run alongside. When more than ``high_water`` bytes wait, reading from the
+socket is paused; below ``low_water`` it resumes; across all sinks the
+process's :class:`~uploadd.ingest.budget.MemoryBudget` pauses the largest
+holders. Memory is bounded by ``high_water`` plus one socket read per body,
+and by the budget overall, whatever the bodies' sizes.
+
+A plain body over TCP with one lane is read by the writer threads themselves
+once it streams (:mod:`uploadd.ingest.direct`): no queue, no copy per read.
 
 A body that adds to a resumable upload may checkpoint: every so many bytes
 on disk the file is fsynced and the owner commits the new offset, so a body
@@ -16,13 +21,9 @@ did (full, broken) is cut back to its last checkpoint, returning the space.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import hashlib
-import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -31,6 +32,21 @@ from twisted.python.failure import Failure
 
 from noded.threads import Runner
 from uploadd import errors
+from uploadd.ingest.blob import BlobFile, Digest, Hashes
+from uploadd.ingest.budget import MemoryBudget
+from uploadd.ingest.direct import TAIL, THRESHOLD, Moved, SocketSource, Stop, move
+
+__all__ = [
+    "BlobFile",
+    "Checkpoints",
+    "Digest",
+    "FlowControl",
+    "FlowLimits",
+    "Hashes",
+    "SinkState",
+    "StreamedContent",
+    "UploadSink",
+]
 
 log = Logger()
 
@@ -41,18 +57,6 @@ class FlowControl(Protocol):
     def pauseProducing(self) -> None: ...
 
     def resumeProducing(self) -> None: ...
-
-
-@attrs.frozen
-class Digest:
-    """What one body left behind: its size, the running hashes after it, and
-    the digest of the body alone when a per-body checksum was asked for.
-    ``md5`` is empty when it was not computed."""
-
-    size: int
-    sha256: str
-    md5: str
-    check: bytes | None = None
 
 
 @attrs.frozen
@@ -69,137 +73,6 @@ class Checkpoints:
 
     every: int
     commit: Callable[[int], Deferred[None]]
-
-
-@attrs.define
-class Hashes:
-    """sha256 (always) and md5 (where wanted) of a file's bytes from its start
-    up to ``size``.
-
-    A resumable upload keeps one across requests so the file's sums are ready
-    when its last byte lands; ``copy()`` snapshots it before a body that may
-    be discarded. Without md5 the file's md5 is unknown: an empty string in
-    its :class:`Digest`, never a made-up value.
-    """
-
-    sha256: Any = attrs.field(factory=hashlib.sha256)
-    md5: Any = None
-    size: int = 0
-
-    @classmethod
-    def fresh(cls, md5: bool) -> Hashes:
-        return cls(md5=hashlib.md5(usedforsecurity=False) if md5 else None)
-
-    def copy(self) -> Hashes:
-        md5 = self.md5.copy() if self.md5 is not None else None
-        return Hashes(self.sha256.copy(), md5, self.size)
-
-    def digest(self, check: bytes | None = None) -> Digest:
-        return Digest(
-            self.size,
-            self.sha256.hexdigest(),
-            self.md5.hexdigest() if self.md5 is not None else "",
-            check,
-        )
-
-
-class BlobFile:
-    """The thread side: one open file, the running hashes, an optional checksum.
-
-    Either a new file (created exclusively; its md5 computed too with
-    ``md5``) or, with ``offset``, an existing one written from ``offset`` on,
-    continuing ``hashes``. Methods run on writer threads, never two
-    at once for the same lane; the two lanes touch disjoint state.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        fsync: bool,
-        *,
-        offset: int | None = None,
-        hashes: Hashes | None = None,
-        check: Any = None,
-        md5: bool = False,
-    ) -> None:
-        self.path = path
-        self.resuming = offset is not None
-        self._offset = offset or 0
-        self._fsync = fsync
-        if offset is None:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-        else:
-            self._fd = os.open(path, os.O_WRONLY)
-            os.lseek(self._fd, offset, os.SEEK_SET)
-        self.hashes = Hashes.fresh(md5) if hashes is None and offset is None else hashes
-        self._check = check
-        self.written = 0
-        self._open = True
-
-    def write_sha256(self, chunks: list[bytes]) -> None:
-        sha256 = self.hashes.sha256 if self.hashes is not None else None
-        for chunk in chunks:
-            if sha256 is not None:
-                sha256.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            self.written += len(chunk)
-
-    @property
-    def beside(self) -> bool:
-        """Whether anything runs in a second lane beside sha256 and the write."""
-        md5 = self.hashes.md5 if self.hashes is not None else None
-        return md5 is not None or self._check is not None
-
-    def update_beside(self, chunks: list[bytes]) -> None:
-        md5 = self.hashes.md5 if self.hashes is not None else None
-        for chunk in chunks:
-            if md5 is not None:
-                md5.update(chunk)
-            if self._check is not None:
-                self._check.update(chunk)
-
-    def close(self) -> Digest:
-        try:
-            if self._fsync:
-                os.fsync(self._fd)
-        finally:
-            self._open = False
-            os.close(self._fd)
-        check = self._check.digest() if self._check is not None else None
-        hashes = self.hashes
-        if hashes is None:
-            return Digest(self.written, "", "", check)
-        hashes.size += self.written
-        return attrs.evolve(hashes.digest(check), size=self.written)
-
-    def sync(self) -> None:
-        """Make the bytes written so far durable (a checkpoint)."""
-        os.fsync(self._fd)
-
-    def discard(self, keep: int | None = None) -> int:
-        """Give up on this body: a new file is removed; an existing one keeps
-        the bytes written so far (or only the first ``keep`` of them), made
-        durable. Returns how many bytes of this body it keeps."""
-        was_open, self._open = self._open, False
-        if self.resuming:
-            kept = self.written if keep is None else min(keep, self.written)
-            try:
-                if keep is not None:
-                    # Cut back first: this may be all the room the disk has.
-                    os.truncate(self.path, self._offset + kept)
-                if was_open:
-                    os.fsync(self._fd)
-            finally:
-                if was_open:
-                    os.close(self._fd)
-            return kept
-        if was_open:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        self.path.unlink(missing_ok=True)
-        return 0
 
 
 class StreamedContent:
@@ -269,6 +142,9 @@ class UploadSink(StreamedContent):
     _on_reject: Callable[[errors.UploaddError], None] = lambda error: None
     _on_aborted: Callable[[int], object] = lambda n: None
     _checkpoints: Checkpoints | None = None
+    #: The socket the body may be read from directly.
+    _source: SocketSource | None = None
+    _budget: MemoryBudget | None = None
 
     received: int = 0
     written: int = 0
@@ -283,6 +159,11 @@ class UploadSink(StreamedContent):
     state: SinkState = SinkState.RECEIVING
     _lanes: list[_Lane] = attrs.field(init=False)
     _paused: bool = False
+    #: Paused by the process's memory budget.
+    _squeezed: bool = False
+    #: The writer threads read the socket (``_moving``: a job runs).
+    _direct: bool = False
+    _moving: bool = False
     _closing: bool = False
     _closed_file: bool = False
     _done: list[Deferred[Digest]] = attrs.field(factory=list)
@@ -307,9 +188,37 @@ class UploadSink(StreamedContent):
         for lane in self._lanes:
             lane.push(data)
             self._kick(lane)
-        if not self._paused and self._waiting() > self._limits.high_water:
-            self._paused = True
-            self._flow.pauseProducing()
+        self._held()
+        if self._source is not None and not self._direct:
+            self._go_direct(self._source)
+
+    def squeeze(self) -> None:
+        """The memory budget is spent: stop reading until it is not."""
+        self._squeezed = True
+        self._pace()
+
+    def relieve(self) -> None:
+        self._squeezed = False
+        self._pace()
+
+    def _held(self) -> None:
+        """Tell the budget what this body holds now, and pace reading."""
+        live = self.state in (SinkState.RECEIVING, SinkState.ENDING)
+        if self._budget is not None:
+            self._budget.update(self, self._waiting() if live else 0)
+        self._pace()
+
+    def _pace(self) -> None:
+        if self.state is not SinkState.RECEIVING:
+            return
+        waiting = self._waiting()
+        if not self._paused:
+            if self._squeezed or waiting > self._limits.high_water:
+                self._paused = True
+                self._flow.pauseProducing()
+        elif not self._squeezed and waiting < self._limits.low_water:
+            self._paused = False
+            self._flow.resumeProducing()
 
     # -- the handler's face --------------------------------------------------
 
@@ -362,6 +271,86 @@ class UploadSink(StreamedContent):
         lane.busy, lane.queued = lane.queued, 0
         self._run(lane.work, batch).addBoth(self._lane_done, lane)
 
+    def _idle(self) -> bool:
+        return all(lane.idle for lane in self._lanes) and not self._moving
+
+    # -- direct reads ----------------------------------------------------------
+
+    def _go_direct(self, source: SocketSource) -> None:
+        """Read the rest of the body on the writer threads, if worth it."""
+        self._source = None
+        if len(self._lanes) > 1 or source.remaining() < THRESHOLD:
+            return
+        self._source, self._direct = source, True
+        source.take(self._move)
+        self._move()
+
+    def _move(self) -> None:
+        """Start a thread job reading the socket, once the queue is written."""
+        source = self._source
+        if source is None or self._moving:
+            return
+        lane = self._lanes[0]
+        if self.state is not SinkState.RECEIVING:
+            self._end_direct()
+            return
+        if not lane.idle:
+            return  # _lane_done moves on once the bytes before are written
+        budget = source.remaining() - TAIL
+        fd = source.duplicate() if budget > 0 else None
+        if fd is None:
+            self._end_direct()
+            return
+        self._moving = True
+        stopping = self._stopping
+        moving = self._run(move, self._blob, fd, budget, stopping)
+        moving.addBoth(self._moved, source)
+
+    def _stopping(self) -> bool:
+        return self.state is not SinkState.RECEIVING
+
+    def _moved(self, result: Moved | Failure, source: SocketSource) -> None:
+        self._moving = False
+        if isinstance(result, Failure):
+            self._end_direct()
+            self._batch_failed(result)
+            return
+        source.consumed(result.count)
+        self.received += result.count
+        self._lanes[0].done += result.count
+        if self.state is SinkState.FAILED:
+            self._end_direct()
+            self._cleanup_when_idle()
+            return
+        if result.error is not None:
+            self._end_direct()
+            self._batch_failed(Failure(result.error))
+            return
+        limit = self._limits.max_size
+        if limit is not None and self.received > limit:
+            self._end_direct()
+            self._fail(Failure(errors.TooLarge(limit)), reject=True)
+            return
+        if result.count:
+            self._on_progress(result.count)
+            self.written += result.count
+        self._maybe_checkpoint()
+        if result.stop is Stop.AGAIN:
+            source.arm()
+        elif result.stop is Stop.BATCH:
+            self._move()
+        else:
+            self._end_direct()
+
+    def _end_direct(self) -> None:
+        """The channel reads the socket again (the body's end, or a failure)."""
+        source, self._source = self._source, None
+        if source is not None and not self._moving:
+            self._direct = False
+            source.give_back()
+        elif source is not None:
+            self._source = source  # given back when the job in flight ends
+
     def _lane_done(self, result: object, lane: _Lane) -> None:
         size, lane.busy = lane.busy, 0
         if self.state is SinkState.FAILED:
@@ -375,11 +364,10 @@ class UploadSink(StreamedContent):
         if settled > self.written:
             self._on_progress(settled - self.written)
             self.written = settled
-        if self._paused and self._waiting() < self._limits.low_water:
-            self._paused = False
-            if self.state is SinkState.RECEIVING:
-                self._flow.resumeProducing()
+        self._held()
         self._kick(lane)
+        if self._direct:
+            self._move()
         self._maybe_checkpoint()
         self._maybe_finish()
 
@@ -420,7 +408,7 @@ class UploadSink(StreamedContent):
         syncing.addBoth(ended)
 
     def _maybe_finish(self) -> None:
-        idle = all(lane.idle for lane in self._lanes) and not self._syncing
+        idle = self._idle() and not self._syncing
         if self.state is SinkState.ENDING and not self._closing and idle:
             self._closing = True
             self._run(self._blob.close).addCallbacks(self._closed, self._batch_failed)
@@ -442,6 +430,7 @@ class UploadSink(StreamedContent):
             self._cleanup_when_idle()
             return
         self.state = SinkState.DONE
+        self._held()
         self._digest = digest
         waiters, self._done = self._done, []
         for waiter in waiters:
@@ -455,6 +444,8 @@ class UploadSink(StreamedContent):
         self._error = failure
         for lane in self._lanes:
             lane.queue, lane.queued = [], 0
+        self._end_direct()
+        self._held()
         self._cleanup_when_idle()
         if reject:
             assert isinstance(failure.value, errors.UploaddError)
@@ -467,7 +458,7 @@ class UploadSink(StreamedContent):
         """Discard the body once no thread is using the file."""
         if (self._closing and not self._closed_file) or self._syncing:
             return
-        if all(lane.idle for lane in self._lanes) and not self._discarded:
+        if self._idle() and not self._discarded:
             self._discarded = True
             keep = self.checkpointed if self._storage_failed else None
             cleaning = self._run(self._blob.discard, keep)

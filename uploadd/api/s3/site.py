@@ -31,6 +31,7 @@ from uploadd.auth.tokens import TokenIssuer
 from uploadd.buckets import Buckets, Multipart
 from uploadd.cluster.locator import Locator
 from uploadd.config import Config
+from uploadd.ingest.budget import MemoryBudget
 from uploadd.ingest.progress import ProgressBoard
 from uploadd.metrics import Metrics
 from uploadd.store.blobs import BlobStore
@@ -67,6 +68,7 @@ def s3_listener(
     metrics: Metrics,
     limits: IngestLimits,
     drain: Drain,
+    budget: MemoryBudget | None = None,
 ) -> S3Listener:
     """The S3 API on a Site of its own, for ``[s3] endpoint``."""
     s3 = config.s3
@@ -74,7 +76,9 @@ def s3_listener(
     pool.maxPersistentPerHost = 4
     agent = Agent(reactor, connectTimeout=5, pool=pool)
     router = Router()
-    gate = IngestGate(router, tokens, core.run, progress, metrics, reactor, limits)
+    gate = IngestGate(
+        router, tokens, core.run, progress, metrics, reactor, limits, budget=budget
+    )
     staging = Staging(core.blobs, core.run, config.storage.fsync)
     signatures = Signatures(core.access_keys, reactor, s3.region, s3.presign_max_expiry)
     public_url = config.http.public_url
