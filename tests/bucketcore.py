@@ -74,7 +74,9 @@ class Core:
     ) -> ObjectInfo:
         """Store ``data`` as ``key``, as a PutObject body staged by the edge."""
         blob_id = uuid.uuid4().hex
-        digest = written(BlobFile(self.blobs.staging_path(blob_id), False, md5=True), data)
+        digest = written(
+            BlobFile(self.blobs.staging_path(blob_id), False, md5=True), data
+        )
         return now(
             self.buckets.store_object(
                 who, bucket, key, blob_id, digest, meta or ObjectMeta()

@@ -34,7 +34,15 @@ from noded.threads import Runner
 from uploadd import errors
 from uploadd.ingest.blob import BlobFile, Digest, Hashes
 from uploadd.ingest.budget import MemoryBudget
-from uploadd.ingest.direct import TAIL, THRESHOLD, Moved, SocketSource, Stop, move
+from uploadd.ingest.direct import (
+    BATCH,
+    TAIL,
+    THRESHOLD,
+    Moved,
+    SocketSource,
+    Stop,
+    move,
+)
 
 __all__ = [
     "BlobFile",
@@ -296,7 +304,7 @@ class UploadSink(StreamedContent):
             return
         if not lane.idle:
             return  # _lane_done moves on once the bytes before are written
-        budget = source.remaining() - TAIL
+        budget = min(BATCH, source.remaining() - TAIL)
         fd = source.duplicate() if budget > 0 else None
         if fd is None:
             self._end_direct()
