@@ -30,27 +30,29 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import shutil
+import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
 from common import (
+    GIB,
     HERE,
     MIB,
     Body,
     Chunks,
+    cpu_seconds,
     in_rounds,
     machine,
     median_rates,
     parse_size,
     peak_kib,
+    running_uploadd,
     server,
-    uploadd,
+    work_dir,
     write_section,
 )
 
@@ -60,14 +62,22 @@ PEERS_VENV = HERE / "work" / "peers-venv"
 # source (uploadd's in this tree, the peers' in the versions bench/peers and
 # `make bench-peers` pin); the "does" column of the report.
 DOES = {
-    # uploadd/ingest/sink.py: BlobFile.write_sha256 and .update_md5 hash every
-    # byte of every body; .close fsyncs it ([storage] fsync, on by default),
-    # then uploadd/uploads/appends.py Append.land (spans.py for Content-Range)
-    # saves the new offset to SQLite (PRAGMA synchronous=FULL).
-    "uploadd single request": "sha256 + md5 of every byte; fsync at the end",
-    "uploadd tus": "sha256 + md5 of every byte; fsync + offset commit per chunk",
+    # uploadd/ingest/blob.py: BlobFile.take hashes every byte with sha256
+    # (md5 only with [storage] digests or where the protocol needs it:
+    # Content-Range, whose completion may name the file's md5); .close fsyncs
+    # ([storage] fsync, on by default; off in the page-cache rows), then
+    # uploadd/uploads/appends.py Append.land (spans.py for Content-Range)
+    # saves the new offset to SQLite (PRAGMA synchronous=FULL) before the
+    # answer: an acknowledged offset survives kill -9 in both modes, and a
+    # power cut in the durable one.
+    "uploadd single request": "sha256 of every byte; fsync at the end",
+    "uploadd tus": "sha256 of every byte; fsync + offset commit per chunk",
+    "uploadd tus, page cache": "sha256 of every byte; offset commit per chunk",
     "uploadd Content-Range": (
         "sha256 + md5 of every byte; fsync + offset commit per chunk"
+    ),
+    "uploadd Content-Range, page cache": (
+        "sha256 + md5 of every byte; offset commit per chunk"
     ),
     # @tus/file-store 2.1.1 dist/index.js write() (lines 75-98): a pipeline
     # into fs.createWriteStream, no fsync; getUpload() takes the offset from
@@ -195,29 +205,94 @@ def single_upload(port: int, size: int, body: Chunks, token: str) -> float:
     return elapsed
 
 
+def timed_patch(
+    connection: http.client.HTTPConnection,
+    target: str,
+    offset: int,
+    data: bytes,
+    auth: dict[str, str],
+) -> float:
+    """One tus PATCH on an open connection; seconds from sending to the answer."""
+    sent = time.monotonic()
+    connection.request(
+        "PATCH",
+        target,
+        body=data,
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+            **auth,
+        },
+    )
+    response = connection.getresponse()
+    response.read()
+    if response.status != 204:
+        raise RuntimeError(f"PATCH at {offset} failed: {response.status}")
+    return time.monotonic() - sent
+
+
+def fixed_costs(port: int, token: str, body: Chunks, count: int) -> dict[str, float]:
+    """Median milliseconds of a tus HEAD, a PATCH of one byte and a PATCH of
+    1 MiB on one keep-alive connection, ``count`` of each, interleaved."""
+    auth = {"Authorization": f"Bearer {token}"}
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    connection.request(
+        "POST",
+        "/uploads/",
+        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(1 << 40), **auth},
+    )
+    response = connection.getresponse()
+    response.read()
+    target = "/uploads/" + (response.getheader("Location") or "").rsplit("/", 1)[1]
+    block = body.chunk(0, MIB)
+    found: dict[str, list[float]] = {"HEAD": [], "PATCH 1 B": [], "PATCH 1 MiB": []}
+    offset = 0
+    for _ in range(count):
+        sent = time.monotonic()
+        connection.request("HEAD", target, headers={"Tus-Resumable": "1.0.0", **auth})
+        connection.getresponse().read()
+        found["HEAD"].append(time.monotonic() - sent)
+        found["PATCH 1 B"].append(timed_patch(connection, target, offset, b"x", auth))
+        offset += 1
+        found["PATCH 1 MiB"].append(
+            timed_patch(connection, target, offset, block, auth)
+        )
+        offset += MIB
+    connection.request("DELETE", target, headers={"Tus-Resumable": "1.0.0", **auth})
+    connection.getresponse().read()
+    connection.close()
+    return {name: statistics.median(t) * 1000 for name, t in found.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1G")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     args = parser.parse_args()
     size = parse_size(args.size)
     node_server = HERE / "peers" / "tus_node_server.mjs"
     if not (HERE / "peers" / "node_modules").exists() or not PEERS_VENV.exists():
         sys.exit("peers missing: run `make bench-peers` first")
-    work = Path(
-        tempfile.mkdtemp(prefix="uploadd-bench-", dir=os.environ.get("BENCH_DIR"))
-    )
+    work = work_dir()
     body = Body()
     times: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     peaks: dict[str, int] = {}
+    costs: dict[str, dict[str, float]] = {}
     chunks = (MIB, 8 * MIB)
     try:
-        command, port_file, env, token_of = uploadd(work)
-        for name in ("node", "tuspy"):
+        for name in ("node", "tuspy", "durable", "cache"):
             (work / name).mkdir()
         with ExitStack() as stack:
-            u_port, u_pid = stack.enter_context(server(command, port_file, env))
+            u_port, u_pid, token = stack.enter_context(
+                running_uploadd(work / "durable", {})
+            )
+            c_port, c_pid, c_token = stack.enter_context(
+                running_uploadd(work / "cache", {"storage-fsync": "false"})
+            )
             n_port, n_pid = stack.enter_context(
                 server(
                     [
@@ -240,67 +315,162 @@ def main() -> None:
                     work / "tuspy.port",
                 )
             )
-            token = token_of()
-            runs: dict[str, Callable[[], float]] = {
-                "uploadd single request": lambda: single_upload(
-                    u_port, size, body, token
+            runs: dict[str, tuple[int, Callable[[], float]]] = {
+                "uploadd single request": (
+                    u_pid,
+                    lambda: single_upload(u_port, size, body, token),
                 ),
             }
             for chunk in chunks:
                 label = f"{chunk // MIB} MiB"
-                runs[f"uploadd tus {label}"] = lambda c=chunk: tus_upload(  # type: ignore[misc]
-                    u_port, "/uploads/", size, c, body, token
+                for name, port, pid, key in (
+                    ("uploadd", u_port, u_pid, token),
+                    ("uploadd, page cache", c_port, c_pid, c_token),
+                ):
+                    tus = f"uploadd tus{name[7:]} {label}"
+                    runs[tus] = (
+                        pid,
+                        lambda c=chunk, p=port, k=key: tus_upload(  # type: ignore[misc]
+                            p, "/uploads/", size, c, body, k
+                        ),
+                    )
+                    ranged = f"uploadd Content-Range{name[7:]} {label}"
+                    runs[ranged] = (
+                        pid,
+                        lambda c=chunk, p=port, k=key: range_upload(  # type: ignore[misc]
+                            p, size, c, body, k
+                        ),
+                    )
+                runs[f"@tus/server {label}"] = (
+                    n_pid,
+                    lambda c=chunk: tus_upload(  # type: ignore[misc]
+                        n_port, "/files", size, c, body, None
+                    ),
                 )
-                runs[f"uploadd Content-Range {label}"] = lambda c=chunk: range_upload(  # type: ignore[misc]
-                    u_port, size, c, body, token
+                runs[f"tuspyserver {label}"] = (
+                    p_pid,
+                    lambda c=chunk: tus_upload(  # type: ignore[misc]
+                        p_port, "/files", size, c, body, None
+                    ),
                 )
-                runs[f"@tus/server {label}"] = lambda c=chunk: tus_upload(  # type: ignore[misc]
-                    n_port, "/files", size, c, body, None
-                )
-                runs[f"tuspyserver {label}"] = lambda c=chunk: tus_upload(  # type: ignore[misc]
-                    p_port, "/files", size, c, body, None
-                )
-            in_rounds(runs, args.rounds, size, times, lambda: clean(work))
+            in_rounds(
+                {
+                    name: with_cpu(pid, run, cpu.setdefault(name, []), size)
+                    for name, (pid, run) in runs.items()
+                },
+                args.rounds,
+                size,
+                times,
+                lambda: clean(work),
+            )
+            costs["durable"] = fixed_costs(u_port, token, body, args.requests)
+            costs["page cache"] = fixed_costs(c_port, c_token, body, args.requests)
             peaks = {
                 "uploadd": peak_kib(u_pid),
+                "uploadd, page cache": peak_kib(c_pid),
                 "@tus/server": peak_kib(n_pid),
                 "tuspyserver": peak_kib(p_pid),
             }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    section = report(args, size, chunks, times, cpu, costs, peaks)
+    write_section(Path(args.output), "## Resumable", section)
+    print(section)
+
+
+def with_cpu(
+    pid: int, run: Callable[[], float], into: list[float], size: int
+) -> Callable[[], float]:
+    """``run``, also putting its server's CPU-seconds per GiB ``into``."""
+
+    def measured() -> float:
+        before = cpu_seconds(pid)
+        seconds = run()
+        time.sleep(0.2)  # the server's last bookkeeping after its answer
+        into.append((cpu_seconds(pid) - before) * GIB / size)
+        return seconds
+
+    return measured
+
+
+def report(
+    args: argparse.Namespace,
+    size: int,
+    chunks: tuple[int, ...],
+    times: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    costs: dict[str, dict[str, float]],
+    peaks: dict[str, int],
+) -> str:
     rate = median_rates(times, size)
     single = rate["uploadd single request"]
     table = [
-        "| server and path | chunk | does | MiB/s (median) | vs @tus/server "
-        "| vs tuspyserver | vs uploadd single request |",
-        "|---|---|---|---|---|---|---|",
-        row("uploadd single request", "whole", single, "", "", "1.00x"),
+        "| server and path | chunk | does | MiB/s (median) | server CPU-s/GiB "
+        "| vs @tus/server | vs tuspyserver | vs uploadd single request |",
+        "|---|---|---|---|---|---|---|---|",
+        row(
+            "uploadd single request",
+            "whole",
+            single,
+            statistics.median(cpu["uploadd single request"]),
+            "",
+            "",
+            "1.00x",
+        ),
     ]
     for chunk in chunks:
         label = f"{chunk // MIB} MiB"
         node, tuspy = rate[f"@tus/server {label}"], rate[f"tuspyserver {label}"]
-        for name in ("uploadd tus", "uploadd Content-Range"):
+        for name in (
+            "uploadd tus",
+            "uploadd tus, page cache",
+            "uploadd Content-Range",
+            "uploadd Content-Range, page cache",
+        ):
             mine = rate[f"{name} {label}"]
             table.append(
                 row(
                     name,
                     label,
                     mine,
+                    statistics.median(cpu[f"{name} {label}"]),
                     f"{mine / node:.2f}x",
                     f"{mine / tuspy:.2f}x",
                     f"{mine / single:.2f}x",
                 )
             )
-        table.append(row("@tus/server + @tus/file-store", label, node, "1.00x", "", ""))
-        table.append(row("tuspyserver on uvicorn", label, tuspy, "", "1.00x", ""))
+        for name, key, ratios in (
+            ("@tus/server + @tus/file-store", "@tus/server", ("1.00x", "", "")),
+            ("tuspyserver on uvicorn", "tuspyserver", ("", "1.00x", "")),
+        ):
+            table.append(
+                row(
+                    name,
+                    label,
+                    rate[f"{key} {label}"],
+                    statistics.median(cpu[f"{key} {label}"]),
+                    *ratios,
+                )
+            )
+    cost_table = [
+        "| uploadd | HEAD | PATCH of 1 byte | PATCH of 1 MiB "
+        "| the PATCH's own cost (1 B minus HEAD) | moving 1 MiB (1 MiB minus 1 B) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, found in costs.items():
+        head, one, mib = found["HEAD"], found["PATCH 1 B"], found["PATCH 1 MiB"]
+        cost_table.append(
+            f"| {mode} | {head:.2f} ms | {one:.2f} ms | {mib:.2f} ms "
+            f"| {one - head:.2f} ms | {mib - one:.2f} ms |"
+        )
     memory = ", ".join(f"{name} {kib / 1024:.1f} MiB" for name, kib in peaks.items())
-    section = "\n".join(
+    return "\n".join(
         [
             f"## Resumable uploads: {args.size} in chunks",
             "",
             f"Command: `.venv/bin/python bench/resumable.py --size {args.size} "
-            f"--rounds {args.rounds}`",
+            f"--rounds {args.rounds} --requests {args.requests}`",
             "",
             f"Machine: {machine()}; one keep-alive client connection sending chunks "
             "in order. tusd is not measured: no package registry ships it "
@@ -310,22 +480,40 @@ def main() -> None:
             "",
             f"Peak RSS (VmHWM) over the whole run: {memory}.",
             "",
+            "### What one request costs",
+            "",
+            f"Medians of {args.requests} requests of each kind on one keep-alive "
+            "connection to an open tus upload, interleaved: a HEAD is the floor "
+            "every request pays (HTTP, the token, the upload's record); a PATCH "
+            "of one byte adds its own bookkeeping (the writer's slot, the sink, "
+            "closing and, durable, fsyncing the file, the offset's commit); "
+            "a PATCH of 1 MiB adds moving the bytes.",
+            "",
+            *cost_table,
+            "",
         ]
     )
-    write_section(Path(args.output), "## Resumable", section)
-    print(section)
 
 
-def row(name: str, chunk: str, rate: float, *ratios: str) -> str:
+def row(name: str, chunk: str, rate: float, cpu: float, *ratios: str) -> str:
     """One line of the report's table: a server, what it does, its rate."""
     return (
-        f"| {name} | {chunk} | {DOES[name]} | {rate:.0f} | " + " | ".join(ratios) + " |"
+        f"| {name} | {chunk} | {DOES[name]} | {rate:.0f} | {cpu:.2f} | "
+        + " | ".join(ratios)
+        + " |"
     )
 
 
 def clean(work: Path) -> None:
     """Drop stored files between runs so the disk does not fill."""
-    for folder in ("uploadd/files", "uploadd/uploads", "node", "tuspy"):
+    for folder in (
+        "durable/uploadd/files",
+        "durable/uploadd/uploads",
+        "cache/uploadd/files",
+        "cache/uploadd/uploads",
+        "node",
+        "tuspy",
+    ):
         target = work / folder
         if target.exists():
             for child in target.iterdir():

@@ -127,14 +127,20 @@ def parse_endpoint(text: str) -> str:
     return text
 
 
+#: Connections the kernel queues for accepting (it caps this at somaxconn).
+BACKLOG = 1024
+
+
 def listen_on(endpoint: str, host: str, port: int) -> str:
     """The endpoint string to listen on: ``endpoint``, else TCP on ``host``
     and ``port`` (the shorthand)."""
     if endpoint:
         return endpoint
-    # An IPv6 address's colons are escaped in an endpoint string.
+    # An IPv6 address's colons are escaped in an endpoint string. Twisted's
+    # accept queue holds 50 by default: more clients connecting at once wait
+    # a second or more for the kernel to retry their SYN.
     interface = host.replace(":", "\\:")
-    return f"tcp:{port}:interface={interface}"
+    return f"tcp:{port}:interface={interface}:backlog={BACKLOG}"
 
 
 def parse_url(schemes: tuple[str, ...]) -> Parser:

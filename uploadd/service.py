@@ -397,7 +397,12 @@ def build(
         ),
         InstancesAPI(resumable, blobs, run, url_key(cluster_secret), reactor),
         # Bodies in flight on every listener.
-        OpsAPI(metrics, lambda: sum(g.in_flight for g in gates), config.metrics.token),
+        OpsAPI(
+            metrics,
+            lambda: sum(g.in_flight for g in gates),
+            config.metrics.token,
+            held=lambda: budget.total,
+        ),
         DocsAPI(),
         WebAPI(),
     )

@@ -67,16 +67,19 @@ def test_all_read_again_once_the_total_falls_to_three_quarters() -> None:
     assert not big.squeezed and big.calls == ["squeeze", "relieve"]
 
 
-def test_a_finished_body_leaves_the_budget_whole() -> None:
-    """A body reporting 0 (done, failed) is forgotten: the total returns to
-    zero and it is never squeezed or relieved again."""
+def test_a_body_holding_nothing_reads_again_and_leaves_the_budget() -> None:
+    """A stopped body whose bytes are all written reads again even while
+    others keep the total over the budget (it holds none of it); reporting
+    0 forgets it: the total returns to zero and it is not squeezed again."""
     budget = MemoryBudget(10)
     body, other = Body("body"), Body("other")
     budget.update(body, 20)
     assert body.squeezed
+    budget.update(other, 30)
     budget.update(body, 0)
+    assert not body.squeezed and other.squeezed
     budget.update(other, 5)
     assert budget.total == 5 and budget.holders == 1
-    assert body.calls == ["squeeze"]
+    assert body.calls == ["squeeze", "relieve"]
     budget.update(other, 0)
     assert budget.total == 0 and budget.holders == 0

@@ -299,8 +299,11 @@ def test_uploadd_is_a_tree_in_its_start_order(tmp_path: Path) -> None:
 def test_uploadd_listens_on_host_and_port_without_an_endpoint() -> None:
     """``[http] host`` and ``port`` are shorthand for a TCP endpoint."""
     config = load_config(environ={}, options={("http", "host"): "::1"})
-    assert config.http.listen_on == "tcp:8080:interface=\\:\\:1"
-    assert load_config(environ={}).http.listen_on == "tcp:8080:interface=127.0.0.1"
+    assert config.http.listen_on == "tcp:8080:interface=\\:\\:1:backlog=1024"
+    assert (
+        load_config(environ={}).http.listen_on
+        == "tcp:8080:interface=127.0.0.1:backlog=1024"
+    )
 
 
 def test_noded_is_a_tree_in_its_start_order(tmp_path: Path) -> None:
@@ -323,7 +326,7 @@ def test_noded_is_a_tree_in_its_start_order(tmp_path: Path) -> None:
         "download url",
         "amp",
     ]
-    assert service.amp.description == "tcp:7001:interface=127.0.0.1"
+    assert service.amp.description == "tcp:7001:interface=127.0.0.1:backlog=1024"
 
 
 def test_a_push_worker_is_a_tree_in_its_start_order(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ class OpsAPI:
     _metrics: Metrics
     _in_flight: Callable[[], int]
     _token: str = ""
+    #: Bytes received and not yet on disk, across all uploads.
+    _held: Callable[[], int] = lambda: 0
 
     @app.route("/health", methods=["GET"])
     def health(self, request: IRequest) -> bytes:
@@ -38,6 +40,7 @@ class OpsAPI:
                 "status": "ok",
                 "version": __version__,
                 "uploads_in_flight": self._in_flight(),
+                "ingest_held_bytes": self._held(),
             },
         )
 

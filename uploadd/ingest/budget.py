@@ -37,8 +37,12 @@ class MemoryBudget:
         if held:
             self._held[holder] = held
         else:
+            # Holding nothing, it is not what fills the budget: it reads again
+            # (a finished body ignores that).
             self._held.pop(holder, None)
-            self._squeezed.discard(holder)
+            if holder in self._squeezed:
+                self._squeezed.discard(holder)
+                holder.relieve()
         if self.total > self.limit:
             self._squeeze(holder)
         elif self._squeezed and self.total <= self.limit * 3 // 4:
