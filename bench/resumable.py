@@ -240,10 +240,17 @@ def fixed_costs(port: int, token: str, body: Chunks, count: int) -> dict[str, fl
     connection.request(
         "POST",
         "/uploads/",
-        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(1 << 40), **auth},
+        # One byte more than the PATCHes carry: the upload stays open.
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Length": str(count * (MIB + 1) + 1),
+            **auth,
+        },
     )
     response = connection.getresponse()
     response.read()
+    if response.status != 201:
+        raise RuntimeError(f"create failed: {response.status}")
     target = "/uploads/" + (response.getheader("Location") or "").rsplit("/", 1)[1]
     block = body.chunk(0, MIB)
     found: dict[str, list[float]] = {"HEAD": [], "PATCH 1 B": [], "PATCH 1 MiB": []}

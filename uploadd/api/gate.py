@@ -520,11 +520,6 @@ class IngestGate:
                 if plan.on_checkpoint is not None and self.limits.checkpoint > 0
                 else None
             ),
-            source=(
-                request.body_source()
-                if plan.wrap is None and plan.boundary is None
-                else None
-            ),
             budget=self.budget,
         )
         body: UploadSink | MultipartSink | DecodedBody = sink
@@ -541,6 +536,11 @@ class IngestGate:
         if held is not None:
             for chunk in held.chunks:
                 body.write(chunk)
+        source = request.body_source()
+        if source is not None and body is sink:
+            # Only now: every byte the channel read before is in the sink.
+            sink.read_directly(source)
+        if held is not None:
             request.release_continue()
             if sink.state is SinkState.RECEIVING:
                 flow.resumeProducing()

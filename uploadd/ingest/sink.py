@@ -150,9 +150,9 @@ class UploadSink(StreamedContent):
     _on_reject: Callable[[errors.UploaddError], None] = lambda error: None
     _on_aborted: Callable[[int], object] = lambda n: None
     _checkpoints: Checkpoints | None = None
-    #: The socket the body may be read from directly.
-    _source: SocketSource | None = None
     _budget: MemoryBudget | None = None
+    #: The socket the body may be read from directly.
+    _source: SocketSource | None = attrs.field(default=None, init=False)
 
     received: int = 0
     written: int = 0
@@ -199,6 +199,12 @@ class UploadSink(StreamedContent):
         self._held()
         if self._source is not None and not self._direct:
             self._go_direct(self._source)
+
+    def read_directly(self, source: SocketSource) -> None:
+        """Read the rest of the body from ``source`` on the writer threads
+        once it streams (from the next chunk the channel hands over, so that
+        no byte the channel holds is left behind)."""
+        self._source = source
 
     def squeeze(self) -> None:
         """The memory budget is spent: stop reading until it is not."""
