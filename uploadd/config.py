@@ -10,6 +10,7 @@ both read it this way, so they find the same data and database.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,12 @@ from uploadd.workers.vapid import BadVapidKey, private_key
 
 SIZE = "a size in bytes with an optional K, M, G or T suffix, such as 512M"
 DURATION = "a duration such as 30, 1.5s, 500ms, 5m or 1h"
+
+
+def parse_reader_threads(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return max(1, (os.cpu_count() or 1) // 2)
+    return parse_positive_int(text)
 
 
 def parse_digests(text: str) -> frozenset[str]:
@@ -208,6 +215,14 @@ class IngestSection:
         parse_positive_int,
         "threads that hash and write bodies",
         "a positive integer",
+    )
+    reader_threads: int = setting(
+        "auto",
+        parse_reader_threads,
+        "threads reading plain bodies from their sockets at once; each"
+        " competes with the event loop for Python's interpreter lock, so more"
+        " slow every other request down; auto is half the CPUs",
+        "auto, or a positive integer",
     )
     max_concurrent_uploads: int = setting(
         "256",

@@ -121,10 +121,12 @@ def build(
     cluster_secret: bytes = b"",
     poster: Poster | None = None,
     api_url: Callable[[], str] | None = None,
+    read: Runner | None = None,
 ) -> Parts:
     """Every part of an uploadd process, connected. The in-process transcode
     worker talks to ``api_url`` (this process, once it listens); without
-    one, or without the role in ``[workers] roles``, none runs here."""
+    one, or without the role in ``[workers] roles``, none runs here. Plain
+    bodies are read from their sockets through ``read`` (default ``run``)."""
     cluster = config.cluster
     blobs = BlobStore(config.storage.data_dir)
     tokens = TokenIssuer(secret, reactor)
@@ -284,6 +286,7 @@ def build(
         limits,
         forwarder=forwarder,
         budget=budget,
+        read=read,
     )
     drain = Drain(reactor)
     s3 = None
@@ -300,6 +303,7 @@ def build(
             limits,
             drain,
             budget,
+            read,
         )
     gates = [gate] if s3 is None else [gate, s3.gate]
     renditions = Renditions(
@@ -494,6 +498,7 @@ class UploaddService(InOrder):
       one's ``[cluster] instance`` name (on PostgreSQL an advisory lock held
       for the process's life)
     - ``threads``: the writer thread pool
+    - ``readers``: the threads reading plain bodies from their sockets
     - ``cluster``: the rsync password file, the nodes from store and config
     - ``pinger``, ``repair``: node health and re-replication timers
     - ``bus``: the event bus (RabbitMQ connects; in-process: nothing)
@@ -524,6 +529,9 @@ class UploaddService(InOrder):
             minthreads=0, maxthreads=config.ingest.writer_threads, name="uploadd-io"
         )
         self._run = pool_runner(reactor, pool)
+        readers = ThreadPool(
+            minthreads=0, maxthreads=config.ingest.reader_threads, name="uploadd-read"
+        )
         store = open_store(config.database.url, config.storage.data_dir, reactor)
         warn_of_unset_cluster_settings(config)
         self._cluster_secret = token_secret(
@@ -540,6 +548,7 @@ class UploaddService(InOrder):
             # The in-process transcode worker talks to this listener (over
             # TCP; on a UNIX socket, to [workers] api_url).
             api_url=lambda: self.http.url() or config.workers.api_url,
+            read=pool_runner(reactor, readers),
         )
         parts = self.parts
         sweeper = TimerService(config.uploads.sweep_interval, self._sweep)
@@ -559,6 +568,7 @@ class UploaddService(InOrder):
             Step("store", self._migrate, store.close),
             Step("instance", self._claim_name),
             Step("threads", pool.start, pool.stop),
+            Step("readers", readers.start, readers.stop),
             Step("cluster", self._load_nodes),
             Step("pinger", parts.pinger.start, parts.pinger.stop),
             Step("repair", parts.repairer.start, parts.repairer.stop),

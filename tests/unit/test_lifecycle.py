@@ -283,6 +283,7 @@ def test_uploadd_is_a_tree_in_its_start_order(tmp_path: Path) -> None:
         "store",
         "instance",
         "threads",
+        "readers",
         "cluster",
         "pinger",
         "repair",

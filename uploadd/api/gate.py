@@ -364,6 +364,8 @@ class IngestGate:
     forwarder: Forwarder | None = None
     #: The memory all bodies share (None: each bounded by high water alone).
     budget: MemoryBudget | None = None
+    #: Where plain bodies are read from their sockets (None: the writers).
+    read: Runner | None = None
 
     def admit(
         self,
@@ -521,6 +523,7 @@ class IngestGate:
                 else None
             ),
             budget=self.budget,
+            read=self.read,
         )
         body: UploadSink | MultipartSink | DecodedBody = sink
         if plan.wrap is not None:

@@ -12,8 +12,9 @@ writer thread, whatever the number of connections.
 
 The HTTP channel is told how many body bytes it did not see; the last
 :data:`TAIL` bytes of the body go through the channel as usual, so the
-request ends the way any other does. The thread reads from a duplicate of the
-socket's descriptor, so a connection closed meanwhile (a timeout, a newer
+request ends the way any other does. The threads read from a duplicate of
+the socket's descriptor, made when the sink takes the socket over and closed
+when it gives it back, so a connection closed meanwhile (a timeout, a newer
 request cutting it) cannot hand its number to another file.
 """
 
@@ -31,14 +32,15 @@ from twisted.web.http import _IdentityTransferDecoder
 
 from uploadd.ingest.blob import BlobFile
 
-#: Bytes read per system call, into a buffer each writer thread keeps.
-READ_SIZE = 256 * 1024
+#: Bytes read per system call, into a buffer each writer thread keeps: few
+#: calls, so few hand-overs of the GIL the reactor thread waits on.
+READ_SIZE = 1024 * 1024
 #: The end of a body is left to the HTTP channel (it ends the request).
 TAIL = 64 * 1024
 #: Bodies with less than this left are not worth taking over.
 THRESHOLD = 4 * TAIL
 #: Bytes one thread job moves before the reactor hears of them.
-BATCH = 4 * 1024 * 1024
+BATCH = 8 * 1024 * 1024
 
 _buffers = threading.local()
 
@@ -65,37 +67,29 @@ class Moved:
 
 
 def move(blob: BlobFile, fd: int, budget: int, stopping: Callable[[], bool]) -> Moved:
-    """Thread side: read up to ``budget`` bytes from the socket ``fd`` (a
-    duplicate, closed here) into ``blob``."""
+    """Thread side: read up to ``budget`` bytes from the socket ``fd`` (the
+    source's duplicate) into ``blob``."""
     buffer = getattr(_buffers, "view", None)
     if buffer is None:
         buffer = _buffers.view = memoryview(bytearray(READ_SIZE))
     count = 0
-    stop = Stop.BATCH
-    try:
-        while count < budget:
-            if stopping():
-                stop = Stop.ASKED
-                break
-            try:
-                got = os.readv(fd, [buffer[: min(READ_SIZE, budget - count)]])
-            except BlockingIOError:
-                stop = Stop.AGAIN
-                break
-            except OSError:
-                stop = Stop.CLOSED
-                break
-            if not got:
-                stop = Stop.CLOSED
-                break
-            count += got
-            try:
-                blob.take(buffer[:got])
-            except OSError as failed:
-                return Moved(count, Stop.ASKED, failed)
-        return Moved(count, stop)
-    finally:
-        os.close(fd)
+    while count < budget:
+        if stopping():
+            return Moved(count, Stop.ASKED)
+        try:
+            got = os.readv(fd, [buffer[: min(READ_SIZE, budget - count)]])
+        except BlockingIOError:
+            return Moved(count, Stop.AGAIN)
+        except OSError:
+            return Moved(count, Stop.CLOSED)
+        if not got:
+            return Moved(count, Stop.CLOSED)
+        count += got
+        try:
+            blob.take(buffer[:got])
+        except OSError as failed:
+            return Moved(count, Stop.ASKED, failed)
+    return Moved(count, Stop.BATCH)
 
 
 @attrs.define(eq=False)
@@ -106,6 +100,8 @@ class SocketSource:
     _transport: Any
     _decoder: Any
     _readable: Callable[[], None] | None = None
+    #: The socket's descriptor duplicated for the threads (-1: none).
+    _fd: int = -1
     #: Someone else (the channel, a refusal) paused reading meanwhile.
     _paused: bool = False
     #: Reading wanted: waiting for the socket to be readable.
@@ -135,6 +131,7 @@ class SocketSource:
         (after :meth:`arm`)."""
         transport = self._transport
         self._readable = readable
+        self._fd = os.dup(transport.fileno())
         transport.stopReading()
         transport.doRead = self._ready
         transport.pauseProducing = self._pause
@@ -150,11 +147,12 @@ class SocketSource:
         """``count`` body bytes went past the channel."""
         self._decoder.contentLength -= count
 
-    def duplicate(self) -> int | None:
-        """A descriptor of the socket for one thread job (None once closed)."""
-        if not self.open:
+    def descriptor(self) -> int | None:
+        """The socket's descriptor for a thread job (None once the
+        connection is closing)."""
+        if not self.open or self._fd < 0:
             return None
-        return os.dup(self._transport.fileno())
+        return self._fd
 
     @property
     def open(self) -> bool:
@@ -162,8 +160,12 @@ class SocketSource:
         return bool(transport.connected and not transport.disconnecting)
 
     def give_back(self) -> None:
-        """The channel reads again (unless paused meanwhile)."""
+        """The channel reads again (unless paused meanwhile). No thread job
+        may be running: the duplicate descriptor closes."""
         transport = self._transport
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         for name, ours in (
             ("doRead", self._ready),
             ("pauseProducing", self._pause),

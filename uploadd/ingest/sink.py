@@ -151,6 +151,8 @@ class UploadSink(StreamedContent):
     _on_aborted: Callable[[int], object] = lambda n: None
     _checkpoints: Checkpoints | None = None
     _budget: MemoryBudget | None = None
+    #: Runs the thread jobs reading the socket (None: ``run``).
+    _read: Runner | None = None
     #: The socket the body may be read from directly.
     _source: SocketSource | None = attrs.field(default=None, init=False)
 
@@ -311,13 +313,13 @@ class UploadSink(StreamedContent):
         if not lane.idle:
             return  # _lane_done moves on once the bytes before are written
         budget = min(BATCH, source.remaining() - TAIL)
-        fd = source.duplicate() if budget > 0 else None
+        fd = source.descriptor() if budget > 0 else None
         if fd is None:
             self._end_direct()
             return
         self._moving = True
         stopping = self._stopping
-        moving = self._run(move, self._blob, fd, budget, stopping)
+        moving = (self._read or self._run)(move, self._blob, fd, budget, stopping)
         moving.addBoth(self._moved, source)
 
     def _stopping(self) -> bool:

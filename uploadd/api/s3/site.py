@@ -69,6 +69,7 @@ def s3_listener(
     limits: IngestLimits,
     drain: Drain,
     budget: MemoryBudget | None = None,
+    read: Runner | None = None,
 ) -> S3Listener:
     """The S3 API on a Site of its own, for ``[s3] endpoint``."""
     s3 = config.s3
@@ -77,7 +78,15 @@ def s3_listener(
     agent = Agent(reactor, connectTimeout=5, pool=pool)
     router = Router()
     gate = IngestGate(
-        router, tokens, core.run, progress, metrics, reactor, limits, budget=budget
+        router,
+        tokens,
+        core.run,
+        progress,
+        metrics,
+        reactor,
+        limits,
+        budget=budget,
+        read=read,
     )
     staging = Staging(core.blobs, core.run, config.storage.fsync)
     signatures = Signatures(core.access_keys, reactor, s3.region, s3.presign_max_expiry)
