@@ -152,7 +152,7 @@ def rows() -> list[Row]:
                 uploadd_with({**stored, "storage-digests": "sha256, md5"}),
             ),
         ]
-        if not fsync:
+        if mode == "durable":  # it fsyncs the copy it makes of its spool
             found.append(
                 Row("naive twisted.web (reads request.content)", mode, "none", naive)
             )

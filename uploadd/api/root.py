@@ -51,6 +51,9 @@ class Router(Resource):
         super().__init__()
         self._families: list[Any] = []
         self._resources: dict[int, IResource] = {}
+        # The families whose routes may take a path, by its first segment.
+        self._by_segment: dict[str, list[Any]] | None = None
+        self._anywhere: list[Any] = []
 
     @property
     def families(self) -> tuple[Any, ...]:
@@ -62,6 +65,36 @@ class Router(Resource):
         for family in families:
             self._families.append(family)
             self._resources[id(family)] = family.app.resource()
+        self._by_segment = None
+
+    def _candidates(self, path: str) -> list[Any]:
+        """The families, in order, with a route whose first segment is
+        ``path``'s (or a variable): matching each family is a werkzeug
+        match that mostly fails, and a request's head paid for all."""
+        if self._by_segment is None:
+            firsts = [
+                {
+                    rule.rule.lstrip("/").split("/", 1)[0]
+                    for rule in family.app.url_map.iter_rules()
+                }
+                for family in self._families
+            ]
+            anywhere = [any("<" in first for first in found) for found in firsts]
+            self._anywhere = [
+                f for f, a in zip(self._families, anywhere, strict=True) if a
+            ]
+            self._by_segment = {
+                segment: [
+                    family
+                    for family, found, wild in zip(
+                        self._families, firsts, anywhere, strict=True
+                    )
+                    if wild or segment in found
+                ]
+                for segment in set().union(*firsts)
+            }
+        first = path.lstrip("/").split("/", 1)[0]
+        return self._by_segment.get(first, self._anywhere)
 
     def match(self, method: bytes, target: bytes) -> RouteMatch | None:
         """The family and endpoint for a request; a family that knows the path
@@ -69,7 +102,7 @@ class Router(Resource):
         then answers 405 or the redirect)."""
         path = decode_path(target)
         fallback = None
-        for family in self._families:
+        for family in self._candidates(path):
             adapter = family.app.url_map.bind("localhost")
             try:
                 rule, arguments = adapter.match(
