@@ -253,3 +253,37 @@ def test_a_full_disk_cuts_the_body_back_to_its_last_checkpoint(tmp_path: Path) -
     assert aborted == [1000]
     assert target.stat().st_size == 1100
     assert [problem_of(p).status for p in refused] == [507]
+
+
+def test_a_durable_file_starts_its_writeback_as_it_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every WRITEBACK bytes written to a file that will be fsynced, the
+    range since the last start goes to the disk's writeback (so the final
+    fsync finds little left); a file that will not be fsynced never does."""
+    from uploadd.ingest import blob
+
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        blob,
+        "start_writeback",
+        lambda fd, offset, length: started.append((offset, length)),
+    )
+    piece = memoryview(bytes(3 * 1024 * 1024))
+    durable = BlobFile(tmp_path / "durable", fsync=True)
+    for _ in range(6):
+        durable.take(piece)
+    durable.close()
+    assert started == [(0, 9 << 20), (9 << 20, 9 << 20)]
+    started.clear()
+    resumed = BlobFile(tmp_path / "durable", fsync=True, offset=18 << 20)
+    for _ in range(3):
+        resumed.take(piece)
+    resumed.close()
+    assert started == [((18 << 20), 9 << 20)]
+    started.clear()
+    cached = BlobFile(tmp_path / "cached", fsync=False)
+    for _ in range(6):
+        cached.take(piece)
+    cached.close()
+    assert started == []
