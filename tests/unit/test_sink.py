@@ -269,18 +269,19 @@ def test_a_durable_file_starts_its_writeback_as_it_grows(
         "start_writeback",
         lambda fd, offset, length: started.append((offset, length)),
     )
-    piece = memoryview(bytes(3 * 1024 * 1024))
+    step = blob.WRITEBACK // 2
+    piece = memoryview(bytes(step))
     durable = BlobFile(tmp_path / "durable", fsync=True)
-    for _ in range(6):
+    for _ in range(5):
         durable.take(piece)
     durable.close()
-    assert started == [(0, 9 << 20), (9 << 20, 9 << 20)]
+    assert started == [(0, 2 * step), (2 * step, 2 * step)]
     started.clear()
-    resumed = BlobFile(tmp_path / "durable", fsync=True, offset=18 << 20)
+    resumed = BlobFile(tmp_path / "durable", fsync=True, offset=5 * step)
     for _ in range(3):
         resumed.take(piece)
     resumed.close()
-    assert started == [((18 << 20), 9 << 20)]
+    assert started == [(5 * step, 2 * step)]
     started.clear()
     cached = BlobFile(tmp_path / "cached", fsync=False)
     for _ in range(6):

@@ -18,9 +18,9 @@ from typing import Any
 
 import attrs
 
-#: Dirty bytes of a file to be made durable after which its writeback starts
+#: Dirty bytes of a file to be made durable after which their writeback starts
 #: (so the fsync that ends the body finds little left to flush).
-WRITEBACK = 8 * 1024 * 1024
+WRITEBACK = 2 * 1024 * 1024
 
 
 def _writeback() -> Callable[[int, int, int], None] | None:
