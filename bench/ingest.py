@@ -88,13 +88,15 @@ class Row:
     peak: int = 0
 
 
-def raw(flags: list[str]) -> Start:
+def script(name: str, *flags: str) -> Start:
+    """A server of bench/ (``name``) taking PORT_FILE OUT_DIR and ``flags``."""
+
     @contextmanager
     def start(work: Path) -> Iterator[Running]:
         (work / "out").mkdir()
         command = [
             sys.executable,
-            str(HERE / "raw_sink.py"),
+            str(HERE / name),
             str(work / "port"),
             str(work / "out"),
             *flags,
@@ -103,19 +105,6 @@ def raw(flags: list[str]) -> Start:
             yield port, pid, "/", None
 
     return start
-
-
-@contextmanager
-def naive(work: Path) -> Iterator[Running]:
-    (work / "out").mkdir()
-    command = [
-        sys.executable,
-        str(HERE / "naive_twisted.py"),
-        str(work / "port"),
-        str(work / "out"),
-    ]
-    with server(command, work / "port") as (port, pid):
-        yield port, pid, "/", None
 
 
 def uploadd_with(settings: dict[str, str]) -> Start:
@@ -132,12 +121,17 @@ def rows() -> list[Row]:
     for mode, fsync in (("durable", []), ("page cache", ["--no-fsync"])):
         stored = {"storage-fsync": "true" if not fsync else "false"}
         found += [
-            Row("raw socket-to-disk sink (the limit)", mode, "none", raw(fsync)),
+            Row(
+                "raw socket-to-disk sink (the limit)",
+                mode,
+                "none",
+                script("raw_sink.py", *fsync),
+            ),
             Row(
                 "plain receive-sha256-write loop",
                 mode,
                 "sha256",
-                raw(["--hash", *fsync]),
+                script("raw_sink.py", "--hash", *fsync),
             ),
             Row(
                 "uploadd `PUT /files/{name}`",
@@ -154,7 +148,12 @@ def rows() -> list[Row]:
         ]
         if mode == "durable":  # it fsyncs the copy it makes of its spool
             found.append(
-                Row("naive twisted.web (reads request.content)", mode, "none", naive)
+                Row(
+                    "naive twisted.web (reads request.content)",
+                    mode,
+                    "none",
+                    script("naive_twisted.py"),
+                )
             )
     return found
 

@@ -126,24 +126,9 @@ def tus_upload(
     )
     for offset in range(0, size, chunk):
         data = body.chunk(offset, min(chunk, size - offset))
-        sent = time.monotonic()
-        connection.request(
-            "PATCH",
-            target,
-            body=data,
-            headers={
-                "Tus-Resumable": "1.0.0",
-                "Upload-Offset": str(offset),
-                "Content-Type": "application/offset+octet-stream",
-                **auth,
-            },
-        )
-        response = connection.getresponse()
-        response.read()
-        if response.status != 204:
-            raise RuntimeError(f"PATCH at {offset} failed: {response.status}")
+        seconds = timed_patch(connection, target, offset, data, auth)
         if latencies is not None:
-            latencies.append(time.monotonic() - sent)
+            latencies.append(seconds)
     elapsed = time.monotonic() - started
     connection.close()
     return elapsed
