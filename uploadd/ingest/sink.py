@@ -297,6 +297,12 @@ class UploadSink(StreamedContent):
         self._source = None
         if len(self._lanes) > 1 or source.remaining() < THRESHOLD:
             return
+        limit = self._limits.max_size
+        if limit is not None and self.received + source.remaining() > limit:
+            # The body will pass its limit: a thread job would write bytes
+            # past it (into another span, past the upload's length) before
+            # the reactor hears of them. The channel's chunks stop at it.
+            return
         self._source, self._direct = source, True
         source.take(self._move)
         self._move()

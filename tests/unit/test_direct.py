@@ -1,0 +1,167 @@
+"""Direct reads on their own: a sink taking a socket over from a stand-in
+for Twisted's channel, with the thread jobs run inline."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from twisted.web.http import _IdentityTransferDecoder
+
+from noded.threads import run_inline
+from uploadd.api.problems import problem_of
+from uploadd.errors import UploaddError
+from uploadd.ingest.blob import BlobFile, Digest, Hashes
+from uploadd.ingest.direct import SocketSource
+from uploadd.ingest.sink import FlowLimits, SinkState, UploadSink
+
+
+class Channel:
+    """The reactor's side of one connection: a transport whose ``doRead``
+    hands what the socket has to the body's decoder, as Twisted's would."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.connected = True
+        self.disconnecting = False
+        self.reading = True
+        self.decoder: _IdentityTransferDecoder | None = None
+        self.ended = False
+        #: Bytes the channel itself read.
+        self.read = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+    def startReading(self) -> None:
+        self.reading = True
+
+    def pauseProducing(self) -> None:
+        self.stopReading()
+
+    def resumeProducing(self) -> None:
+        if self.connected and not self.disconnecting:
+            self.startReading()
+
+    def doRead(self) -> None:
+        assert self.decoder is not None
+        try:
+            data = self.sock.recv(64 * 1024)
+        except BlockingIOError:
+            return
+        if not data:
+            self.connected = False
+            return
+        self.read += len(data)
+        self.decoder.dataReceived(data)
+
+    def pump(self, sink: UploadSink, seconds: float = 5.0) -> None:
+        """Run the reactor until the body ends or fails."""
+        deadline = time.monotonic() + seconds
+        while sink.state is SinkState.RECEIVING and not self.ended:
+            assert time.monotonic() < deadline, "the body stalled"
+            if not self.reading:
+                continue
+            select.select([self.sock], [], [], 0.1)
+            self.doRead()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    client, server = socket.socketpair()
+    server.setblocking(False)
+    try:
+        yield client, server
+    finally:
+        client.close()
+        server.close()
+
+
+def body_sink(
+    channel: Channel,
+    target: BlobFile,
+    length: int,
+    max_size: int | None = None,
+) -> tuple[UploadSink, list[UploaddError], list[int]]:
+    """A sink for a body of ``length`` bytes arriving on ``channel``, read
+    directly once it streams."""
+    refused: list[UploaddError] = []
+    aborted: list[int] = []
+    sink = UploadSink(
+        target,
+        run_inline,
+        channel,
+        FlowLimits(1 << 20, 1 << 18, max_size),
+        on_reject=refused.append,
+        on_aborted=aborted.append,
+        read=run_inline,
+    )
+
+    def ended(rest: bytes) -> None:
+        channel.ended = True
+
+    channel.decoder = _IdentityTransferDecoder(length, sink.write, ended)
+    sink.read_directly(SocketSource(channel, channel.decoder))
+    return sink, refused, aborted
+
+
+def test_a_body_past_its_limit_writes_nothing_past_it(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """A body whose Content-Length is more than its plan takes (a chunk
+    larger than its span, an append larger than the upload's room) is
+    refused with 413 as it crosses the limit, and no byte past the limit
+    reaches the upload's file or is kept by the abort: it would overwrite
+    the bytes of another span or run past the upload's length."""
+    client, server = pair
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"")
+    target = BlobFile(path, fsync=False, offset=0, hashes=Hashes())
+    limit = 60_000
+    body = os.urandom(2 * 1024 * 1024)
+    channel = Channel(server)
+    sink, refused, aborted = body_sink(channel, target, len(body), max_size=limit)
+    # The first bytes came with the head; more wait in the socket.
+    assert channel.decoder is not None
+    channel.decoder.dataReceived(body[:1000])
+    client.sendall(body[1000:121_000])
+    channel.pump(sink)
+    assert [problem_of(p).status for p in refused] == [413]
+    assert sink.state is SinkState.FAILED
+    assert aborted and aborted[0] <= limit
+    assert path.stat().st_size <= limit
+
+
+def test_a_body_read_directly_is_stored_whole(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """The harness itself: a body arriving in bursts is read by the thread
+    jobs up to its tail, which the channel reads, and stored whole."""
+    client, server = pair
+    path = tmp_path / "new.bin"
+    body = os.urandom(3 * 1024 * 1024 + 5)
+    channel = Channel(server)
+    sink, refused, _ = body_sink(channel, BlobFile(path, fsync=False), len(body))
+    assert channel.decoder is not None
+    channel.decoder.dataReceived(body[:1000])
+    feeder = threading.Thread(target=client.sendall, args=(body[1000:],))
+    feeder.start()
+    channel.pump(sink)
+    feeder.join(5)
+    digest: list[Digest] = []
+    sink.complete().addCallback(digest.append)
+    assert refused == []
+    assert digest[0].sha256 == hashlib.sha256(body).hexdigest()
+    assert path.read_bytes() == body
+    assert "doRead" not in vars(channel)
+    assert channel.read <= 2 * 64 * 1024
