@@ -3,6 +3,7 @@ for Twisted's channel, with the thread jobs run inline."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import select
@@ -165,3 +166,34 @@ def test_a_body_read_directly_is_stored_whole(
     assert path.read_bytes() == body
     assert "doRead" not in vars(channel)
     assert channel.read <= 2 * 64 * 1024
+
+
+def test_no_descriptor_to_spare_leaves_the_body_to_the_channel(
+    tmp_path: Path,
+    pair: tuple[socket.socket, socket.socket],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process out of descriptors (EMFILE) cannot duplicate the socket:
+    the body is read by the channel as any other, not failed (nor the
+    connection dropped by an exception out of the channel's read)."""
+    client, server = pair
+    path = tmp_path / "new.bin"
+    body = os.urandom(1024 * 1024)
+    channel = Channel(server)
+    sink, refused, _ = body_sink(channel, BlobFile(path, fsync=False), len(body))
+
+    def no_room(fd: int) -> int:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(os, "dup", no_room)
+    assert channel.decoder is not None
+    channel.decoder.dataReceived(body[:1000])
+    feeder = threading.Thread(target=client.sendall, args=(body[1000:],))
+    feeder.start()
+    channel.pump(sink)
+    feeder.join(5)
+    digest: list[Digest] = []
+    sink.complete().addCallback(digest.append)
+    assert refused == []
+    assert digest[0].sha256 == hashlib.sha256(body).hexdigest()
+    assert "doRead" not in vars(channel)

@@ -303,8 +303,12 @@ class UploadSink(StreamedContent):
             # past it (into another span, past the upload's length) before
             # the reactor hears of them. The channel's chunks stop at it.
             return
+        try:
+            source.take(self._move)
+        except OSError as error:
+            log.warn("reading a body through the channel: {error}", error=error)
+            return
         self._source, self._direct = source, True
-        source.take(self._move)
         self._move()
 
     def _move(self) -> None:
