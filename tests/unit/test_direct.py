@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.web.http import _IdentityTransferDecoder
 
 from noded.threads import run_inline
@@ -197,3 +199,119 @@ def test_no_descriptor_to_spare_leaves_the_body_to_the_channel(
     assert refused == []
     assert digest[0].sha256 == hashlib.sha256(body).hexdigest()
     assert "doRead" not in vars(channel)
+
+
+class Jobs:
+    """A Runner holding each job until the test runs it."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Any, tuple[Any, ...], Deferred[Any]]] = []
+
+    def __call__(self, function: Any, /, *args: Any) -> Deferred[Any]:
+        done: Deferred[Any] = Deferred()
+        self.waiting.append((function, args, done))
+        return done
+
+    def run_one(self) -> None:
+        function, args, done = self.waiting.pop(0)
+        try:
+            value = function(*args)
+        except Exception:
+            done.errback()
+        else:
+            done.callback(value)
+
+
+def fd_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("how", ["abort", "reject"])
+def test_a_body_ended_while_a_job_reads_gives_the_socket_back_after_it(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket], how: str
+) -> None:
+    """A body aborted (the client went, a newer request cut it) or refused
+    (the server shuts down) while a thread job reads its socket: the
+    duplicate stays open until the job ends, then closes; the channel
+    reads again (a refusal drains the rest); the body settles."""
+    client, server = pair
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"")
+    jobs = Jobs()
+    channel = Channel(server)
+    aborted: list[int] = []
+    sink = UploadSink(
+        BlobFile(path, fsync=False, offset=0, hashes=Hashes()),
+        run_inline,
+        channel,
+        FlowLimits(1 << 20, 1 << 18, None),
+        on_aborted=aborted.append,
+        read=jobs,
+    )
+    channel.decoder = _IdentityTransferDecoder(4 << 20, sink.write, lambda r: None)
+    source = SocketSource(channel, channel.decoder)
+    sink.read_directly(source)
+    channel.decoder.dataReceived(b"x" * 1000)
+    client.sendall(b"y" * 100_000)
+    assert len(jobs.waiting) == 1
+    dup = source.descriptor()
+    assert dup is not None
+    settled: list[object] = []
+    sink.settled().addCallback(settled.append)
+    if how == "abort":
+        channel.connected = False
+        sink.abort()
+    else:
+        sink.abort()
+        channel.resumeProducing()
+    assert fd_open(dup)
+    assert not settled
+    jobs.run_one()
+    assert not fd_open(dup)
+    assert "doRead" not in vars(channel) and "resumeProducing" not in vars(channel)
+    assert channel.reading is (how == "reject")
+    assert settled
+    assert aborted == [path.stat().st_size]
+    assert jobs.waiting == []
+
+
+def test_a_job_failing_after_the_body_ended_still_lets_it_settle(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """A thread job that raises (not a read or write error it reports)
+    after the body was aborted: the body is still discarded and recorded,
+    so its settled() fires (the drain and the upload's next writer wait
+    on it)."""
+    _client, server = pair
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"")
+    jobs = Jobs()
+    channel = Channel(server)
+    aborted: list[int] = []
+    sink = UploadSink(
+        BlobFile(path, fsync=False, offset=0, hashes=Hashes()),
+        run_inline,
+        channel,
+        FlowLimits(1 << 20, 1 << 18, None),
+        on_aborted=aborted.append,
+        read=jobs,
+    )
+    channel.decoder = _IdentityTransferDecoder(4 << 20, sink.write, lambda r: None)
+    source = SocketSource(channel, channel.decoder)
+    sink.read_directly(source)
+    channel.decoder.dataReceived(b"x" * 1000)
+    dup = source.descriptor()
+    assert dup is not None and len(jobs.waiting) == 1
+    settled: list[object] = []
+    sink.settled().addCallback(settled.append)
+    channel.connected = False
+    sink.abort()
+    _, _, done = jobs.waiting.pop()
+    done.errback(RuntimeError("a bug in the job"))
+    assert not fd_open(dup)
+    assert settled
+    assert aborted == [1000]

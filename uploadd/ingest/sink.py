@@ -339,7 +339,12 @@ class UploadSink(StreamedContent):
         self._moving = False
         if isinstance(result, Failure):
             self._end_direct()
-            self._batch_failed(result)
+            if self.state is SinkState.FAILED:
+                # Ended meanwhile: it waited for this job to clean up.
+                log.failure("reading a body directly failed", result)
+                self._cleanup_when_idle()
+            else:
+                self._batch_failed(result)
             return
         source.consumed(result.count)
         self.received += result.count
