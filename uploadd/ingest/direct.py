@@ -1,4 +1,4 @@
-"""Direct reads: the middle of a plain body read from its socket on a writer thread.
+"""Direct reads: the middle of a plain body read from its socket on a thread.
 
 For a body with a ``Content-Length`` over plain TCP whose only work is sha256
 and the write, the reactor thread's share of the usual path (a fresh bytes
