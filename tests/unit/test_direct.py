@@ -23,7 +23,7 @@ from uploadd.api.problems import problem_of
 from uploadd.errors import UploaddError
 from uploadd.ingest.blob import BlobFile, Digest, Hashes
 from uploadd.ingest.direct import SocketSource
-from uploadd.ingest.sink import FlowLimits, SinkState, UploadSink
+from uploadd.ingest.sink import Checkpoints, FlowLimits, SinkState, UploadSink
 
 
 class Channel:
@@ -68,14 +68,17 @@ class Channel:
         self.read += len(data)
         self.decoder.dataReceived(data)
 
-    def pump(self, sink: UploadSink, seconds: float = 5.0) -> None:
-        """Run the reactor until the body ends or fails."""
+    def pump(self, sink: UploadSink, seconds: float = 5.0, idle: bool = False) -> None:
+        """Run the reactor until the body ends or fails (``idle``: or the
+        socket has nothing more for now)."""
         deadline = time.monotonic() + seconds
         while sink.state is SinkState.RECEIVING and not self.ended:
             assert time.monotonic() < deadline, "the body stalled"
             if not self.reading:
                 continue
-            select.select([self.sock], [], [], 0.1)
+            readable, _, _ = select.select([self.sock], [], [], 0.1)
+            if idle and not readable:
+                return
             self.doRead()
 
 
@@ -315,3 +318,61 @@ def test_a_job_failing_after_the_body_ended_still_lets_it_settle(
     assert not fd_open(dup)
     assert settled
     assert aborted == [1000]
+
+
+class Filling(BlobFile):
+    """A file on a disk that is full after ``room`` bytes."""
+
+    room = 0
+
+    def take(self, view: memoryview) -> None:
+        if self.written + len(view) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().take(view)
+
+
+def test_a_full_disk_during_a_direct_read_cuts_back_to_the_checkpoint(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """The disk fills while a thread job reads: 507, the file is cut back to
+    the last committed checkpoint, and the channel reads (and drops) the
+    rest so the client can read the answer."""
+    client, server = pair
+    path = tmp_path / "upload.bin"
+    path.write_bytes(b"")
+    target = Filling(path, fsync=False, offset=0, hashes=Hashes())
+    target.room = 150_000
+    channel = Channel(server)
+    refused: list[UploaddError] = []
+    aborted: list[int] = []
+    committed: list[int] = []
+
+    def commit(written: int) -> Deferred[None]:
+        committed.append(written)
+        done: Deferred[None] = Deferred()
+        done.callback(None)
+        return done
+
+    sink = UploadSink(
+        target,
+        run_inline,
+        channel,
+        FlowLimits(1 << 20, 1 << 18, None),
+        on_reject=refused.append,
+        on_aborted=aborted.append,
+        checkpoints=Checkpoints(50_000, commit),
+        read=run_inline,
+    )
+    channel.decoder = _IdentityTransferDecoder(4 << 20, sink.write, lambda r: None)
+    sink.read_directly(SocketSource(channel, channel.decoder))
+    channel.decoder.dataReceived(b"x" * 1000)
+    client.sendall(b"y" * 100_000)
+    channel.pump(sink, idle=True)
+    assert sink.state is SinkState.RECEIVING and committed == [101_000]
+    client.sendall(b"z" * 100_000)
+    channel.pump(sink)
+    assert [problem_of(p).status for p in refused] == [507]
+    assert committed == [101_000]
+    assert aborted == [101_000]
+    assert path.stat().st_size == 101_000
+    assert "doRead" not in vars(channel) and channel.reading
