@@ -4,6 +4,7 @@ queued bodies at once under a small budget."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -113,3 +114,59 @@ def test_many_bodies_at_once_share_a_small_budget(squeezed: Daemon) -> None:
         )
     health = squeezed.json("GET", "/health")
     assert (health["uploads_in_flight"], health["ingest_held_bytes"]) == (0, 0)
+
+
+def test_a_chunk_longer_than_its_range_leaves_the_other_chunks_alone(
+    daemon: Daemon,
+) -> None:
+    """A Content-Range chunk whose body is longer than its range is refused
+    (413) without writing past its range: the chunk already stored after it
+    keeps its bytes, and the upload completes to the right file."""
+    total, piece = 2 * MIB, MIB // 2
+    whole = b"".join(blocks(total, seed=11))
+
+    def put(path: str, first: int, body: bytes, last: int | None = None) -> str:
+        last = first + len(body) - 1 if last is None else last
+        status, _, answer = daemon.request(
+            "PUT",
+            path,
+            body,
+            **{
+                "Content-Range": f"bytes {first}-{last}/{total}",
+                "Content-Type": "application/octet-stream",
+            },
+        )
+        assert status in (200, 201), answer
+        return json.loads(answer)["id"]  # type: ignore[no-any-return]
+
+    # The third quarter first: out of order, so read directly.
+    upload = put("/storage/tmp-upload/", 2 * piece, whole[2 * piece : 3 * piece])
+    path = f"/storage/tmp-upload/{upload}/"
+    # The second quarter's range, with three quarters of body behind it:
+    # any byte past its range would land on the third quarter.
+    with socket.create_connection(("127.0.0.1", daemon.port)) as sock:
+        over = b"Z" * (3 * piece)
+        sock.sendall(
+            head(
+                daemon,
+                path,
+                Content_Range=f"bytes {piece}-{2 * piece - 1}/{total}",
+                Content_Type="application/octet-stream",
+                Content_Length=str(len(over)),
+            )
+        )
+
+        def send() -> None:
+            with contextlib.suppress(OSError):
+                sock.sendall(over)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        status, _ = read_response(sock)
+        sender.join(10)
+    assert status == 413
+    for first in (0, piece, 3 * piece):
+        put(path, first, whole[first : first + piece])
+    done = daemon.json("POST", path)
+    assert done["status"] == 2, done  # complete
+    assert (done["size"], done["sha256"]) == (total, hashlib.sha256(whole).hexdigest())

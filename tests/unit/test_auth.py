@@ -79,3 +79,23 @@ def test_bearer_and_jwt_schemes() -> None:
     assert bearer_token(b"JWT abc") == "abc"
     assert bearer_token(b"Basic abc") is None
     assert bearer_token(None) is None
+
+
+def test_a_remembered_token_expires_when_a_fresh_decode_says() -> None:
+    """A token verified once and presented again is refused exactly when
+    decoding it again would be: its expiry is whole seconds (``int(exp)``),
+    also for an ``exp`` with a fraction, which the decoder rounds down."""
+    import jwt
+
+    secret = b"k" * 32
+    clock = Clock()
+    claims = {"iss": "uploadd", "sub": "7", "scope": "read", "exp": 100.5}
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    remembering = TokenIssuer(secret, clock)
+    clock.advance(99)
+    assert remembering.verify(token).user_id == 7
+    clock.advance(1.2)
+    with pytest.raises(InvalidToken, match="expired"):
+        TokenIssuer(secret, clock).verify(token)
+    with pytest.raises(InvalidToken, match="expired"):
+        remembering.verify(token)

@@ -125,7 +125,10 @@ class TokenIssuer:
             raise InvalidToken(f"invalid token: {error}") from None
         # Expiry against the injected clock, not the wall clock, so tests and
         # the server agree on what "now" is.
-        if int(claims["exp"]) <= self._clock.seconds():
+        # Remembered as compared here: a verified token is refused again
+        # exactly when decoding it again would refuse it.
+        expires = int(claims["exp"])
+        if expires <= self._clock.seconds():
             raise InvalidToken("token expired")
         try:
             principal = Principal(
@@ -133,7 +136,7 @@ class TokenIssuer:
                 username=str(claims.get("name", "")),
                 scopes=check_scopes(str(claims["scope"]).split()),
             )
-            return principal, float(claims["exp"])
+            return principal, float(expires)
         except ValueError as error:
             raise InvalidToken(f"invalid token: {error}") from None
 

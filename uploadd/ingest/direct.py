@@ -1,4 +1,4 @@
-"""Direct reads: the middle of a plain body read from its socket on a writer thread.
+"""Direct reads: the middle of a plain body read from its socket on a thread.
 
 For a body with a ``Content-Length`` over plain TCP whose only work is sha256
 and the write, the reactor thread's share of the usual path (a fresh bytes
@@ -128,10 +128,11 @@ class SocketSource:
 
     def take(self, readable: Callable[[], None]) -> None:
         """Stop the channel reading; call ``readable`` when the socket is
-        (after :meth:`arm`)."""
+        (after :meth:`arm`). OSError (no descriptor to spare): nothing
+        changed, the channel reads on."""
         transport = self._transport
-        self._readable = readable
         self._fd = os.dup(transport.fileno())
+        self._readable = readable
         transport.stopReading()
         transport.doRead = self._ready
         transport.pauseProducing = self._pause

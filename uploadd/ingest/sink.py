@@ -297,8 +297,18 @@ class UploadSink(StreamedContent):
         self._source = None
         if len(self._lanes) > 1 or source.remaining() < THRESHOLD:
             return
+        limit = self._limits.max_size
+        if limit is not None and self.received + source.remaining() > limit:
+            # The body will pass its limit: a thread job would write bytes
+            # past it (into another span, past the upload's length) before
+            # the reactor hears of them. The channel's chunks stop at it.
+            return
+        try:
+            source.take(self._move)
+        except OSError as error:
+            log.warn("reading a body through the channel: {error}", error=error)
+            return
         self._source, self._direct = source, True
-        source.take(self._move)
         self._move()
 
     def _move(self) -> None:
@@ -329,7 +339,12 @@ class UploadSink(StreamedContent):
         self._moving = False
         if isinstance(result, Failure):
             self._end_direct()
-            self._batch_failed(result)
+            if self.state is SinkState.FAILED:
+                # Ended meanwhile: it waited for this job to clean up.
+                log.failure("reading a body directly failed", result)
+                self._cleanup_when_idle()
+            else:
+                self._batch_failed(result)
             return
         source.consumed(result.count)
         self.received += result.count
