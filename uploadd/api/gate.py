@@ -545,7 +545,8 @@ class IngestGate:
             sink.read_directly(source)
         if held is not None:
             request.release_continue()
-            if sink.state is SinkState.RECEIVING:
+            # Unless the replay already filled the sink (or the budget).
+            if sink.state is SinkState.RECEIVING and not sink.paused:
                 flow.resumeProducing()
         upload.ready.callback(plan)
 

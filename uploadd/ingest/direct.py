@@ -157,8 +157,11 @@ class SocketSource:
 
     @property
     def open(self) -> bool:
+        """Connected, and neither closing nor aborted (an abort closes the
+        socket only on the reactor's next turn)."""
         transport = self._transport
-        return bool(transport.connected and not transport.disconnecting)
+        aborted = getattr(transport, "_aborting", False)
+        return bool(transport.connected and not transport.disconnecting and not aborted)
 
     def give_back(self) -> None:
         """The channel reads again (unless paused meanwhile). No thread job

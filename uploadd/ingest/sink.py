@@ -208,6 +208,11 @@ class UploadSink(StreamedContent):
         no byte the channel holds is left behind)."""
         self._source = source
 
+    @property
+    def paused(self) -> bool:
+        """Reading is paused until the writes catch up (or the budget allows)."""
+        return self._paused
+
     def squeeze(self) -> None:
         """The memory budget is spent: stop reading until it is not."""
         self._squeezed = True
