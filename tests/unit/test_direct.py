@@ -233,16 +233,12 @@ def fd_open(fd: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("how", ["abort", "reject"])
-def test_a_body_ended_while_a_job_reads_gives_the_socket_back_after_it(
-    tmp_path: Path, pair: tuple[socket.socket, socket.socket], how: str
-) -> None:
-    """A body aborted (the client went, a newer request cut it) or refused
-    (the server shuts down) while a thread job reads its socket: the
-    duplicate stays open until the job ends, then closes; the channel
-    reads again (a refusal drains the rest); the body settles."""
-    client, server = pair
-    path = tmp_path / "upload.bin"
+def waiting_sink(
+    path: Path, server: socket.socket
+) -> tuple[UploadSink, Channel, SocketSource, Jobs, list[int]]:
+    """A body adding to the empty upload file ``path`` whose first 1000
+    bytes came through the channel: it reads directly, its thread jobs
+    waiting in ``Jobs`` for the test."""
     path.write_bytes(b"")
     jobs = Jobs()
     channel = Channel(server)
@@ -259,6 +255,20 @@ def test_a_body_ended_while_a_job_reads_gives_the_socket_back_after_it(
     source = SocketSource(channel, channel.decoder)
     sink.read_directly(source)
     channel.decoder.dataReceived(b"x" * 1000)
+    return sink, channel, source, jobs, aborted
+
+
+@pytest.mark.parametrize("how", ["abort", "reject"])
+def test_a_body_ended_while_a_job_reads_gives_the_socket_back_after_it(
+    tmp_path: Path, pair: tuple[socket.socket, socket.socket], how: str
+) -> None:
+    """A body aborted (the client went, a newer request cut it) or refused
+    (the server shuts down) while a thread job reads its socket: the
+    duplicate stays open until the job ends, then closes; the channel
+    reads again (a refusal drains the rest); the body settles."""
+    client, server = pair
+    path = tmp_path / "upload.bin"
+    sink, channel, source, jobs, aborted = waiting_sink(path, server)
     client.sendall(b"y" * 100_000)
     assert len(jobs.waiting) == 1
     dup = source.descriptor()
@@ -291,22 +301,7 @@ def test_a_job_failing_after_the_body_ended_still_lets_it_settle(
     on it)."""
     _client, server = pair
     path = tmp_path / "upload.bin"
-    path.write_bytes(b"")
-    jobs = Jobs()
-    channel = Channel(server)
-    aborted: list[int] = []
-    sink = UploadSink(
-        BlobFile(path, fsync=False, offset=0, hashes=Hashes()),
-        run_inline,
-        channel,
-        FlowLimits(1 << 20, 1 << 18, None),
-        on_aborted=aborted.append,
-        read=jobs,
-    )
-    channel.decoder = _IdentityTransferDecoder(4 << 20, sink.write, lambda r: None)
-    source = SocketSource(channel, channel.decoder)
-    sink.read_directly(source)
-    channel.decoder.dataReceived(b"x" * 1000)
+    sink, channel, source, jobs, aborted = waiting_sink(path, server)
     dup = source.descriptor()
     assert dup is not None and len(jobs.waiting) == 1
     settled: list[object] = []
