@@ -121,6 +121,22 @@ def body_sink(
     return sink, refused, aborted
 
 
+def deliver(
+    client: socket.socket, channel: Channel, sink: UploadSink, body: bytes
+) -> Digest:
+    """``body``'s first 1000 bytes through the channel, the rest sent by the
+    client meanwhile; the sink's digest once the body ended."""
+    assert channel.decoder is not None
+    channel.decoder.dataReceived(body[:1000])
+    feeder = threading.Thread(target=client.sendall, args=(body[1000:],))
+    feeder.start()
+    channel.pump(sink)
+    feeder.join(5)
+    digest: list[Digest] = []
+    sink.complete().addCallback(digest.append)
+    return digest[0]
+
+
 def test_a_body_past_its_limit_writes_nothing_past_it(
     tmp_path: Path, pair: tuple[socket.socket, socket.socket]
 ) -> None:
@@ -158,16 +174,10 @@ def test_a_body_read_directly_is_stored_whole(
     body = os.urandom(3 * 1024 * 1024 + 5)
     channel = Channel(server)
     sink, refused, _ = body_sink(channel, BlobFile(path, fsync=False), len(body))
-    assert channel.decoder is not None
-    channel.decoder.dataReceived(body[:1000])
-    feeder = threading.Thread(target=client.sendall, args=(body[1000:],))
-    feeder.start()
-    channel.pump(sink)
-    feeder.join(5)
-    digest: list[Digest] = []
-    sink.complete().addCallback(digest.append)
+    assert deliver(client, channel, sink, body).sha256 == (
+        hashlib.sha256(body).hexdigest()
+    )
     assert refused == []
-    assert digest[0].sha256 == hashlib.sha256(body).hexdigest()
     assert path.read_bytes() == body
     assert "doRead" not in vars(channel)
     assert channel.read <= 2 * 64 * 1024
@@ -191,16 +201,10 @@ def test_no_descriptor_to_spare_leaves_the_body_to_the_channel(
         raise OSError(errno.EMFILE, "Too many open files")
 
     monkeypatch.setattr(os, "dup", no_room)
-    assert channel.decoder is not None
-    channel.decoder.dataReceived(body[:1000])
-    feeder = threading.Thread(target=client.sendall, args=(body[1000:],))
-    feeder.start()
-    channel.pump(sink)
-    feeder.join(5)
-    digest: list[Digest] = []
-    sink.complete().addCallback(digest.append)
+    assert deliver(client, channel, sink, body).sha256 == (
+        hashlib.sha256(body).hexdigest()
+    )
     assert refused == []
-    assert digest[0].sha256 == hashlib.sha256(body).hexdigest()
     assert "doRead" not in vars(channel)
 
 
