@@ -92,11 +92,14 @@ def test_a_refused_body_is_drained_briefly_then_the_connection_closes(
     app: Harness,
 ) -> None:
     """After a refusal, body bytes already sent are dropped; the server hangs up
-    when they pass the linger budget or the linger time."""
+    when they pass the linger budget (a refused body of an S3 part's size is
+    drained whole) or the linger time."""
     wire = connect(app)
-    wire.send(head(None, Content_Length="10000000"))
+    wire.send(head(None, Content_Length=str(40 * 1024 * 1024)))
     assert not wire.transport.disconnecting
-    wire.send(b"x" * 2 * 1024 * 1024)
+    wire.send(b"x" * 6 * 1024 * 1024)
+    assert not wire.transport.disconnecting
+    wire.send(b"x" * 12 * 1024 * 1024)
     assert wire.transport.disconnecting
     quiet = connect(app)
     quiet.send(head(None, Content_Length="10"))

@@ -34,7 +34,11 @@ from uploadd.ingest.sink import FlowControl, StreamedContent
 
 log = Logger()
 
-LINGER_BYTES = 1024 * 1024
+#: Most clients send a whole body before they read the answer (urllib,
+#: fetch, an S3 SDK's part): one refused while up to this much is in flight
+#: is drained, so the client reads the refusal instead of a reset. An S3
+#: part is at least 5 MiB.
+LINGER_BYTES = 16 * 1024 * 1024
 LINGER_SECONDS = 2.0
 
 #: Larger socket reads for bodies: fewer trips through the reactor and the
