@@ -98,6 +98,16 @@ def _processes() -> dict[int, tuple[int, float]]:
     return found
 
 
+def costed(pid: int, run: Callable[[], float], size: int) -> tuple[float, float]:
+    """``run()``'s seconds, and the CPU-seconds per GiB of ``size`` that
+    server ``pid`` spent meanwhile (read once it had a moment to finish
+    recording what it answered)."""
+    before = cpu_seconds(pid)
+    seconds = run()
+    time.sleep(0.3)
+    return seconds, (cpu_seconds(pid) - before) * GIB / size
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU of a process and every descendant, those gone included: each
     process's own time plus its reaped children's (cutime, cstime), so a

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import time
 from pathlib import Path
 
 import attrs
@@ -29,7 +28,7 @@ from common import (
     MIB,
     add_uploadd_options,
     command_line,
-    cpu_seconds,
+    costed,
     machine,
     parse_size,
     peak_kib,
@@ -61,17 +60,14 @@ def measure(work: Path, settings: dict[str, str], size: int) -> Point:
     try:
         with running_uploadd(place, settings) as (port, pid, token):
             idle = peak_kib(pid)
-            before = cpu_seconds(pid)
-            seconds = upload(port, size, "/files/curve.bin", token)
-            # Let the server finish recording the file before reading its
-            # CPU time.
-            time.sleep(0.3)
-            cpu = cpu_seconds(pid) - before
+            seconds, cpu = costed(
+                pid, lambda: upload(port, size, "/files/curve.bin", token), size
+            )
             peak = peak_kib(pid)
             shutil.rmtree(place / "uploadd" / "files", ignore_errors=True)
     finally:
         shutil.rmtree(place, ignore_errors=True)
-    return Point(size, seconds, cpu * GIB / size, idle, peak)
+    return Point(size, seconds, cpu, idle, peak)
 
 
 def main() -> None:

@@ -32,10 +32,9 @@ from typing import TypeAlias
 
 import attrs
 from common import (
-    GIB,
     HERE,
     MIB,
-    cpu_seconds,
+    costed,
     machine,
     parse_size,
     peak_kib,
@@ -161,11 +160,9 @@ def rows() -> list[Row]:
 def measure(
     row: Row, port: int, pid: int, path: str, token: str | None, size: int
 ) -> None:
-    before = cpu_seconds(pid)
-    row.seconds.append(upload(port, size, path, token))
-    # Let the server finish recording the file before reading its CPU time.
-    time.sleep(0.3)
-    row.cpu.append((cpu_seconds(pid) - before) * GIB / size)
+    seconds, cpu = costed(pid, lambda: upload(port, size, path, token), size)
+    row.seconds.append(seconds)
+    row.cpu.append(cpu)
 
 
 def main() -> None:

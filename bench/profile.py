@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 
 from common import (
-    GIB,
     HERE,
     MIB,
-    cpu_seconds,
+    costed,
     machine,
     parse_size,
     running_uploadd,
@@ -95,10 +94,9 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )
             time.sleep(1)
-            before = cpu_seconds(pid)
-            seconds = upload(port, size, "/files/profiled.bin", token)
-            time.sleep(0.3)
-            spent = (cpu_seconds(pid) - before) * GIB / size
+            seconds, spent = costed(
+                pid, lambda: upload(port, size, "/files/profiled.bin", token), size
+            )
             perf.send_signal(signal.SIGINT)
             perf.wait()
         by_object = top(perf_report(data, "dso"))

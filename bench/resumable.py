@@ -39,12 +39,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from common import (
-    GIB,
     HERE,
     MIB,
     Body,
     Chunks,
-    cpu_seconds,
+    costed,
     in_rounds,
     machine,
     median_rates,
@@ -377,10 +376,8 @@ def with_cpu(
     """``run``, also putting its server's CPU-seconds per GiB ``into``."""
 
     def measured() -> float:
-        before = cpu_seconds(pid)
-        seconds = run()
-        time.sleep(0.2)  # the server's last bookkeeping after its answer
-        into.append((cpu_seconds(pid) - before) * GIB / size)
+        seconds, cpu = costed(pid, run, size)
+        into.append(cpu)
         return seconds
 
     return measured

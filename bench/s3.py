@@ -27,7 +27,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from common import (
     peak_kib,
     server,
     uploadd,
+    work_dir,
     write_section,
 )
 from resumable import single_upload, tus_upload
@@ -169,9 +169,7 @@ def main() -> None:
     size = parse_size(args.size)
     if not AWS.exists():
         raise SystemExit(f"{AWS} is missing: run `make setup` (Debian's awscli)")
-    work = Path(
-        tempfile.mkdtemp(prefix="uploadd-bench-", dir=os.environ.get("BENCH_DIR"))
-    )
+    work = work_dir()
     source = work / "source.bin"
     fstype = filesystem_of(work)
     times: dict[str, list[float]] = {}
