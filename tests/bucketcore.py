@@ -20,7 +20,7 @@ from noded.threads import run_inline
 from uploadd.auth.tokens import Principal
 from uploadd.buckets import Buckets, ObjectInfo, ObjectMeta
 from uploadd.buckets.multipart import Multipart
-from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.library import Library
 from uploadd.store.blobs import BlobStore
 from uploadd.store.buckets import PartRecord

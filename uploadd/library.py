@@ -22,7 +22,7 @@ from noded.threads import Runner
 from uploadd import errors
 from uploadd.auth.tokens import Principal
 from uploadd.events import topics
-from uploadd.ingest.sink import Digest
+from uploadd.ingest.blob import Digest
 from uploadd.metrics import Metrics
 from uploadd.renditions import PENDING, ProfilePolicy
 from uploadd.store.blobs import BlobStore

@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from noded.threads import run_inline
 from uploadd import errors
 from uploadd.auth.tokens import Principal
-from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.library import Library
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import UploadRecord

@@ -28,7 +28,8 @@ from uploadd.api.s3.sigv4 import (
     STREAMING_UNSIGNED_TRAILER,
     Verified,
 )
-from uploadd.ingest.sink import BlobFile, FlowLimits, UploadSink
+from uploadd.ingest.blob import BlobFile
+from uploadd.ingest.sink import FlowLimits, UploadSink
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SEED = "4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9"

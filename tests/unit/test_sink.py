@@ -16,15 +16,9 @@ from noded.threads import run_inline
 from tests.support import multipart
 from uploadd.api.problems import problem_of
 from uploadd.errors import UploaddError
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.ingest.multipart import MultipartSink, boundary_of
-from uploadd.ingest.sink import (
-    BlobFile,
-    Checkpoints,
-    Digest,
-    FlowLimits,
-    SinkState,
-    UploadSink,
-)
+from uploadd.ingest.sink import Checkpoints, FlowLimits, SinkState, UploadSink
 
 
 @attrs.define

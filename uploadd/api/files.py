@@ -35,8 +35,9 @@ from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
 from uploadd.errors import ChecksumMismatch
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.ingest.multipart import MultipartSink, boundary_of
-from uploadd.ingest.sink import BlobFile, Digest, UploadSink
+from uploadd.ingest.sink import UploadSink
 from uploadd.library import Library
 from uploadd.renditions import parse_requested
 from uploadd.shares import ShareLinks

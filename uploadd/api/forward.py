@@ -45,14 +45,8 @@ from zope.interface import implementer
 from noded.signing import signed_query
 from noded.threads import Runner
 from uploadd import errors
-from uploadd.ingest.sink import (
-    BlobFile,
-    Digest,
-    FlowControl,
-    FlowLimits,
-    StreamedContent,
-    UploadSink,
-)
+from uploadd.ingest.blob import BlobFile, Digest
+from uploadd.ingest.sink import FlowControl, FlowLimits, StreamedContent, UploadSink
 from uploadd.store.interface import IMetadataStore, UploadRecord
 
 log = Logger()

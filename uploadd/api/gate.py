@@ -34,14 +34,13 @@ from uploadd.api.problems import Problem, too_large
 from uploadd.api.root import RouteMatch, Router
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.errors import Elsewhere, UploaddError
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.ingest.budget import MemoryBudget
 from uploadd.ingest.direct import SocketSource
 from uploadd.ingest.multipart import MultipartSink
 from uploadd.ingest.progress import Progress, ProgressBoard, check_key
 from uploadd.ingest.sink import (
-    BlobFile,
     Checkpoints,
-    Digest,
     FlowControl,
     FlowLimits,
     SinkState,

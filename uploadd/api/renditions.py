@@ -39,7 +39,7 @@ from uploadd.api.http import (
 from uploadd.auth.tokens import Action, TokenIssuer
 from uploadd.cluster.locator import Locator
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import BlobFile
+from uploadd.ingest.blob import BlobFile
 from uploadd.library import Library, OutputSlot
 from uploadd.renditions import (
     FAILED,

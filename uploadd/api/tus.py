@@ -55,7 +55,7 @@ from uploadd.api.problems import Problem, bad_request
 from uploadd.api.rufh import PROTOCOL, DraftUploads, NotDraft, speaks
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import BlobFile
+from uploadd.ingest.blob import BlobFile
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, UploadRecord
 from uploadd.uploads import rules

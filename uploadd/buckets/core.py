@@ -26,7 +26,7 @@ from uploadd.buckets.rules import (
     filename_of,
 )
 from uploadd.errors import Conflict, Forbidden, Invalid, NotFound, Unavailable
-from uploadd.ingest.sink import Digest
+from uploadd.ingest.blob import Digest
 from uploadd.library import Library
 from uploadd.store.blobs import BlobStore
 from uploadd.store.buckets import BucketRecord, ObjectRecord

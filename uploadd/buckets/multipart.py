@@ -44,7 +44,7 @@ from uploadd.buckets.parts import (
 from uploadd.buckets.records import ObjectInfo, ObjectMeta, object_info
 from uploadd.buckets.rules import Reason, file_type, filename_of
 from uploadd.errors import Invalid, NotFound
-from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.store.buckets import BucketRecord, PartRecord
 from uploadd.store.interface import Conflict as StoreConflict
 from uploadd.store.interface import IMetadataStore, UploadRecord

@@ -15,7 +15,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from twisted.internet.defer import Deferred
 
 from uploadd import errors
-from uploadd.ingest.sink import Digest, StreamedContent, UploadSink
+from uploadd.ingest.blob import Digest
+from uploadd.ingest.sink import StreamedContent, UploadSink
 
 FIELD_LIMIT = 64 * 1024
 HEADER_LIMIT = 8 * 1024

@@ -10,7 +10,7 @@ process's :class:`~uploadd.ingest.budget.MemoryBudget` pauses the largest
 holders. Memory is bounded by ``high_water`` plus one socket read per body,
 and by the budget overall, whatever the bodies' sizes.
 
-A plain body over TCP with one lane is read by the writer threads themselves
+A plain body over TCP with one lane is read by reader threads from its socket
 once it streams (:mod:`uploadd.ingest.direct`): no queue, no copy per read.
 
 A body that adds to a resumable upload may checkpoint: every so many bytes
@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from noded.threads import Runner
 from uploadd import errors
-from uploadd.ingest.blob import BlobFile, Digest, Hashes
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.ingest.budget import MemoryBudget
 from uploadd.ingest.direct import (
     BATCH,
@@ -43,18 +43,6 @@ from uploadd.ingest.direct import (
     Stop,
     move,
 )
-
-__all__ = [
-    "BlobFile",
-    "Checkpoints",
-    "Digest",
-    "FlowControl",
-    "FlowLimits",
-    "Hashes",
-    "SinkState",
-    "StreamedContent",
-    "UploadSink",
-]
 
 log = Logger()
 

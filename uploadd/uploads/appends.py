@@ -22,7 +22,7 @@ from twisted.logger import Logger
 
 from uploadd.auth.tokens import Principal
 from uploadd.errors import ChecksumMismatch
-from uploadd.ingest.sink import BlobFile, Digest, Hashes
+from uploadd.ingest.blob import BlobFile, Digest, Hashes
 from uploadd.store.interface import UploadRecord
 from uploadd.uploads import rules
 from uploadd.uploads.checks import KEPT, BodyCheck, ReprCheck

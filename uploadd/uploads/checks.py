@@ -28,7 +28,7 @@ import attrs
 
 from noded.threads import Runner
 from uploadd.errors import ChecksumMismatch
-from uploadd.ingest.sink import Digest
+from uploadd.ingest.blob import Digest
 
 #: Hashes a whole file can be checked with (hashlib's names) and their sizes.
 WHOLE_ALGORITHMS = {"sha256": 32, "sha512": 64}

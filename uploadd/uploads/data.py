@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from uploadd.ingest.sink import Hashes
+from uploadd.ingest.blob import Hashes
 
 READ_SIZE = 1024 * 1024
 

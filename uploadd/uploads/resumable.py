@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from noded.threads import Runner
 from uploadd.auth.tokens import Principal
 from uploadd.errors import ChecksumMismatch, Elsewhere, Gone, NotFound
-from uploadd.ingest.sink import BlobFile, Digest, Hashes
+from uploadd.ingest.blob import BlobFile, Digest, Hashes
 from uploadd.library import Library
 from uploadd.metrics import Metrics
 from uploadd.renditions import parse_requested

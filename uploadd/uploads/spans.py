@@ -17,7 +17,7 @@ import attrs
 from twisted.logger import Logger
 
 from uploadd.auth.tokens import Principal
-from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.store.interface import UploadRecord
 from uploadd.uploads import rules
 from uploadd.uploads.ranges import covered_prefix

@@ -22,7 +22,8 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
 from noded.threads import Runner
-from uploadd.ingest.sink import BlobFile, Digest, FlowLimits, UploadSink
+from uploadd.ingest.blob import BlobFile, Digest
+from uploadd.ingest.sink import FlowLimits, UploadSink
 
 
 class JobOver(Exception):

@@ -50,7 +50,7 @@ from uploadd.api.rufh.versions import (
 )
 from uploadd.auth.tokens import Action, Principal, TokenIssuer
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord, UploadRecord
 from uploadd.uploads import rules

@@ -33,7 +33,7 @@ from uploadd.api.s3.sigv4 import Verified
 from uploadd.api.s3.xml import MAX_DOCUMENT
 from uploadd.auth.tokens import Principal
 from uploadd.buckets import ObjectMeta
-from uploadd.ingest.sink import BlobFile, Digest
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.store.blobs import BlobStore
 
 #: The headers an object keeps and is answered with (S3's).

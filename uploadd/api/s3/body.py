@@ -20,7 +20,8 @@ from twisted.internet.defer import Deferred
 from uploadd.api.s3.chunked import AwsChunked, Decoded
 from uploadd.api.s3.errors import S3Error
 from uploadd.api.s3.sigv4 import Verified
-from uploadd.ingest.sink import Digest, StreamedContent, UploadSink
+from uploadd.ingest.blob import Digest
+from uploadd.ingest.sink import StreamedContent, UploadSink
 
 
 @attrs.define(eq=False)

@@ -39,8 +39,9 @@ from uploadd.api.s3.xml import document, quoted
 from uploadd.auth.tokens import Principal
 from uploadd.buckets import Buckets, ObjectInfo
 from uploadd.deferreds import shield
+from uploadd.ingest.blob import BlobFile, Digest
 from uploadd.ingest.multipart import MultipartSink, boundary_of
-from uploadd.ingest.sink import BlobFile, Digest, StreamedContent, UploadSink
+from uploadd.ingest.sink import StreamedContent, UploadSink
 from uploadd.store.blobs import BlobStore
 
 

@@ -44,7 +44,7 @@ from uploadd.auth.tokens import Principal
 from uploadd.buckets import Multipart, PartBody
 from uploadd.buckets.multipart import MAX_LISTED
 from uploadd.deferreds import shield
-from uploadd.ingest.sink import Digest
+from uploadd.ingest.blob import Digest
 from uploadd.uploads.checks import BodyCheck
 
 

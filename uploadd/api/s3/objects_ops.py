@@ -39,7 +39,7 @@ from uploadd.auth.tokens import Principal
 from uploadd.buckets import Buckets, ObjectInfo, ObjectMeta, Reason
 from uploadd.deferreds import shield
 from uploadd.errors import UploaddError
-from uploadd.ingest.sink import Digest
+from uploadd.ingest.blob import Digest
 from uploadd.store.blobs import BlobStore
 
 

@@ -44,7 +44,7 @@ from uploadd.api.s3.errors import S3Error
 from uploadd.api.s3.xml import quoted
 from uploadd.buckets import ObjectInfo
 from uploadd.cluster.locator import Locator
-from uploadd.ingest.sink import Digest
+from uploadd.ingest.blob import Digest
 from uploadd.store.blobs import BlobStore
 from uploadd.store.interface import FileRecord
 
