@@ -15,6 +15,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.integration.s3daemon import Key, S3Daemon, running
+from tests.integration.wire import read_answer
 
 pytestmark = pytest.mark.integration
 
@@ -48,16 +49,6 @@ def wait_in_flight(s3: S3Daemon, count: int) -> None:
     assert s3.in_flight() == count
 
 
-def answer_of(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def leftovers(s3: S3Daemon) -> list[str]:
     root = s3.daemon.data_dir
     return sorted(
@@ -83,8 +74,8 @@ def test_a_put_into_a_bucket_deleted_while_its_body_streams_leaves_no_file(
         wait_in_flight(s3, 1)
         client.delete_bucket(Bucket=name)
         sock.sendall(body[1000:])
-        answer = answer_of(sock)
-    assert b" 404 " in answer.split(b"\r\n")[0], answer
+        answer = read_answer(sock, time.monotonic())
+    assert answer.status == 404, answer
     s3.settle()
     time.sleep(0.3)
     assert sorted(set(leftovers(s3)) - set(before)) == []
@@ -130,8 +121,8 @@ def test_an_upload_part_of_an_upload_aborted_while_it_streams_is_removed(
         wait_in_flight(s3, 1)
         client.abort_multipart_upload(Bucket=bucket, Key="ab.bin", UploadId=upload_id)
         sock.sendall(body[100_000:])
-        answer = answer_of(sock)
-    assert b" 404 " in answer.split(b"\r\n")[0], answer
+        answer = read_answer(sock, time.monotonic())
+    assert answer.status == 404, answer
     s3.settle()
     time.sleep(0.5)
     assert sorted(set(leftovers(s3)) - set(before)) == []
@@ -198,8 +189,8 @@ def test_a_malformed_completion_document_is_answered_and_leaves_nothing(
     path = f"/{bucket}/x.bin?uploadId={upload_id}"
     with socket.create_connection(("127.0.0.1", s3.port), timeout=10) as sock:
         sock.sendall(signed_head(s3, alice, "POST", path, body) + body)
-        answer = answer_of(sock)
-    assert b" 400 " in answer.split(b"\r\n")[0], answer
+        answer = read_answer(sock, time.monotonic())
+    assert answer.status == 400, answer
     s3.settle()
     time.sleep(0.3)
     assert sorted(set(leftovers(s3)) - set(before)) == []
